@@ -1,0 +1,118 @@
+"""Band selection/order per sensor and radiometric scaling into what a model expects.
+
+A model stores, per input channel, the mean and std (in [0, 1] units) of the images it was
+trained on.  A scene's bands are selected (1-based indices in the file, in the model's
+channel order) and scaled:
+
+* ``match`` (default): each band's valid-pixel mean/std in this scene (from a decimated
+  read) is mapped linearly onto the model's stored mean/std.  Works for uint8 imagery,
+  uint16 digital numbers and reflectance alike, at the price of making the scaling depend
+  on the scene's content.
+* ``dtype``: divide by the dtype's maximum (uint8 -> /255, uint16 -> /65535) or by
+  ``scale`` when given (e.g. 10000 for reflectance x 10000).
+
+Fill: a pixel whose selected bands all equal the scene's nodata value (or the configured
+``fill_value``) is fill.  Fill and padding pixels are set to the model's mean, i.e. zero
+after normalisation, and reported as ``fill_fraction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+
+# Presets: sensor file layout -> 1-based indices of (red, green, blue).
+PRESETS: dict[str, list[int]] = {
+    "rgb": [1, 2, 3],
+    "bgr": [3, 2, 1],
+    "naip": [1, 2, 3],  # NAIP: R, G, B, NIR
+    "landsat8-b234": [3, 2, 1],  # a 3-band file holding B2 (blue), B3 (green), B4 (red)
+    "sentinel2-eurosat": [4, 3, 2],  # EuroSAT MS file order B01..B12, B8A
+}
+
+
+def resolve_bands(bands, count: int, uri: str, needed: int, colorinterp=None) -> list[int]:
+    """The 1-based band indices to read for one scene, in the model's channel order."""
+    if bands is None or bands == "auto":
+        ci = [str(c).split(".")[-1] for c in (colorinterp or [])]
+        if all(k in ci for k in ("red", "green", "blue")) and needed == 3:
+            chosen = [ci.index("red") + 1, ci.index("green") + 1, ci.index("blue") + 1]
+        else:
+            chosen = list(range(1, needed + 1))
+    elif isinstance(bands, str):
+        if bands not in PRESETS:
+            raise ConfigError(f"Unknown band preset {bands!r}.", f"use one of {sorted(PRESETS)} or a list like [3, 2, 1].")
+        chosen = PRESETS[bands]
+    else:
+        chosen = [int(b) for b in bands]
+    if len(chosen) != needed:
+        raise ConfigError(
+            f"bands {chosen} selects {len(chosen)} band(s) but the model takes {needed}.",
+            f"give {needed} band indices (1-based), in the model's channel order.",
+        )
+    if count < max(chosen) or min(chosen) < 1:
+        raise InputError(
+            f"Scene {uri} has {count} band(s) but bands {chosen} (1-based) are needed"
+            f" for the model's {needed} channel(s).",
+            "give a scene with those bands, or set bands to indices that exist in this scene.",
+        )
+    return chosen
+
+
+@dataclass
+class Scaler:
+    """Per-scene linear mapping raw values -> model input in [0, 1]."""
+
+    gain: np.ndarray  # (C,)
+    offset: np.ndarray  # (C,)
+    fill_value: float | None
+    target_mean: np.ndarray  # (C,)
+
+    def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
+        """raw (N?, C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
+        x = raw.astype(np.float32) * self.gain[:, None, None] + self.offset[:, None, None]
+        np.clip(x, 0.0, 1.0, out=x)
+        valid = inside.copy()
+        if self.fill_value is not None:
+            valid &= ~np.all(raw == self.fill_value, axis=0)
+        n_inside = int(inside.sum())
+        fill_fraction = 1.0 - (int(valid.sum()) / n_inside) if n_inside else 1.0
+        if not valid.all():
+            x[:, ~valid] = self.target_mean[:, None]
+        return x, fill_fraction
+
+
+def dtype_max(dtype: str) -> float:
+    dt = np.dtype(dtype)
+    if dt.kind in "ui":
+        return float(np.iinfo(dt).max)
+    return 1.0
+
+
+def make_scaler(mode: str, sample: np.ndarray | None, dtype: str, fill_value: float | None,
+                target_mean, target_std, scale: float | None = None, uri: str = "") -> Scaler:
+    """Build the scaler for one scene. ``sample``: (C, h, w) decimated read of the selected bands."""
+    tm = np.asarray(target_mean, np.float32)
+    ts = np.asarray(target_std, np.float32)
+    if mode == "dtype":
+        div = float(scale) if scale else dtype_max(dtype)
+        return Scaler(np.full(len(tm), 1.0 / div, np.float32), np.zeros(len(tm), np.float32), fill_value, tm)
+    if mode != "match":
+        raise ConfigError(f"Unknown scaling {mode!r}.", "use 'match' or 'dtype'.")
+    assert sample is not None
+    valid = np.ones(sample.shape[1:], bool)
+    if fill_value is not None:
+        valid &= ~np.all(sample == fill_value, axis=0)
+    if valid.sum() < 16:
+        raise InputError(f"Scene {uri} has no valid pixels (all fill/nodata).",
+                         "check the scene, or the fill_value setting.")
+    vals = sample[:, valid].astype(np.float64)
+    mean = vals.mean(axis=1)
+    std = vals.std(axis=1)
+    std = np.where(std > 0, std, 1.0)
+    gain = (ts / std).astype(np.float32)
+    offset = (tm - mean * gain).astype(np.float32)
+    return Scaler(gain, offset, fill_value, tm)

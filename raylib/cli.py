@@ -1,0 +1,95 @@
+"""``landcover <verb>``: parse flags/YAML into the job's typed config and call one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import typing
+
+from . import config as cfglib
+from .errors import LandcoverError
+
+VERBS = {
+    "map": (cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map."),
+    "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
+}
+
+
+def _is_list(annotation) -> bool:
+    return typing.get_origin(annotation) is list or any(
+        typing.get_origin(a) is list for a in typing.get_args(annotation))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="landcover", description="Satellite imagery to land-cover maps, on Ray.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    for verb, (cls, help_) in VERBS.items():
+        sp = sub.add_parser(verb, help=help_, description=help_)
+        sp.add_argument("--config", help="YAML file with the fields below (flags override it)")
+        sp.add_argument("-v", "--verbose", action="store_true", help="log progress")
+        for name, field in cls.model_fields.items():
+            flag = "--" + name.replace("_", "-")
+            kwargs = {"dest": name, "default": None, "help": field.description}
+            if field.annotation is bool:
+                sp.add_argument(flag, action="store_const", const=True, **kwargs)
+            elif _is_list(field.annotation):
+                sp.add_argument(flag, nargs="+", **kwargs)
+            else:
+                sp.add_argument(flag, **kwargs)
+    return p
+
+
+def _coerce(cls, values: dict) -> dict:
+    """CLI strings -> values pydantic can validate ("3,2,1" -> [3, 2, 1], "none" -> None)."""
+    out = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        ann = cls.model_fields[k].annotation
+        if isinstance(v, list):
+            parts = [x for item in v for x in str(item).split(",") if x != ""]
+            if k == "bands" and len(parts) == 1 and not parts[0].isdigit():
+                v = parts[0]  # a preset name
+            else:
+                v = parts
+        elif isinstance(v, str) and v.lower() in ("none", "null") and type(None) in typing.get_args(ann):
+            v = None
+        out[k] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cls = VERBS[args.verb][0]
+    values = {k: getattr(args, k) for k in cls.model_fields}
+    try:
+        cfg = cfglib.load(cls, args.config, _coerce(cls, values))
+        if args.verb == "map":
+            from .mapping import run_map
+
+            summary = run_map(cfg, ["landcover", *argv])
+            counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+            print(f"mapped {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
+                  f"({counts}) with model {summary['model_id']}")
+            print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
+            for q in summary["quicklooks"]:
+                print(f"quick-look: {q}")
+        elif args.verb == "train-head":
+            from .training import train_head
+
+            manifest, scores = train_head(cfg, ["landcover", *argv])
+            print(f"model {manifest.id} written to {cfg.out}")
+            print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
+    except LandcoverError as exc:
+        print(f"landcover {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

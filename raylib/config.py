@@ -1,0 +1,125 @@
+"""One typed, validated config per job, from a YAML file and/or CLI flags.
+
+Unknown keys and bad values are rejected with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MapConfig(_Config):
+    """``landcover map`` / ``jobs/map.py``."""
+
+    scenes: list[str] = Field(min_length=1, description="scene URIs: local paths, s3://bucket/key, or a prefix/folder")
+    out: str = Field(description="output dataset folder (local or s3://)")
+    model: str | None = Field(None, description="model directory (default: the built-in EuroSAT model)")
+    tile_size: int | None = Field(None, gt=0, description="tile size in model-input pixels (default: the model's)")
+    stride: int | None = Field(None, gt=0, description="grid stride in pixels (default: tile_size)")
+    gsd: Union[float, Literal["native", "model"]] = Field(
+        "model", description="target ground sampling distance in metres; 'model' (default) or 'native'")
+    bands: Union[list[int], str, None] = Field(
+        None, description="1-based band indices in the model's channel order (e.g. [3,2,1]) or a preset")
+    fill_value: float | None = Field(None, description="fill value when the scene has no nodata tag (e.g. 0)")
+    scaling: Literal["match", "dtype"] = Field("match", description="radiometric scaling (see README)")
+    scale: float | None = Field(None, gt=0, description="divisor for scaling: dtype (default: dtype maximum)")
+    batch_size: int = Field(64, gt=0, le=4096, description="tiles per model batch")
+    read_batch_size: int = Field(64, gt=0, le=4096, description="tiles per read task batch")
+    actors: int | None = Field(None, gt=0, description="model actors (default: 1 per GPU, or 1 on CPU)")
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
+    read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
+    torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: actor_cpus)")
+    rows_per_part: int = Field(200_000, gt=0, description="rows per output Parquet part")
+    overwrite: bool = Field(False, description="replace an existing map at out")
+    quicklook: bool = Field(True, description="write a PNG class map per scene")
+    ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+
+    @field_validator("gsd")
+    @classmethod
+    def _gsd_positive(cls, v):
+        if isinstance(v, float) and v <= 0:
+            raise ValueError("must be > 0, 'model' or 'native'")
+        return v
+
+
+class TrainHeadConfig(_Config):
+    """``landcover train-head``: fit a logistic-regression head on an image-folder set."""
+
+    data: str = Field(description="image folder (<Class>/<file>), local or s3://")
+    out: str = Field(description="model directory to write (local or s3://)")
+    backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
+    input_size: int = Field(128, gt=0, description="backbone input size in pixels")
+    per_class: int | None = Field(300, gt=0, description="images per class to use (None: all)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="stratified hold-out share")
+    seed: int = Field(0, description="random seed for the subset and split")
+    tile_size: int = Field(64, gt=0, description="tile size the model expects (pixels)")
+    gsd: float | None = Field(10.0, gt=0, description="ground sampling distance of the training patches (m)")
+    C: float = Field(0.5, gt=0, description="inverse regularisation strength")
+    batch_size: int = Field(64, gt=0)
+    name: str = Field("eurosat-mobilenetv2-logreg", min_length=1)
+
+
+def _describe(cls: type[_Config]) -> str:
+    return ", ".join(cls.model_fields)
+
+
+def validate(cls: type[_Config], values: dict[str, Any], source: str = "config") -> _Config:
+    """Validate ``values`` into ``cls``; raise ``ConfigError`` naming every bad field."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(err["loc"][0]), list(cls.model_fields), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(f"unknown field '{field}'{hint}")
+            elif err["type"] == "missing":
+                problems.append(f"field '{field}' is required")
+            else:
+                problems.append(f"field '{field}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"Invalid {source}: " + "; ".join(problems) + ".",
+                          f"valid fields are: {_describe(cls)}.") from None
+
+
+def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] | None = None) -> _Config:
+    """Read a YAML config (optional), apply CLI overrides, validate."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    source = "config"
+    if path:
+        from . import storage
+
+        source = f"config {path}"
+        try:
+            text = storage.read_bytes(path).decode()
+        except Exception as exc:
+            raise ConfigError(f"Cannot read config file {path}: {exc}", "check the path.") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"Config file {path} is not valid YAML: {exc}", "fix the YAML syntax.") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {path} must be a mapping of field: value.", f"fields: {_describe(cls)}.")
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(cls, values, source)
+
+
+def dump(cfg: _Config, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))

@@ -1,0 +1,25 @@
+"""Errors a user can act on: each names the input that is wrong and the fix."""
+
+
+class LandcoverError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug.
+
+    The CLI prints these as one line and exits non-zero, without a traceback.
+    """
+
+    def __init__(self, what: str, fix: str | None = None):
+        self.what = what
+        self.fix = fix
+        super().__init__(f"{what}" + (f" Fix: {fix}" if fix else ""))
+
+
+class ConfigError(LandcoverError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class InputError(LandcoverError):
+    """An input (scene, model directory, data set) is missing or unusable."""
+
+
+class StorageError(LandcoverError):
+    """A storage location cannot be reached, read or written."""

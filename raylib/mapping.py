@@ -1,0 +1,369 @@
+"""The map job: scenes -> tile manifest -> Ray Data (windowed reads on CPU tasks ->
+model on an actor pool) -> GeoParquet parts + quick-looks.
+
+Output layout at ``out``::
+
+    part-00000.parquet ...   the map (GeoParquet 1.1), readable as one dataset
+    _quicklook/<scene>.png   class map beside an RGB thumbnail, per scene
+    _summary.json            counts per status, timing, settings
+    _landcover.json          run marker (written first; lets --overwrite know the folder is ours)
+    _SUCCESS                 written last: a map without it is incomplete
+
+Parts are written under ``_tmp/`` while the run goes and moved into place only when every
+tile is done, so a failed run never leaves something that reads as a complete map.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import bands as bandlib
+from . import outputs, reports, storage, tiling
+from .config import MapConfig
+from .errors import ConfigError, InputError, LandcoverError
+from .models import LandcoverModel, ModelManifest
+
+log = logging.getLogger(__name__)
+MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class ScenePlan:
+    info: tiling.SceneInfo
+    bands: list[int]
+    native_tile: tuple[int, int]
+    scaler: bandlib.Scaler
+    thumb: np.ndarray  # (3, h, w) decimated read of the selected bands, for the quick-look
+    thumb_valid: np.ndarray
+
+    def worker_spec(self, tile_size: int) -> dict:
+        """What a read task needs (small, serialisable; no pixels)."""
+        return {
+            "gdal_path": storage.parse(self.info.uri).gdal_path,
+            "bands": self.bands,
+            "native_tile": self.native_tile,
+            "tile_size": tile_size,
+            "gain": self.scaler.gain,
+            "offset": self.scaler.offset,
+            "fill_value": self.scaler.fill_value,
+            "target_mean": self.scaler.target_mean,
+        }
+
+
+def expand_scenes(uris: list[str]) -> list[str]:
+    """Scene URIs, with folders/prefixes expanded to every .tif/.tiff under them."""
+    out: list[str] = []
+    for uri in uris:
+        if storage.is_prefix(uri):
+            storage.check_bucket(uri)
+            found = storage.list_files(uri, storage.RASTER_SUFFIXES)
+            if not found:
+                raise InputError(f"No .tif/.tiff scenes under {uri}.", "check the prefix; scenes must end in .tif or .tiff.")
+            out.extend(found)
+        else:
+            storage.check_bucket(uri)
+            out.append(storage.parse(uri).uri)
+    seen: set[str] = set()
+    return [u for u in out if not (u in seen or seen.add(u))]
+
+
+def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+    import rasterio
+
+    info = tiling.open_scene(uri)
+    needed = len(manifest.bands["channels"])
+    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
+        chosen = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, ds.colorinterp)
+        sample = tiling.decimated_read(ds, chosen)
+    fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
+    scaler = bandlib.make_scaler(cfg.scaling, sample, info.dtype, fill, manifest.bands["mean"],
+                                 manifest.bands["std"], cfg.scale, uri)
+    valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
+    return ScenePlan(info, chosen, tiling.native_tile_size(info, grid), scaler, sample[:3], valid)
+
+
+def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
+    tile = cfg.tile_size or manifest.tile_size
+    stride = cfg.stride or tile
+    if cfg.gsd == "native":
+        gsd = None
+    elif cfg.gsd == "model":
+        gsd = manifest.gsd
+    else:
+        gsd = float(cfg.gsd)
+    return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
+
+
+def prepare_output(out: str, overwrite: bool) -> None:
+    """Refuse to clobber a finished map or a folder that is not ours; clear stale partial runs."""
+    storage.check_bucket(out)
+    if storage.exists(storage.join(out, SUCCESS)):
+        if not overwrite:
+            raise ConfigError(f"{out} already holds a finished map.", "pass --overwrite, or choose another --out.")
+    loc = storage.parse(out)
+    has_files = bool(storage.list_files(out)) if (loc.is_s3 or os.path.isdir(loc.key)) else False
+    if not has_files:
+        return
+    if not storage.exists(storage.join(out, MARKER)):
+        raise ConfigError(f"{out} is not empty and is not a landcover map; refusing to write into it.",
+                          "choose an empty or new --out.")
+    storage.delete_prefix(out if out.endswith("/") else out + "/")
+
+
+# --------------------------------------------------------------------------- Ray stages
+
+
+def read_tiles(batch: dict, specs: list[dict]) -> dict:
+    """CPU stage: windowed reads of one batch of tiles -> scaled float32 pixels."""
+    import rasterio
+
+    n = len(batch["scene_idx"])
+    first = specs[int(batch["scene_idx"][0])] if n else specs[0]
+    c, t = len(first["bands"]), first["tile_size"]
+    pixels = np.zeros((n, c, t, t), np.float32)
+    fill = np.ones(n, np.float32)
+    status = np.full(n, "ok", dtype=object)
+    error = np.full(n, "", dtype=object)
+    order = np.argsort(batch["scene_idx"], kind="stable")
+    with storage.rasterio_env():
+        i = 0
+        while i < n:
+            s = int(batch["scene_idx"][order[i]])
+            j = i
+            while j < n and int(batch["scene_idx"][order[j]]) == s:
+                j += 1
+            spec = specs[s]
+            scaler = bandlib.Scaler(spec["gain"], spec["offset"], spec["fill_value"], spec["target_mean"])
+            try:
+                ds = rasterio.open(spec["gdal_path"])
+            except Exception as exc:
+                for k in order[i:j]:
+                    status[k], error[k] = "error", f"read_error: {type(exc).__name__}: {exc}"
+                i = j
+                continue
+            with ds:
+                for k in order[i:j]:
+                    try:
+                        raw, inside = tiling.read_window(
+                            ds, int(batch["row_off"][k]), int(batch["col_off"][k]), int(batch["height"][k]),
+                            int(batch["width"][k]), tuple(spec["native_tile"]), t, spec["bands"])
+                        pixels[k], fill[k] = scaler.apply(raw, inside)
+                        if fill[k] >= 1.0:
+                            status[k], error[k] = "error", "all_nodata: the tile holds only fill/nodata pixels"
+                    except Exception as exc:  # one bad block must not lose the other tiles
+                        status[k], error[k] = "error", f"read_error: {type(exc).__name__}: {exc}"
+            i = j
+    return {"idx": batch["idx"], "pixels": pixels, "fill_fraction": fill, "status": status, "error": error}
+
+
+class Predictor:
+    """Actor: loads the model once, predicts class probabilities for batches of tiles."""
+
+    def __init__(self, model_ref, torch_threads: int, device: str = "auto"):
+        import torch
+
+        torch.set_num_threads(max(1, int(torch_threads)))
+        uri = _materialise_model(model_ref)
+        self.model = LandcoverModel.load(uri, device=device)
+        self.k = len(self.model.classes)
+
+    def __call__(self, batch: dict) -> dict:
+        n = len(batch["idx"])
+        probs = np.full((n, self.k), np.nan, np.float32)
+        ok = np.asarray(batch["status"]) == "ok"
+        if ok.any():
+            probs[ok] = self.model.predict_proba(batch["pixels"][ok])
+        return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
+                "status": batch["status"], "error": batch["error"]}
+
+
+def _pack_folder(folder: str) -> dict:
+    from pathlib import Path
+
+    root = Path(folder)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _materialise_model(model_ref) -> str:
+    """A model passed through the object store (local dirs) is unpacked into this node's cache."""
+    if isinstance(model_ref, str):
+        return model_ref
+    import hashlib
+    from pathlib import Path
+
+    from .backbones import cache_dir
+
+    import ray
+
+    files = ray.get(model_ref) if isinstance(model_ref, ray.ObjectRef) else model_ref
+    digest = hashlib.sha256(files["model.json"]).hexdigest()[:16]
+    dest = cache_dir() / "ray-models" / digest
+    if not (dest / "model.json").exists():
+        tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        if not dest.exists():
+            tmp.rename(dest)
+    return str(dest)
+
+
+def ensure_ray(address: str | None = None) -> None:
+    import ray
+
+    if not log.isEnabledFor(logging.INFO):  # quiet unless -v: progress goes to the summary line
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        for name in ("ray.data", "ray"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING,
+             log_to_driver=True, include_dashboard=False if address is None and not os.environ.get("RAY_ADDRESS") else None)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
+    """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out``."""
+    import pyarrow as pa
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    t0 = time.time()
+    if cfg.model:
+        model_uri = cfg.model
+    else:
+        from .training import default_model_dir
+
+        model_uri = default_model_dir()
+    manifest = LandcoverModel.read_manifest(model_uri)
+    grid = resolve_grid(cfg, manifest)
+    scenes = expand_scenes(cfg.scenes)
+
+    # Validate every input before anything is written: one clear message for all of them.
+    plans, problems = [], []
+    for uri in scenes:
+        try:
+            plans.append(plan_scene(uri, cfg, manifest, grid))
+        except LandcoverError as exc:
+            problems.append(exc)
+    if problems:
+        if len(problems) == 1:
+            raise problems[0]
+        raise InputError(f"{len(problems)} of {len(scenes)} scenes cannot be mapped: "
+                         + " | ".join(str(p) for p in problems), None)
+    prepare_output(cfg.out, cfg.overwrite)
+    storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
+        {"job": "map", "model_id": manifest.id, "scenes": scenes, "started": time.time()}).encode())
+
+    tables = [tiling.make_manifest(p.info, grid) for p in plans]
+    tile_manifest = pa.concat_tables(tables)
+    n_tiles = tile_manifest.num_rows
+    scene_idx = np.concatenate([np.full(t.num_rows, i, np.int32) for i, t in enumerate(tables)])
+    work = pa.table({
+        "idx": pa.array(np.arange(n_tiles, dtype=np.int64)),
+        "scene_idx": pa.array(scene_idx),
+        "row_off": tile_manifest["row_off"], "col_off": tile_manifest["col_off"],
+        "width": tile_manifest["width"], "height": tile_manifest["height"],
+    })
+    log.info("mapping %d scenes, %d tiles (grid %s)", len(plans), n_tiles, grid.key())
+
+    ensure_ray(cfg.ray_address)
+    n_blocks = max(1, math.ceil(n_tiles / (cfg.read_batch_size * 4)))
+    rows_per_block = math.ceil(n_tiles / n_blocks)
+    ds = ray.data.from_arrow([work.slice(i, rows_per_block) for i in range(0, n_tiles, rows_per_block)])
+    specs = [p.worker_spec(grid.tile_size) for p in plans]
+    ds = ds.map_batches(read_tiles, fn_kwargs={"specs": specs}, batch_size=cfg.read_batch_size,
+                        batch_format="numpy", num_cpus=cfg.read_cpus)
+    actors = cfg.actors or (max(1, int(ray.cluster_resources().get("GPU", 0) // cfg.num_gpus))
+                            if cfg.num_gpus else 1)
+    local_model = not storage.parse(model_uri).is_s3
+    model_ref = ray.put(_pack_folder(model_uri)) if local_model else model_uri
+    threads = cfg.torch_threads or max(1, round(cfg.actor_cpus))
+    ds = ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={"model_ref": model_ref, "torch_threads": threads},
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        batch_size=cfg.batch_size,
+        batch_format="numpy",
+        num_cpus=cfg.actor_cpus,
+        num_gpus=cfg.num_gpus or None,
+    )
+
+    k = len(manifest.classes)
+    done = np.zeros(n_tiles, bool)
+    probs_all = np.full((n_tiles, k), np.nan, np.float32)
+    fill_all = np.ones(n_tiles, np.float32)
+    status_all = np.full(n_tiles, "error", dtype=object)
+    error_all = np.full(n_tiles, "lost: no result came back", dtype=object)
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        idx = batch["idx"]
+        if done[idx].any():
+            raise RuntimeError("a tile came back twice from the pipeline")  # never silently duplicate
+        done[idx] = True
+        probs_all[idx] = batch["probs"]
+        fill_all[idx] = batch["fill_fraction"]
+        status_all[idx] = batch["status"]
+        error_all[idx] = batch["error"]
+    if not done.all():
+        raise RuntimeError(f"{int((~done).sum())} tiles never came back from the pipeline")
+
+    # Write parts (under _tmp/ first), then move them into place.
+    classes = manifest.classes
+    extra = {"grid": {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd},
+             "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
+    part_uris = []
+    for p, start in enumerate(range(0, n_tiles, cfg.rows_per_part)):
+        sl = slice(start, min(n_tiles, start + cfg.rows_per_part))
+        table = outputs.build_table(tile_manifest.slice(sl.start, sl.stop - sl.start), probs_all[sl],
+                                    status_all[sl], error_all[sl], fill_all[sl], classes, manifest.id)
+        tmp_uri = storage.join(cfg.out, "_tmp", f"part-{p:05d}.parquet")
+        outputs.write_part(table, tmp_uri, classes, manifest.id, extra)
+        part_uris.append(tmp_uri)
+    for tmp_uri in part_uris:
+        storage.move(tmp_uri, storage.join(cfg.out, storage.basename(tmp_uri)))
+
+    quicklooks = []
+    if cfg.quicklook:
+        label_idx = np.where(status_all == "ok", np.nan_to_num(probs_all, nan=-1).argmax(1), -1)
+        offset = 0
+        for i, (plan, table) in enumerate(zip(plans, tables)):
+            n = table.num_rows
+            rows, cols = tiling.grid_shape(plan.info, grid)
+            lab = np.full((rows, cols), -1, np.int32)
+            gr = table["grid_row"].to_numpy()
+            gc = table["grid_col"].to_numpy()
+            lab[gr, gc] = label_idx[offset : offset + n]
+            offset += n
+            thumb = reports.stretch(plan.thumb, plan.thumb_valid) if plan.thumb.shape[0] == 3 else None
+            png = reports.quicklook_png(f"{plan.info.uri}  |  model {manifest.id}", lab, classes, thumb,
+                                        (plan.info.height, plan.info.width), plan.native_tile)
+            stem = os.path.splitext(storage.basename(plan.info.uri))[0]
+            uri = storage.join(cfg.out, "_quicklook", f"{i:03d}-{stem}.png")
+            storage.write_bytes(uri, png)
+            quicklooks.append(uri)
+
+    counts = {s: int((status_all == s).sum()) for s in sorted(set(status_all.tolist()))}
+    seconds = time.time() - t0
+    summary = {
+        "out": cfg.out, "model": model_uri, "model_id": manifest.id, "scenes": len(plans), "tiles": n_tiles,
+        "counts": counts, "parts": len(part_uris), "quicklooks": quicklooks,
+        "grid": extra["grid"], "seconds": round(seconds, 2), "tiles_per_second": round(n_tiles / seconds, 2),
+        "config": cfg.model_dump(),
+    }
+    storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
+    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    return summary

@@ -1,0 +1,83 @@
+"""Pictures: quick-look PNG of a scene's class map beside its RGB thumbnail, with a legend."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+# Colours a remote-sensing reader expects for EuroSAT's classes; others cycle a palette.
+NAMED_COLOURS = {
+    "AnnualCrop": (230, 200, 60),
+    "Forest": (20, 110, 30),
+    "HerbaceousVegetation": (150, 190, 80),
+    "Highway": (130, 130, 130),
+    "Industrial": (150, 70, 170),
+    "Pasture": (120, 230, 120),
+    "PermanentCrop": (230, 140, 40),
+    "Residential": (220, 40, 40),
+    "River": (80, 170, 240),
+    "SeaLake": (20, 60, 170),
+}
+CYCLE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+         (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+NO_DATA = (0, 0, 0)
+
+
+def palette(classes: list[str]) -> list[tuple[int, int, int]]:
+    return [NAMED_COLOURS.get(c, CYCLE[i % len(CYCLE)]) for i, c in enumerate(classes)]
+
+
+def stretch(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(3, H, W) any dtype -> uint8 (H, W, 3) with a 2-98 % stretch per band."""
+    out = np.zeros(rgb.shape[1:] + (3,), np.uint8)
+    for b in range(3):
+        band = rgb[b].astype(np.float32)
+        vals = band[valid] if valid is not None and valid.any() else band.ravel()
+        lo, hi = np.percentile(vals, [2, 98]) if vals.size else (0, 1)
+        out[..., b] = np.clip((band - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    if valid is not None:
+        out[~valid] = 0
+    return out
+
+
+def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_thumb: np.ndarray | None,
+                  scene_hw: tuple[int, int], native_tile: tuple[int, int]) -> bytes:
+    """PNG: RGB thumbnail (left) and the per-tile class map (right) at the same scale, legend below.
+
+    ``label_grid``: (rows, cols) class index per tile, -1 for error/no-data tiles.
+    """
+    from PIL import Image, ImageDraw
+
+    pal = np.array(palette(classes) + [NO_DATA], np.uint8)
+    H, W = scene_hw
+    side = 512
+    f = side / max(H, W)
+    ph, pw = max(1, round(H * f)), max(1, round(W * f))
+    # class map: each tile paints its native footprint, clipped at the scene edge
+    th, tw = native_tile
+    full_rows = np.minimum((np.arange(ph) / f // th).astype(int), label_grid.shape[0] - 1)
+    full_cols = np.minimum((np.arange(pw) / f // tw).astype(int), label_grid.shape[1] - 1)
+    lab = label_grid[np.ix_(full_rows, full_cols)]
+    cmap = pal[np.where(lab < 0, len(classes), lab)]
+    panels = [Image.fromarray(cmap)]
+    if rgb_thumb is not None:
+        panels.insert(0, Image.fromarray(rgb_thumb).resize((pw, ph), Image.BILINEAR))
+    used = sorted({int(v) for v in np.unique(label_grid) if v >= 0})
+    legend_rows = (len(used) + 2) // 3 + 1
+    gap, head, leg = 8, 22, legend_rows * 18 + 8
+    img = Image.new("RGB", (len(panels) * pw + (len(panels) + 1) * gap, head + ph + gap + leg), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((gap, 5), title, fill=(0, 0, 0))
+    for i, p in enumerate(panels):
+        img.paste(p, (gap + i * (pw + gap), head))
+    y0 = head + ph + gap
+    for j, ci in enumerate(used + [-1]):
+        x = gap + (j % 3) * 180
+        y = y0 + (j // 3) * 18
+        colour = tuple(int(v) for v in (pal[ci] if ci >= 0 else NO_DATA))
+        draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
+        draw.text((x + 18, y), classes[ci] if ci >= 0 else "no data / error", fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,234 @@
+"""Scene -> tile grid -> windowed reads.
+
+A grid is defined by the model input ``tile_size`` (pixels), a ``stride`` (pixels, same
+units) and an optional target ground sampling distance ``gsd`` (metres/pixel).  With a
+``gsd`` the native window of one tile is ``round(tile_size * gsd / native_res)`` pixels
+and is resampled to ``tile_size`` on read; without one, windows are ``tile_size`` native
+pixels.  Windows are recorded in *native* pixels of the scene (integers), so
+``rasterio.windows.Window(col_off, row_off, width, height)`` reads exactly that tile.
+
+Edge tiles are kept: they are clipped to the scene (``width``/``height`` smaller than
+the nominal window, ``edge=True``) and zero-padded to ``tile_size`` on read, so with
+``stride == tile_size`` every scene pixel is covered exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import storage
+from .errors import InputError
+
+# --------------------------------------------------------------------------- grid spec
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    tile_size: int
+    stride: int
+    gsd: float | None = None  # None: native resolution
+
+    def __post_init__(self):
+        if self.tile_size <= 0 or self.stride <= 0:
+            raise InputError(f"tile_size and stride must be positive (got {self.tile_size}, {self.stride}).")
+        if self.stride > self.tile_size:
+            raise InputError(
+                f"stride {self.stride} is larger than tile_size {self.tile_size}: pixels would be skipped.",
+                "use a stride <= tile_size.",
+            )
+
+    def key(self) -> str:
+        return f"t{self.tile_size}s{self.stride}g{self.gsd if self.gsd else 'native'}"
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    uri: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: str  # "EPSG:xxxx" or WKT
+    transform: tuple[float, ...]  # affine a, b, c, d, e, f
+    res: tuple[float, float]
+    nodata: float | None
+    is_projected: bool
+
+
+def _explain_open_failure(uri: str, exc: Exception) -> InputError:
+    """Why a scene cannot be opened, with the fix."""
+    loc = storage.parse(uri)
+    if loc.is_s3:
+        if not storage.exists(uri):  # raises a clear StorageError when unreachable/denied
+            return InputError(f"Scene {uri} does not exist.", "check the key; list the prefix to see what is there.")
+    elif not __import__("os").path.exists(loc.key):
+        return InputError(f"Scene {uri} does not exist.", "check the path.")
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputError(
+        f"Scene {uri} is not a readable raster ({msg}).",
+        "give a GeoTIFF/COG; remove non-raster or damaged files from the input.",
+    )
+
+
+def open_scene(uri: str) -> SceneInfo:
+    """Open a scene's header (no pixels read) and describe it."""
+    import rasterio
+
+    loc = storage.parse(uri)
+    try:
+        with storage.rasterio_env(), rasterio.open(loc.gdal_path) as ds:
+            crs = ds.crs
+            if crs is None:
+                raise InputError(f"Scene {uri} has no CRS.", "georeference it (gdal_edit.py -a_srs) before mapping.")
+            epsg = crs.to_epsg()
+            return SceneInfo(
+                uri=loc.uri,
+                width=ds.width,
+                height=ds.height,
+                count=ds.count,
+                dtype=ds.dtypes[0],
+                crs=f"EPSG:{epsg}" if epsg else crs.to_wkt(),
+                transform=tuple(ds.transform)[:6],
+                res=(abs(ds.transform.a), abs(ds.transform.e)),
+                nodata=ds.nodata,
+                is_projected=bool(crs.is_projected),
+            )
+    except InputError:
+        raise
+    except Exception as exc:  # rasterio.errors.RasterioIOError and friends
+        raise _explain_open_failure(uri, exc) from None
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def native_tile_size(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
+    """Native pixels (rows, cols) that one tile spans."""
+    if grid.gsd is None:
+        return grid.tile_size, grid.tile_size
+    if not info.is_projected:
+        raise InputError(
+            f"Scene {info.uri} is in a geographic CRS ({info.crs}); a gsd in metres cannot be applied.",
+            "reproject the scene to a projected CRS (e.g. UTM), or set gsd: native.",
+        )
+    ry, rx = info.res[1], info.res[0]
+    return max(1, round(grid.tile_size * grid.gsd / ry)), max(1, round(grid.tile_size * grid.gsd / rx))
+
+
+def _offsets(length: int, tile: int, stride: int) -> list[int]:
+    """Window starts along one axis: stop after the first window reaching the end."""
+    offs, off = [], 0
+    while True:
+        offs.append(off)
+        if off + tile >= length:
+            return offs
+        off += stride
+
+
+def tile_id(scene: str, row_off: int, col_off: int, height: int, width: int, grid: GridSpec) -> str:
+    """Stable id: the same scene URI, window and grid give the same id on every run."""
+    s = f"{scene}|{row_off}|{col_off}|{height}|{width}|{grid.key()}"
+    return hashlib.sha1(s.encode()).hexdigest()[:20]
+
+
+def _polygon_wkb(xs, ys) -> bytes:
+    """WKB (little-endian) of a closed ring polygon."""
+    n = len(xs)
+    return struct.pack("<BIII", 1, 3, 1, n) + np.column_stack([xs, ys]).astype("<f8").tobytes()
+
+
+def make_manifest(info: SceneInfo, grid: GridSpec):
+    """The tile manifest of one scene as an Arrow table (one row per tile)."""
+    import pyarrow as pa
+    from rasterio.warp import transform as warp_transform
+
+    th, tw = native_tile_size(info, grid)
+    sh = max(1, round(th * grid.stride / grid.tile_size))
+    sw = max(1, round(tw * grid.stride / grid.tile_size))
+    rows = _offsets(info.height, th, sh)
+    cols = _offsets(info.width, tw, sw)
+    a, b, c, d, e, f = info.transform
+    recs = []
+    for gi, r in enumerate(rows):
+        h = min(th, info.height - r)
+        for gj, cc in enumerate(cols):
+            w = min(tw, info.width - cc)
+            recs.append((gi, gj, r, cc, h, w))
+    arr = np.array(recs, dtype=np.int64).reshape(-1, 6)
+    r0, c0, hh, ww = arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5]
+    # 4 corners (+ closing) per tile, in native CRS, then to lon/lat (OGC:CRS84 axis order)
+    pc = np.stack([c0, c0 + ww, c0 + ww, c0, c0], axis=1).astype(float)
+    pr = np.stack([r0, r0, r0 + hh, r0 + hh, r0], axis=1).astype(float)
+    x = a * pc + b * pr + c
+    y = d * pc + e * pr + f
+    lon, lat = warp_transform(info.crs, "EPSG:4326", x.ravel().tolist(), y.ravel().tolist())
+    lon = np.asarray(lon).reshape(x.shape)
+    lat = np.asarray(lat).reshape(x.shape)
+    geoms = [_polygon_wkb(lon[i], lat[i]) for i in range(len(arr))]
+    ids = [tile_id(info.uri, int(r), int(cc), int(h), int(w), grid) for (_, _, r, cc, h, w) in recs]
+    return pa.table(
+        {
+            "tile_id": pa.array(ids, pa.string()),
+            "scene": pa.array([info.uri] * len(arr), pa.string()),
+            "row_off": pa.array(r0, pa.int32()),
+            "col_off": pa.array(c0, pa.int32()),
+            "width": pa.array(ww, pa.int32()),
+            "height": pa.array(hh, pa.int32()),
+            "grid_row": pa.array(arr[:, 0], pa.int32()),
+            "grid_col": pa.array(arr[:, 1], pa.int32()),
+            "edge": pa.array((hh < th) | (ww < tw)),
+            "scene_crs": pa.array([info.crs] * len(arr), pa.string()),
+            "geometry": pa.array(geoms, pa.binary()),
+            "bbox": pa.StructArray.from_arrays(
+                [pa.array(lon.min(1)), pa.array(lat.min(1)), pa.array(lon.max(1)), pa.array(lat.max(1))],
+                names=["xmin", "ymin", "xmax", "ymax"],
+            ),
+        }
+    )
+
+
+def grid_shape(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
+    th, tw = native_tile_size(info, grid)
+    sh = max(1, round(th * grid.stride / grid.tile_size))
+    sw = max(1, round(tw * grid.stride / grid.tile_size))
+    return len(_offsets(info.height, th, sh)), len(_offsets(info.width, tw, sw))
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def read_window(ds, row_off: int, col_off: int, height: int, width: int, native_tile: tuple[int, int],
+                tile_size: int, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Read one tile, resampled to ``tile_size`` and zero-padded at scene edges.
+
+    Returns ``(pixels (C, T, T) in the file's dtype, inside (T, T) bool)`` where ``inside``
+    marks pixels that lie in the scene (False for padding).
+    """
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    th, tw = native_tile
+    oh = max(1, min(tile_size, round(height * tile_size / th)))
+    ow = max(1, min(tile_size, round(width * tile_size / tw)))
+    resampling = Resampling.bilinear if (th, tw) != (tile_size, tile_size) else Resampling.nearest
+    data = ds.read(bands, window=Window(col_off, row_off, width, height), out_shape=(len(bands), oh, ow),
+                   resampling=resampling)
+    out = np.zeros((len(bands), tile_size, tile_size), dtype=data.dtype)
+    out[:, :oh, :ow] = data
+    inside = np.zeros((tile_size, tile_size), dtype=bool)
+    inside[:oh, :ow] = True
+    return out, inside
+
+
+def decimated_read(ds, bands: list[int], max_side: int = 1024) -> np.ndarray:
+    """The whole scene at reduced resolution (uses overviews when present)."""
+    from rasterio.enums import Resampling
+
+    f = max(1, math.ceil(max(ds.width, ds.height) / max_side))
+    return ds.read(bands, out_shape=(len(bands), max(1, ds.height // f), max(1, ds.width // f)),
+                   resampling=Resampling.nearest)

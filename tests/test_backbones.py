@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from raylib import storage
+from raylib.backbones import Backbone, Preprocessor, default_backbone_dir, resolve_backbone
+from raylib.errors import InputError
+
+
+def test_converted_mobilenet_v2_recognises_a_real_photo():
+    """torchvision ImageNet weights -> HF folder: china.jpg must be 'palace' (698), p > 0.6."""
+    from sklearn.datasets import load_sample_image
+    from transformers import MobileNetV2ForImageClassification
+
+    folder = default_backbone_dir()
+    assert (folder / "model.safetensors").exists() and not list(folder.glob("*.bin"))
+    model = MobileNetV2ForImageClassification.from_pretrained(folder).eval()
+    pre = Preprocessor.from_folder(str(folder))
+    img = torch.from_numpy(load_sample_image("china.jpg").copy()).permute(2, 0, 1)[None].float() / 255
+    x = pre.photo(img)
+    assert tuple(x.shape) == (1, 3, 224, 224)
+    with torch.no_grad():
+        p = model(pixel_values=x).logits.softmax(-1)[0]
+    assert int(p.argmax()) == 698
+    assert float(p[698]) > 0.6
+
+
+def test_embed_shapes_and_pooling():
+    bb = Backbone.from_pretrained("default", device="cpu", input_size=64)
+    x = np.random.default_rng(0).random((5, 3, 48, 48), dtype=np.float32)
+    e = bb.embed(x)
+    assert e.shape == (5, 1280) and e.dtype == np.float32
+    bb.pooling = "mean"
+    np.testing.assert_allclose(bb.embed(x), e, rtol=1e-4, atol=1e-5)  # MobileNetV2's pooler is a spatial mean
+
+
+def test_backbone_from_s3_folder(bucket):
+    uri = "s3://data/backbones/mnv2/"
+    storage.upload_folder(default_backbone_dir(), uri)
+    local = resolve_backbone(uri)
+    assert "s3-backbones" in local
+    x = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)
+    a = Backbone.from_pretrained(uri, device="cpu", input_size=64).embed(x)
+    b = Backbone.from_pretrained("default", device="cpu", input_size=64).embed(x)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_missing_backbone_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_backbone(str(tmp_path / "nope") + "/")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no config.json"):
+        resolve_backbone(str(tmp_path / "empty"))

@@ -1,0 +1,56 @@
+import pytest
+
+from raylib import config
+from raylib.cli import _coerce
+from raylib.config import MapConfig
+from raylib.errors import ConfigError
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "map.yaml"
+    p.write_text("scenes: [a.tif]\nout: maps/x\ntile_size: 32\nbands: landsat8-b234\n")
+    cfg = config.load(MapConfig, str(p), {"tile_size": 64})
+    assert cfg.tile_size == 64 and cfg.bands == "landsat8-b234" and cfg.gsd == "model"
+
+
+def test_unknown_key_is_named_with_suggestion(tmp_path):
+    p = tmp_path / "map.yaml"
+    p.write_text("scenes: [a.tif]\nout: o\ntilesize: 32\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(MapConfig, str(p))
+    assert "unknown field 'tilesize'" in str(e.value) and "did you mean 'tile_size'" in str(e.value)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("tile_size", -1, "tile_size"),
+    ("gsd", -5.0, "gsd"),
+    ("scaling", "magic", "scaling"),
+    ("batch_size", "many", "batch_size"),
+])
+def test_bad_values_name_the_field(field, value, needle):
+    with pytest.raises(ConfigError) as e:
+        config.validate(MapConfig, {"scenes": ["a"], "out": "o", field: value})
+    assert f"'{needle}'" in str(e.value)
+
+
+def test_missing_required():
+    with pytest.raises(ConfigError, match="field 'out' is required"):
+        config.validate(MapConfig, {"scenes": ["a"]})
+
+
+def test_cli_coercion():
+    vals = _coerce(MapConfig, {"scenes": ["a.tif", "b.tif"], "bands": ["3,2,1"], "tile_size": "64",
+                               "gsd": "native", "model": "none"})
+    cfg = config.validate(MapConfig, {"out": "o", **vals})
+    assert cfg.bands == [3, 2, 1] and cfg.tile_size == 64 and cfg.gsd == "native" and cfg.model is None
+    assert _coerce(MapConfig, {"bands": ["naip"]})["bands"] == "naip"
+    assert config.validate(MapConfig, {"scenes": ["a"], "out": "o", "gsd": "10"}).gsd == 10.0
+
+
+def test_bad_yaml(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("scenes: [a\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(MapConfig, str(p))
+    with pytest.raises(ConfigError, match="Cannot read config"):
+        config.load(MapConfig, str(tmp_path / "missing.yaml"))

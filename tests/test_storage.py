@@ -1,0 +1,90 @@
+import os
+import socket
+
+import pytest
+import rasterio
+
+from raylib import storage
+from raylib.errors import InputError, StorageError
+
+from .conftest import NAIP, S3_SECRET
+
+
+def test_parse():
+    loc = storage.parse("s3://bucket/a/b.tif")
+    assert (loc.scheme, loc.bucket, loc.key, loc.gdal_path) == ("s3", "bucket", "a/b.tif", "/vsis3/bucket/a/b.tif")
+    assert storage.parse("rel/x.tif").key == os.path.abspath("rel/x.tif")
+    assert storage.parse("file:///tmp/x.tif").key == "/tmp/x.tif"
+    assert storage.join("s3://b/p/", "x", "y.png") == "s3://b/p/x/y.png"
+    with pytest.raises(InputError, match="Unsupported storage scheme"):
+        storage.parse("gs://bucket/x.tif")
+    with pytest.raises(InputError, match="no bucket"):
+        storage.parse("s3:///x.tif")
+
+
+def test_local_round_trip_is_atomic(tmp_path):
+    uri = str(tmp_path / "d" / "f.bin")
+    storage.write_bytes(uri, b"abc" * 1000)
+    assert storage.read_bytes(uri) == b"abc" * 1000
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["f.bin"]  # no temp files left
+    storage.move(uri, str(tmp_path / "e" / "g.bin"))
+    assert not storage.exists(uri) and storage.read_bytes(str(tmp_path / "e" / "g.bin")) == b"abc" * 1000
+
+
+def test_s3_round_trip_list_move_delete(bucket):
+    data = bytes(range(256)) * 100
+    storage.write_bytes("s3://maps/t/a.bin", data)
+    storage.write_bytes("s3://maps/t/sub/b.tif", b"x")
+    assert storage.read_bytes("s3://maps/t/a.bin") == data  # byte-exact
+    assert storage.list_files("s3://maps/t/") == ["s3://maps/t/a.bin", "s3://maps/t/sub/b.tif"]
+    assert storage.list_files("s3://maps/t", (".tif",)) == ["s3://maps/t/sub/b.tif"]
+    storage.move("s3://maps/t/a.bin", "s3://maps/t/c.bin")
+    assert not storage.exists("s3://maps/t/a.bin") and storage.read_bytes("s3://maps/t/c.bin") == data
+    assert storage.delete_prefix("s3://maps/t/") == 2
+    assert storage.list_files("s3://maps/t/") == []
+
+
+def test_rasterio_windowed_read_over_s3_matches_local(bucket):
+    uri = f"s3://data/scenes/{NAIP.name}"
+    win = rasterio.windows.Window(100, 200, 64, 64)
+    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
+        remote = ds.read(window=win)
+    with rasterio.open(NAIP) as ds:
+        local = ds.read(window=win)
+    assert (remote == local).all()
+
+
+def test_arrow_filesystem_reads_s3(bucket):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, path = storage.arrow_filesystem("s3://maps/arrow/x.parquet")
+    pq.write_table(pa.table({"a": [1, 2, 3]}), path, filesystem=fs)
+    assert pq.read_table(path, filesystem=fs)["a"].to_pylist() == [1, 2, 3]
+
+
+def test_missing_object_and_bucket_errors(bucket):
+    assert not storage.exists("s3://data/scenes/missing.tif")
+    with pytest.raises(StorageError, match="does not exist"):
+        storage.check_bucket("s3://no-such-bucket-xyz/scene.tif")
+    with pytest.raises(InputError, match="does not exist"):
+        storage.read_bytes("s3://data/missing.bin")
+
+
+def test_unreachable_endpoint_is_named_without_secrets(bucket, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(StorageError) as e:
+        storage.check_bucket("s3://data/x.tif")
+    msg = str(e.value)
+    assert f"127.0.0.1:{port}" in msg and "Fix:" in msg and S3_SECRET not in msg
+
+
+def test_gdal_options_follow_endpoint(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9999")
+    o = storage.gdal_options()
+    assert o["AWS_S3_ENDPOINT"] == "127.0.0.1:9999" and o["AWS_HTTPS"] == "NO" and o["AWS_VIRTUAL_HOSTING"] == "FALSE"
+    assert o["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR"
+    assert not any("SECRET" in k for k in o)
