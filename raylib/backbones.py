@@ -312,20 +312,6 @@ class Backbone:
         pre = Preprocessor.from_folder(folder) if Path(folder).exists() else _hub_preprocessor(folder)
         return cls(model, pre, ref=ref, device=device, input_size=input_size, pooling=pooling)
 
-    @property
-    def dim(self) -> int:
-        cfg = self.model.config
-        for name in ("hidden_size", "hidden_sizes"):
-            v = getattr(cfg, name, None)
-            if isinstance(v, int):
-                return v
-            if isinstance(v, (list, tuple)):
-                return int(v[-1])
-        import torch
-
-        with torch.inference_mode():
-            return int(self.embed(np.zeros((1, 3, 32, 32), np.float32)).shape[1])
-
     def _pool(self, out):
         import torch
 

@@ -7,7 +7,6 @@ of parameters, so loading a model directory never executes pickle.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +110,3 @@ def load_head(folder: str | Path, spec: dict):
                          f"supported: {sorted(HEADS)}; upgrade landcover-ray if it is newer.")
     return HEADS[kind].load(folder, spec)
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)

@@ -218,6 +218,15 @@ def _materialise_model(model_ref) -> str:
     return str(dest)
 
 
+def _raise_all(problems: list[LandcoverError], n_scenes: int) -> None:
+    """One error naming every bad input."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise InputError(f"{len(problems)} of {n_scenes} scenes cannot be mapped: "
+                         + " | ".join(str(p) for p in problems))
+
+
 def ensure_ray(address: str | None = None) -> None:
     import ray
 
@@ -229,8 +238,7 @@ def ensure_ray(address: str | None = None) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
     if ray.is_initialized():
         return
-    ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING,
-             log_to_driver=True, include_dashboard=False if address is None and not os.environ.get("RAY_ADDRESS") else None)
+    ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING)
 
 
 # --------------------------------------------------------------------------- the job
@@ -243,6 +251,17 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     from ray.data import ActorPoolStrategy
 
     t0 = time.time()
+    # Cheap checks first (scenes exist and are rasters, buckets reachable), before the
+    # default model may take a minute to build.
+    scenes = expand_scenes(cfg.scenes)
+    storage.check_bucket(cfg.out)
+    problems: list[LandcoverError] = []
+    for uri in scenes:
+        try:
+            tiling.open_scene(uri)
+        except LandcoverError as exc:
+            problems.append(exc)
+    _raise_all(problems, len(scenes))
     if cfg.model:
         model_uri = cfg.model
     else:
@@ -251,20 +270,15 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
         model_uri = default_model_dir()
     manifest = LandcoverModel.read_manifest(model_uri)
     grid = resolve_grid(cfg, manifest)
-    scenes = expand_scenes(cfg.scenes)
 
-    # Validate every input before anything is written: one clear message for all of them.
-    plans, problems = [], []
+    # Validate every input against the model before anything is written.
+    plans = []
     for uri in scenes:
         try:
             plans.append(plan_scene(uri, cfg, manifest, grid))
         except LandcoverError as exc:
             problems.append(exc)
-    if problems:
-        if len(problems) == 1:
-            raise problems[0]
-        raise InputError(f"{len(problems)} of {len(scenes)} scenes cannot be mapped: "
-                         + " | ".join(str(p) for p in problems), None)
+    _raise_all(problems, len(scenes))
     prepare_output(cfg.out, cfg.overwrite)
     storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
         {"job": "map", "model_id": manifest.id, "scenes": scenes, "started": time.time()}).encode())

@@ -185,7 +185,10 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
         manifest_json = manifest.to_json()
         # manifest last: a directory without model.json is visibly incomplete
         loc = storage.parse(out_uri)
-        if not loc.is_s3 and Path(loc.key).exists():
+        if not loc.is_s3 and Path(loc.key).exists() and any(Path(loc.key).iterdir()):
+            if not (Path(loc.key) / MANIFEST).exists():
+                raise InputError(f"{out_uri} is not empty and is not a model directory; refusing to overwrite it.",
+                                 "choose a new or empty --out.")
             shutil.rmtree(loc.key)
         storage.upload_folder(tmp, out_uri)
         storage.write_bytes(storage.join(out_uri, MANIFEST), manifest_json.encode())

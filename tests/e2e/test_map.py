@@ -147,3 +147,16 @@ def test_job_entry_point_with_yaml_and_default_model(ray_session, bucket, tmp_pa
     assert r.returncode == 0, r.stderr[-3000:]
     assert "mapped 48 tiles from 1 scene(s)" in r.stdout and "quick-look:" in r.stdout
     assert read_map(str(tmp_path / "job")).num_rows == 48
+
+
+def test_prefix_expands_to_every_tif(bucket):
+    from raylib.mapping import expand_scenes
+
+    storage.write_bytes("s3://data/mixed/readme.txt", b"not a scene")
+    storage.write_bytes("s3://data/mixed/a/x.TIF", b"")
+    storage.write_bytes("s3://data/mixed/y.tiff", b"")
+    assert expand_scenes(["s3://data/mixed/"]) == ["s3://data/mixed/a/x.TIF", "s3://data/mixed/y.tiff"]
+    assert expand_scenes(["s3://data/scenes/", S3_NAIP]) == sorted(
+        f"s3://data/scenes/{p.name}" for p in (LANDSAT, LANDSAT_B2, NAIP))
+    with pytest.raises(Exception, match="No .tif/.tiff scenes under"):
+        expand_scenes(["s3://data/empty-prefix/"])
