@@ -39,7 +39,7 @@ class MapConfig(_Config):
     actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
     read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
-    torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: actor_cpus)")
+    torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: node cores / actors, at most 8)")
     rows_per_part: int = Field(200_000, gt=0, description="rows per output Parquet part")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")

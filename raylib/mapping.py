@@ -169,10 +169,12 @@ def read_tiles(batch: dict, specs: list[dict]) -> dict:
 class Predictor:
     """Actor: loads the model once, predicts class probabilities for batches of tiles."""
 
-    def __init__(self, model_ref, torch_threads: int, device: str = "auto"):
+    def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto"):
         import torch
 
-        torch.set_num_threads(max(1, int(torch_threads)))
+        if not torch_threads:  # this node's cores shared by the pool (capped: more threads stop paying)
+            torch_threads = max(1, min(8, (os.cpu_count() or 1) // max(1, actors)))
+        torch.set_num_threads(int(torch_threads))
         uri = _materialise_model(model_ref)
         self.model = LandcoverModel.load(uri, device=device)
         self.k = len(self.model.classes)
@@ -306,10 +308,9 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
                             if cfg.num_gpus else 1)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = ray.put(_pack_folder(model_uri)) if local_model else model_uri
-    threads = cfg.torch_threads or max(1, round(cfg.actor_cpus))
     ds = ds.map_batches(
         Predictor,
-        fn_constructor_kwargs={"model_ref": model_ref, "torch_threads": threads},
+        fn_constructor_kwargs={"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors},
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
         batch_size=cfg.batch_size,
         batch_format="numpy",
