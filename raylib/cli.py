@@ -13,6 +13,8 @@ from .errors import LandcoverError
 
 VERBS = {
     "map": (cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map."),
+    "embed": (cfglib.EmbedConfig, "Embed a labelled patch set with a backbone into a Parquet table."),
+    "tune": (cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best."),
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
 }
 
@@ -54,6 +56,8 @@ def _coerce(cls, values: dict) -> dict:
                 v = parts[0]  # a preset name
             else:
                 v = parts
+        elif isinstance(v, str) and any(typing.get_origin(a) is dict for a in (ann, *typing.get_args(ann))):
+            v = dict(p.split(":", 1) for p in v.split(",") if p)  # "1:water,2:forest"
         elif isinstance(v, str) and v.lower() in ("none", "null") and type(None) in typing.get_args(ann):
             v = None
         out[k] = v
@@ -79,6 +83,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
             for q in summary["quicklooks"]:
                 print(f"quick-look: {q}")
+        elif args.verb == "embed":
+            from .embedding import run_embed
+
+            summary = run_embed(cfg, ["landcover", *argv])
+            print(f"embedded {summary['rows']} patches ({summary['train']} train, {summary['test']} test) "
+                  f"-> {summary['dim']}-d in {summary['seconds']} s")
+            print(f"embeddings: {summary['out']}")
+        elif args.verb == "tune":
+            from .tuning import run_tune
+
+            summary = run_tune(cfg, ["landcover", *argv])
+            print(f"{summary['trials']} trials ({', '.join(summary['families'])}) in {summary['seconds']} s; "
+                  f"best {summary['best_config']['family']}: validation balanced accuracy "
+                  f"{summary['best_trial_score']:.4f}, test {summary['test']['balanced_accuracy']:.4f}")
+            print(f"model: {summary['model']}  (landcover map --model {summary['model']} ...)")
         elif args.verb == "train-head":
             from .training import train_head
 

@@ -70,6 +70,54 @@ class TrainHeadConfig(_Config):
     name: str = Field("eurosat-mobilenetv2-logreg", min_length=1)
 
 
+class EmbedConfig(_Config):
+    """``landcover embed``: labelled patches -> Parquet embeddings (Ray Data actor pool)."""
+
+    data: str = Field(description="image folder <Class>/<file> (JPG/PNG/TIF), or an image raster with --labels")
+    out: str = Field(description="output folder for the embeddings Parquet (local or s3://)")
+    labels: str | None = Field(None, description="class raster co-registered with data: cut patches from it")
+    classes: dict[int, str] | None = Field(None, description="label raster value -> class name (default class_<v>)")
+    patch_size: int = Field(32, gt=0, description="patch size in pixels when cutting from a label raster")
+    threshold: float = Field(0.85, gt=0, le=1, description="keep a cut patch when one class covers this share")
+    backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
+    input_size: int = Field(128, gt=0, description="backbone input size in pixels")
+    bands: Union[list[int], str, None] = Field(None, description="1-based R,G,B bands of multi-band TIFs, or a preset")
+    scale: float | None = Field(None, gt=0, description="divisor to [0,1] for non-uint8 data (default 10000)")
+    split: Literal["stratified", "group"] = Field("stratified", description="how to split train/test")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of rows (or groups) in the test split")
+    seed: int = Field(0, description="random seed for the split")
+    batch_size: int = Field(64, gt=0, le=4096)
+    read_batch_size: int = Field(64, gt=0, le=4096)
+    actors: int | None = Field(None, gt=0)
+    actor_cpus: float = Field(1.0, gt=0)
+    read_cpus: float = Field(0.5, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+    torch_threads: int | None = Field(None, gt=0)
+    overwrite: bool = Field(False, description="replace existing embeddings at out")
+    ray_address: str | None = None
+
+
+class TuneConfig(_Config):
+    """``landcover tune``: Ray Tune sweep of heads on an embeddings table."""
+
+    embeddings: str = Field(description="embeddings folder written by landcover embed")
+    out: str = Field(description="output folder: trials.parquet, metrics.json, model/")
+    trials: int = Field(20, gt=0, description="number of trials")
+    families: list[str] | None = Field(None, description="head families (default: all)")
+    max_concurrent_trials: int | None = Field(None, gt=0, description="trials at once (default: as resources allow)")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs each trial asks for")
+    max_epochs: int = Field(50, gt=0, description="MLP epochs at most")
+    max_rounds: int = Field(200, gt=0, description="XGBoost rounds at most")
+    grace_period: int = Field(5, gt=0, description="ASHA: steps before a trial may be stopped")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="validation share carved from the train split")
+    seed: int = 0
+    name: str = Field("heads", min_length=1, description="experiment name")
+    storage_path: str | None = Field(None, description="Tune storage (default: <out>/_tune), local or s3://")
+    tile_size: int = Field(64, gt=0, description="tile size the exported model maps with")
+    gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the exported model maps at")
+    ray_address: str | None = None
+
+
 def _describe(cls: type[_Config]) -> str:
     return ", ".join(cls.model_fields)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import bands as bandlib
 from . import outputs, reports, storage, tiling
+from .actors import actor_stage, collect, ensure_ray, pool_size, set_torch_threads
 from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
 from .models import LandcoverModel, ModelManifest
@@ -170,11 +171,7 @@ class Predictor:
     """Actor: loads the model once, predicts class probabilities for batches of tiles."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto"):
-        import torch
-
-        if not torch_threads:  # this node's cores shared by the pool (capped: more threads stop paying)
-            torch_threads = max(1, min(8, (os.cpu_count() or 1) // max(1, actors)))
-        torch.set_num_threads(int(torch_threads))
+        set_torch_threads(torch_threads, actors)
         uri = _materialise_model(model_ref)
         self.model = LandcoverModel.load(uri, device=device)
         self.k = len(self.model.classes)
@@ -229,20 +226,6 @@ def _raise_all(problems: list[LandcoverError], n_scenes: int) -> None:
                          + " | ".join(str(p) for p in problems))
 
 
-def ensure_ray(address: str | None = None) -> None:
-    import ray
-
-    if not log.isEnabledFor(logging.INFO):  # quiet unless -v: progress goes to the summary line
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        for name in ("ray.data", "ray"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    if ray.is_initialized():
-        return
-    ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING)
-
-
 # --------------------------------------------------------------------------- the job
 
 
@@ -250,7 +233,6 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out``."""
     import pyarrow as pa
     import ray
-    from ray.data import ActorPoolStrategy
 
     t0 = time.time()
     # Cheap checks first (scenes exist and are rasters, buckets reachable), before the
@@ -304,37 +286,18 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     specs = [p.worker_spec(grid.tile_size) for p in plans]
     ds = ds.map_batches(read_tiles, fn_kwargs={"specs": specs}, batch_size=cfg.read_batch_size,
                         batch_format="numpy", num_cpus=cfg.read_cpus)
-    actors = cfg.actors or (max(1, int(ray.cluster_resources().get("GPU", 0) // cfg.num_gpus))
-                            if cfg.num_gpus else 1)
+    actors = pool_size(cfg.actors, cfg.num_gpus)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = ray.put(_pack_folder(model_uri)) if local_model else model_uri
-    ds = ds.map_batches(
-        Predictor,
-        fn_constructor_kwargs={"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors},
-        compute=ActorPoolStrategy(min_size=1, max_size=actors),
-        batch_size=cfg.batch_size,
-        batch_format="numpy",
-        num_cpus=cfg.actor_cpus,
-        num_gpus=cfg.num_gpus or None,
-    )
-
-    k = len(manifest.classes)
-    done = np.zeros(n_tiles, bool)
-    probs_all = np.full((n_tiles, k), np.nan, np.float32)
-    fill_all = np.ones(n_tiles, np.float32)
-    status_all = np.full(n_tiles, "error", dtype=object)
-    error_all = np.full(n_tiles, "lost: no result came back", dtype=object)
-    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-        idx = batch["idx"]
-        if done[idx].any():
-            raise RuntimeError("a tile came back twice from the pipeline")  # never silently duplicate
-        done[idx] = True
-        probs_all[idx] = batch["probs"]
-        fill_all[idx] = batch["fill_fraction"]
-        status_all[idx] = batch["status"]
-        error_all[idx] = batch["error"]
-    if not done.all():
-        raise RuntimeError(f"{int((~done).sum())} tiles never came back from the pipeline")
+    ds = actor_stage(ds, Predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors},
+                     actors=actors, batch_size=cfg.batch_size, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
+    res = collect(ds, n_tiles, {
+        "probs": ((len(manifest.classes),), np.float32, np.nan),
+        "fill_fraction": ((), np.float32, 1.0),
+        "status": ((), object, "error"),
+        "error": ((), object, ""),
+    })
+    probs_all, fill_all, status_all, error_all = res["probs"], res["fill_fraction"], res["status"], res["error"]
 
     # Write parts (under _tmp/ first), then move them into place.
     classes = manifest.classes

@@ -27,3 +27,38 @@ def test_binary_head():
     p = head.predict_proba(X)
     assert p.shape == (200, 2) and np.allclose(p.sum(1), 1)
     assert (head.predict(X) == y).mean() > 0.8
+
+
+import pytest  # noqa: E402
+
+from raylib.heads import HEADS  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["logistic_regression", "mlp", "knn", "xgboost"])
+def test_every_head_family_fits_and_round_trips_without_pickle(kind, tmp_path):
+    X, y = make_classification(n_samples=400, n_features=32, n_informative=12, n_classes=3,
+                               weights=[0.6, 0.3, 0.1], random_state=0)
+    params = {"xgboost": {"n_estimators": 30, "n_jobs": 1}, "mlp": {"max_iter": 100}}.get(kind, {})
+    head = HEADS[kind](**params).fit(X[:300], y[:300])
+    p = head.predict_proba(X[300:])
+    assert p.shape == (100, 3) and np.allclose(p.sum(1), 1, atol=1e-6)
+    assert (head.predict(X[300:]) == y[300:]).mean() > 0.6
+    spec = head.save(tmp_path)
+    assert not [f for f in tmp_path.iterdir() if f.suffix in (".pkl", ".joblib", ".pickle")]
+    loaded = HEADS[kind].load(tmp_path, spec)
+    np.testing.assert_allclose(loaded.predict_proba(X[300:]), p, atol=1e-6)
+    assert loaded.get_params() == head.get_params()
+
+
+def test_mlp_epochs_report_progress():
+    X, y = make_classification(n_samples=200, n_features=16, n_classes=2, random_state=0)
+    head = HEADS["mlp"](max_iter=5)
+    assert list(head.fit_epochs(X, y)) == [1, 2, 3, 4, 5]
+    assert head.predict_proba(X).shape == (200, 2)
+
+
+def test_knn_is_cosine():
+    X = np.array([[1.0, 0.0], [10.0, 0.5], [0.0, 1.0], [0.3, 9.0]])
+    y = np.array([0, 0, 1, 1])
+    head = HEADS["knn"](n_neighbors=1).fit(X, y)
+    assert head.predict(np.array([[100.0, 1.0], [0.01, 5.0]])).tolist() == [0, 1]

@@ -1,0 +1,85 @@
+"""Ray plumbing shared by the Ray Data jobs (map, embed): connecting to a cluster and
+sizing the model actor pool."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster; quiet unless -v."""
+    import ray
+
+    if not logging.getLogger("raylib").isEnabledFor(logging.INFO):
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        for name in ("ray.data", "ray"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING)
+
+
+def pool_size(actors: int | None, num_gpus: float) -> int:
+    """Actors in the pool: as asked, else one per GPU of the cluster (GPU jobs), else one."""
+    import ray
+
+    if actors:
+        return actors
+    if num_gpus:
+        return max(1, int(ray.cluster_resources().get("GPU", 0) // num_gpus))
+    return 1
+
+
+def set_torch_threads(torch_threads: int | None, actors: int) -> int:
+    """Torch threads for one actor: as asked, else this node's cores shared by the pool
+    (capped at 8: more threads stop paying for these models)."""
+    import torch
+
+    n = torch_threads or max(1, min(8, (os.cpu_count() or 1) // max(1, actors)))
+    torch.set_num_threads(int(n))
+    return int(n)
+
+
+def actor_stage(ds, cls, constructor_kwargs: dict, *, actors: int, batch_size: int, actor_cpus: float,
+                num_gpus: float):
+    """``ds.map_batches`` with a callable class on an autoscaling actor pool (1..actors)."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        cls,
+        fn_constructor_kwargs=constructor_kwargs,
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=actor_cpus,
+        num_gpus=num_gpus or None,
+    )
+
+
+def collect(ds, n: int, fields: dict[str, tuple]) -> dict:
+    """Gather a pipeline's numpy batches by their ``idx`` column into arrays of length ``n``.
+
+    ``fields``: name -> (trailing shape or None to take it from the first batch, dtype, fill).
+    Raises if a row comes back twice or never: no row is silently dropped or duplicated.
+    """
+    import numpy as np
+
+    done = np.zeros(n, bool)
+    out = {k: np.full((n, *shape), fill, dtype=dt) for k, (shape, dt, fill) in fields.items() if shape is not None}
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        idx = batch["idx"]
+        if done[idx].any():
+            raise RuntimeError("a row came back twice from the pipeline")
+        done[idx] = True
+        for k, (_, dt, fill) in fields.items():
+            if k not in out:
+                out[k] = np.full((n, *batch[k].shape[1:]), fill, dtype=dt)
+            out[k][idx] = batch[k]
+    if not done.all():
+        raise RuntimeError(f"{int((~done).sum())} rows never came back from the pipeline")
+    return out

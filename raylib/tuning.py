@@ -1,0 +1,212 @@
+"""Ray Tune sweeps of heads on frozen embeddings.
+
+One ``ray.tune.Tuner`` searches every head family at once (the family is a search
+dimension): Optuna proposes configurations, ASHA stops weak MLP (per epoch) and XGBoost
+(per boosting round) trials early, every trial declares its resources
+(``tune.with_resources``) and ``max_concurrent_trials`` bounds the width, so a sweep wider
+than the cluster makes an autoscaler add nodes.
+
+Scores are balanced accuracy on a validation split carved (stratified, seeded) from the
+stored train split; the stored test split is only touched by the final report. The best
+configuration is refit on the same rows with the same seed, so its validation score equals
+the best trial's, and exported as a model directory with the embeddings' backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from . import datasets, metrics, storage
+from .config import TuneConfig
+from .errors import ConfigError
+from .heads import HEADS
+
+log = logging.getLogger(__name__)
+FAMILIES = ("logistic_regression", "mlp", "knn", "xgboost")
+
+
+def search_space(families: list[str]) -> dict:
+    from ray import tune
+
+    return {
+        "family": tune.choice(list(families)),
+        "lr_C": tune.loguniform(1e-3, 10.0),
+        "mlp_hidden": tune.choice([128, 256, 512]),
+        "mlp_alpha": tune.loguniform(1e-6, 1e-2),
+        "mlp_learning_rate": tune.loguniform(1e-4, 1e-2),
+        "knn_k": tune.randint(3, 40),
+        "knn_weights": tune.choice(["uniform", "distance"]),
+        "xgb_max_depth": tune.randint(3, 9),
+        "xgb_learning_rate": tune.loguniform(0.02, 0.3),
+        "xgb_colsample": tune.uniform(0.2, 0.8),
+    }
+
+
+def default_points(families: list[str]) -> list[dict]:
+    base = {"lr_C": 0.5, "mlp_hidden": 256, "mlp_alpha": 1e-4, "mlp_learning_rate": 1e-3, "knn_k": 10,
+            "knn_weights": "distance", "xgb_max_depth": 6, "xgb_learning_rate": 0.1, "xgb_colsample": 0.5}
+    return [{"family": f, **base} for f in families]
+
+
+def make_head(config: dict, max_epochs: int, max_rounds: int, threads: int = 1):
+    """The head a trial's flat configuration describes."""
+    f = config["family"]
+    if f == "logistic_regression":
+        return HEADS[f](C=float(config["lr_C"]))
+    if f == "mlp":
+        return HEADS[f](hidden=int(config["mlp_hidden"]), alpha=float(config["mlp_alpha"]),
+                        learning_rate=float(config["mlp_learning_rate"]), max_iter=max_epochs)
+    if f == "knn":
+        return HEADS[f](n_neighbors=int(config["knn_k"]), weights=config["knn_weights"])
+    if f == "xgboost":
+        return HEADS[f](n_estimators=max_rounds, max_depth=int(config["xgb_max_depth"]),
+                        learning_rate=float(config["xgb_learning_rate"]),
+                        colsample_bytree=float(config["xgb_colsample"]), n_jobs=threads)
+    raise ConfigError(f"Unknown head family {f!r}.", f"use some of {list(FAMILIES)}.")
+
+
+def _score(head, X, y, classes) -> float:
+    return metrics.classification_metrics(y, head.predict(X), classes)["balanced_accuracy"]
+
+
+def fit_head(config: dict, data: dict, max_epochs: int, max_rounds: int, report=None, threads: int = 1):
+    """Fit the head of ``config`` on ``data['Xtr']``; call ``report(score, step)`` as it learns.
+
+    Used by the trials and by the final refit: same code, same seed, same score.
+    """
+    Xtr, ytr, Xva, yva, classes = data["Xtr"], data["ytr"], data["Xva"], data["yva"], data["classes"]
+    head = make_head(config, max_epochs, max_rounds, threads)
+    fam = config["family"]
+    score = None
+    if fam == "mlp":
+        best = -1.0
+        for epoch in head.fit_epochs(Xtr, ytr, classes=np.arange(len(classes))):
+            score = _score(head, Xva, yva, classes)
+            best = max(best, score)
+            if report:
+                report(score, epoch)
+    elif fam == "xgboost":
+        import xgboost as xgb
+
+        step = max(1, max_rounds // 10)
+
+        class _Report(xgb.callback.TrainingCallback):
+            def after_iteration(self, model, epoch, evals_log):
+                if report and (epoch + 1) % step == 0 and epoch + 1 < max_rounds:
+                    p = model.predict(xgb.DMatrix(np.asarray(Xva, np.float32)), iteration_range=(0, epoch + 1))
+                    report(metrics.classification_metrics(yva, head.classes_[p.argmax(1)], classes)
+                           ["balanced_accuracy"], epoch + 1)
+                return False
+
+        head.fit(Xtr, ytr, callbacks=[_Report()])
+        score = _score(head, Xva, yva, classes)
+        if report:
+            report(score, max_rounds)
+    else:
+        head.fit(Xtr, ytr)
+        score = _score(head, Xva, yva, classes)
+        if report:
+            report(score, 1)
+    return head, score
+
+
+def _trainable(config, data=None, max_epochs=50, max_rounds=200, threads=1):
+    from ray import tune
+
+    def report(score, step):
+        tune.report({"balanced_accuracy": float(score), "step": int(step)})
+
+    fit_head(config, data, max_epochs, max_rounds, report, threads)
+
+
+def prepare_data(X, y, split, classes, val_fraction: float, seed: int) -> dict:
+    train = split == "train"
+    Xt, yt = X[train], y[train]
+    val = datasets.stratified_split(yt, val_fraction, seed)
+    return {"Xtr": Xt[~val], "ytr": yt[~val], "Xva": Xt[val], "yva": yt[val],
+            "Xte": X[split == "test"], "yte": y[split == "test"], "classes": classes}
+
+
+def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
+    import pyarrow as pa
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from .actors import ensure_ray
+    from .embedding import read_embeddings
+    from .models import created_by, write_model_dir
+
+    t0 = time.time()
+    families = cfg.families or list(FAMILIES)
+    bad = [f for f in families if f not in FAMILIES]
+    if bad:
+        raise ConfigError(f"Unknown head families {bad}.", f"use some of {list(FAMILIES)}.")
+    X, y, split, classes, meta, _ = read_embeddings(cfg.embeddings)
+    data = prepare_data(X, y, split, classes, cfg.val_fraction, cfg.seed)
+    storage.check_bucket(cfg.out)
+    ensure_ray(cfg.ray_address)
+    max_t = max(cfg.max_epochs, cfg.max_rounds)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, data=data, max_epochs=cfg.max_epochs, max_rounds=cfg.max_rounds,
+                             threads=max(1, int(cfg.cpus_per_trial))),
+        {"cpu": cfg.cpus_per_trial})
+    space = search_space(families)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            # every family's defaults are tried first, so each family is measured at least once
+            search_alg=OptunaSearch(metric="balanced_accuracy", mode="max", seed=cfg.seed,
+                                    points_to_evaluate=default_points(families)),
+            scheduler=ASHAScheduler(time_attr="step", metric="balanced_accuracy", mode="max", max_t=max_t,
+                                    grace_period=cfg.grace_period, reduction_factor=3),
+            num_samples=cfg.trials,
+            max_concurrent_trials=cfg.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(name=cfg.name, storage_path=cfg.storage_path or storage.join(cfg.out, "_tune"),
+                                  verbose=0),
+    )
+    results = tuner.fit()
+    df = results.get_dataframe()
+    errors = [str(r.error) for r in results if r.error]
+    if len(errors) == len(df) or df.empty:
+        raise RuntimeError("every trial failed: " + "; ".join(errors[:3]))
+    best = results.get_best_result(metric="balanced_accuracy", mode="max", scope="last")
+    best_config = {k: best.config[k] for k in space}
+    head, val_score = fit_head(best_config, data, cfg.max_epochs, cfg.max_rounds,
+                               threads=max(1, int(cfg.cpus_per_trial)))
+    test_metrics = metrics.classification_metrics(data["yte"], head.predict(data["Xte"]), classes)
+    val_metrics = metrics.classification_metrics(data["yva"], head.predict(data["Xva"]), classes)
+    keep = [c for c in df.columns if c.startswith("config/") or c in (
+        "trial_id", "balanced_accuracy", "step", "training_iteration", "time_total_s")]
+    table = pa.Table.from_pandas(df[keep].rename(columns=lambda c: c.replace("config/", "")), preserve_index=False)
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes(storage.join(cfg.out, "trials.parquet"), buf.getvalue())
+    model_uri = storage.join(cfg.out, "model")
+    manifest = write_model_dir(
+        model_uri, name=f"{cfg.name}-{best_config['family']}", backbone_ref=meta["backbone"],
+        input_size=meta["input_size"], head=head, classes=classes, band_mean=meta["band_mean"],
+        band_std=meta["band_std"], tile_size=cfg.tile_size, gsd=cfg.gsd,
+        metrics={"validation": val_metrics, "test": test_metrics, "best_config": best_config,
+                 "best_trial_score": float(best.metrics["balanced_accuracy"]),
+                 "embeddings": cfg.embeddings},
+        created_by=created_by(argv))
+    summary = {
+        "out": cfg.out, "model": model_uri, "model_id": manifest.id, "trials": len(df),
+        "families": sorted(df["config/family"].unique().tolist()),
+        "best_config": best_config, "best_trial_score": float(best.metrics["balanced_accuracy"]),
+        "refit_validation_score": float(val_score), "test": test_metrics,
+        "seconds": round(time.time() - t0, 1),
+    }
+    storage.write_bytes(storage.join(cfg.out, "metrics.json"), json.dumps(summary, indent=2).encode())
+    return summary

@@ -1,0 +1,52 @@
+"""landcover tune: a short real sweep on the local Ray cluster, then the exported head maps a scene."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from raylib.config import EmbedConfig, MapConfig, TuneConfig
+from raylib.embedding import run_embed
+from raylib.mapping import run_map
+from raylib.outputs import read_map
+from raylib.tuning import FAMILIES, run_tune
+
+from ..conftest import EUROSAT, NAIP
+
+
+@pytest.fixture(scope="module")
+def small_embeddings(ray_session, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune-set")
+    for cls in ("Forest", "SeaLake", "Industrial", "AnnualCrop"):
+        (root / cls).mkdir()
+        for f in sorted((EUROSAT / cls).glob("*.jpg"))[:30]:
+            shutil.copy(f, root / cls / f.name)
+    out = str(root / "emb")
+    run_embed(EmbedConfig(data=str(root), out=out, input_size=64, batch_size=32))
+    return out
+
+
+def test_short_sweep_runs_every_family_and_refit_matches(small_embeddings, tmp_path):
+    out = str(tmp_path / "tune")
+    cfg = TuneConfig(embeddings=small_embeddings, out=out, trials=6, max_epochs=8, max_rounds=20,
+                     grace_period=2, cpus_per_trial=1)
+    s = run_tune(cfg)
+    assert s["trials"] == 6 and s["families"] == sorted(FAMILIES)  # each family ran
+    assert s["refit_validation_score"] == pytest.approx(s["best_trial_score"], abs=1e-12)
+    assert s["test"]["balanced_accuracy"] > 0.7  # 4 easy classes, 24 test patches
+    m = json.loads((tmp_path / "tune" / "model" / "model.json").read_text())
+    assert m["head"]["type"] == s["best_config"]["family"]
+    assert (tmp_path / "tune" / "trials.parquet").exists()
+
+
+def test_exported_head_maps_a_scene(small_embeddings, tmp_path, ray_session):
+    out = str(tmp_path / "tune")
+    s = run_tune(TuneConfig(embeddings=small_embeddings, out=out, trials=4, families=["knn", "xgboost"],
+                            max_rounds=10, grace_period=2))
+    summary = run_map(MapConfig(scenes=[str(NAIP)], model=s["model"], out=str(tmp_path / "map")))
+    t = read_map(str(tmp_path / "map"))
+    assert summary["tiles"] == 48 == t.num_rows and summary["counts"] == {"ok": 48}
+    assert set(t["label"].to_pylist()) <= {"AnnualCrop", "Forest", "Industrial", "SeaLake"}
+    p = np.array(t["probs"].to_pylist())
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
