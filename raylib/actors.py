@@ -83,3 +83,14 @@ def collect(ds, n: int, fields: dict[str, tuple]) -> dict:
     if not done.all():
         raise RuntimeError(f"{int((~done).sum())} rows never came back from the pipeline")
     return out
+
+
+def dataset_from_table(table, rows_per_block: int):
+    """A Ray Dataset of ``table`` in blocks of about ``rows_per_block`` rows (parallel reads)."""
+    import math
+
+    import ray
+
+    n = table.num_rows
+    per = math.ceil(n / max(1, math.ceil(n / rows_per_block)))
+    return ray.data.from_arrow([table.slice(i, per) for i in range(0, n, per)])

@@ -63,7 +63,6 @@ def _torchvision_mobilenet_v2_keymap() -> dict[str, str]:
 
 def convert_torchvision_mobilenet_v2(state_dict: dict, out_dir: str | os.PathLike):
     """Write a transformers MobileNetV2 classification folder from torchvision weights."""
-    import torch
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
     config = MobileNetV2Config(
@@ -313,8 +312,6 @@ class Backbone:
         return cls(model, pre, ref=ref, device=device, input_size=input_size, pooling=pooling)
 
     def _pool(self, out):
-        import torch
-
         pooled = getattr(out, "pooler_output", None)
         if self.pooling in ("auto", "pooler") and pooled is not None:
             return pooled.flatten(1)

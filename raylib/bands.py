@@ -34,8 +34,9 @@ PRESETS: dict[str, list[int]] = {
 }
 
 
-def resolve_bands(bands, count: int, uri: str, needed: int, colorinterp=None) -> list[int]:
-    """The 1-based band indices to read for one scene, in the model's channel order."""
+def band_indices(bands, needed: int, colorinterp=None) -> list[int]:
+    """1-based band indices (in the model's channel order) that ``bands`` names: a list, a
+    preset, or ``None``/``auto`` (colour-interpretation tags, else bands 1..needed)."""
     if bands is None or bands == "auto":
         ci = [str(c).split(".")[-1] for c in (colorinterp or [])]
         if all(k in ci for k in ("red", "green", "blue")) and needed == 3:
@@ -53,6 +54,12 @@ def resolve_bands(bands, count: int, uri: str, needed: int, colorinterp=None) ->
             f"bands {chosen} selects {len(chosen)} band(s) but the model takes {needed}.",
             f"give {needed} band indices (1-based), in the model's channel order.",
         )
+    return chosen
+
+
+def resolve_bands(bands, count: int, uri: str, needed: int, colorinterp=None) -> list[int]:
+    """The 1-based band indices to read for one scene of ``count`` bands."""
+    chosen = band_indices(bands, needed, colorinterp)
     if count < max(chosen) or min(chosen) < 1:
         raise InputError(
             f"Scene {uri} has {count} band(s) but bands {chosen} (1-based) are needed"

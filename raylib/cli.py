@@ -15,6 +15,7 @@ VERBS = {
     "map": (cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map."),
     "embed": (cfglib.EmbedConfig, "Embed a labelled patch set with a backbone into a Parquet table."),
     "tune": (cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best."),
+    "evaluate": (cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report."),
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
 }
 
@@ -98,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"best {summary['best_config']['family']}: validation balanced accuracy "
                   f"{summary['best_trial_score']:.4f}, test {summary['test']['balanced_accuracy']:.4f}")
             print(f"model: {summary['model']}  (landcover map --model {summary['model']} ...)")
+        elif args.verb == "evaluate":
+            from .evaluation import run_evaluate
+
+            res = run_evaluate(cfg, ["landcover", *argv])
+            m = res["metrics"]
+            print(f"{res['rows']} rows: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
+                  f"kappa {m['cohen_kappa']:.4f}")
+            print(f"report: {res['files']['report.md']}")
         elif args.verb == "train-head":
             from .training import train_head
 

@@ -106,15 +106,25 @@ class TuneConfig(_Config):
     families: list[str] | None = Field(None, description="head families (default: all)")
     max_concurrent_trials: int | None = Field(None, gt=0, description="trials at once (default: as resources allow)")
     cpus_per_trial: float = Field(1.0, gt=0, description="CPUs each trial asks for")
-    max_epochs: int = Field(50, gt=0, description="MLP epochs at most")
+    max_epochs: int = Field(50, gt=0, description="MLP epochs at most; also the ASHA budget in steps")
     max_rounds: int = Field(200, gt=0, description="XGBoost rounds at most")
-    grace_period: int = Field(5, gt=0, description="ASHA: steps before a trial may be stopped")
+    grace_period: int = Field(5, gt=0, description="ASHA: steps (MLP epochs, or the same share of XGBoost rounds) before a trial may be stopped")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="validation share carved from the train split")
     seed: int = 0
     name: str = Field("heads", min_length=1, description="experiment name")
     storage_path: str | None = Field(None, description="Tune storage (default: <out>/_tune), local or s3://")
     tile_size: int = Field(64, gt=0, description="tile size the exported model maps with")
     gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the exported model maps at")
+    ray_address: str | None = None
+
+
+class EvaluateConfig(_Config):
+    """``landcover evaluate``: a model directory on labelled data -> metrics.json + report."""
+
+    model: str = Field(description="model directory")
+    data: str = Field(description="embeddings folder (from landcover embed) or an image folder")
+    out: str = Field(description="report folder")
+    split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
     ray_address: str | None = None
 
 

@@ -21,14 +21,13 @@ import hashlib
 import io
 import json
 import logging
-import math
 import time
 
 import numpy as np
 
 from . import bands as bandlib
 from . import datasets, storage, tiling
-from .actors import actor_stage, collect, ensure_ray, pool_size, set_torch_threads
+from .actors import actor_stage, collect, dataset_from_table, ensure_ray, pool_size, set_torch_threads
 from .config import EmbedConfig
 from .errors import ConfigError, InputError
 
@@ -200,14 +199,13 @@ def _prepare_output(out: str, overwrite: bool) -> None:
 def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import ray
 
     t0 = time.time()
-    bands = None
     if cfg.labels:
         bands = bandlib.resolve_bands(cfg.bands, tiling.open_scene(cfg.data).count, cfg.data, 3)
         recs, classes = label_raster_records(cfg, bands)
-    else:
+    else:  # band counts of multi-band files are checked as each file is read
+        bands = None if cfg.bands is None else bandlib.band_indices(cfg.bands, 3)
         recs, classes = folder_records(cfg)
     if len(classes) < 2:
         if cfg.labels:
@@ -216,8 +214,6 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
                              "use a smaller patch_size, a lower threshold, or another scene.")
         raise InputError(f"{cfg.data} has {len(classes)} class(es); at least 2 are needed.",
                          "lay the set out as <Class>/<image> with one folder per class.")
-    if cfg.bands is not None and not cfg.labels:  # per-file band counts are checked as files are read
-        bands = bandlib.resolve_bands(cfg.bands, 10**6, cfg.data, 3)
     test = assign_split(recs, cfg)
     _prepare_output(cfg.out, cfg.overwrite)
     n = len(recs)
@@ -228,9 +224,7 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
         "col_off": pa.array([r["col_off"] for r in recs], pa.int32()),
     })
     ensure_ray(cfg.ray_address)
-    n_blocks = max(1, math.ceil(n / (cfg.read_batch_size * 4)))
-    per = math.ceil(n / n_blocks)
-    ds = ray.data.from_arrow([work.slice(i, per) for i in range(0, n, per)])
+    ds = dataset_from_table(work, cfg.read_batch_size * 4)
     spec = {"image": cfg.data if cfg.labels else None, "patch_size": cfg.patch_size, "bands": bands,
             "scale": cfg.scale, "input_size": cfg.input_size}
     ds = ds.map_batches(read_patches, fn_kwargs={"spec": spec}, batch_size=cfg.read_batch_size,

@@ -272,10 +272,10 @@ class XGBHead(ClassifierMixin, BaseEstimator):
 
     kind = "xgboost"
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.1,
-                 subsample: float = 0.8, colsample_bytree: float = 0.5, min_child_weight: float = 1.0,
-                 reg_lambda: float = 1.0, class_weight: str | None = "balanced", n_jobs: int | None = None,
-                 random_state: int = 0):
+    def __init__(self, n_estimators: int = 200, max_depth: int = 5, learning_rate: float = 0.15,
+                 subsample: float = 0.8, colsample_bytree: float = 0.3, min_child_weight: float = 1.0,
+                 reg_lambda: float = 1.0, max_bin: int = 64, class_weight: str | None = "balanced",
+                 n_jobs: int | None = None, random_state: int = 0):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -283,6 +283,7 @@ class XGBHead(ClassifierMixin, BaseEstimator):
         self.colsample_bytree = colsample_bytree
         self.min_child_weight = min_child_weight
         self.reg_lambda = reg_lambda
+        self.max_bin = max_bin
         self.class_weight = class_weight
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -292,7 +293,8 @@ class XGBHead(ClassifierMixin, BaseEstimator):
 
         kw = dict(n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
                   subsample=self.subsample, colsample_bytree=self.colsample_bytree,
-                  min_child_weight=self.min_child_weight, reg_lambda=self.reg_lambda, tree_method="hist",
+                  min_child_weight=self.min_child_weight, reg_lambda=self.reg_lambda, max_bin=self.max_bin,
+                  tree_method="hist",
                   n_jobs=self.n_jobs, random_state=self.random_state)
         kw.update(over)
         return xgb.XGBClassifier(**kw)

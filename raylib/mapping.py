@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 
 from . import bands as bandlib
 from . import outputs, reports, storage, tiling
-from .actors import actor_stage, collect, ensure_ray, pool_size, set_torch_threads
+from .actors import actor_stage, collect, dataset_from_table, ensure_ray, pool_size, set_torch_threads
 from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
 from .models import LandcoverModel, ModelManifest
@@ -198,7 +197,6 @@ def _materialise_model(model_ref) -> str:
     if isinstance(model_ref, str):
         return model_ref
     import hashlib
-    from pathlib import Path
 
     from .backbones import cache_dir
 
@@ -280,9 +278,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     log.info("mapping %d scenes, %d tiles (grid %s)", len(plans), n_tiles, grid.key())
 
     ensure_ray(cfg.ray_address)
-    n_blocks = max(1, math.ceil(n_tiles / (cfg.read_batch_size * 4)))
-    rows_per_block = math.ceil(n_tiles / n_blocks)
-    ds = ray.data.from_arrow([work.slice(i, rows_per_block) for i in range(0, n_tiles, rows_per_block)])
+    ds = dataset_from_table(work, cfg.read_batch_size * 4)
     specs = [p.worker_spec(grid.tile_size) for p in plans]
     ds = ds.map_batches(read_tiles, fn_kwargs={"specs": specs}, batch_size=cfg.read_batch_size,
                         batch_format="numpy", num_cpus=cfg.read_cpus)

@@ -81,3 +81,78 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _font_text(draw, xy, text, fill=(0, 0, 0)):
+    draw.text(xy, text, fill=fill)
+
+
+def confusion_png(cm: np.ndarray, classes: list[str], title: str = "") -> bytes:
+    """Confusion matrix (rows: true, columns: predicted), cells shaded by row share, counts written."""
+    from PIL import Image, ImageDraw
+
+    k = len(classes)
+    cell, left, top = 44, 150, 40 + 110
+    img = Image.new("RGB", (left + k * cell + 20, top + k * cell + 40), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.text((10, 8), title or "confusion matrix (rows: true, columns: predicted)", fill=(0, 0, 0))
+    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
+    share = cm / rows
+    for j, c in enumerate(classes):  # column labels, written vertically
+        lab = Image.new("RGB", (105, 14), (255, 255, 255))
+        ImageDraw.Draw(lab).text((0, 0), c[:17], fill=(0, 0, 0))
+        img.paste(lab.rotate(90, expand=True), (left + j * cell + 15, 40))
+    for i, c in enumerate(classes):
+        d.text((8, top + i * cell + 15), c[:22], fill=(0, 0, 0))
+        for j in range(k):
+            v = share[i, j]
+            colour = (int(255 - 200 * v), int(255 - 120 * v), 255) if i != j else (int(255 - 200 * v), 255, int(255 - 200 * v))
+            x0, y0 = left + j * cell, top + i * cell
+            d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(200, 200, 200))
+            d.text((x0 + 6, y0 + 15), str(int(cm[i, j])), fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pca_scatter_png(X: np.ndarray, y: np.ndarray, classes: list[str], title: str = "", max_points: int = 4000,
+                    seed: int = 0) -> bytes:
+    """2-D PCA of embeddings, one colour per class, with a legend."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(X))[:max_points]
+    Xs = X[idx].astype(np.float64)
+    Xs -= Xs.mean(0)
+    _, _, vt = np.linalg.svd(Xs, full_matrices=False)
+    P = Xs @ vt[:2].T
+    size, pad = 560, 30
+    lo, hi = P.min(0), P.max(0)
+    xy = pad + (P - lo) / np.maximum(hi - lo, 1e-9) * (size - 2 * pad)
+    pal = palette(classes)
+    img = Image.new("RGB", (size + 200, size), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.text((10, 8), title or "PCA of embeddings", fill=(0, 0, 0))
+    for (px, py), c in zip(xy, y[idx]):
+        d.ellipse([px - 2, size - py - 2, px + 2, size - py + 2], fill=pal[int(c)])
+    for i, c in enumerate(classes):
+        d.rectangle([size + 10, 40 + i * 18, size + 22, 52 + i * 18], fill=pal[i])
+        d.text((size + 28, 40 + i * 18), c, fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def markdown_report(title: str, m: dict, extra: dict | None = None) -> str:
+    """A human report of a metrics dict (classification_metrics) with the pictures beside it."""
+    lines = [f"# {title}", ""]
+    for k, v in (extra or {}).items():
+        lines.append(f"- **{k}**: {v}")
+    lines += ["", "| metric | value |", "|---|---|"]
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "cohen_kappa"):
+        lines.append(f"| {k.replace('_', ' ')} | {m[k]:.4f} |")
+    lines += ["", "| class | accuracy (recall) |", "|---|---|"]
+    for c, v in m["per_class_accuracy"].items():
+        lines.append(f"| {c} | {'n/a' if v is None else f'{v:.4f}'} |")
+    lines += ["", "![confusion matrix](confusion.png)", "", "![PCA of embeddings](pca.png)", ""]
+    return "\n".join(lines)

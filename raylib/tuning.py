@@ -48,7 +48,7 @@ def search_space(families: list[str]) -> dict:
 
 def default_points(families: list[str]) -> list[dict]:
     base = {"lr_C": 0.5, "mlp_hidden": 256, "mlp_alpha": 1e-4, "mlp_learning_rate": 1e-3, "knn_k": 10,
-            "knn_weights": "distance", "xgb_max_depth": 6, "xgb_learning_rate": 0.1, "xgb_colsample": 0.5}
+            "knn_weights": "distance", "xgb_max_depth": 5, "xgb_learning_rate": 0.15, "xgb_colsample": 0.3}
     return [{"family": f, **base} for f in families]
 
 
@@ -92,26 +92,35 @@ def fit_head(config: dict, data: dict, max_epochs: int, max_rounds: int, report=
     elif fam == "xgboost":
         import xgboost as xgb
 
-        step = max(1, max_rounds // 10)
+        # Steps are shares of the budget, in MLP epochs: round r reports step r*max_epochs/max_rounds,
+        # so ASHA compares an XGBoost trial and an MLP trial at the same fraction of their budget.
+        every = max(1, max_rounds // max_epochs)
+        Dva = xgb.DMatrix(np.asarray(Xva, np.float32))
 
         class _Report(xgb.callback.TrainingCallback):
             def after_iteration(self, model, epoch, evals_log):
-                if report and (epoch + 1) % step == 0 and epoch + 1 < max_rounds:
-                    p = model.predict(xgb.DMatrix(np.asarray(Xva, np.float32)), iteration_range=(0, epoch + 1))
+                r = epoch + 1
+                if report and r % every == 0 and r < max_rounds:
+                    p = model.predict(Dva, iteration_range=(0, r))
+                    p = p if p.ndim == 2 else np.column_stack([1 - p, p])
                     report(metrics.classification_metrics(yva, head.classes_[p.argmax(1)], classes)
-                           ["balanced_accuracy"], epoch + 1)
+                           ["balanced_accuracy"], max(1, round(r * max_epochs / max_rounds)))
                 return False
 
         head.fit(Xtr, ytr, callbacks=[_Report()])
         score = _score(head, Xva, yva, classes)
         if report:
-            report(score, max_rounds)
+            report(score, max_epochs)
     else:
         head.fit(Xtr, ytr)
         score = _score(head, Xva, yva, classes)
         if report:
             report(score, 1)
     return head, score
+
+
+def _trial_dirname(trial) -> str:
+    return f"{trial.config.get('family', 'trial')}_{trial.trial_id}"
 
 
 def _trainable(config, data=None, max_epochs=50, max_rounds=200, threads=1):
@@ -150,7 +159,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     data = prepare_data(X, y, split, classes, cfg.val_fraction, cfg.seed)
     storage.check_bucket(cfg.out)
     ensure_ray(cfg.ray_address)
-    max_t = max(cfg.max_epochs, cfg.max_rounds)
+    max_t = cfg.max_epochs  # XGBoost rounds are reported in the same units (see fit_head)
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, data=data, max_epochs=cfg.max_epochs, max_rounds=cfg.max_rounds,
                              threads=max(1, int(cfg.cpus_per_trial))),
@@ -167,6 +176,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
                                     grace_period=cfg.grace_period, reduction_factor=3),
             num_samples=cfg.trials,
             max_concurrent_trials=cfg.max_concurrent_trials,
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(name=cfg.name, storage_path=cfg.storage_path or storage.join(cfg.out, "_tune"),
                                   verbose=0),
@@ -208,5 +218,13 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
         "refit_validation_score": float(val_score), "test": test_metrics,
         "seconds": round(time.time() - t0, 1),
     }
-    storage.write_bytes(storage.join(cfg.out, "metrics.json"), json.dumps(summary, indent=2).encode())
+    from .evaluation import write_report
+
+    te = split == "test"
+    write_report(cfg.out, f"{manifest.id} (best of {len(df)} trials) on the test split", test_metrics,
+                 X[te], y[te], classes, {"best_config": best_config, "trials": len(df),
+                                         "best_trial_score": summary["best_trial_score"],
+                                         "refit_validation_score": summary["refit_validation_score"],
+                                         "model": model_uri, "embeddings": cfg.embeddings})
+    storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
     return summary
