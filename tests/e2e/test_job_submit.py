@@ -1,0 +1,89 @@
+"""`ray job submit` against a real local head (ray start --head), through the dashboard's job API."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from raylib.outputs import read_map
+
+from ..conftest import NAIP, REPO
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def ray_head():
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    if not os.path.exists(ray_bin):
+        ray_bin = shutil.which("ray")
+    gcs, dash = _port(), _port()
+    temp = tempfile.mkdtemp(prefix="lcr-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    env = dict(os.environ, RAY_AUTH_MODE="disabled",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("RAY_ADDRESS", None)
+    # --block keeps the head's processes under one process group, which the teardown kills:
+    # `ray stop` would also stop the test session's own cluster.
+    start = [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
+             f"--temp-dir={temp}"]
+    # every port its own: the test session's cluster already holds Ray's defaults (agent 52365, ...)
+    start += [f"--{name}={_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "node-manager-port", "object-manager-port", "ray-client-server-port")]
+    log = open(os.path.join(temp, "head.log"), "wb")
+    proc = subprocess.Popen(start, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{address}/api/version", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            log.flush()
+            raise RuntimeError("ray head did not start: " + open(os.path.join(temp, "head.log")).read()[-3000:])
+        time.sleep(0.5)
+    try:
+        yield {"ray": ray_bin, "address": address, "env": env}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_map_job_via_ray_job_submit(ray_head, tmp_path, test_model):
+    out = tmp_path / "submitted"
+    cfg = tmp_path / "map.yaml"
+    cfg.write_text(f"scenes: [{NAIP}]\nmodel: {test_model['uri']}\nout: {out}\n")
+    cmd = [ray_head["ray"], "job", "submit", "--address", ray_head["address"], "--working-dir", str(REPO),
+           "--", sys.executable, "jobs/map.py", "--config", str(cfg)]
+    t = time.time()
+    for _ in range(20):  # the dashboard answers before the head's job agent has registered
+        r = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=600)
+        if "No available agent to submit job" not in r.stdout + r.stderr:
+            break
+        time.sleep(3)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "succeeded" in r.stdout + r.stderr and "mapped 48 tiles from 1 scene(s)" in r.stdout
+    table = read_map(str(out))
+    assert table.num_rows == 48 and set(table["status"].to_pylist()) == {"ok"}
+    assert (out / "_SUCCESS").exists() and time.time() - t < 600
