@@ -33,6 +33,15 @@ S3_KEY_ID = "landcovertest"
 S3_SECRET = "landcover-test-secret-7f3a"
 
 
+def eurosat_subset(root: Path, classes, start: int, stop: int) -> Path:
+    """A small <Class>/<file> image folder: EuroSAT RGB patches [start:stop] of each class."""
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for f in sorted((EUROSAT / cls).glob("*.jpg"))[start:stop]:
+            shutil.copy(f, root / cls / f.name)
+    return root
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CACHE, ignore_errors=True)
 

@@ -5,17 +5,12 @@ import pytest
 
 from raylib.cli import main
 
-from .conftest import EUROSAT
+from .conftest import EUROSAT, eurosat_subset
 
 
 @pytest.fixture()
 def small_set(tmp_path):
-    root = tmp_path / "set"
-    for cls in ("Forest", "SeaLake", "Industrial"):
-        (root / cls).mkdir(parents=True)
-        for f in sorted((EUROSAT / cls).glob("*.jpg"))[:30]:
-            shutil.copy(f, root / cls / f.name)
-    return root
+    return eurosat_subset(tmp_path / "set", ("Forest", "SeaLake", "Industrial"), 0, 30)
 
 
 def test_train_head_cli_writes_a_model_dir(small_set, tmp_path, capsys):

@@ -1,8 +1,6 @@
 """landcover embed on the real local Ray cluster: image folders, 13-band GeoTIFF patches,
 patches cut from a label raster, on local disk and S3."""
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -14,19 +12,14 @@ from raylib.datasets import read_rgb
 from raylib.embedding import read_embeddings, run_embed
 from raylib.errors import ConfigError, InputError
 
-from ..conftest import DATA, EUROSAT
+from ..conftest import DATA, eurosat_subset
 
 CHES = DATA / "labelled-scenes" / "chesapeake-wv-m_3907833_nw_17_1"
 
 
 @pytest.fixture()
 def small_folder(tmp_path):
-    root = tmp_path / "set"
-    for cls in ("Forest", "Highway", "SeaLake"):
-        (root / cls).mkdir(parents=True)
-        for f in sorted((EUROSAT / cls).glob("*.jpg"))[:10]:
-            shutil.copy(f, root / cls / f.name)
-    return root
+    return eurosat_subset(tmp_path / "set", ("Forest", "Highway", "SeaLake"), 0, 10)
 
 
 def test_embed_image_folder_matches_direct_backbone_and_never_duplicates(ray_session, small_folder, tmp_path):

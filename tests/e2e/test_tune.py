@@ -14,16 +14,12 @@ from raylib.mapping import run_map
 from raylib.outputs import read_map
 from raylib.tuning import FAMILIES, run_tune
 
-from ..conftest import EUROSAT, NAIP
+from ..conftest import EUROSAT, NAIP, eurosat_subset
 
 
 @pytest.fixture(scope="module")
 def small_embeddings(ray_session, tmp_path_factory):
-    root = tmp_path_factory.mktemp("tune-set")
-    for cls in ("Forest", "SeaLake", "Industrial", "AnnualCrop"):
-        (root / cls).mkdir()
-        for f in sorted((EUROSAT / cls).glob("*.jpg"))[:30]:
-            shutil.copy(f, root / cls / f.name)
+    root = eurosat_subset(tmp_path_factory.mktemp("tune-set"), ("Forest", "SeaLake", "Industrial", "AnnualCrop"), 0, 30)
     out = str(root / "emb")
     run_embed(EmbedConfig(data=str(root), out=out, input_size=64, batch_size=32))
     return out
@@ -68,11 +64,7 @@ def test_exported_head_maps_a_scene(small_embeddings, tmp_path, ray_session, buc
 def test_evaluate_on_an_image_folder_and_unknown_class(small_embeddings, tmp_path, ray_session, capsys):
     out = str(tmp_path / "tune")
     s = run_tune(TuneConfig(embeddings=small_embeddings, out=out, trials=1, families=["logistic_regression"]))
-    folder = tmp_path / "holdout"
-    for cls in ("Forest", "SeaLake"):
-        (folder / cls).mkdir(parents=True)
-        for f in sorted((EUROSAT / cls).glob("*.jpg"))[200:205]:
-            shutil.copy(f, folder / cls / f.name)
+    folder = eurosat_subset(tmp_path / "holdout", ("Forest", "SeaLake"), 200, 205)
     assert main(["evaluate", "--model", s["model"], "--data", str(folder), "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert ev["rows"] == 10 and ev["per_class_accuracy"]["Forest"] is not None
