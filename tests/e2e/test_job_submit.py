@@ -74,11 +74,12 @@ def test_map_job_via_ray_job_submit(ray_head, tmp_path, test_model):
     out = tmp_path / "submitted"
     cfg = tmp_path / "map.yaml"
     cfg.write_text(f"scenes: [{NAIP}]\nmodel: {test_model['uri']}\nout: {out}\n")
-    cmd = [ray_head["ray"], "job", "submit", "--address", ray_head["address"], "--working-dir", str(REPO),
-           "--", sys.executable, "jobs/map.py", "--config", str(cfg)]
+    # the project's runtime_env file: working_dir "." resolves against the submitting directory
+    cmd = [ray_head["ray"], "job", "submit", "--address", ray_head["address"],
+           "--runtime-env", "jobs/runtime_env.yaml", "--", sys.executable, "jobs/map.py", "--config", str(cfg)]
     t = time.time()
     for _ in range(20):  # the dashboard answers before the head's job agent has registered
-        r = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=600)
+        r = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=600, cwd=REPO)
         if "No available agent to submit job" not in r.stdout + r.stderr:
             break
         time.sleep(3)
