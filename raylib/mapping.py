@@ -77,10 +77,10 @@ def expand_scenes(uris: list[str]) -> list[str]:
     return [u for u in out if not (u in seen or seen.add(u))]
 
 
-def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+def plan_scene(info: tiling.SceneInfo, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
     import rasterio
 
-    info = tiling.open_scene(uri)
+    uri = info.uri
     needed = len(manifest.bands["channels"])
     with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
         chosen = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, ds.colorinterp)
@@ -238,9 +238,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     scenes = expand_scenes(cfg.scenes)
     storage.check_bucket(cfg.out)
     problems: list[LandcoverError] = []
+    infos = []
     for uri in scenes:
         try:
-            tiling.open_scene(uri)
+            infos.append(tiling.open_scene(uri))
         except LandcoverError as exc:
             problems.append(exc)
     _raise_all(problems, len(scenes))
@@ -255,9 +256,9 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
 
     # Validate every input against the model before anything is written.
     plans = []
-    for uri in scenes:
+    for info in infos:
         try:
-            plans.append(plan_scene(uri, cfg, manifest, grid))
+            plans.append(plan_scene(info, cfg, manifest, grid))
         except LandcoverError as exc:
             problems.append(exc)
     _raise_all(problems, len(scenes))
