@@ -3,6 +3,7 @@ real data from ../shared/data, and a small real model directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,6 +47,36 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CACHE, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def background_server(cmd: list[str], env: dict, workdir: str, name: str, ready, timeout: float = 180,
+                      stop_wait: float = 10):
+    """Run ``cmd`` in its own process group (log in ``workdir``) until ``ready()`` succeeds;
+    on exit kill the whole group (SIGTERM, then SIGKILL)."""
+    log_path = os.path.join(workdir, f"{name}.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    if ready() is not False:
+                        break
+                except Exception:
+                    pass
+                if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
+                    raise RuntimeError(f"{name} did not start: " + Path(log_path).read_text()[-3000:])
+                time.sleep(0.3)
+            yield proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=stop_wait)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,12 +99,6 @@ def s3_server():
     workdir = tempfile.mkdtemp(prefix="landcover-s3-")
     port = _free_port()
     env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET)
-    log = open(os.path.join(workdir, "weed.log"), "wb")
-    proc = subprocess.Popen(
-        [_weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         f"-s3.port={port}", "-admin.ui=false"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
     os.environ.update(
         AWS_ACCESS_KEY_ID=S3_KEY_ID,
         AWS_SECRET_ACCESS_KEY=S3_SECRET,
@@ -84,25 +109,12 @@ def s3_server():
     import boto3
 
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-    deadline = time.time() + 60
-    while True:
-        try:
-            client.list_buckets()
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError("SeaweedFS did not start: " + Path(workdir, "weed.log").read_text()[-2000:])
-            time.sleep(0.3)
+    cmd = [_weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}",
+           "-admin.ui=false"]
     try:
-        yield {"endpoint": f"http://127.0.0.1:{port}", "port": port, "client": client}
+        with background_server(cmd, env, workdir, "SeaweedFS", client.list_buckets):
+            yield {"endpoint": f"http://127.0.0.1:{port}", "port": port, "client": client}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -2,8 +2,6 @@
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,13 +13,7 @@ import pytest
 
 from raylib.outputs import read_map
 
-from ..conftest import NAIP, REPO
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..conftest import NAIP, REPO, _free_port, background_server
 
 
 @pytest.fixture()
@@ -29,7 +21,7 @@ def ray_head():
     ray_bin = str(Path(sys.executable).parent / "ray")
     if not os.path.exists(ray_bin):
         ray_bin = shutil.which("ray")
-    gcs, dash = _port(), _port()
+    gcs, dash = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="lcr-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     env = dict(os.environ, RAY_AUTH_MODE="disabled",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -40,33 +32,19 @@ def ray_head():
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
              f"--temp-dir={temp}"]
     # every port its own: the test session's cluster already holds Ray's defaults (agent 52365, ...)
-    start += [f"--{name}={_port()}" for name in (
+    start += [f"--{name}={_free_port()}" for name in (
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
         "runtime-env-agent-port", "node-manager-port", "object-manager-port", "ray-client-server-port")]
-    log = open(os.path.join(temp, "head.log"), "wb")
-    proc = subprocess.Popen(start, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{address}/api/version", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            log.flush()
-            raise RuntimeError("ray head did not start: " + open(os.path.join(temp, "head.log")).read()[-3000:])
-        time.sleep(0.5)
+
+    def dashboard_up():
+        with urllib.request.urlopen(f"{address}/api/version", timeout=2) as resp:
+            return resp.status == 200
+
     try:
-        yield {"ray": ray_bin, "address": address, "env": env}
+        with background_server(start, env, temp, "ray-head", dashboard_up, stop_wait=5):
+            yield {"ray": ray_bin, "address": address, "env": env}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
