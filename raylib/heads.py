@@ -18,84 +18,19 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
-class LogisticHead(ClassifierMixin, BaseEstimator):
-    """Logistic regression head (scikit-learn API: ``fit``/``predict``/``predict_proba``)."""
+def _save_tensors(head, folder, tensors: dict, file: str = "head.safetensors") -> dict:
+    """Write ``tensors`` as safetensors; return the head spec for model.json."""
+    from safetensors.numpy import save_file
 
-    kind = "logistic_regression"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(Path(folder) / file))
+    return {"type": head.kind, "file": file, "params": head.get_params()}
 
-    def __init__(self, C: float = 0.5, max_iter: int = 2000, l2_normalize: bool = True,
-                 class_weight: str | None = "balanced"):
-        self.C = C
-        self.max_iter = max_iter
-        self.l2_normalize = l2_normalize
-        self.class_weight = class_weight
 
-    def _prep(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
-        if self.l2_normalize:
-            X = _l2(X)
-        return (X - self.mean_) / self.scale_
+def _load_tensors(folder, spec: dict, file: str | None = None) -> dict:
+    from safetensors.numpy import load_file
 
-    def fit(self, X, y):
-        from sklearn.linear_model import LogisticRegression
-
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y)
-        Xn = _l2(X) if self.l2_normalize else X
-        self.mean_ = Xn.mean(axis=0).astype(np.float32)
-        sd = Xn.std(axis=0)
-        self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
-        clf = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight)
-        clf.fit((Xn - self.mean_) / self.scale_, y)
-        self.classes_ = clf.classes_
-        self.coef_ = clf.coef_.astype(np.float32)
-        self.intercept_ = clf.intercept_.astype(np.float32)
-        return self
-
-    def decision_function(self, X) -> np.ndarray:
-        return self._prep(X) @ self.coef_.T + self.intercept_
-
-    def predict_proba(self, X) -> np.ndarray:
-        z = self.decision_function(X).astype(np.float64)
-        if z.shape[1] == 1:  # binary: sklearn's sigmoid form
-            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.column_stack([1 - p1, p1])
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    # ------------------------------------------------------------------ safe persistence
-
-    def save(self, folder: str | Path) -> dict:
-        from safetensors.numpy import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {
-                "coef": np.ascontiguousarray(self.coef_),
-                "intercept": np.ascontiguousarray(self.intercept_),
-                "mean": self.mean_,
-                "scale": self.scale_,
-                "classes": np.asarray(self.classes_, dtype=np.int64),
-            },
-            str(folder / "head.safetensors"),
-        )
-        return {"type": self.kind, "file": "head.safetensors", "params": self.get_params()}
-
-    @classmethod
-    def load(cls, folder: str | Path, spec: dict) -> "LogisticHead":
-        from safetensors.numpy import load_file
-
-        t = load_file(str(Path(folder) / spec.get("file", "head.safetensors")))
-        head = cls(**spec.get("params", {}))
-        head.coef_, head.intercept_ = t["coef"], t["intercept"]
-        head.mean_, head.scale_ = t["mean"], t["scale"]
-        head.classes_ = t["classes"]
-        return head
+    return load_file(str(Path(folder) / (file or spec.get("file", "head.safetensors"))))
 
 
 def _balanced_weights(y: np.ndarray, class_weight) -> np.ndarray | None:
@@ -132,6 +67,55 @@ class _Standardised(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class LogisticHead(_Standardised):
+    """Logistic regression head (scikit-learn API: ``fit``/``predict``/``predict_proba``)."""
+
+    kind = "logistic_regression"
+
+    def __init__(self, C: float = 0.5, max_iter: int = 2000, l2_normalize: bool = True,
+                 class_weight: str | None = "balanced"):
+        self.C = C
+        self.max_iter = max_iter
+        self.l2_normalize = l2_normalize
+        self.class_weight = class_weight
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+
+        Xs = self._fit_scaler(X)
+        clf = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight)
+        clf.fit(Xs, np.asarray(y))
+        self.classes_ = clf.classes_
+        self.coef_ = clf.coef_.astype(np.float32)
+        self.intercept_ = clf.intercept_.astype(np.float32)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return self._prep(X) @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X) -> np.ndarray:
+        z = self.decision_function(X).astype(np.float64)
+        if z.shape[1] == 1:  # binary: sklearn's sigmoid form
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            return np.column_stack([1 - p1, p1])
+        return _softmax(z)
+
+    # ------------------------------------------------------------------ safe persistence
+
+    def save(self, folder: str | Path) -> dict:
+        return _save_tensors(self, folder, {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_,
+                                            "scale": self.scale_, "classes": np.asarray(self.classes_, np.int64)})
+
+    @classmethod
+    def load(cls, folder: str | Path, spec: dict) -> "LogisticHead":
+        t = _load_tensors(folder, spec)
+        head = cls(**spec.get("params", {}))
+        head.coef_, head.intercept_ = t["coef"], t["intercept"]
+        head.mean_, head.scale_ = t["mean"], t["scale"]
+        head.classes_ = t["classes"]
+        return head
 
 
 class MLPHead(_Standardised):
@@ -198,21 +182,14 @@ class MLPHead(_Standardised):
         return _softmax(z)
 
     def save(self, folder) -> dict:
-        from safetensors.numpy import save_file
-
         t = {"mean": self.mean_, "scale": self.scale_, "classes": np.asarray(self.classes_, np.int64)}
         for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            t[f"coef_{i}"] = np.ascontiguousarray(W)
-            t[f"intercept_{i}"] = np.ascontiguousarray(b)
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        save_file(t, str(Path(folder) / "head.safetensors"))
-        return {"type": self.kind, "file": "head.safetensors", "params": self.get_params()}
+            t[f"coef_{i}"], t[f"intercept_{i}"] = W, b
+        return _save_tensors(self, folder, t)
 
     @classmethod
     def load(cls, folder, spec):
-        from safetensors.numpy import load_file
-
-        t = load_file(str(Path(folder) / spec.get("file", "head.safetensors")))
+        t = _load_tensors(folder, spec)
         head = cls(**spec.get("params", {}))
         head.mean_, head.scale_, head.classes_ = t["mean"], t["scale"], t["classes"]
         n = sum(1 for k in t if k.startswith("coef_"))
@@ -250,18 +227,12 @@ class KNNHead(_Standardised):
         return out / out.sum(axis=1, keepdims=True)
 
     def save(self, folder) -> dict:
-        from safetensors.numpy import save_file
-
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        save_file({"X": self.X_, "y": self.y_.astype(np.int64), "classes": np.asarray(self.classes_, np.int64)},
-                  str(Path(folder) / "head.safetensors"))
-        return {"type": self.kind, "file": "head.safetensors", "params": self.get_params()}
+        return _save_tensors(self, folder, {"X": self.X_, "y": self.y_.astype(np.int64),
+                                            "classes": np.asarray(self.classes_, np.int64)})
 
     @classmethod
     def load(cls, folder, spec):
-        from safetensors.numpy import load_file
-
-        t = load_file(str(Path(folder) / spec.get("file", "head.safetensors")))
+        t = _load_tensors(folder, spec)
         head = cls(**spec.get("params", {}))
         head.X_, head.y_, head.classes_ = t["X"], t["y"], t["classes"]
         return head
@@ -316,21 +287,16 @@ class XGBHead(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def save(self, folder) -> dict:
-        from safetensors.numpy import save_file
-
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        _save_tensors(self, folder, {"classes": np.asarray(self.classes_, np.int64)}, "head_classes.safetensors")
         self.model_.save_model(str(Path(folder) / "head.ubj"))
-        save_file({"classes": np.asarray(self.classes_, np.int64)}, str(Path(folder) / "head_classes.safetensors"))
         return {"type": self.kind, "file": "head.ubj", "params": self.get_params()}
 
     @classmethod
     def load(cls, folder, spec):
-        from safetensors.numpy import load_file
-
         head = cls(**spec.get("params", {}))
         head.model_ = head._estimator()
         head.model_.load_model(str(Path(folder) / spec.get("file", "head.ubj")))
-        head.classes_ = load_file(str(Path(folder) / "head_classes.safetensors"))["classes"]
+        head.classes_ = _load_tensors(folder, spec, "head_classes.safetensors")["classes"]
         return head
 
 
