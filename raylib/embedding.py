@@ -49,10 +49,9 @@ def folder_records(cfg: EmbedConfig) -> tuple[list[dict], list[str]]:
     return recs, ps.classes
 
 
-def label_raster_records(cfg: EmbedConfig, bands: list[int]) -> tuple[list[dict], list[str]]:
+def label_raster_records(cfg: EmbedConfig, info: tiling.SceneInfo, bands: list[int]) -> tuple[list[dict], list[str]]:
     import rasterio
 
-    info = tiling.open_scene(cfg.data)
     lab_info = tiling.open_scene(cfg.labels)
     if (lab_info.width, lab_info.height, lab_info.transform) != (info.width, info.height, info.transform):
         raise InputError(f"Label raster {cfg.labels} is not on the grid of {cfg.data} "
@@ -183,9 +182,7 @@ class Embedder:
 
 def _prepare_output(out: str, overwrite: bool) -> None:
     storage.check_bucket(out)
-    loc = storage.parse(out)
-    existing = storage.list_files(out if out.endswith("/") else out + "/") if (
-        loc.is_s3 or storage.is_prefix(out)) else []
+    existing = storage.folder_files(out)
     if not existing:
         return
     if not any(u.endswith(SUCCESS) or u.endswith(".parquet") for u in existing):
@@ -193,7 +190,7 @@ def _prepare_output(out: str, overwrite: bool) -> None:
                           "choose an empty or new --out.")
     if not overwrite:
         raise ConfigError(f"{out} already holds embeddings.", "pass --overwrite, or choose another --out.")
-    storage.delete_prefix(out if out.endswith("/") else out + "/")
+    storage.delete_prefix(storage.as_prefix(out))
 
 
 def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
@@ -202,8 +199,9 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
 
     t0 = time.time()
     if cfg.labels:
-        bands = bandlib.resolve_bands(cfg.bands, tiling.open_scene(cfg.data).count, cfg.data, 3)
-        recs, classes = label_raster_records(cfg, bands)
+        info = tiling.open_scene(cfg.data)
+        bands = bandlib.resolve_bands(cfg.bands, info.count, cfg.data, 3)
+        recs, classes = label_raster_records(cfg, info, bands)
     else:  # band counts of multi-band files are checked as each file is read
         bands = None if cfg.bands is None else bandlib.band_indices(cfg.bands, 3)
         recs, classes = folder_records(cfg)

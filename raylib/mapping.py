@@ -110,14 +110,12 @@ def prepare_output(out: str, overwrite: bool) -> None:
     if storage.exists(storage.join(out, SUCCESS)):
         if not overwrite:
             raise ConfigError(f"{out} already holds a finished map.", "pass --overwrite, or choose another --out.")
-    loc = storage.parse(out)
-    has_files = bool(storage.list_files(out)) if (loc.is_s3 or os.path.isdir(loc.key)) else False
-    if not has_files:
+    if not storage.folder_files(out):
         return
     if not storage.exists(storage.join(out, MARKER)):
         raise ConfigError(f"{out} is not empty and is not a landcover map; refusing to write into it.",
                           "choose an empty or new --out.")
-    storage.delete_prefix(out if out.endswith("/") else out + "/")
+    storage.delete_prefix(storage.as_prefix(out))
 
 
 # --------------------------------------------------------------------------- Ray stages

@@ -254,6 +254,19 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> list[str]:
     return sorted(out)
 
 
+def as_prefix(uri: str) -> str:
+    """``uri`` written as a folder/prefix (trailing slash)."""
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def folder_files(uri: str) -> list[str]:
+    """Every file under the folder/prefix ``uri``; empty when there is no such folder."""
+    loc = parse(uri)
+    if not loc.is_s3 and not os.path.isdir(loc.key):
+        return []
+    return list_files(as_prefix(uri))
+
+
 def is_prefix(uri: str) -> bool:
     """True when ``uri`` names a folder/prefix rather than one object."""
     loc = parse(uri)
