@@ -94,3 +94,44 @@ def dataset_from_table(table, rows_per_block: int):
     n = table.num_rows
     per = math.ceil(n / max(1, math.ceil(n / rows_per_block)))
     return ray.data.from_arrow([table.slice(i, per) for i in range(0, n, per)])
+
+
+def share_folder(folder: str):
+    """Put a small local folder (a model, a backbone) into the Ray object store, so actors
+    and workers on any node get it with ``local_folder``."""
+    from pathlib import Path
+
+    import ray
+
+    root = Path(folder)
+    return ray.put({p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+
+
+def local_folder(ref, kind: str) -> str:
+    """A folder shared with ``share_folder``, unpacked once per node into the cache
+    (``<cache>/<kind>/<digest>``); a plain string is returned as it is."""
+    if isinstance(ref, str):
+        return ref
+    import hashlib
+    import shutil
+
+    import ray
+
+    from .backbones import cache_dir
+
+    files = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + hashlib.sha256(files[rel]).digest())
+    dest = cache_dir() / kind / h.hexdigest()[:16]
+    if dest.exists():
+        return str(dest)
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    for rel, data in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    try:
+        tmp.rename(dest)
+    except OSError:  # another process on this node unpacked it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(dest)

@@ -16,6 +16,8 @@ VERBS = {
     "embed": (cfglib.EmbedConfig, "Embed a labelled patch set with a backbone into a Parquet table."),
     "tune": (cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best."),
     "evaluate": (cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report."),
+    "finetune": (cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory."),
+    "compare": (cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report."),
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
 }
 
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
             print(f"mapped {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
                   f"({counts}) with model {summary['model_id']}")
+            if "unchanged" in summary:
+                print(f"incremental: {summary['unchanged']} scene(s) unchanged since the last run; the map holds "
+                      f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
             print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
             for q in summary["quicklooks"]:
                 print(f"quick-look: {q}")
@@ -107,6 +112,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{res['rows']} rows: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
                   f"kappa {m['cohen_kappa']:.4f}")
             print(f"report: {res['files']['report.md']}")
+        elif args.verb == "finetune":
+            from .finetune import run_finetune
+
+            s = run_finetune(cfg, ["landcover", *argv])
+            resumed = f", resumed at epoch {s['resumed_from']}" if s["resumed_from"] else ""
+            print(f"fine-tuned {s['epochs_completed']} epochs in {s['seconds']} s{resumed}; best epoch {s['best_epoch']}: "
+                  f"validation balanced accuracy {s['best_val_balanced_accuracy']:.4f}")
+            if "test" in s:
+                t, t0 = s["test"], s["test_without_tta"]
+                print(f"test: accuracy {t['accuracy']:.4f}, balanced accuracy {t['balanced_accuracy']:.4f}, "
+                      f"kappa {t['cohen_kappa']:.4f} (without TTA: accuracy {t0['accuracy']:.4f})")
+            print(f"model: {s['out']}  (landcover map --model {s['out']} ...); checkpoints: {s['run']}")
+        elif args.verb == "compare":
+            from .evaluation import run_compare
+
+            res = run_compare(cfg, ["landcover", *argv])
+            for i, m in enumerate(res["models"]):
+                mm = m["metrics"]
+                print(f"{i + 1}: {m['model_id']} ({m['kind']}): balanced accuracy {mm['balanced_accuracy']:.4f}, "
+                      f"accuracy {mm['accuracy']:.4f}, kappa {mm['cohen_kappa']:.4f}")
+            print(f"report: {res['files']['compare.md']}")
         elif args.verb == "train-head":
             from .training import train_head
 

@@ -43,6 +43,9 @@ class MapConfig(_Config):
     rows_per_part: int = Field(200_000, gt=0, description="rows per output Parquet part")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
+    incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
+    remap: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
+    tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
     ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
 
     @field_validator("gsd")
@@ -123,6 +126,67 @@ class EvaluateConfig(_Config):
 
     model: str = Field(description="model directory")
     data: str = Field(description="embeddings folder (from landcover embed) or an image folder")
+    out: str = Field(description="report folder")
+    split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
+    ray_address: str | None = None
+
+
+class FinetuneConfig(_Config):
+    """``landcover finetune``: fine-tune a backbone end to end with Ray Train."""
+
+    data: str = Field(description="image folder <Class>/<file>, or an embeddings folder (its rows and stored split)")
+    out: str = Field(description="model directory to write (local or s3://)")
+    backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
+    input_size: int = Field(64, gt=0, description="model input size in pixels (patches are resized to it)")
+    bands: Union[list[int], str, None] = Field(
+        None, description="1-based bands of multi-band files, a preset, or 'all' (default: R,G,B)")
+    rgb_bands: Union[list[int], str, None] = Field(
+        None, description="1-based file bands holding R,G,B (keep their pretrained kernels; default: from bands)")
+    scale: float | None = Field(None, gt=0, description="divisor to [0,1] for non-uint8 data (default 10000)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="stratified test share for an image folder")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="validation share carved from the train split")
+    seed: int = Field(0, description="random seed (split, initialisation, shuffling)")
+    epochs: int = Field(12, gt=0, description="epochs at most (frozen + unfrozen)")
+    freeze_epochs: int = Field(1, ge=0, description="first epochs with the backbone frozen (only the classifier learns)")
+    batch_size: int = Field(64, gt=0, le=4096, description="tiles per step on each worker")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate of the classifier (one-cycle)")
+    backbone_lr_factor: float = Field(0.25, gt=0, le=1, description="backbone learning rate = lr x this (discriminative)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="cross-entropy label smoothing")
+    class_weighting: Literal["inverse", "effective", "none"] = Field(
+        "inverse", description="class-balanced loss: inverse frequency, effective number of samples, or none")
+    effective_beta: float = Field(0.999, gt=0, lt=1, description="beta of class_weighting: effective")
+    augment: bool = Field(True, description="random dihedral views (flips, 90-degree rotations) while training")
+    jitter: float = Field(0.1, ge=0, lt=1, description="radiometric jitter strength (0: off)")
+    tta: bool = Field(True, description="evaluate and map with the mean of the 8 dihedral views")
+    patience: int = Field(4, ge=0, description="early stopping: epochs without a better validation balanced accuracy (0: off)")
+    workers: int = Field(2, gt=0, description="Ray Train workers")
+    gpu: bool = Field(False, description="one GPU per worker (NCCL, bf16 autocast)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
+    torch_threads: int | None = Field(None, gt=0, description="torch threads per worker (default: its CPUs, at least 1)")
+    read_cpus: float = Field(0.5, gt=0, description="CPUs per decode task")
+    name: str = Field("finetune", min_length=1, description="run name: re-running the same name resumes it")
+    storage_path: str | None = Field(None, description="Ray Train storage for checkpoints (default: <out>.runs), local or s3://")
+    keep_checkpoints: int = Field(2, gt=0, description="checkpoints kept (the best by validation score, and the latest)")
+    max_failures: int = Field(3, ge=-1, description="worker failures to recover from (from the latest checkpoint)")
+    tile_size: int = Field(64, gt=0, description="tile size the model maps with")
+    gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the model maps at (m)")
+    overwrite: bool = Field(False, description="replace an existing model directory at out")
+    ray_address: str | None = None
+
+    @field_validator("bands", "rgb_bands")
+    @classmethod
+    def _bands(cls, v):
+        if isinstance(v, list) and (not v or min(v) < 1):
+            raise ValueError("1-based band indices, e.g. [4, 3, 2]")
+        return v
+
+
+class CompareConfig(_Config):
+    """``landcover compare``: several models on one labelled split, side by side."""
+
+    models: list[str] = Field(min_length=1, description="model directories (head-based or fine-tuned)")
+    data: str = Field(description="embeddings folder (its stored split) or an image folder")
     out: str = Field(description="report folder")
     split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
     ray_address: str | None = None

@@ -11,6 +11,10 @@ Output layout at ``out``::
 
 Parts are written under ``_tmp/`` while the run goes and moved into place only when every
 tile is done, so a failed run never leaves something that reads as a complete map.
+
+Incremental maps (``incremental: true``) keep each scene in parts of its own
+(``part-<scene key>-<run>-NNNNN.parquet``) and a state record ``_state.json``
+(``mapstate``), so later runs map only new or changed scenes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import numpy as np
 
 from . import bands as bandlib
 from . import outputs, reports, storage, tiling
-from .actors import actor_stage, collect, dataset_from_table, ensure_ray, pool_size, set_torch_threads
+from .actors import (actor_stage, collect, dataset_from_table, ensure_ray, local_folder, pool_size, set_torch_threads,
+                     share_folder)
 from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
 from .models import LandcoverModel, ModelManifest
@@ -87,9 +92,12 @@ def plan_scene(info: tiling.SceneInfo, cfg: MapConfig, manifest: ModelManifest, 
         sample = tiling.decimated_read(ds, chosen)
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
     scaler = bandlib.make_scaler(cfg.scaling, sample, info.dtype, fill, manifest.bands["mean"],
-                                 manifest.bands["std"], cfg.scale, uri)
+                                 manifest.bands["std"],
+                                 cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri)
     valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
-    return ScenePlan(info, chosen, tiling.native_tile_size(info, grid), scaler, sample[:3], valid)
+    rgb = manifest.bands.get("rgb") or [0, 1, 2]  # where R, G, B are among the model's bands
+    thumb = sample[rgb] if len(chosen) >= 3 else sample
+    return ScenePlan(info, chosen, tiling.native_tile_size(info, grid), scaler, thumb, valid)
 
 
 def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
@@ -110,12 +118,7 @@ def prepare_output(out: str, overwrite: bool) -> None:
     if storage.exists(storage.join(out, SUCCESS)):
         if not overwrite:
             raise ConfigError(f"{out} already holds a finished map.", "pass --overwrite, or choose another --out.")
-    if not storage.folder_files(out):
-        return
-    if not storage.exists(storage.join(out, MARKER)):
-        raise ConfigError(f"{out} is not empty and is not a landcover map; refusing to write into it.",
-                          "choose an empty or new --out.")
-    storage.delete_prefix(storage.as_prefix(out))
+    storage.clear_own_folder(out, MARKER, "a landcover map")
 
 
 # --------------------------------------------------------------------------- Ray stages
@@ -167,10 +170,11 @@ def read_tiles(batch: dict, specs: list[dict]) -> dict:
 class Predictor:
     """Actor: loads the model once, predicts class probabilities for batches of tiles."""
 
-    def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto"):
+    def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
+                 tta: bool | None = None):
         set_torch_threads(torch_threads, actors)
-        uri = _materialise_model(model_ref)
-        self.model = LandcoverModel.load(uri, device=device)
+        uri = local_folder(model_ref, "ray-models")
+        self.model = LandcoverModel.load(uri, device=device, tta=tta)
         self.k = len(self.model.classes)
 
     def __call__(self, batch: dict) -> dict:
@@ -181,36 +185,6 @@ class Predictor:
             probs[ok] = self.model.predict_proba(batch["pixels"][ok])
         return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
                 "status": batch["status"], "error": batch["error"]}
-
-
-def _pack_folder(folder: str) -> dict:
-    from pathlib import Path
-
-    root = Path(folder)
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def _materialise_model(model_ref) -> str:
-    """A model passed through the object store (local dirs) is unpacked into this node's cache."""
-    if isinstance(model_ref, str):
-        return model_ref
-    import hashlib
-
-    from .backbones import cache_dir
-
-    import ray
-
-    files = ray.get(model_ref) if isinstance(model_ref, ray.ObjectRef) else model_ref
-    digest = hashlib.sha256(files["model.json"]).hexdigest()[:16]
-    dest = cache_dir() / "ray-models" / digest
-    if not (dest / "model.json").exists():
-        tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-        for rel, data in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
-        if not dest.exists():
-            tmp.rename(dest)
-    return str(dest)
 
 
 def _raise_all(problems: list[LandcoverError], n_scenes: int) -> None:
@@ -225,16 +199,15 @@ def _raise_all(problems: list[LandcoverError], n_scenes: int) -> None:
 # --------------------------------------------------------------------------- the job
 
 
-def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
-    """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out``."""
-    import pyarrow as pa
-    import ray
+def _model_uri(cfg: MapConfig) -> str:
+    if cfg.model:
+        return cfg.model
+    from .training import default_model_dir
 
-    t0 = time.time()
-    # Cheap checks first (scenes exist and are rasters, buckets reachable), before the
-    # default model may take a minute to build.
-    scenes = expand_scenes(cfg.scenes)
-    storage.check_bucket(cfg.out)
+    return default_model_dir()
+
+
+def _open_all(scenes: list[str]) -> list[tiling.SceneInfo]:
     problems: list[LandcoverError] = []
     infos = []
     for uri in scenes:
@@ -243,28 +216,147 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
         except LandcoverError as exc:
             problems.append(exc)
     _raise_all(problems, len(scenes))
-    if cfg.model:
-        model_uri = cfg.model
-    else:
-        from .training import default_model_dir
+    return infos
 
-        model_uri = default_model_dir()
+
+def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
+    """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out`` (with
+    ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run)."""
+    import pyarrow as pa
+
+    from . import mapstate
+
+    t0 = time.time()
+    # Cheap checks first (scenes exist and are rasters, buckets reachable), before the
+    # default model may take a minute to build.
+    scenes = expand_scenes(cfg.scenes)
+    storage.check_bucket(cfg.out)
+    state = plan = None
+    if cfg.incremental:
+        if cfg.overwrite:  # start the incremental map over
+            storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
+        if storage.folder_files(cfg.out) and not storage.exists(storage.join(cfg.out, MARKER)):
+            raise ConfigError(f"{cfg.out} is not empty and is not a landcover map; refusing to write into it.",
+                              "choose an empty or new --out.")
+        if storage.exists(storage.join(cfg.out, SUCCESS)) and not storage.exists(storage.join(cfg.out, mapstate.STATE)):
+            raise ConfigError(f"{cfg.out} holds a map made without --incremental.",
+                              "choose another --out for incremental runs, or pass --overwrite without --incremental.")
+        state = mapstate.MapState.load(cfg.out)
+    infos = _open_all(scenes if not cfg.incremental else [])  # incremental: only what will be mapped
+    model_uri = _model_uri(cfg)
     manifest = LandcoverModel.read_manifest(model_uri)
     grid = resolve_grid(cfg, manifest)
+    grid_dict = {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd}
+    if cfg.incremental:
+        plan = mapstate.plan_increment(state, scenes, manifest.id, grid_dict, cfg.remap, cfg.out)
+        infos = _open_all(plan.pending)
+        fingerprints = {u: storage.fingerprint(u) for u in plan.pending}
 
     # Validate every input against the model before anything is written.
+    problems: list[LandcoverError] = []
     plans = []
     for info in infos:
         try:
             plans.append(plan_scene(info, cfg, manifest, grid))
         except LandcoverError as exc:
             problems.append(exc)
-    _raise_all(problems, len(scenes))
-    prepare_output(cfg.out, cfg.overwrite)
-    storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
-        {"job": "map", "model_id": manifest.id, "scenes": scenes, "started": time.time()}).encode())
+    _raise_all(problems, len(infos))
+    if cfg.incremental:
+        storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
+            {"job": "map", "incremental": True, "model_id": manifest.id, "started": time.time()}).encode())
+        mapstate.remove_debris(state, cfg.out)
+    else:
+        prepare_output(cfg.out, cfg.overwrite)
+        storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
+            {"job": "map", "model_id": manifest.id, "scenes": scenes, "started": time.time()}).encode())
 
     tables = [tiling.make_manifest(p.info, grid) for p in plans]
+    n_tiles = sum(t.num_rows for t in tables)
+    if n_tiles:
+        probs_all, fill_all, status_all, error_all = _predict(cfg, plans, tables, grid, model_uri, manifest)
+    else:
+        k = len(manifest.classes)
+        probs_all, fill_all = np.zeros((0, k), np.float32), np.zeros(0, np.float32)
+        status_all, error_all = np.zeros(0, object), np.zeros(0, object)
+
+    classes = manifest.classes
+    extra = {"grid": grid_dict, "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
+    # Parts are written under _tmp/ first, then moved into place. Incremental maps keep
+    # each scene in parts of its own, so a changed scene's rows can be replaced.
+    offsets = np.cumsum([0] + [t.num_rows for t in tables])
+    if cfg.incremental:
+        groups = [(f"part-{mapstate.scene_key(p.info.uri)}-{int(t0 * 1000):x}", [i]) for i, p in enumerate(plans)]
+    else:
+        groups = [("part", list(range(len(plans))))]
+    written: dict[int, list[str]] = {}
+    moves = []
+    part_no = 0
+    for prefix, members in groups:
+        rows = pa.concat_tables([tables[i] for i in members]) if members else None
+        lo, hi = (int(offsets[members[0]]), int(offsets[members[-1] + 1])) if members else (0, 0)
+        for start in range(lo, hi, cfg.rows_per_part):
+            stop = min(hi, start + cfg.rows_per_part)
+            table = outputs.build_table(rows.slice(start - lo, stop - start), probs_all[start:stop],
+                                        status_all[start:stop], error_all[start:stop], fill_all[start:stop],
+                                        classes, manifest.id)
+            name = f"{prefix}-{(part_no if not cfg.incremental else (start - lo) // cfg.rows_per_part):05d}.parquet"
+            part_no += 1
+            tmp_uri = storage.join(cfg.out, "_tmp", name)
+            outputs.write_part(table, tmp_uri, classes, manifest.id, extra)
+            moves.append(tmp_uri)
+            for i in members:
+                written.setdefault(i, []).append(name)
+    for tmp_uri in moves:
+        storage.move(tmp_uri, storage.join(cfg.out, storage.basename(tmp_uri)))
+
+    quicklooks = {}
+    if cfg.quicklook:
+        label_idx = np.where(status_all == "ok", np.nan_to_num(probs_all, nan=-1).argmax(1), -1)
+        for i, (plan_i, table) in enumerate(zip(plans, tables)):
+            rows, cols = tiling.grid_shape(plan_i.info, grid)
+            lab = np.full((rows, cols), -1, np.int32)
+            lab[table["grid_row"].to_numpy(), table["grid_col"].to_numpy()] = label_idx[offsets[i]:offsets[i + 1]]
+            thumb = reports.stretch(plan_i.thumb, plan_i.thumb_valid) if plan_i.thumb.shape[0] == 3 else None
+            png = reports.quicklook_png(f"{plan_i.info.uri}  |  model {manifest.id}", lab, classes, thumb,
+                                        (plan_i.info.height, plan_i.info.width), plan_i.native_tile)
+            stem = os.path.splitext(storage.basename(plan_i.info.uri))[0]
+            tag = mapstate.scene_key(plan_i.info.uri) if cfg.incremental else f"{i:03d}"
+            uri = storage.join(cfg.out, "_quicklook", f"{tag}-{stem}.png")
+            storage.write_bytes(uri, png)
+            quicklooks[i] = uri
+
+    counts = {s: int((status_all == s).sum()) for s in sorted(set(status_all.tolist()))}
+    seconds = time.time() - t0
+    summary = {
+        "out": cfg.out, "model": model_uri, "model_id": manifest.id, "scenes": len(plans), "tiles": n_tiles,
+        "counts": counts, "parts": len(moves), "quicklooks": list(quicklooks.values()),
+        "grid": grid_dict, "seconds": round(seconds, 2), "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2),
+        "config": cfg.model_dump(),
+    }
+    if cfg.incremental:
+        replaced = []
+        for i, plan_i in enumerate(plans):
+            st = status_all[offsets[i]:offsets[i + 1]]
+            replaced += mapstate.record(
+                state, plan_i.info.uri, fingerprint=fingerprints[plan_i.info.uri], parts=written.get(i, []),
+                tiles=int(offsets[i + 1] - offsets[i]), quicklook=quicklooks.get(i),
+                counts={s: int((st == s).sum()) for s in sorted(set(st.tolist()))})
+        state.model_id, state.grid = manifest.id, grid_dict
+        state.save(cfg.out)  # the record first, then the replaced parts go
+        for name in replaced:
+            storage.delete_prefix(storage.join(cfg.out, name))
+        summary.update(unchanged=len(plan.unchanged), reasons=plan.reasons,
+                       map_scenes=len(state.scenes), map_tiles=sum(v["tiles"] for v in state.scenes.values()))
+    storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
+    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    return summary
+
+
+def _predict(cfg: MapConfig, plans: list[ScenePlan], tables: list, grid: tiling.GridSpec, model_uri: str,
+             manifest: ModelManifest):
+    """The Ray Data pipeline over every tile of ``plans``: (probs, fill_fraction, status, error)."""
+    import pyarrow as pa
+
     tile_manifest = pa.concat_tables(tables)
     n_tiles = tile_manifest.num_rows
     scene_idx = np.concatenate([np.full(t.num_rows, i, np.int32) for i, t in enumerate(tables)])
@@ -275,7 +367,6 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
         "width": tile_manifest["width"], "height": tile_manifest["height"],
     })
     log.info("mapping %d scenes, %d tiles (grid %s)", len(plans), n_tiles, grid.key())
-
     ensure_ray(cfg.ray_address)
     ds = dataset_from_table(work, cfg.read_batch_size * 4)
     specs = [p.worker_spec(grid.tile_size) for p in plans]
@@ -283,8 +374,9 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
                         batch_format="numpy", num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     local_model = not storage.parse(model_uri).is_s3
-    model_ref = ray.put(_pack_folder(model_uri)) if local_model else model_uri
-    ds = actor_stage(ds, Predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors},
+    model_ref = share_folder(model_uri) if local_model else model_uri
+    ds = actor_stage(ds, Predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors,
+                                     "tta": cfg.tta},
                      actors=actors, batch_size=cfg.batch_size, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
     res = collect(ds, n_tiles, {
         "probs": ((len(manifest.classes),), np.float32, np.nan),
@@ -292,51 +384,4 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
         "status": ((), object, "error"),
         "error": ((), object, ""),
     })
-    probs_all, fill_all, status_all, error_all = res["probs"], res["fill_fraction"], res["status"], res["error"]
-
-    # Write parts (under _tmp/ first), then move them into place.
-    classes = manifest.classes
-    extra = {"grid": {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd},
-             "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
-    part_uris = []
-    for p, start in enumerate(range(0, n_tiles, cfg.rows_per_part)):
-        sl = slice(start, min(n_tiles, start + cfg.rows_per_part))
-        table = outputs.build_table(tile_manifest.slice(sl.start, sl.stop - sl.start), probs_all[sl],
-                                    status_all[sl], error_all[sl], fill_all[sl], classes, manifest.id)
-        tmp_uri = storage.join(cfg.out, "_tmp", f"part-{p:05d}.parquet")
-        outputs.write_part(table, tmp_uri, classes, manifest.id, extra)
-        part_uris.append(tmp_uri)
-    for tmp_uri in part_uris:
-        storage.move(tmp_uri, storage.join(cfg.out, storage.basename(tmp_uri)))
-
-    quicklooks = []
-    if cfg.quicklook:
-        label_idx = np.where(status_all == "ok", np.nan_to_num(probs_all, nan=-1).argmax(1), -1)
-        offset = 0
-        for i, (plan, table) in enumerate(zip(plans, tables)):
-            n = table.num_rows
-            rows, cols = tiling.grid_shape(plan.info, grid)
-            lab = np.full((rows, cols), -1, np.int32)
-            gr = table["grid_row"].to_numpy()
-            gc = table["grid_col"].to_numpy()
-            lab[gr, gc] = label_idx[offset : offset + n]
-            offset += n
-            thumb = reports.stretch(plan.thumb, plan.thumb_valid) if plan.thumb.shape[0] == 3 else None
-            png = reports.quicklook_png(f"{plan.info.uri}  |  model {manifest.id}", lab, classes, thumb,
-                                        (plan.info.height, plan.info.width), plan.native_tile)
-            stem = os.path.splitext(storage.basename(plan.info.uri))[0]
-            uri = storage.join(cfg.out, "_quicklook", f"{i:03d}-{stem}.png")
-            storage.write_bytes(uri, png)
-            quicklooks.append(uri)
-
-    counts = {s: int((status_all == s).sum()) for s in sorted(set(status_all.tolist()))}
-    seconds = time.time() - t0
-    summary = {
-        "out": cfg.out, "model": model_uri, "model_id": manifest.id, "scenes": len(plans), "tiles": n_tiles,
-        "counts": counts, "parts": len(part_uris), "quicklooks": quicklooks,
-        "grid": extra["grid"], "seconds": round(seconds, 2), "tiles_per_second": round(n_tiles / seconds, 2),
-        "config": cfg.model_dump(),
-    }
-    storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
-    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
-    return summary
+    return res["probs"], res["fill_fraction"], res["status"], res["error"]

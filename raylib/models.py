@@ -7,6 +7,12 @@ Layout::
     backbone/             HF save_pretrained() folder (safetensors) - or a hub id in model.json
     head.safetensors      head weights (no pickle)
 
+or, for a fine-tuned model (``kind: finetuned``)::
+
+    model.json            manifest (as above; bands also hold the file band indices, scale and
+                          the R,G,B positions; ``inference.tta``; ``training`` history)
+    model/                HF save_pretrained() image-classification model (safetensors)
+
 Loading refuses any pickle-based file (``.pkl``, ``.pt``, ``.bin``, ...): a model directory
 is data, never code.
 """
@@ -18,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +53,8 @@ class ModelManifest:
     metrics: dict
     created_by: str
     schema_version: int = SCHEMA_VERSION
+    inference: dict = field(default_factory=dict)  # {"tta": bool} for fine-tuned models
+    training: dict = field(default_factory=dict)  # recipe and history of a fine-tuned model
 
     @classmethod
     def from_json(cls, text: str, where: str) -> "ModelManifest":
@@ -105,14 +113,85 @@ def refuse_pickles(folder: Path, uri: str) -> None:
         )
 
 
-class LandcoverModel:
-    """Backbone + head + metadata; ``predict_proba`` on tiles scaled to [0, 1]."""
+class FinetunedNet:
+    """A fine-tuned ``transformers`` classifier with its band statistics: tiles in [0, 1] ->
+    resize -> per-band standardisation -> logits -> probabilities (optionally the mean over
+    the 8 dihedral views)."""
 
-    def __init__(self, manifest: ModelManifest, folder: Path, backbone: Backbone | None, head):
+    def __init__(self, folder: str, manifest: ModelManifest, device: str = "auto"):
+        import torch
+        from transformers import AutoModelForImageClassification
+        from transformers.utils import logging as hf_logging
+
+        from .backbones import pick_device
+
+        hf_logging.set_verbosity_error()
+        self.device = pick_device(device)
+        self.model = AutoModelForImageClassification.from_pretrained(folder, use_safetensors=True)
+        self.model.eval().to(self.device)
+        if self.device == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.input_size = int(manifest.backbone["input_size"])
+        self.mean = torch.tensor(manifest.bands["mean"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(manifest.bands["std"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+
+    def prepare(self, tiles):
+        """float (N, C, H, W) in [0, 1] -> the model's input tensor."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.as_tensor(tiles, dtype=torch.float32)
+        if self.device == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.input_size)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.device == "cuda" else x
+
+    def _forward(self, x, features: bool = False):
+        import contextlib
+
+        import torch
+
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
+            if features:
+                out = getattr(self.model, self.model.base_model_prefix)(pixel_values=x)
+                pooled = getattr(out, "pooler_output", None)
+                if pooled is None:
+                    h = out.last_hidden_state
+                    pooled = h.mean(dim=(2, 3)) if h.ndim == 4 else h.mean(dim=1)
+                return pooled.flatten(1).float()
+            return torch.softmax(self.model(pixel_values=x).logits.float(), dim=1)
+
+    def predict_proba(self, tiles, tta: bool = True) -> np.ndarray:
+        from .augment import tta_probs
+
+        x = self.prepare(tiles)
+        p = tta_probs(self._forward, x) if tta else self._forward(x)
+        return p.cpu().numpy().astype(np.float32)
+
+    def embed(self, tiles) -> np.ndarray:
+        return self._forward(self.prepare(tiles), features=True).cpu().numpy()
+
+
+class LandcoverModel:
+    """Backbone + head (or a fine-tuned network) + metadata; ``predict_proba`` on tiles
+    scaled to [0, 1]."""
+
+    def __init__(self, manifest: ModelManifest, folder: Path, backbone: Backbone | None, head,
+                 net: FinetunedNet | None = None, tta: bool | None = None):
         self.manifest = manifest
         self.folder = folder
         self.backbone = backbone
         self.head = head
+        self.net = net
+        self.tta = bool(manifest.inference.get("tta", False)) if tta is None else bool(tta)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
 
     @property
     def id(self) -> str:
@@ -128,10 +207,16 @@ class LandcoverModel:
         return ModelManifest.from_json((folder / MANIFEST).read_text(), storage.join(uri, MANIFEST))
 
     @classmethod
-    def load(cls, uri: str, device: str = "auto", with_backbone: bool = True) -> "LandcoverModel":
+    def load(cls, uri: str, device: str = "auto", with_backbone: bool = True,
+             tta: bool | None = None) -> "LandcoverModel":
+        """``with_backbone=False`` skips the network (head models: the head alone scores
+        stored embeddings). ``tta`` overrides the manifest's ``inference.tta``."""
         folder = _local_model_folder(uri)
         refuse_pickles(folder, uri)
         manifest = ModelManifest.from_json((folder / MANIFEST).read_text(), storage.join(uri, MANIFEST))
+        if manifest.kind == "finetuned":
+            net = FinetunedNet(str(folder / manifest.backbone["path"]), manifest, device) if with_backbone else None
+            return cls(manifest, folder, None, None, net=net, tta=tta)
         if manifest.kind != "head":
             raise InputError(f"Model {uri} is of kind {manifest.kind!r}, which this version cannot run.",
                              "upgrade landcover-ray.")
@@ -142,13 +227,16 @@ class LandcoverModel:
             ref = str(folder / spec["path"]) if spec.get("path") else spec["ref"]
             bb = Backbone.from_pretrained(ref, device=device, input_size=spec.get("input_size"),
                                           pooling=spec.get("pooling", "auto"))
-        return cls(manifest, folder, bb, head)
+        return cls(manifest, folder, bb, head, tta=tta)
 
     def embed(self, tiles: np.ndarray) -> np.ndarray:
-        return self.backbone.embed(tiles)
+        """Features of tiles: the backbone's embedding (the fine-tuned network's pooled features)."""
+        return self.net.embed(tiles) if self.net is not None else self.backbone.embed(tiles)
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         """tiles: float32 (N, C, H, W) in [0, 1] -> (N, n_classes) probabilities."""
+        if self.net is not None:
+            return self.net.predict_proba(tiles, tta=self.tta)
         return self.head.predict_proba(self.embed(tiles)).astype(np.float32)
 
 
@@ -184,14 +272,39 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
         )
         manifest_json = manifest.to_json()
         # manifest last: a directory without model.json is visibly incomplete
-        loc = storage.parse(out_uri)
-        if not loc.is_s3 and Path(loc.key).exists() and any(Path(loc.key).iterdir()):
-            if not (Path(loc.key) / MANIFEST).exists():
-                raise InputError(f"{out_uri} is not empty and is not a model directory; refusing to overwrite it.",
-                                 "choose a new or empty --out.")
-            shutil.rmtree(loc.key)
+        _prepare_model_dir(out_uri)
         storage.upload_folder(tmp, out_uri)
         storage.write_bytes(storage.join(out_uri, MANIFEST), manifest_json.encode())
+    return manifest
+
+
+def _prepare_model_dir(out_uri: str) -> None:
+    """Refuse to write into a non-empty folder that is not a model directory; clear an old one."""
+    storage.clear_own_folder(out_uri, MANIFEST, "a model directory")
+
+
+def write_finetuned_dir(out_uri: str, model, *, name: str, classes: list[str], bands: dict, input_size: int,
+                        backbone_ref: str, tile_size: int, gsd: float | None, tta: bool, metrics: dict,
+                        training: dict, created_by: str) -> ModelManifest:
+    """Write a fine-tuned model directory: ``model/`` (save_pretrained, safetensors) + model.json last."""
+    import tempfile
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+        digest = hashlib.sha256((tmp / "model" / "model.safetensors").read_bytes()).hexdigest()
+        manifest = ModelManifest(
+            id=f"{name}@{digest[:10]}", kind="finetuned",
+            backbone={"path": "model", "source": backbone_ref, "input_size": int(input_size),
+                      "architecture": type(model).__name__},
+            head={"type": "finetuned"}, classes=list(classes), bands=bands, tile_size=int(tile_size), gsd=gsd,
+            metrics=metrics, created_by=created_by, inference={"tta": bool(tta)}, training=training)
+        _prepare_model_dir(out_uri)
+        storage.upload_folder(tmp, out_uri)
+        storage.write_bytes(storage.join(out_uri, MANIFEST), manifest.to_json().encode())
     return manifest
 
 

@@ -156,3 +156,24 @@ def markdown_report(title: str, m: dict, extra: dict | None = None) -> str:
         lines.append(f"| {c} | {'n/a' if v is None else f'{v:.4f}'} |")
     lines += ["", "![confusion matrix](confusion.png)", "", "![PCA of embeddings](pca.png)", ""]
     return "\n".join(lines)
+
+
+def compare_markdown(title: str, models: list[dict]) -> str:
+    """Models side by side: overall scores, per-class accuracy, links to each confusion matrix."""
+    head = "| | " + " | ".join(f"{i + 1}: {m['model_id']} ({m['kind']})" for i, m in enumerate(models)) + " |"
+    sep = "|---|" + "---|" * len(models)
+    lines = [f"# {title}", "", head, sep]
+    for k in ("balanced_accuracy", "accuracy", "macro_f1", "cohen_kappa"):
+        vals = [m["metrics"][k] for m in models]
+        best = max(vals)
+        lines.append(f"| {k.replace('_', ' ')} | "
+                     + " | ".join(f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in vals) + " |")
+    lines += ["", "Per-class accuracy (recall):", "", head, sep]
+    for c in models[0]["metrics"]["per_class_accuracy"]:
+        vals = [m["metrics"]["per_class_accuracy"].get(c) for m in models]
+        lines.append(f"| {c} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in vals) + " |")
+    lines += ["", "Confusion matrices (rows: true class):", ""]
+    for i, m in enumerate(models):
+        lines.append(f"- {i + 1}: `{m['model']}`: [report]({m['report']}/report.md), "
+                     f"![confusion {i + 1}]({m['report']}/confusion.png)")
+    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import InputError, StorageError
+from .errors import ConfigError, InputError, StorageError
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -103,7 +103,11 @@ def gdal_options() -> dict[str, str | int]:
         "GDAL_HTTP_CONNECTTIMEOUT": "10",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
-        "VSI_CACHE": "TRUE",
+        "VSI_CACHE": "TRUE",  # block cache of one open file
+        # No cache that outlives an open file: a process that read a scene once (a notebook,
+        # a long-lived worker) must see the new object when the scene is rewritten in place
+        # (incremental mapping); re-opening costs one header read per read batch.
+        "CPL_VSIL_CURL_NON_CACHED": "/vsis3/",
         "GDAL_CACHEMAX": 256,  # MB; rasterio wants an int here
     }
     ep = endpoint_url()
@@ -215,6 +219,20 @@ def exists(uri: str) -> bool:
         raise explain_s3_error(exc, uri) from None
 
 
+def fingerprint(uri: str) -> str:
+    """What identifies this version of an object: S3 ETag and size, or a local file's size
+    and modification time (ns). A rewritten scene gets a new fingerprint."""
+    loc = parse(uri)
+    if not loc.is_s3:
+        st = os.stat(loc.key)
+        return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+    try:
+        head = s3_client().head_object(Bucket=loc.bucket, Key=loc.key)
+    except Exception as exc:
+        raise explain_s3_error(exc, uri) from None
+    return f"size={head['ContentLength']};etag={head.get('ETag', '').strip(chr(34))}"
+
+
 def check_bucket(uri: str) -> None:
     """Fail early, with a clear message, when the bucket of ``uri`` cannot be reached."""
     loc = parse(uri)
@@ -265,6 +283,17 @@ def folder_files(uri: str) -> list[str]:
     if not loc.is_s3 and not os.path.isdir(loc.key):
         return []
     return list_files(as_prefix(uri))
+
+
+def clear_own_folder(uri: str, marker: str, what: str) -> None:
+    """Empty the folder ``uri`` for a new output when it is ours (it holds ``marker``);
+    refuse a non-empty folder that is not, naming it."""
+    if not folder_files(uri):
+        return
+    if not exists(join(uri, marker)):
+        raise ConfigError(f"{uri} is not empty and is not {what}; refusing to write into it.",
+                          "choose an empty or new --out.")
+    delete_prefix(as_prefix(uri))
 
 
 def is_prefix(uri: str) -> bool:

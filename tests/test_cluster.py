@@ -44,6 +44,10 @@ def stage_requests(path: str) -> list[tuple[str, dict]]:
     elif name.startswith("tune"):
         c = cfglib.validate(cfglib.TuneConfig, raw)
         return [("trial", {"CPU": c.cpus_per_trial})]
+    elif name.startswith("finetune"):
+        c = cfglib.validate(cfglib.FinetuneConfig, raw)
+        return [("decode task", {"CPU": c.read_cpus}),
+                ("train worker", {"CPU": c.cpus_per_worker, "GPU": 1 if c.gpu else 0})]
     else:
         raise AssertionError(f"no resource model for {name}")
     return [("read task", {"CPU": c.read_cpus}), ("model actor", {"CPU": c.actor_cpus, "GPU": c.num_gpus})]
@@ -66,3 +70,24 @@ def test_validation_catches_a_typo():
     raw["available_node_types"]["gpu"]["min_wokers"] = 1
     with pytest.raises(jsonschema.ValidationError, match="min_wokers"):
         validate_config(prepare_config(raw))
+
+
+def test_schedule_recipes_submit_a_valid_incremental_map_job():
+    """The KubeRay RayJob and the crontab line run jobs/map.py with a config that validates."""
+    import shlex
+
+    job = yaml.safe_load((REPO / "deploy" / "kuberay-rayjob-map.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    import ray
+
+    assert spec["rayClusterSpec"]["rayVersion"] == ray.__version__
+    assert spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    args = shlex.split(spec["entrypoint"])
+    config = args[args.index("--config") + 1].replace("/landcover-ray/", "")
+    assert args[1].endswith("jobs/map.py") and (REPO / config).exists()
+    cfg = cfglib.validate(cfglib.MapConfig, yaml.safe_load((REPO / config).read_text()))
+    assert cfg.incremental
+    cron = [ln for ln in (REPO / "deploy" / "crontab.example").read_text().splitlines()
+            if ln and not ln.startswith("#")]
+    assert len(cron) == 1 and "--no-wait" in cron[0] and "--submission-id" in cron[0] and config in cron[0]

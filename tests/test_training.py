@@ -50,5 +50,5 @@ def test_refuses_to_overwrite_a_foreign_folder(small_set, tmp_path, capsys):
     out.mkdir()
     (out / "thesis.tex").write_text("do not delete")
     rc = main(["train-head", "--data", str(small_set), "--out", str(out), "--per-class", "4", "--input-size", "64"])
-    assert rc == 2 and "refusing to overwrite" in capsys.readouterr().err
+    assert rc == 2 and "is not a model directory; refusing to write into it" in capsys.readouterr().err
     assert (out / "thesis.tex").read_text() == "do not delete"

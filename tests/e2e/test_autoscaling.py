@@ -1,0 +1,128 @@
+"""Autoscaled sweeps: a Tune sweep wider than the cluster makes Ray's own autoscaler add
+worker nodes, finishes, and the idle nodes go away.
+
+Ray's fake multi-node provider (``RAY_FAKE_CLUSTER=1``) runs the real autoscaler (monitor,
+resource-demand scheduler, idle timeout) and starts each "node" as a real raylet on this
+machine. The head (0 CPUs, like cluster.yaml's) runs in its own process group with its own
+ports, so the test session's cluster is untouched; the sweep's driver is a subprocess
+because one process talks to one cluster.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raylib.config import EmbedConfig
+from raylib.embedding import run_embed
+
+from ..conftest import REPO, _free_port, background_server, eurosat_subset
+
+DRIVER = r"""
+import json, sys, threading, time
+import ray
+from raylib.config import TuneConfig
+from raylib.tuning import run_tune
+
+address, emb, out, temp = sys.argv[1:5]
+# this machine runs other Ray nodes too (the test session's): attach to the fake head's
+ray.init(address=address, _temp_dir=temp, logging_level="WARNING", log_to_driver=False)
+
+def workers():
+    return [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+
+peak, stop = [0], [False]
+def watch():
+    while not stop[0]:
+        peak[0] = max(peak[0], len(workers()))
+        time.sleep(0.5)
+
+before = len(workers())
+threading.Thread(target=watch, daemon=True).start()
+s = run_tune(TuneConfig(embeddings=emb, out=out, trials=2, families=["logistic_regression", "knn"],
+                        cpus_per_trial=1, max_concurrent_trials=2))
+stop[0] = True
+deadline = time.time() + 120
+while workers() and time.time() < deadline:  # idle nodes are removed after idle_timeout_minutes
+    time.sleep(1)
+print("RESULT " + json.dumps({"before": before, "peak": peak[0], "after": len(workers()), "trials": s["trials"]}))
+"""
+
+
+def fake_cluster_config(gcs: str) -> dict:
+    """cluster.yaml's shape on the fake provider: a head without CPUs and a spot-like CPU
+    worker type (1 CPU a node here, 0..3 nodes)."""
+    real = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    cpu_type = real["available_node_types"]["cpu_spot"]
+    return {
+        "cluster_name": "landcover-fake",
+        "max_workers": 3,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True, "gcs_address": gcs},
+        "available_node_types": {
+            "ray.head.default": {"resources": real["available_node_types"][real["head_node_type"]]["resources"],
+                                 "node_config": {}, "max_workers": 0},
+            "cpu_spot": {"resources": {"CPU": 1, "object_store_memory": 200_000_000}, "node_config": {},
+                         "min_workers": cpu_type.get("min_workers", 0), "max_workers": 3},
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": 0.1, "docker": {},
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [],
+        "head_start_ray_commands": [], "worker_start_ray_commands": [], "file_mounts": {},
+        "cluster_synced_files": [], "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+    }
+
+
+@pytest.fixture()
+def fake_autoscaling_head():
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    if not os.path.exists(ray_bin):
+        ray_bin = shutil.which("ray")
+    from ray.util import get_node_ip_address
+
+    gcs = _free_port()
+    address = f"{get_node_ip_address()}:{gcs}"  # this machine's own address, as Ray resolves it
+    temp = tempfile.mkdtemp(prefix="lca-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    cfg_path = Path(temp) / "fake-cluster.yaml"
+    cfg_path.write_text(yaml.safe_dump(fake_cluster_config(address)))
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("RAY_ADDRESS", None)
+    start = [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=0", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp}", f"--autoscaling-config={cfg_path}"]
+    start += [f"--{name}={_free_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "node-manager-port", "object-manager-port", "ray-client-server-port")]
+
+    def gcs_up():
+        r = subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True, timeout=30)
+        return r.returncode == 0
+
+    try:
+        with background_server(start, env, temp, "ray-fake-head", gcs_up, stop_wait=5):
+            yield {"address": address, "env": env, "temp": temp}
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_sweep_wider_than_the_cluster_scales_it_up_and_back_down(ray_session, fake_autoscaling_head, tmp_path):
+    data = eurosat_subset(tmp_path / "set", ("Forest", "SeaLake", "Industrial"), 0, 12)
+    emb = str(tmp_path / "emb")
+    run_embed(EmbedConfig(data=str(data), out=emb, input_size=32))  # on the test session's cluster
+    r = subprocess.run([sys.executable, "-c", DRIVER, fake_autoscaling_head["address"], emb, str(tmp_path / "tune"),
+                        fake_autoscaling_head["temp"]],
+                       env=fake_autoscaling_head["env"], capture_output=True, text=True, timeout=420, cwd=REPO)
+    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    assert r.returncode == 0 and line, (r.stdout + r.stderr)[-4000:]
+    res = json.loads(line[0][len("RESULT "):])
+    assert res["before"] == 0  # the head has no CPUs and no worker node is up
+    assert res["peak"] >= 1  # the autoscaler added nodes for the trials' CPUs
+    assert res["trials"] == 2  # ... and the sweep finished
+    assert res["after"] == 0  # idle nodes went away
+    assert (tmp_path / "tune" / "model" / "model.json").exists()
