@@ -37,8 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         for name, field in cls.model_fields.items():
             flag = "--" + name.replace("_", "-")
             kwargs = {"dest": name, "default": None, "help": field.description}
-            if field.annotation is bool:
-                sp.add_argument(flag, action="store_const", const=True, **kwargs)
+            if field.annotation is bool:  # --x / --no-x; unset keeps the file's value or the default
+                sp.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             elif _is_list(field.annotation):
                 sp.add_argument(flag, nargs="+", **kwargs)
             else:

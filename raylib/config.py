@@ -146,7 +146,7 @@ class FinetuneConfig(_Config):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="stratified test share for an image folder")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="validation share carved from the train split")
     seed: int = Field(0, description="random seed (split, initialisation, shuffling)")
-    epochs: int = Field(12, gt=0, description="epochs at most (frozen + unfrozen)")
+    epochs: int = Field(15, gt=0, description="epochs at most (frozen + unfrozen)")
     freeze_epochs: int = Field(1, ge=0, description="first epochs with the backbone frozen (only the classifier learns)")
     batch_size: int = Field(64, gt=0, le=4096, description="tiles per step on each worker")
     lr: float = Field(2e-3, gt=0, description="peak learning rate of the classifier (one-cycle)")

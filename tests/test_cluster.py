@@ -48,6 +48,11 @@ def stage_requests(path: str) -> list[tuple[str, dict]]:
         c = cfglib.validate(cfglib.FinetuneConfig, raw)
         return [("decode task", {"CPU": c.read_cpus}),
                 ("train worker", {"CPU": c.cpus_per_worker, "GPU": 1 if c.gpu else 0})]
+    elif name.startswith(("evaluate", "compare")):
+        cls = cfglib.EvaluateConfig if name.startswith("evaluate") else cfglib.CompareConfig
+        cfglib.validate(cls, raw)
+        # fine-tuned models: decode tasks and one scoring actor (evaluation.score_labelled)
+        return [("decode task", {"CPU": 0.5}), ("scoring actor", {"CPU": 1.0})]
     else:
         raise AssertionError(f"no resource model for {name}")
     return [("read task", {"CPU": c.read_cpus}), ("model actor", {"CPU": c.actor_cpus, "GPU": c.num_gpus})]

@@ -54,3 +54,18 @@ def test_bad_yaml(tmp_path):
         config.load(MapConfig, str(p))
     with pytest.raises(ConfigError, match="Cannot read config"):
         config.load(MapConfig, str(tmp_path / "missing.yaml"))
+
+
+def test_boolean_flags_switch_both_ways_and_unset_keeps_the_file(tmp_path):
+    from raylib.cli import _coerce, _parser
+    from raylib.config import FinetuneConfig, load
+
+    args = _parser().parse_args(["finetune", "--data", "d", "--out", "o", "--no-augment", "--gpu"])
+    values = {k: getattr(args, k) for k in FinetuneConfig.model_fields}
+    cfg = load(FinetuneConfig, None, _coerce(FinetuneConfig, values))
+    assert cfg.augment is False and cfg.gpu is True and cfg.tta is True  # --tta not given: default
+    f = tmp_path / "ft.yaml"
+    f.write_text("data: d\nout: o\ntta: false\n")
+    args = _parser().parse_args(["finetune", "--config", str(f)])
+    cfg = load(FinetuneConfig, str(f), _coerce(FinetuneConfig, {k: getattr(args, k) for k in FinetuneConfig.model_fields}))
+    assert cfg.tta is False  # the file's value stands when the flag is not given
