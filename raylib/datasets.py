@@ -129,10 +129,14 @@ def labelled_set(uri: str, test_fraction: float = 0.2, seed: int = 0) -> Labelle
     return LabelledSet(ps.files, ps.labels.astype(np.int64), np.where(test, "test", "train"), ps.classes)
 
 
-def read_patch(source: str, bands: list[int] | None, scale: float | None, patch_size: int | None = None) -> np.ndarray:
+def read_patch(source: str, bands: list[int] | None, scale: float | None, patch_size: int | None = None,
+               rasters: dict | None = None) -> np.ndarray:
     """One labelled patch as float32 (C, H, W) in [0, 1]: uint8 / 255, other types / ``scale``
     (default 10000, reflectance x 10^4), clipped. ``bands``: 1-based bands to keep, in order
-    (default: the first 3). Raises ``InputError`` naming the file."""
+    (default: the first 3). Raises ``InputError`` naming the file.
+
+    ``rasters``: open image rasters by URI, kept by the caller across windows of one image
+    (the caller closes them); without it the raster is opened for this window alone."""
     import re
 
     m = re.match(r"^(.*)#r(\d+)c(\d+)$", source)
@@ -142,8 +146,14 @@ def read_patch(source: str, bands: list[int] | None, scale: float | None, patch_
 
         if not patch_size:
             raise InputError(f"{source} is a window of a raster but no patch size is known.")
-        with storage.rasterio_env(), rasterio.open(storage.parse(m.group(1)).gdal_path) as ds:
-            arr = ds.read(bands or [1, 2, 3], window=Window(int(m.group(3)), int(m.group(2)), patch_size, patch_size))
+        window = Window(int(m.group(3)), int(m.group(2)), patch_size, patch_size)
+        if rasters is None:
+            with storage.rasterio_env(), rasterio.open(storage.parse(m.group(1)).gdal_path) as ds:
+                arr = ds.read(bands or [1, 2, 3], window=window)
+        else:
+            if m.group(1) not in rasters:
+                rasters[m.group(1)] = rasterio.open(storage.parse(m.group(1)).gdal_path)
+            arr = rasters[m.group(1)].read(bands or [1, 2, 3], window=window)
     elif source.lower().endswith((".tif", ".tiff")):
         from rasterio.io import MemoryFile
 
@@ -165,6 +175,11 @@ def read_patch(source: str, bands: list[int] | None, scale: float | None, patch_
             raise InputError(f"{source} is an RGB picture; bands {bands} do not exist in it.",
                              "use multi-band GeoTIFFs for other bands.")
         arr = read_rgb(source)
+    return to_unit(arr, scale)
+
+
+def to_unit(arr: np.ndarray, scale: float | None) -> np.ndarray:
+    """Pixel values -> float32 in [0, 1]: uint8 / 255, other types / ``scale`` (default 10000)."""
     div = 255.0 if arr.dtype == np.uint8 else float(scale or 10000.0)
     return np.clip(arr.astype(np.float32) / div, 0.0, 1.0)
 
@@ -183,15 +198,15 @@ def band_count(source: str) -> int:
         return ds.count
 
 
-def resize_chw(x: np.ndarray, size: int) -> np.ndarray:
-    """(C, H, W) float32 -> (C, size, size), bilinear (antialiased when shrinking)."""
+def resize_chw(x: np.ndarray, size: int, antialias: bool = True) -> np.ndarray:
+    """(C, H, W) float32 -> (C, size, size), bilinear (with ``antialias``, antialiased when shrinking)."""
     if x.shape[-2:] == (size, size):
         return x
     import torch
     import torch.nn.functional as F
 
     t = F.interpolate(torch.from_numpy(np.ascontiguousarray(x))[None], size=(size, size), mode="bilinear",
-                      align_corners=False, antialias=max(x.shape[-2:]) > size)
+                      align_corners=False, antialias=antialias and max(x.shape[-2:]) > size)
     return t[0].numpy()
 
 
@@ -206,17 +221,20 @@ def decode_batch(batch: dict, spec: dict) -> dict:
     npx = np.zeros(n, np.int64)
     status = np.full(n, "ok", dtype=object)
     error = np.full(n, "", dtype=object)
+    rasters: dict = {}  # label-raster windows: each image opened once per batch
     with storage.rasterio_env():
         for k in range(n):
             src = str(batch["source"][k])
             try:
-                x = read_patch(src, spec["bands"], spec["scale"], spec.get("patch_size"))
+                x = read_patch(src, spec["bands"], spec["scale"], spec.get("patch_size"), rasters)
                 stats[k, :, 0] = x.sum(axis=(1, 2))
                 stats[k, :, 1] = (x.astype(np.float64) ** 2).sum(axis=(1, 2))
                 npx[k] = x.shape[1] * x.shape[2]
                 pixels[k] = resize_chw(x, s)
             except Exception as exc:
                 status[k], error[k] = "error", str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        for ds in rasters.values():
+            ds.close()
     out = {"idx": batch["idx"], "pixels": pixels, "stats": stats, "npx": npx, "status": status, "error": error}
     if "label" in batch:
         out["label"] = batch["label"]

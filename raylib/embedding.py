@@ -99,18 +99,11 @@ def _to_unit(arr: np.ndarray, bands: list[int] | None, scale: float | None) -> n
         arr = arr[[b - 1 for b in bands]]
     elif arr.shape[0] != 3:
         arr = arr[:3]
-    div = 255.0 if arr.dtype == np.uint8 else float(scale or 10000.0)
-    return np.clip(arr.astype(np.float32) / div, 0.0, 1.0)
+    return datasets.to_unit(arr, scale)
 
 
 def _resize(x: np.ndarray, size: int) -> np.ndarray:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    import torch
-    import torch.nn.functional as F
-
-    t = F.interpolate(torch.from_numpy(x)[None], size=(size, size), mode="bilinear", align_corners=False)
-    return t[0].numpy()
+    return datasets.resize_chw(x, size, antialias=False)  # as the embeddings were always made
 
 
 def read_patches(batch: dict, spec: dict) -> dict:

@@ -60,14 +60,14 @@ class PatchScorer:
         net = self.model.net
         if net is not None:
             xt = net.prepare(x)
-            plain = net._forward(xt)
+            plain = net.probs(xt)
             if self.model.tta or self.both:
-                tta = sum((net._forward(dihedral(xt, k)) for k in range(1, N_VIEWS)), plain) / N_VIEWS
+                tta = sum((net.probs(dihedral(xt, k)) for k in range(1, N_VIEWS)), plain) / N_VIEWS
             else:
                 tta = plain
             probs = (tta if self.model.tta else plain).cpu().numpy()
             plain = plain.cpu().numpy()
-            feats = net._forward(xt, features=True).cpu().numpy()
+            feats = net.features(xt).cpu().numpy()
         else:
             feats = self.model.embed(x)
             probs = plain = self.model.head.predict_proba(feats).astype(np.float32)
@@ -89,7 +89,8 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     from . import datasets
     from .actors import actor_stage, collect, dataset_from_table, ensure_ray, share_folder
 
-    man = LandcoverModel.read_manifest(model_uri)
+    model = LandcoverModel.load(model_uri, with_backbone=False)  # the network loads in the actor
+    man = model.manifest
     unknown = sorted({ls.classes[i] for i in np.unique(ls.labels[rows])} - set(man.classes))
     if unknown:
         raise InputError(f"Classes {unknown} in the data are not classes of model {man.id}.",
@@ -103,7 +104,7 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     ds = dataset_from_table(table, 256).map_batches(datasets.decode_batch, fn_kwargs={"spec": spec},
                                                     batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
     local = not storage.parse(model_uri).is_s3
-    ref = share_folder(str(LandcoverModel.load(model_uri, with_backbone=False).folder)) if local else model_uri
+    ref = share_folder(str(model.folder)) if local else model_uri
     import ray
 
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # score on a GPU when there is one

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from . import datasets, metrics, storage
+from . import datasets, storage
 from .bands import PRESETS
 from .config import FinetuneConfig
 from .errors import ConfigError, InputError
@@ -364,7 +364,7 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
 
     from .actors import ensure_ray, share_folder
     from .backbones import build_classifier, resolve_backbone
-    from .models import _prepare_model_dir, created_by, write_finetuned_dir
+    from .models import MANIFEST, created_by, write_finetuned_dir
 
     t0 = time.time()
     if cfg.freeze_epochs >= cfg.epochs:
@@ -376,10 +376,9 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
                          "lay the set out as <Class>/<image> with one folder per class.")
     plan = band_plan(cfg, ls)
     storage.check_bucket(cfg.out)
-    if storage.exists(storage.join(cfg.out, "model.json")) and not cfg.overwrite:
+    # refuses a non-empty folder that is not a model directory; a model needs --overwrite
+    if storage.check_own_folder(cfg.out, MANIFEST, "a model directory") and not cfg.overwrite:
         raise ConfigError(f"{cfg.out} already holds a model.", "pass --overwrite, or choose another --out.")
-    if not storage.exists(storage.join(cfg.out, "model.json")):
-        _prepare_model_dir(cfg.out)  # refuses a non-empty folder that is not a model directory
     train_rows = np.flatnonzero(ls.split == "train")
     test_rows = np.flatnonzero(ls.split == "test")
     val_mask = datasets.stratified_split(ls.labels[train_rows], cfg.val_fraction, cfg.seed)

@@ -235,14 +235,12 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     if cfg.incremental:
         if cfg.overwrite:  # start the incremental map over
             storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
-        if storage.folder_files(cfg.out) and not storage.exists(storage.join(cfg.out, MARKER)):
-            raise ConfigError(f"{cfg.out} is not empty and is not a landcover map; refusing to write into it.",
-                              "choose an empty or new --out.")
+        storage.check_own_folder(cfg.out, MARKER, "a landcover map")
         if storage.exists(storage.join(cfg.out, SUCCESS)) and not storage.exists(storage.join(cfg.out, mapstate.STATE)):
             raise ConfigError(f"{cfg.out} holds a map made without --incremental.",
                               "choose another --out for incremental runs, or pass --overwrite without --incremental.")
         state = mapstate.MapState.load(cfg.out)
-    infos = _open_all(scenes if not cfg.incremental else [])  # incremental: only what will be mapped
+    infos = [] if cfg.incremental else _open_all(scenes)  # incremental: only what will be mapped, below
     model_uri = _model_uri(cfg)
     manifest = LandcoverModel.read_manifest(model_uri)
     grid = resolve_grid(cfg, manifest)
@@ -250,7 +248,6 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
     if cfg.incremental:
         plan = mapstate.plan_increment(state, scenes, manifest.id, grid_dict, cfg.remap, cfg.out)
         infos = _open_all(plan.pending)
-        fingerprints = {u: storage.fingerprint(u) for u in plan.pending}
 
     # Validate every input against the model before anything is written.
     problems: list[LandcoverError] = []
@@ -290,17 +287,15 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
         groups = [("part", list(range(len(plans))))]
     written: dict[int, list[str]] = {}
     moves = []
-    part_no = 0
-    for prefix, members in groups:
-        rows = pa.concat_tables([tables[i] for i in members]) if members else None
-        lo, hi = (int(offsets[members[0]]), int(offsets[members[-1] + 1])) if members else (0, 0)
-        for start in range(lo, hi, cfg.rows_per_part):
+    for prefix, members in groups:  # every group has at least one scene (a map run has scenes)
+        rows = pa.concat_tables([tables[i] for i in members])
+        lo, hi = int(offsets[members[0]]), int(offsets[members[-1] + 1])
+        for k, start in enumerate(range(lo, hi, cfg.rows_per_part)):
             stop = min(hi, start + cfg.rows_per_part)
             table = outputs.build_table(rows.slice(start - lo, stop - start), probs_all[start:stop],
                                         status_all[start:stop], error_all[start:stop], fill_all[start:stop],
                                         classes, manifest.id)
-            name = f"{prefix}-{(part_no if not cfg.incremental else (start - lo) // cfg.rows_per_part):05d}.parquet"
-            part_no += 1
+            name = f"{prefix}-{k:05d}.parquet"
             tmp_uri = storage.join(cfg.out, "_tmp", name)
             outputs.write_part(table, tmp_uri, classes, manifest.id, extra)
             moves.append(tmp_uri)
@@ -338,7 +333,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
         for i, plan_i in enumerate(plans):
             st = status_all[offsets[i]:offsets[i + 1]]
             replaced += mapstate.record(
-                state, plan_i.info.uri, fingerprint=fingerprints[plan_i.info.uri], parts=written.get(i, []),
+                state, plan_i.info.uri, fingerprint=plan.fingerprints[plan_i.info.uri], parts=written.get(i, []),
                 tiles=int(offsets[i + 1] - offsets[i]), quicklook=quicklooks.get(i),
                 counts={s: int((st == s).sum()) for s in sorted(set(st.tolist()))})
         state.model_id, state.grid = manifest.id, grid_dict

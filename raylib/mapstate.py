@@ -60,6 +60,7 @@ class Plan:
     pending: list[str]  # scenes to map, in input order
     unchanged: list[str]
     reasons: dict  # scene -> "new" | "changed" | "remap"
+    fingerprints: dict  # pending scene -> its fingerprint now (what the record will hold)
 
 
 def plan_increment(state: MapState, scenes: list[str], model_id: str, grid: dict, remap: bool, out: str) -> Plan:
@@ -69,20 +70,22 @@ def plan_increment(state: MapState, scenes: list[str], model_id: str, grid: dict
         now = "model " + model_id if state.model_id != model_id else f"grid {grid}"
         raise ConfigError(f"{out} was mapped with {what}; this run uses {now}.",
                           "pass --remap to map every scene again with it, or choose another --out.")
-    pending, unchanged, reasons = [], [], {}
+    pending, unchanged, reasons, fingerprints = [], [], {}, {}
     for uri in scenes:
         old = state.scenes.get(uri)
+        fp = storage.fingerprint(uri)
         if remap and state.model_id is not None:
             reasons[uri] = "remap"
         elif old is None:
             reasons[uri] = "new"
-        elif old["fingerprint"] != storage.fingerprint(uri):
+        elif old["fingerprint"] != fp:
             reasons[uri] = "changed"
         else:
             unchanged.append(uri)
             continue
         pending.append(uri)
-    return Plan(pending, unchanged, reasons)
+        fingerprints[uri] = fp
+    return Plan(pending, unchanged, reasons, fingerprints)
 
 
 def remove_debris(state: MapState, out: str) -> list[str]:

@@ -19,6 +19,7 @@ is data, never code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -149,31 +150,42 @@ class FinetunedNet:
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.device == "cuda" else x
 
-    def _forward(self, x, features: bool = False):
-        import contextlib
-
+    @contextlib.contextmanager
+    def _inference(self):
+        """Inference mode, with bf16 autocast on CUDA."""
         import torch
 
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else contextlib.nullcontext()
         with torch.inference_mode(), amp:
-            if features:
-                out = getattr(self.model, self.model.base_model_prefix)(pixel_values=x)
-                pooled = getattr(out, "pooler_output", None)
-                if pooled is None:
-                    h = out.last_hidden_state
-                    pooled = h.mean(dim=(2, 3)) if h.ndim == 4 else h.mean(dim=1)
-                return pooled.flatten(1).float()
+            yield
+
+    def probs(self, x):
+        """Class probabilities (tensor) of a prepared input ``x`` (``prepare``)."""
+        import torch
+
+        with self._inference():
             return torch.softmax(self.model(pixel_values=x).logits.float(), dim=1)
+
+    def features(self, x):
+        """Pooled backbone features (tensor) of a prepared input: the pooler output, else the
+        mean of the last hidden state."""
+        with self._inference():
+            out = getattr(self.model, self.model.base_model_prefix)(pixel_values=x)
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is None:
+                h = out.last_hidden_state
+                pooled = h.mean(dim=(2, 3)) if h.ndim == 4 else h.mean(dim=1)
+            return pooled.flatten(1).float()
 
     def predict_proba(self, tiles, tta: bool = True) -> np.ndarray:
         from .augment import tta_probs
 
         x = self.prepare(tiles)
-        p = tta_probs(self._forward, x) if tta else self._forward(x)
+        p = tta_probs(self.probs, x) if tta else self.probs(x)
         return p.cpu().numpy().astype(np.float32)
 
     def embed(self, tiles) -> np.ndarray:
-        return self._forward(self.prepare(tiles), features=True).cpu().numpy()
+        return self.features(self.prepare(tiles)).cpu().numpy()
 
 
 class LandcoverModel:

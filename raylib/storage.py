@@ -285,15 +285,21 @@ def folder_files(uri: str) -> list[str]:
     return list_files(as_prefix(uri))
 
 
-def clear_own_folder(uri: str, marker: str, what: str) -> None:
-    """Empty the folder ``uri`` for a new output when it is ours (it holds ``marker``);
-    refuse a non-empty folder that is not, naming it."""
+def check_own_folder(uri: str, marker: str, what: str) -> bool:
+    """Whether the folder ``uri`` holds anything; refuse a non-empty folder that is not ours
+    (has no ``marker``), naming it."""
     if not folder_files(uri):
-        return
+        return False
     if not exists(join(uri, marker)):
         raise ConfigError(f"{uri} is not empty and is not {what}; refusing to write into it.",
                           "choose an empty or new --out.")
-    delete_prefix(as_prefix(uri))
+    return True
+
+
+def clear_own_folder(uri: str, marker: str, what: str) -> None:
+    """Empty the folder ``uri`` for a new output when it is ours (``check_own_folder``)."""
+    if check_own_folder(uri, marker, what):
+        delete_prefix(as_prefix(uri))
 
 
 def is_prefix(uri: str) -> bool:

@@ -83,6 +83,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def ray_binary() -> str:
+    """The ``ray`` command of this environment."""
+    cand = Path(sys.executable).parent / "ray"
+    return str(cand) if cand.exists() else shutil.which("ray")
+
+
+@contextlib.contextmanager
+def separate_ray_head(args: list[str], env_extra: dict, ready, name: str):
+    """A Ray head started with ``ray start --head --block`` beside the test session's cluster:
+    its own temp dir, every port its own (the session's cluster holds Ray's defaults, agent
+    52365, ...) and one process group, which the teardown kills (`ray stop` would also stop
+    the session's cluster). ``ready(env)`` says when it is up. Yields ``{"ray", "env", "temp"}``."""
+    ray_bin = ray_binary()
+    temp = tempfile.mkdtemp(prefix="lcr-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    env = dict(os.environ, RAY_AUTH_MODE="disabled",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env_extra)
+    env.pop("RAY_ADDRESS", None)
+    start = [ray_bin, "start", "--head", "--block", "--disable-usage-stats", f"--temp-dir={temp}", *args]
+    start += [f"--{flag}={_free_port()}" for flag in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "node-manager-port", "object-manager-port", "ray-client-server-port")]
+    try:
+        with background_server(start, env, temp, name, lambda: ready(env), stop_wait=5):
+            yield {"ray": ray_bin, "env": env, "temp": temp}
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def _weed_binary() -> str:
     cand = Path(sys.executable).parent / "weed"
     found = str(cand) if cand.exists() else shutil.which("weed")

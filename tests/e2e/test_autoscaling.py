@@ -9,12 +9,8 @@ because one process talks to one cluster.
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,7 +18,7 @@ import yaml
 from raylib.config import EmbedConfig
 from raylib.embedding import run_embed
 
-from ..conftest import REPO, _free_port, background_server, eurosat_subset
+from ..conftest import REPO, _free_port, eurosat_subset, ray_binary, separate_ray_head
 
 DRIVER = r"""
 import json, sys, threading, time
@@ -80,35 +76,23 @@ def fake_cluster_config(gcs: str) -> dict:
 
 
 @pytest.fixture()
-def fake_autoscaling_head():
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    if not os.path.exists(ray_bin):
-        ray_bin = shutil.which("ray")
+def fake_autoscaling_head(tmp_path):
     from ray.util import get_node_ip_address
 
+    ray_bin = ray_binary()
     gcs = _free_port()
     address = f"{get_node_ip_address()}:{gcs}"  # this machine's own address, as Ray resolves it
-    temp = tempfile.mkdtemp(prefix="lca-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    cfg_path = Path(temp) / "fake-cluster.yaml"
+    cfg_path = tmp_path / "fake-cluster.yaml"
     cfg_path.write_text(yaml.safe_dump(fake_cluster_config(address)))
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    env.pop("RAY_ADDRESS", None)
-    start = [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=0", "--include-dashboard=false",
-             "--disable-usage-stats", f"--temp-dir={temp}", f"--autoscaling-config={cfg_path}"]
-    start += [f"--{name}={_free_port()}" for name in (
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-        "runtime-env-agent-port", "node-manager-port", "object-manager-port", "ray-client-server-port")]
 
-    def gcs_up():
+    def gcs_up(env):
         r = subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True, timeout=30)
         return r.returncode == 0
 
-    try:
-        with background_server(start, env, temp, "ray-fake-head", gcs_up, stop_wait=5):
-            yield {"address": address, "env": env, "temp": temp}
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    args = [f"--port={gcs}", "--num-cpus=0", "--include-dashboard=false", f"--autoscaling-config={cfg_path}"]
+    env = {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    with separate_ray_head(args, env, gcs_up, "ray-fake-head") as head:
+        yield {"address": address, "env": head["env"], "temp": head["temp"]}
 
 
 def test_a_sweep_wider_than_the_cluster_scales_it_up_and_back_down(ray_session, fake_autoscaling_head, tmp_path):

@@ -20,7 +20,6 @@ from raylib import storage
 from raylib.cli import main
 from raylib.config import EmbedConfig, FinetuneConfig, MapConfig, TuneConfig
 from raylib.embedding import run_embed
-from raylib.errors import ConfigError, InputError
 from raylib.finetune import run_finetune
 from raylib.mapping import run_map
 from raylib.models import LandcoverModel

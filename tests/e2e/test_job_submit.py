@@ -1,51 +1,30 @@
 """`ray job submit` against a real local head (ray start --head), through the dashboard's job API."""
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from raylib.outputs import read_map
 
-from ..conftest import NAIP, REPO, _free_port, background_server
+from ..conftest import NAIP, REPO, _free_port, separate_ray_head
 
 
 @pytest.fixture()
 def ray_head():
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    if not os.path.exists(ray_bin):
-        ray_bin = shutil.which("ray")
     gcs, dash = _free_port(), _free_port()
-    temp = tempfile.mkdtemp(prefix="lcr-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    env = dict(os.environ, RAY_AUTH_MODE="disabled",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    env.pop("RAY_ADDRESS", None)
-    # --block keeps the head's processes under one process group, which the teardown kills:
-    # `ray stop` would also stop the test session's own cluster.
-    start = [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
-             f"--temp-dir={temp}"]
-    # every port its own: the test session's cluster already holds Ray's defaults (agent 52365, ...)
-    start += [f"--{name}={_free_port()}" for name in (
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-        "runtime-env-agent-port", "node-manager-port", "object-manager-port", "ray-client-server-port")]
     address = f"http://127.0.0.1:{dash}"
 
-    def dashboard_up():
+    def dashboard_up(env):
         with urllib.request.urlopen(f"{address}/api/version", timeout=2) as resp:
             return resp.status == 200
 
-    try:
-        with background_server(start, env, temp, "ray-head", dashboard_up, stop_wait=5):
-            yield {"ray": ray_bin, "address": address, "env": env}
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    args = [f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}"]
+    with separate_ray_head(args, {}, dashboard_up, "ray-head") as head:
+        yield {"ray": head["ray"], "address": address, "env": head["env"]}
 
 
 def test_map_job_via_ray_job_submit(ray_head, tmp_path, test_model):
