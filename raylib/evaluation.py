@@ -180,6 +180,8 @@ def run_evaluate(cfg: EvaluateConfig, argv: list[str] | None = None) -> dict:
 def run_compare(cfg: CompareConfig, argv: list[str] | None = None) -> dict:
     """Every model on the same rows: one report folder each, plus compare.md / compare.json
     with the scores, per-class accuracy and confusion matrices side by side."""
+    for uri in cfg.models:  # every model directory is checked before any is scored
+        LandcoverModel.read_manifest(uri)
     results = []
     for i, uri in enumerate(cfg.models):
         sub = storage.join(cfg.out, f"model-{i + 1}")

@@ -129,6 +129,20 @@ def test_compare_frozen_head_and_finetuned_on_one_stored_split(trained, ft_set, 
     assert "balanced accuracy" in md and "Forest" in md and (tmp_path / "cmp" / "model-2" / "confusion.png").exists()
 
 
+def test_evaluate_and_compare_name_bad_inputs_before_writing(trained, ft_set, tmp_path, ray_session, capsys):
+    cfg, _ = trained
+    other = eurosat_subset(tmp_path / "other", ("Forest", "Pasture"), 0, 2)
+    rc = main(["evaluate", "--model", cfg.out, "--data", str(other), "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "['Pasture']" in err and "are not classes of model" in err
+    assert not (tmp_path / "ev").exists()
+    rc = main(["compare", "--models", cfg.out, str(tmp_path / "missing"), "--data", str(ft_set),
+               "--out", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing does not exist" in err
+    assert not (tmp_path / "cmp").exists()  # the first model was not scored for nothing
+
+
 def test_a_killed_driver_resumes_from_the_latest_checkpoint(ray_session, ft_set, tmp_path):
     out = tmp_path / "model"
     cfg = small_cfg(ft_set, out, epochs=4)
