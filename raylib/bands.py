@@ -65,6 +65,7 @@ def resolve_bands(bands, count: int, uri: str, needed: int, colorinterp=None) ->
             f"Scene {uri} has {count} band(s) but bands {chosen} (1-based) are needed"
             f" for the model's {needed} channel(s).",
             "give a scene with those bands, or set bands to indices that exist in this scene.",
+            reason="band_mismatch",
         )
     return chosen
 
@@ -115,7 +116,7 @@ def make_scaler(mode: str, sample: np.ndarray | None, dtype: str, fill_value: fl
         valid &= ~np.all(sample == fill_value, axis=0)
     if valid.sum() < 16:
         raise InputError(f"Scene {uri} has no valid pixels (all fill/nodata).",
-                         "check the scene, or the fill_value setting.")
+                         "check the scene, or the fill_value setting.", reason="all_nodata")
     vals = sample[:, valid].astype(np.float64)
     mean = vals.mean(axis=1)
     std = vals.std(axis=1)

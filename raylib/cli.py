@@ -81,14 +81,23 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = run_map(cfg, ["landcover", *argv])
             counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+            reasons = ", ".join(f"{v} {k}" for k, v in summary["error_reasons"].items())
+            resumed = f"; {summary['parts_resumed']} of {summary['parts']} parts kept from an earlier run" \
+                if summary["parts_resumed"] else ""
             print(f"mapped {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
-                  f"({counts}) with model {summary['model_id']}")
+                  f"({counts}{'; ' + reasons if reasons else ''}) with model {summary['model_id']}{resumed}")
+            if summary["scenes_failed"]:
+                print(f"{len(summary['scenes_failed'])} scene(s) could not be read: their tiles are error rows "
+                      f"(see {summary['out']}/_summary.json)")
             if "unchanged" in summary:
                 print(f"incremental: {summary['unchanged']} scene(s) unchanged since the last run; the map holds "
                       f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
             print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
             for q in summary["quicklooks"]:
                 print(f"quick-look: {q}")
+            if summary["result"] != "ok":
+                print(f"landcover map: failed: {summary['failure']}", file=sys.stderr)
+                return 3
         elif args.verb == "embed":
             from .embedding import run_embed
 

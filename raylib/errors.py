@@ -7,9 +7,10 @@ class LandcoverError(Exception):
     The CLI prints these as one line and exits non-zero, without a traceback.
     """
 
-    def __init__(self, what: str, fix: str | None = None):
+    def __init__(self, what: str, fix: str | None = None, reason: str | None = None):
         self.what = what
         self.fix = fix
+        self.reason = reason  # a map error-row reason code when the problem is one scene's
         super().__init__(f"{what}" + (f" Fix: {fix}" if fix else ""))
 
 

@@ -1,20 +1,24 @@
-"""The map job: scenes -> tile manifest -> Ray Data (windowed reads on CPU tasks ->
-model on an actor pool) -> GeoParquet parts + quick-looks.
+"""The map job: scenes -> tile grid -> Ray Data (windowed reads on CPU tasks -> model on an
+actor pool) -> GeoParquet parts, streamed, + quick-looks.
 
 Output layout at ``out``::
 
     part-00000.parquet ...   the map (GeoParquet 1.1), readable as one dataset
     _quicklook/<scene>.png   class map beside an RGB thumbnail, per scene
-    _summary.json            counts per status, timing, settings
-    _landcover.json          run marker (written first; lets --overwrite know the folder is ours)
-    _SUCCESS                 written last: a map without it is incomplete
+    _summary.json            counts per status and reason, error share, result, timing, settings
+    _landcover.json          run marker with the job's fingerprint (written first)
+    _SUCCESS                 written last, when the run passed: a map without it is incomplete
 
-Parts are written under ``_tmp/`` while the run goes and moved into place only when every
-tile is done, so a failed run never leaves something that reads as a complete map.
+Every tile of the grid ends as exactly one row: a prediction (``status = ok``) or an error
+row (``status = error``, ``reason`` code and message). A scene whose header cannot be read
+has one row (no window, no geometry). Rows are written as parts while the run goes
+(``parts``): a part under ``_tmp/`` is complete; the run moves them into place at the end.
+A re-run of the same job (same settings, same scene versions) into the same ``out`` owes
+only the parts that are absent, so a run killed at any point and re-run ends with the
+rows of an uninterrupted run, none twice.
 
-Incremental maps (``incremental: true``) keep each scene in parts of its own
-(``part-<scene key>-<run>-NNNNN.parquet``) and a state record ``_state.json``
-(``mapstate``), so later runs map only new or changed scenes.
+Incremental maps (``incremental: true``) keep each scene in parts of its own and a state
+record ``_state.json`` (``mapstate``), so later runs map only new or changed scenes.
 """
 
 from __future__ import annotations
@@ -22,21 +26,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import bands as bandlib
-from . import outputs, reports, storage, tiling
-from .actors import (actor_stage, collect, dataset_from_table, ensure_ray, local_folder, pool_size, set_torch_threads,
-                     share_folder)
+from . import outputs, parts, reports, resilience, storage, tiling
+from .actors import actor_stage, ensure_ray, local_folder, pool_size, set_torch_threads, share_folder
 from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
+from .failpoints import failpoint
 from .models import LandcoverModel, ModelManifest
 
 log = logging.getLogger(__name__)
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
+# reasons that describe the data, not a failure of the run (not counted in the error share)
+NOT_FAILURES = ("all_nodata",)
+SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 
 
 # --------------------------------------------------------------------------- planning
@@ -44,34 +53,49 @@ MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
 
 @dataclass
 class ScenePlan:
-    info: tiling.SceneInfo
-    bands: list[int]
-    native_tile: tuple[int, int]
-    scaler: bandlib.Scaler
-    thumb: np.ndarray  # (3, h, w) decimated read of the selected bands, for the quick-look
-    thumb_valid: np.ndarray
+    """One scene's place in the run: its grid and read settings, or why it cannot be mapped."""
 
-    def worker_spec(self, tile_size: int) -> dict:
-        """What a read task needs (small, serialisable; no pixels)."""
-        return {
-            "gdal_path": storage.parse(self.info.uri).gdal_path,
-            "bands": self.bands,
-            "native_tile": self.native_tile,
-            "tile_size": tile_size,
-            "gain": self.scaler.gain,
-            "offset": self.scaler.offset,
-            "fill_value": self.scaler.fill_value,
-            "target_mean": self.scaler.target_mean,
-        }
+    uri: str
+    info: tiling.SceneInfo | None = None
+    layout: tiling.Layout | None = None
+    bands: list[int] | None = None
+    scaler: bandlib.Scaler | None = None
+    fingerprint: str | None = None
+    failure: tuple[str, str] | None = None  # (reason, message)
+    start: int = 0  # first global tile index
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.layout.n_tiles if self.layout else 1
+
+    def read_spec(self, tile_size: int) -> str:
+        """What a read task needs for this scene (small JSON; no pixels)."""
+        return json.dumps({
+            "uri": self.uri, "gdal_path": storage.parse(self.uri).gdal_path, "bands": self.bands,
+            "layout": self.layout.to_dict(), "tile_size": tile_size,
+            "gain": self.scaler.gain.tolist(), "offset": self.scaler.offset.tolist(),
+            "fill_value": self.scaler.fill_value, "target_mean": self.scaler.target_mean.tolist(),
+        })
+
+    def manifest_rows(self, grid: tiling.GridSpec, lo: int, hi: int):
+        """Map-schema manifest columns of this scene's global tiles ``lo..hi``."""
+        if self.layout is None:
+            return tiling.unreadable_scene_row(self.uri, grid)
+        return tiling.make_manifest(self.info, grid, lo - self.start, hi - self.start)
 
 
-def expand_scenes(uris: list[str]) -> list[str]:
-    """Scene URIs, with folders/prefixes expanded to every .tif/.tiff under them."""
+def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
+    """Scene URIs, with folders/prefixes expanded to every .tif/.tiff under them (other
+    objects under a prefix are appended to ``skipped``)."""
     out: list[str] = []
     for uri in uris:
         if storage.is_prefix(uri):
             storage.check_bucket(uri)
-            found = storage.list_files(uri, storage.RASTER_SUFFIXES)
+            everything = storage.list_files(uri)
+            found = [u for u in everything if u.lower().endswith(storage.RASTER_SUFFIXES)]
+            if skipped is not None:
+                skipped.extend(u for u in everything if u not in set(found))
             if not found:
                 raise InputError(f"No .tif/.tiff scenes under {uri}.", "check the prefix; scenes must end in .tif or .tiff.")
             out.extend(found)
@@ -82,22 +106,85 @@ def expand_scenes(uris: list[str]) -> list[str]:
     return [u for u in out if not (u in seen or seen.add(u))]
 
 
-def plan_scene(info: tiling.SceneInfo, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+    """Header, band choice and radiometric scaling of one scene, filled into ``plan`` as
+    they are learnt (raises on a bad scene; what was learnt before stays)."""
     import rasterio
 
-    uri = info.uri
+    uri = plan.uri
+    plan.info = info = tiling.open_scene(uri)
+    plan.layout = tiling.layout(info, grid)
+    if info.dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"Scene {uri} has pixel type {info.dtype}, which cannot be scaled to model input.",
+                         f"convert it to one of {', '.join(SUPPORTED_DTYPES)}.", reason="unsupported")
+    if plan.fingerprint is None:
+        plan.fingerprint = storage.fingerprint(uri)
     needed = len(manifest.bands["channels"])
-    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
-        chosen = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, ds.colorinterp)
-        sample = tiling.decimated_read(ds, chosen)
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
-    scaler = bandlib.make_scaler(cfg.scaling, sample, info.dtype, fill, manifest.bands["mean"],
-                                 manifest.bands["std"],
-                                 cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri)
-    valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
-    rgb = manifest.bands.get("rgb") or [0, 1, 2]  # where R, G, B are among the model's bands
-    thumb = sample[rgb] if len(chosen) >= 3 else sample
-    return ScenePlan(info, chosen, tiling.native_tile_size(info, grid), scaler, thumb, valid)
+    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
+        plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, ds.colorinterp)
+        sample = tiling.decimated_read(ds, plan.bands, fill=fill) if cfg.scaling == "match" else None
+    plan.scaler = bandlib.make_scaler(cfg.scaling, sample, info.dtype, fill, manifest.bands["mean"],
+                                      manifest.bands["std"],
+                                      cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri)
+    return plan
+
+
+_planner = threading.local()
+
+
+def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
+               fingerprint: str | None = None) -> ScenePlan:
+    """``_plan_scene`` with a time limit and retries. A scene that cannot be mapped gets a
+    plan with its ``failure`` (reason, message), and its grid when the header was read (its
+    tiles become error rows); configuration errors are raised."""
+    attempt: dict = {}
+    if not hasattr(_planner, "watchdog"):  # one helper thread per planning thread, reused
+        _planner.watchdog = resilience.Watchdog()
+
+    def once():
+        attempt["plan"] = ScenePlan(uri, fingerprint=fingerprint)
+        return _planner.watchdog.call(lambda: _plan_scene(attempt["plan"], cfg, manifest, grid), cfg.read_timeout,
+                                      f"reading the header of {uri}")
+
+    try:
+        return resilience.retrying(once, retries=cfg.read_retries)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        reason, msg = resilience.classify(exc)
+        if isinstance(exc, LandcoverError):
+            msg = resilience.redact(str(exc))
+        learnt = attempt["plan"]
+        return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
+                         failure=(reason, msg))
+
+
+def plan_scenes(uris: list[str], cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
+                fingerprints: dict | None = None) -> list[ScenePlan]:
+    """Plan every scene (``cfg.plan_threads`` at a time: headers are latency-bound, and a
+    fixed number keeps the driver's memory independent of the number of scenes) and lay
+    them out on one global tile index."""
+    if not uris:
+        return []
+    fps = fingerprints or {}
+    watchdogs: list[resilience.Watchdog] = []
+
+    def init():  # one helper thread per planning thread, reused for its scenes
+        _planner.watchdog = resilience.Watchdog()
+        watchdogs.append(_planner.watchdog)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(cfg.plan_threads, len(uris)), initializer=init) as pool:
+            plans = list(pool.map(lambda u: plan_scene(u, cfg, manifest, grid, fps.get(u)), uris))
+    finally:
+        for wd in watchdogs:
+            wd.close()
+    start = 0
+    for p in plans:
+        p.start = start
+        start += p.n_tiles
+    return plans
 
 
 def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
@@ -112,59 +199,105 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
     return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
 
 
-def prepare_output(out: str, overwrite: bool) -> None:
-    """Refuse to clobber a finished map or a folder that is not ours; clear stale partial runs."""
-    storage.check_bucket(out)
-    if storage.exists(storage.join(out, SUCCESS)):
-        if not overwrite:
-            raise ConfigError(f"{out} already holds a finished map.", "pass --overwrite, or choose another --out.")
-    storage.clear_own_folder(out, MARKER, "a landcover map")
+def _raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
+    """When no scene at all can be mapped, that is one clear error (nothing is written)."""
+    if not plans or any(p.failure is None for p in plans):
+        return
+    if len(plans) == 1:
+        raise InputError(plans[0].failure[1])
+    shown = " | ".join(f"{p.uri}: {p.failure[0]}" for p in plans[:5])
+    more = f" (and {len(plans) - 5} more)" if len(plans) > 5 else ""
+    raise InputError(f"None of the {len(plans)} scenes can be mapped: {shown}{more}.",
+                     "check the scenes and the bands/fill_value settings.")
+
+
+def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid: dict) -> str:
+    """What makes two runs the same job: the parts of one are valid for the other."""
+    return parts.digest({
+        "scenes": [(p.uri, p.fingerprint) for p in plans], "model_id": model_id, "grid": grid,
+        "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part")},
+    })
 
 
 # --------------------------------------------------------------------------- Ray stages
 
 
-def read_tiles(batch: dict, specs: list[dict]) -> dict:
-    """CPU stage: windowed reads of one batch of tiles -> scaled float32 pixels."""
+_WATCHDOG: resilience.Watchdog | None = None
+
+
+def _watchdog() -> resilience.Watchdog:
+    global _WATCHDOG
+    if _WATCHDOG is None:
+        _WATCHDOG = resilience.Watchdog(storage.rasterio_env)
+    return _WATCHDOG
+
+
+def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
+    """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
+    float32 pixels, one output row per tile, with an error row for every tile that failed."""
     import rasterio
 
-    n = len(batch["scene_idx"])
-    first = specs[int(batch["scene_idx"][0])] if n else specs[0]
+    units = [(json.loads(s), int(b), int(lo), int(hi))
+             for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
+    n = sum(hi - lo for _, _, lo, hi in units)
+    first = units[0][0]
     c, t = len(first["bands"]), first["tile_size"]
+    out_idx = np.zeros(n, np.int64)
     pixels = np.zeros((n, c, t, t), np.float32)
     fill = np.ones(n, np.float32)
     status = np.full(n, "ok", dtype=object)
     error = np.full(n, "", dtype=object)
-    order = np.argsort(batch["scene_idx"], kind="stable")
-    with storage.rasterio_env():
-        i = 0
-        while i < n:
-            s = int(batch["scene_idx"][order[i]])
-            j = i
-            while j < n and int(batch["scene_idx"][order[j]]) == s:
-                j += 1
-            spec = specs[s]
-            scaler = bandlib.Scaler(spec["gain"], spec["offset"], spec["fill_value"], spec["target_mean"])
-            try:
-                ds = rasterio.open(spec["gdal_path"])
-            except Exception as exc:
-                for k in order[i:j]:
-                    status[k], error[k] = "error", f"read_error: {type(exc).__name__}: {exc}"
-                i = j
+    retries = np.zeros(n, np.int32)  # retries each tile's read needed (evidence of weathered faults)
+    wd = _watchdog()
+    k = 0
+    for spec, base, lo, hi in units:
+        lay = tiling.Layout.from_dict(spec["layout"])
+        scaler = bandlib.Scaler(np.asarray(spec["gain"], np.float32), np.asarray(spec["offset"], np.float32),
+                                spec["fill_value"], np.asarray(spec["target_mean"], np.float32))
+        ds: dict = {}
+
+        def reopen(_exc=None):
+            old = ds.pop("ds", None)
+            if old is not None:
+                try:
+                    wd.call(old.close, read_timeout)
+                except Exception:
+                    pass
+
+        def read_one(w):
+            if "ds" not in ds:
+                ds["ds"] = wd.call(lambda: rasterio.open(spec["gdal_path"]), read_timeout, f"opening {spec['uri']}")
+            return wd.call(lambda: tiling.read_window(ds["ds"], int(w[2]), int(w[3]), int(w[4]), int(w[5]),
+                                                      tuple(lay.tile), t, spec["bands"]),
+                           read_timeout, f"reading a window of {spec['uri']}")
+
+        given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
+        for w, g in zip(lay.windows(lo, hi), range(base + lo, base + hi)):
+            out_idx[k] = g
+            if given_up:
+                status[k], error[k] = "error", given_up
+                k += 1
                 continue
-            with ds:
-                for k in order[i:j]:
-                    try:
-                        raw, inside = tiling.read_window(
-                            ds, int(batch["row_off"][k]), int(batch["col_off"][k]), int(batch["height"][k]),
-                            int(batch["width"][k]), tuple(spec["native_tile"]), t, spec["bands"])
-                        pixels[k], fill[k] = scaler.apply(raw, inside)
-                        if fill[k] >= 1.0:
-                            status[k], error[k] = "error", "all_nodata: the tile holds only fill/nodata pixels"
-                    except Exception as exc:  # one bad block must not lose the other tiles
-                        status[k], error[k] = "error", f"read_error: {type(exc).__name__}: {exc}"
-            i = j
-    return {"idx": batch["idx"], "pixels": pixels, "fill_fraction": fill, "status": status, "error": error}
+            def count_and_reopen(exc, k=k):
+                retries[k] += 1
+                reopen(exc)
+
+            try:
+                raw, inside = resilience.retrying(lambda: read_one(w), retries=read_retries,
+                                                  on_retry=count_and_reopen)
+                pixels[k], fill[k] = scaler.apply(raw, inside)
+                if fill[k] >= 1.0:
+                    status[k], error[k] = "error", "all_nodata: the tile holds only fill/nodata pixels"
+            except Exception as exc:  # one bad block must not lose the other tiles
+                reason, msg = resilience.classify(exc)
+                status[k], error[k] = "error", f"{reason}: {msg}"
+                if reason in resilience.TRANSIENT:
+                    given_up = f"{reason}: {msg} (an earlier read of this scene in the same batch)"
+                reopen()
+            k += 1
+        reopen()
+    return {"idx": out_idx, "pixels": pixels, "fill_fraction": fill, "status": status, "error": error,
+            "retries": retries}
 
 
 class Predictor:
@@ -184,16 +317,7 @@ class Predictor:
         if ok.any():
             probs[ok] = self.model.predict_proba(batch["pixels"][ok])
         return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
-                "status": batch["status"], "error": batch["error"]}
-
-
-def _raise_all(problems: list[LandcoverError], n_scenes: int) -> None:
-    """One error naming every bad input."""
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise InputError(f"{len(problems)} of {n_scenes} scenes cannot be mapped: "
-                         + " | ".join(str(p) for p in problems))
+                "status": batch["status"], "error": batch["error"], "retries": batch["retries"]}
 
 
 # --------------------------------------------------------------------------- the job
@@ -207,31 +331,135 @@ def _model_uri(cfg: MapConfig) -> str:
     return default_model_dir()
 
 
-def _open_all(scenes: list[str]) -> list[tiling.SceneInfo]:
-    problems: list[LandcoverError] = []
-    infos = []
-    for uri in scenes:
+class _Run:
+    """Book-keeping of one run: the chunks it owes, their buffers, counts and label grids."""
+
+    def __init__(self, cfg: MapConfig, plans: list[ScenePlan], chunks: list[parts.Chunk], grid: tiling.GridSpec,
+                 manifest: ModelManifest, extra: dict):
+        self.cfg, self.plans, self.chunks, self.grid, self.manifest, self.extra = cfg, plans, chunks, grid, manifest, extra
+        self.starts = np.array([p.start for p in plans], np.int64)
+        self.chunk_lo = np.array([c.lo for c in chunks], np.int64)
+        self.buffers: dict[int, parts.Buffer] = {}
+        self.counts: dict[str, int] = {}
+        self.reasons: dict[str, int] = {}
+        self.scene_counts: dict[str, dict[str, int]] = {}
+        self.scene_index = {p.uri: i for i, p in enumerate(plans)}
+        self.labels = {i: np.full((len(p.layout.row_offs), len(p.layout.col_offs)), -1, np.int16)
+                       for i, p in enumerate(plans) if p.layout is not None} if cfg.quicklook else {}
+        self.written: list[str] = []
+        self.read_retries = 0
+
+    def scenes_in(self, lo: int, hi: int):
+        """(scene index, lo, hi) pieces of the global range ``lo..hi``."""
+        s = int(np.searchsorted(self.starts, lo, side="right") - 1)
+        while s < len(self.plans) and self.plans[s].start < hi:
+            p = self.plans[s]
+            a, b = max(lo, p.start), min(hi, p.start + p.n_tiles)
+            if a < b:
+                yield s, a, b
+            s += 1
+
+    def account(self, table) -> None:
+        """Counts, reasons and quick-look labels of one part's rows."""
+        st = table["status"].to_numpy(zero_copy_only=False)
+        rs = table["reason"].to_numpy(zero_copy_only=False)
+        for v, n in zip(*np.unique(st.astype(str), return_counts=True)):
+            self.counts[v] = self.counts.get(v, 0) + int(n)
+        for v, n in zip(*np.unique(rs[st != "ok"].astype(str), return_counts=True)):
+            self.reasons[v] = self.reasons.get(v, 0) + int(n)
+        sc = table["scene"].to_numpy(zero_copy_only=False)
+        for uri in np.unique(sc):
+            per = self.scene_counts.setdefault(uri, {})
+            for v, n in zip(*np.unique(st[sc == uri].astype(str), return_counts=True)):
+                per[v] = per.get(v, 0) + int(n)
+        if self.labels:
+            gr, gc = table["grid_row"].to_numpy(), table["grid_col"].to_numpy()
+            li = table["label_index"].fill_null(-1).to_numpy()
+            for uri in np.unique(sc):
+                i = self.scene_index.get(uri)
+                m = (sc == uri) & (gr >= 0)
+                if i in self.labels and m.any():
+                    self.labels[i][gr[m], gc[m]] = li[m]
+
+    def open_chunk(self, k: int) -> parts.Buffer:
+        """A buffer for chunk ``k``, with the rows of its failed scenes filled in already."""
+        buf = self.buffers[k] = parts.Buffer(self.chunks[k], len(self.manifest.classes))
+        for s, a, b in self.scenes_in(buf.chunk.lo, buf.chunk.hi):
+            p = self.plans[s]
+            if p.failure:
+                idx = np.arange(a, b)
+                buf.put(idx, status=np.full(len(idx), "error", object),
+                        error=np.full(len(idx), f"{p.failure[0]}: {p.failure[1]}", object))
+        return buf
+
+    def write(self, k: int) -> None:
+        """Write chunk ``k``'s part under ``_tmp/`` (complete or absent) and account for it."""
+        import pyarrow as pa
+
+        buf = self.buffers.pop(k)
+        c = buf.chunk
+        rows = pa.concat_tables([self.plans[s].manifest_rows(self.grid, a, b) for s, a, b in self.scenes_in(c.lo, c.hi)])
+        table = outputs.build_table(rows, buf.probs, buf.status, buf.error, buf.fill, self.manifest.classes,
+                                    self.manifest.id)
+        outputs.write_part(table, storage.join(self.cfg.out, parts.TMP, c.name), self.manifest.classes,
+                           self.manifest.id, self.extra)
+        self.account(table)
+        self.written.append(c.name)
+        failpoint("part_written")
+
+    def read_units(self, pending: list[int]) -> list[dict]:
+        """Read units (≤ read_batch_size tiles of one scene, in grid order) of the tiles the
+        pending chunks still need from the pipeline."""
+        units = []
+        specs: dict[int, str] = {}
+        step = self.cfg.read_batch_size
+        for k in pending:
+            c = self.chunks[k]
+            for s, a, b in self.scenes_in(c.lo, c.hi):
+                p = self.plans[s]
+                if p.failure:
+                    continue
+                if s not in specs:
+                    specs[s] = p.read_spec(self.grid.tile_size)
+                for u in range(a, b, step):
+                    units.append({"spec": specs[s], "base": p.start, "lo": u - p.start,
+                                  "hi": min(b, u + step) - p.start})
+        return units
+
+
+def _prepare_output(cfg: MapConfig, job: str) -> bool:
+    """Make ``out`` ready for this job; True when it resumes an unfinished run of it."""
+    storage.check_bucket(cfg.out)
+    marker = storage.join(cfg.out, MARKER)
+    if storage.exists(storage.join(cfg.out, SUCCESS)):
+        if not cfg.overwrite:
+            raise ConfigError(f"{cfg.out} already holds a finished map.", "pass --overwrite, or choose another --out.")
+    elif storage.exists(marker) and not cfg.overwrite:
         try:
-            infos.append(tiling.open_scene(uri))
-        except LandcoverError as exc:
-            problems.append(exc)
-    _raise_all(problems, len(scenes))
-    return infos
+            same = json.loads(storage.read_bytes(marker)).get("job") == job
+        except ValueError:
+            same = False
+        if same:
+            return True
+        log.warning("%s holds an unfinished run with other settings or scene versions; starting over", cfg.out)
+    storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
+    return False
 
 
-def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
+def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | None = None) -> dict:
     """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out`` (with
-    ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run)."""
-    import pyarrow as pa
-
+    ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run).
+    ``predictor`` replaces the model actor class (``Predictor``'s constructor and batch
+    contract; the benchmark's simulated accelerator)."""
     from . import mapstate
 
     t0 = time.time()
-    # Cheap checks first (scenes exist and are rasters, buckets reachable), before the
-    # default model may take a minute to build.
-    scenes = expand_scenes(cfg.scenes)
+    # Cheap checks first (buckets reachable, prefixes hold scenes), before the default
+    # model may take a minute to build.
+    skipped: list[str] = []
+    scenes = expand_scenes(cfg.scenes, skipped)
     storage.check_bucket(cfg.out)
-    state = plan = None
+    state = inc = None
     if cfg.incremental:
         if cfg.overwrite:  # start the incremental map over
             storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
@@ -240,143 +468,171 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None) -> dict:
             raise ConfigError(f"{cfg.out} holds a map made without --incremental.",
                               "choose another --out for incremental runs, or pass --overwrite without --incremental.")
         state = mapstate.MapState.load(cfg.out)
-    infos = [] if cfg.incremental else _open_all(scenes)  # incremental: only what will be mapped, below
     model_uri = _model_uri(cfg)
     manifest = LandcoverModel.read_manifest(model_uri)
     grid = resolve_grid(cfg, manifest)
     grid_dict = {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd}
     if cfg.incremental:
-        plan = mapstate.plan_increment(state, scenes, manifest.id, grid_dict, cfg.remap, cfg.out)
-        infos = _open_all(plan.pending)
+        inc = mapstate.plan_increment(state, scenes, manifest.id, grid_dict, cfg.remap, cfg.out)
+        plans = plan_scenes(inc.pending, cfg, manifest, grid, inc.fingerprints)
+    else:
+        plans = plan_scenes(scenes, cfg, manifest, grid)
+    _raise_if_nothing_mappable(plans)
+    job = job_fingerprint(cfg, plans, manifest.id, grid_dict)
 
-    # Validate every input against the model before anything is written.
-    problems: list[LandcoverError] = []
-    plans = []
-    for info in infos:
-        try:
-            plans.append(plan_scene(info, cfg, manifest, grid))
-        except LandcoverError as exc:
-            problems.append(exc)
-    _raise_all(problems, len(infos))
+    # The parts this job consists of, and which of them a killed earlier run already wrote.
     if cfg.incremental:
-        storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
-            {"job": "map", "incremental": True, "model_id": manifest.id, "started": time.time()}).encode())
-        mapstate.remove_debris(state, cfg.out)
+        chunks = []
+        for p in plans:
+            tag = parts.digest([p.fingerprint, job])[:8]
+            p.parts = [c.name for c in parts.scene_chunks(f"part-{mapstate.scene_key(p.uri)}-{tag}", p.start,
+                                                          p.n_tiles, cfg.rows_per_part)]
+            chunks += parts.scene_chunks(f"part-{mapstate.scene_key(p.uri)}-{tag}", p.start, p.n_tiles,
+                                         cfg.rows_per_part)
+        names = {c.name for c in chunks}
+        mapstate.remove_debris(state, cfg.out, keep=names)
+        resumed = True
     else:
-        prepare_output(cfg.out, cfg.overwrite)
-        storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
-            {"job": "map", "model_id": manifest.id, "scenes": scenes, "started": time.time()}).encode())
+        chunks = parts.global_chunks(sum(p.n_tiles for p in plans), cfg.rows_per_part)
+        names = {c.name for c in chunks}
+        resumed = _prepare_output(cfg, job)
+    done = parts.existing(cfg.out) if resumed else {}
+    done = {n: u for n, u in done.items() if n in names}
+    parts.remove_tmp_debris(cfg.out, keep=set(done))
+    storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
+        {"job": job, "kind": "map", "incremental": cfg.incremental, "model_id": manifest.id,
+         "started": time.time()}).encode())
+    failpoint("planned")
 
-    tables = [tiling.make_manifest(p.info, grid) for p in plans]
-    n_tiles = sum(t.num_rows for t in tables)
-    if n_tiles:
-        probs_all, fill_all, status_all, error_all = _predict(cfg, plans, tables, grid, model_uri, manifest)
-    else:
-        k = len(manifest.classes)
-        probs_all, fill_all = np.zeros((0, k), np.float32), np.zeros(0, np.float32)
-        status_all, error_all = np.zeros(0, object), np.zeros(0, object)
-
-    classes = manifest.classes
     extra = {"grid": grid_dict, "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
-    # Parts are written under _tmp/ first, then moved into place. Incremental maps keep
-    # each scene in parts of its own, so a changed scene's rows can be replaced.
-    offsets = np.cumsum([0] + [t.num_rows for t in tables])
-    if cfg.incremental:
-        groups = [(f"part-{mapstate.scene_key(p.info.uri)}-{int(t0 * 1000):x}", [i]) for i, p in enumerate(plans)]
-    else:
-        groups = [("part", list(range(len(plans))))]
-    written: dict[int, list[str]] = {}
-    moves = []
-    for prefix, members in groups:  # every group has at least one scene (a map run has scenes)
-        rows = pa.concat_tables([tables[i] for i in members])
-        lo, hi = int(offsets[members[0]]), int(offsets[members[-1] + 1])
-        for k, start in enumerate(range(lo, hi, cfg.rows_per_part)):
-            stop = min(hi, start + cfg.rows_per_part)
-            table = outputs.build_table(rows.slice(start - lo, stop - start), probs_all[start:stop],
-                                        status_all[start:stop], error_all[start:stop], fill_all[start:stop],
-                                        classes, manifest.id)
-            name = f"{prefix}-{k:05d}.parquet"
-            tmp_uri = storage.join(cfg.out, "_tmp", name)
-            outputs.write_part(table, tmp_uri, classes, manifest.id, extra)
-            moves.append(tmp_uri)
-            for i in members:
-                written.setdefault(i, []).append(name)
-    for tmp_uri in moves:
-        storage.move(tmp_uri, storage.join(cfg.out, storage.basename(tmp_uri)))
+    run = _Run(cfg, plans, chunks, grid, manifest, extra)
+    for name, uri in done.items():  # resumed parts: counted and drawn, not recomputed
+        run.account(outputs.read_part(uri, ["scene", "grid_row", "grid_col", "label_index", "status", "reason"]))
+    pending = [k for k, c in enumerate(chunks) if c.name not in done]
+    for k in pending:
+        if run.open_chunk(k).complete:  # only failed scenes' rows: nothing to read
+            run.write(k)
+    units = run.read_units([k for k in pending if k in run.buffers])
+    if units:
+        _stream(cfg, run, units, model_uri, predictor or Predictor)
+    if run.buffers:  # every row must have come back
+        lost = sum(int((~b.done).sum()) for b in run.buffers.values())
+        raise RuntimeError(f"{lost} tiles never came back from the pipeline; nothing was marked complete")
 
-    quicklooks = {}
-    if cfg.quicklook:
-        label_idx = np.where(status_all == "ok", np.nan_to_num(probs_all, nan=-1).argmax(1), -1)
-        for i, (plan_i, table) in enumerate(zip(plans, tables)):
-            rows, cols = tiling.grid_shape(plan_i.info, grid)
-            lab = np.full((rows, cols), -1, np.int32)
-            lab[table["grid_row"].to_numpy(), table["grid_col"].to_numpy()] = label_idx[offsets[i]:offsets[i + 1]]
-            thumb = reports.stretch(plan_i.thumb, plan_i.thumb_valid) if plan_i.thumb.shape[0] == 3 else None
-            png = reports.quicklook_png(f"{plan_i.info.uri}  |  model {manifest.id}", lab, classes, thumb,
-                                        (plan_i.info.height, plan_i.info.width), plan_i.native_tile)
-            stem = os.path.splitext(storage.basename(plan_i.info.uri))[0]
-            tag = mapstate.scene_key(plan_i.info.uri) if cfg.incremental else f"{i:03d}"
-            uri = storage.join(cfg.out, "_quicklook", f"{tag}-{stem}.png")
-            storage.write_bytes(uri, png)
-            quicklooks[i] = uri
+    order = [c.name for c in chunks]
+    parts.commit(cfg.out, order, after_each=lambda _: failpoint("part_moved"))
+    storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
+    quicklooks = _quicklooks(cfg, run, manifest) if cfg.quicklook else {}
 
-    counts = {s: int((status_all == s).sum()) for s in sorted(set(status_all.tolist()))}
+    n_tiles = sum(p.n_tiles for p in plans)
+    failures = sum(n for r, n in run.reasons.items() if r not in NOT_FAILURES)
+    share = failures / max(1, n_tiles)
+    passed = share <= cfg.max_error_share
     seconds = time.time() - t0
     summary = {
         "out": cfg.out, "model": model_uri, "model_id": manifest.id, "scenes": len(plans), "tiles": n_tiles,
-        "counts": counts, "parts": len(moves), "quicklooks": list(quicklooks.values()),
-        "grid": grid_dict, "seconds": round(seconds, 2), "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2),
-        "config": cfg.model_dump(),
+        "counts": dict(sorted(run.counts.items())), "error_reasons": dict(sorted(run.reasons.items())),
+        "scenes_failed": {p.uri: p.failure[0] for p in plans if p.failure},
+        "skipped_objects": len(skipped), "skipped_examples": skipped[:10],
+        "error_share": round(share, 6), "max_error_share": cfg.max_error_share,
+        "result": "ok" if passed else "failed",
+        "failure": None if passed else (
+            f"{failures} of {n_tiles} tiles failed ({share:.1%}; all_nodata not counted), more than "
+            f"max_error_share {cfg.max_error_share:.1%}; see 'error_reasons' and the error rows"),
+        "parts": len(chunks), "parts_resumed": len(done), "parts_written": len(run.written),
+        "tiles_computed": int(sum(c.size for c in chunks if c.name not in done)), "read_retries": run.read_retries,
+        "quicklooks": list(quicklooks.values()), "grid": grid_dict, "seconds": round(seconds, 2),
+        "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2), "config": cfg.model_dump(),
     }
     if cfg.incremental:
         replaced = []
-        for i, plan_i in enumerate(plans):
-            st = status_all[offsets[i]:offsets[i + 1]]
+        for i, p in enumerate(plans):
             replaced += mapstate.record(
-                state, plan_i.info.uri, fingerprint=plan.fingerprints[plan_i.info.uri], parts=written.get(i, []),
-                tiles=int(offsets[i + 1] - offsets[i]), quicklook=quicklooks.get(i),
-                counts={s: int((st == s).sum()) for s in sorted(set(st.tolist()))})
+                state, p.uri, fingerprint=p.fingerprint, parts=p.parts, tiles=p.n_tiles,
+                quicklook=quicklooks.get(i), counts=run.scene_counts.get(p.uri), failed=p.failure[0] if p.failure else None)
         state.model_id, state.grid = manifest.id, grid_dict
         state.save(cfg.out)  # the record first, then the replaced parts go
         for name in replaced:
             storage.delete_prefix(storage.join(cfg.out, name))
-        summary.update(unchanged=len(plan.unchanged), reasons=plan.reasons,
+        summary.update(unchanged=len(inc.unchanged), reasons=inc.reasons,
                        map_scenes=len(state.scenes), map_tiles=sum(v["tiles"] for v in state.scenes.values()))
     storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
-    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    failpoint("summary_written")
+    if passed:
+        storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
     return summary
 
 
-def _predict(cfg: MapConfig, plans: list[ScenePlan], tables: list, grid: tiling.GridSpec, model_uri: str,
-             manifest: ModelManifest):
-    """The Ray Data pipeline over every tile of ``plans``: (probs, fill_fraction, status, error)."""
+def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predictor: type) -> None:
+    """The Ray Data pipeline over ``units``; each chunk's part is written as soon as its
+    last row comes back, so the driver holds only the chunks in flight."""
     import pyarrow as pa
 
-    tile_manifest = pa.concat_tables(tables)
-    n_tiles = tile_manifest.num_rows
-    scene_idx = np.concatenate([np.full(t.num_rows, i, np.int32) for i, t in enumerate(tables)])
-    work = pa.table({
-        "idx": pa.array(np.arange(n_tiles, dtype=np.int64)),
-        "scene_idx": pa.array(scene_idx),
-        "row_off": tile_manifest["row_off"], "col_off": tile_manifest["col_off"],
-        "width": tile_manifest["width"], "height": tile_manifest["height"],
-    })
-    log.info("mapping %d scenes, %d tiles (grid %s)", len(plans), n_tiles, grid.key())
     ensure_ray(cfg.ray_address)
-    ds = dataset_from_table(work, cfg.read_batch_size * 4)
-    specs = [p.worker_spec(grid.tile_size) for p in plans]
-    ds = ds.map_batches(read_tiles, fn_kwargs={"specs": specs}, batch_size=cfg.read_batch_size,
-                        batch_format="numpy", num_cpus=cfg.read_cpus)
+    table = pa.table({k: [u[k] for u in units] for k in ("spec", "base", "lo", "hi")})
+    import ray
+
+    per = max(1, cfg.read_units_per_task)
+    ds = ray.data.from_arrow([table.slice(i, per) for i in range(0, table.num_rows, per)])
+    ds = ds.map_batches(read_tiles, fn_kwargs={"read_timeout": cfg.read_timeout, "read_retries": cfg.read_retries},
+                        batch_size=1, batch_format="numpy", num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = share_folder(model_uri) if local_model else model_uri
-    ds = actor_stage(ds, Predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors,
+    ds = actor_stage(ds, predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors,
                                      "tta": cfg.tta},
                      actors=actors, batch_size=cfg.batch_size, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
-    res = collect(ds, n_tiles, {
-        "probs": ((len(manifest.classes),), np.float32, np.nan),
-        "fill_fraction": ((), np.float32, 1.0),
-        "status": ((), object, "error"),
-        "error": ((), object, ""),
-    })
-    return res["probs"], res["fill_fraction"], res["status"], res["error"]
+    log.info("mapping %d read units over %d chunks", len(units), len(run.buffers))
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        idx = batch["idx"].astype(np.int64)
+        ks = np.searchsorted(run.chunk_lo, idx, side="right") - 1
+        for k in np.unique(ks):
+            m = ks == k
+            buf = run.buffers.get(int(k))
+            if buf is None:
+                raise RuntimeError(f"a tile of {run.chunks[int(k)].name} came back after its part was written")
+            buf.put(idx[m], probs=batch["probs"][m], fill=batch["fill_fraction"][m], status=batch["status"][m],
+                    error=batch["error"][m])
+            run.read_retries += int(batch["retries"][m].sum())
+            if buf.complete:
+                run.write(int(k))
+
+
+def _quicklooks(cfg: MapConfig, run: _Run, manifest: ModelManifest) -> dict[int, str]:
+    """One PNG per mapped scene: the class of every tile beside an RGB thumbnail."""
+    import rasterio
+
+    from . import mapstate
+
+    out = {}
+    rgb = manifest.bands.get("rgb") or [0, 1, 2]  # where R, G, B are among the model's bands
+    for i, p in enumerate(run.plans):
+        if p.failure or i not in run.labels:
+            continue
+        thumb = None
+        try:
+            def read_thumb():
+                with rasterio.open(storage.parse(p.uri).gdal_path) as ds:
+                    return tiling.decimated_read(ds, p.bands, max_side=512, fill=p.scaler.fill_value)
+
+            wd = resilience.Watchdog(storage.rasterio_env)
+            try:
+                sample = resilience.retrying(lambda: wd.call(read_thumb, cfg.read_timeout,
+                                                             f"reading a thumbnail of {p.uri}"),
+                                             retries=cfg.read_retries)
+            finally:
+                wd.close()
+            fill = p.scaler.fill_value
+            valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
+            if sample.shape[0] >= 3:
+                thumb = reports.stretch(sample[rgb], valid)
+        except Exception as exc:  # a quick-look is a picture: its loss is logged, the map stands
+            log.warning("no thumbnail for %s: %s", p.uri, resilience.classify(exc)[1])
+        png = reports.quicklook_png(f"{p.uri}  |  model {manifest.id}", run.labels[i], manifest.classes, thumb,
+                                    (p.info.height, p.info.width), p.layout.tile)
+        stem = os.path.splitext(storage.basename(p.uri))[0]
+        tag = mapstate.scene_key(p.uri) if cfg.incremental else f"{i:03d}"
+        uri = storage.join(cfg.out, "_quicklook", f"{tag}-{stem}.png")
+        storage.write_bytes(uri, png)
+        out[i] = uri
+    return out

@@ -7,7 +7,8 @@
         "<scene uri>": {"fingerprint": "size=...;etag=...", "key": "<12 hex>", "parts": ["part-..."],
                         "tiles": 48, "counts": {"ok": 48}, "quicklook": "...", "mapped_at": 1732...}}}
 
-Rules: a scene is mapped when it is not in the record or its fingerprint changed; a model
+Rules: a scene is mapped when it is not in the record, its fingerprint changed, or it
+failed last time (its error rows are replaced when it maps); a model
 or grid other than the record's is refused unless a re-map is asked for. The record lists
 every committed part; a ``part-*`` file it does not list is debris of a killed run and is
 removed at the start of the next run. The record is rewritten after the new parts are in
@@ -59,7 +60,7 @@ class MapState:
 class Plan:
     pending: list[str]  # scenes to map, in input order
     unchanged: list[str]
-    reasons: dict  # scene -> "new" | "changed" | "remap"
+    reasons: dict  # scene -> "new" | "changed" | "retry" | "remap"
     fingerprints: dict  # pending scene -> its fingerprint now (what the record will hold)
 
 
@@ -80,6 +81,8 @@ def plan_increment(state: MapState, scenes: list[str], model_id: str, grid: dict
             reasons[uri] = "new"
         elif old["fingerprint"] != fp:
             reasons[uri] = "changed"
+        elif old.get("failed"):
+            reasons[uri] = "retry"
         else:
             unchanged.append(uri)
             continue
@@ -88,9 +91,10 @@ def plan_increment(state: MapState, scenes: list[str], model_id: str, grid: dict
     return Plan(pending, unchanged, reasons, fingerprints)
 
 
-def remove_debris(state: MapState, out: str) -> list[str]:
-    """Delete ``part-*`` files the record does not list (left by a killed run)."""
-    keep = state.committed_parts()
+def remove_debris(state: MapState, out: str, keep: set[str] = frozenset()) -> list[str]:
+    """Delete ``part-*`` files neither the record nor ``keep`` (this run's parts, which a
+    killed run of the same job may have written) lists."""
+    keep = state.committed_parts() | set(keep)
     gone = []
     for uri in storage.folder_files(out):
         rel = uri[len(storage.as_prefix(out)):]
@@ -100,10 +104,14 @@ def remove_debris(state: MapState, out: str) -> list[str]:
     return gone
 
 
-def record(state: MapState, uri: str, *, fingerprint: str, parts: list[str], tiles: int, counts: dict,
-           quicklook: str | None) -> list[str]:
-    """Put one freshly mapped scene into the record; returns the parts it replaces."""
+def record(state: MapState, uri: str, *, fingerprint: str, parts: list[str], tiles: int, counts: dict | None,
+           quicklook: str | None, failed: str | None = None) -> list[str]:
+    """Put one freshly mapped scene into the record; returns the parts it replaces. A scene
+    that failed (``failed`` = its reason code) keeps its error rows and is tried again by
+    the next run."""
     old = state.scenes.get(uri, {}).get("parts", [])
     state.scenes[uri] = {"fingerprint": fingerprint, "key": scene_key(uri), "parts": parts, "tiles": tiles,
                          "counts": counts, "quicklook": quicklook, "mapped_at": time.time()}
+    if failed:
+        state.scenes[uri]["failed"] = failed
     return [p for p in old if p not in parts]

@@ -41,6 +41,7 @@ MAP_SCHEMA = pa.schema(
         ("fill_fraction", pa.float32()),
         ("model_id", pa.string()),
         ("status", pa.string()),
+        ("reason", pa.string()),
         ("error", pa.string()),
     ]
 )
@@ -79,6 +80,7 @@ def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, 
         fill_fraction=pa.array(fill_fraction.astype(np.float32)),
         model_id=pa.array([model_id] * n, pa.string()),
         status=pa.array(status.astype(str), pa.string()),
+        reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),
         error=pa.array(error.astype(str), pa.string()),
     )
     return pa.table({f.name: cols[f.name] for f in MAP_SCHEMA}, schema=MAP_SCHEMA)
@@ -98,6 +100,12 @@ def write_part(table: pa.Table, uri: str, classes: list[str], model_id: str, ext
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=50_000)
     storage.write_bytes(uri, buf.getvalue())
+
+
+def read_part(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one part (some columns)."""
+    fs, path = storage.arrow_filesystem(uri)
+    return pq.read_table(path, filesystem=fs, columns=columns)
 
 
 def read_map(uri: str) -> pa.Table:

@@ -71,6 +71,11 @@ def parse(uri: str) -> Location:
 
 
 def join(uri: str, *parts: str) -> str:
+    """``uri`` / ``parts``; a part that would leave ``uri`` (``..``, an absolute path) is refused,
+    so names taken from scenes or configs cannot write outside the output folder."""
+    for part in parts:
+        if part.startswith(("/", "\\")) or ".." in part.replace("\\", "/").split("/"):
+            raise ConfigError(f"The name {part!r} would leave {uri}.", "use plain file names inside the folder.")
     loc = parse(uri)
     if loc.is_s3:
         return f"s3://{loc.bucket}/" + posixpath.join(loc.key.rstrip("/"), *parts).lstrip("/")
@@ -128,7 +133,7 @@ def _s3_client_cached(ep: str | None, reg: str | None, key_id: str | None):
     from botocore.config import Config
 
     cfg = Config(
-        retries={"max_attempts": 5, "mode": "standard"},
+        retries={"max_attempts": 10, "mode": "standard"},  # rides out an object-store restart (~1 min)
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if ep else {},

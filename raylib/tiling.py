@@ -65,13 +65,20 @@ def _explain_open_failure(uri: str, exc: Exception) -> InputError:
     loc = storage.parse(uri)
     if loc.is_s3:
         if not storage.exists(uri):  # raises a clear StorageError when unreachable/denied
-            return InputError(f"Scene {uri} does not exist.", "check the key; list the prefix to see what is there.")
+            return InputError(f"Scene {uri} does not exist.", "check the key; list the prefix to see what is there.",
+                              reason="not_found")
     elif not __import__("os").path.exists(loc.key):
-        return InputError(f"Scene {uri} does not exist.", "check the path.")
+        return InputError(f"Scene {uri} does not exist.", "check the path.", reason="not_found")
+    from .resilience import classify
+
+    reason, _ = classify(exc)
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if reason in ("read_error", "permission_denied", "timeout"):
+        return InputError(f"Scene {uri} cannot be read ({msg}).",
+                          "check access to it (credentials, network, permissions).", reason=reason)
     return InputError(
         f"Scene {uri} is not a readable raster ({msg}).",
-        "give a GeoTIFF/COG; remove non-raster or damaged files from the input.",
+        "give a GeoTIFF/COG; remove non-raster or damaged files from the input.", reason="corrupt",
     )
 
 
@@ -84,7 +91,8 @@ def open_scene(uri: str) -> SceneInfo:
         with storage.rasterio_env(), rasterio.open(loc.gdal_path) as ds:
             crs = ds.crs
             if crs is None:
-                raise InputError(f"Scene {uri} has no CRS.", "georeference it (gdal_edit.py -a_srs) before mapping.")
+                raise InputError(f"Scene {uri} has no CRS.", "georeference it (gdal_edit.py -a_srs) before mapping.",
+                                 reason="unsupported")
             epsg = crs.to_epsg()
             return SceneInfo(
                 uri=loc.uri,
@@ -114,7 +122,7 @@ def native_tile_size(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
     if not info.is_projected:
         raise InputError(
             f"Scene {info.uri} is in a geographic CRS ({info.crs}); a gsd in metres cannot be applied.",
-            "reproject the scene to a projected CRS (e.g. UTM), or set gsd: native.",
+            "reproject the scene to a projected CRS (e.g. UTM), or set gsd: native.", reason="unsupported",
         )
     ry, rx = info.res[1], info.res[0]
     return max(1, round(grid.tile_size * grid.gsd / ry)), max(1, round(grid.tile_size * grid.gsd / rx))
@@ -142,35 +150,73 @@ def _polygon_wkb(xs, ys) -> bytes:
     return struct.pack("<BIII", 1, 3, 1, n) + np.column_stack([xs, ys]).astype("<f8").tobytes()
 
 
-def make_manifest(info: SceneInfo, grid: GridSpec):
-    """The tile manifest of one scene as an Arrow table (one row per tile)."""
-    import pyarrow as pa
-    from rasterio.warp import transform as warp_transform
+@dataclass(frozen=True)
+class Layout:
+    """One scene's tile grid in native pixels: window size, window starts along each axis."""
 
+    height: int
+    width: int
+    tile: tuple[int, int]  # native (rows, cols) of a full tile
+    row_offs: tuple[int, ...]
+    col_offs: tuple[int, ...]
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.row_offs) * len(self.col_offs)
+
+    def windows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Tiles ``start..stop`` (row-major): int64 array of (grid_row, grid_col, row_off,
+        col_off, height, width) rows; edge windows are clipped to the scene."""
+        stop = self.n_tiles if stop is None else stop
+        k = np.arange(start, stop, dtype=np.int64)
+        gi, gj = np.divmod(k, len(self.col_offs))
+        r = np.asarray(self.row_offs, np.int64)[gi]
+        c = np.asarray(self.col_offs, np.int64)[gj]
+        h = np.minimum(self.tile[0], self.height - r)
+        w = np.minimum(self.tile[1], self.width - c)
+        return np.stack([gi, gj, r, c, h, w], axis=1).reshape(-1, 6)
+
+    def to_dict(self) -> dict:
+        return {"height": self.height, "width": self.width, "tile": list(self.tile),
+                "row_offs": list(self.row_offs), "col_offs": list(self.col_offs)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Layout":
+        return cls(d["height"], d["width"], tuple(d["tile"]), tuple(d["row_offs"]), tuple(d["col_offs"]))
+
+
+def layout(info: SceneInfo, grid: GridSpec) -> Layout:
     th, tw = native_tile_size(info, grid)
     sh = max(1, round(th * grid.stride / grid.tile_size))
     sw = max(1, round(tw * grid.stride / grid.tile_size))
-    rows = _offsets(info.height, th, sh)
-    cols = _offsets(info.width, tw, sw)
-    a, b, c, d, e, f = info.transform
-    recs = []
-    for gi, r in enumerate(rows):
-        h = min(th, info.height - r)
-        for gj, cc in enumerate(cols):
-            w = min(tw, info.width - cc)
-            recs.append((gi, gj, r, cc, h, w))
-    arr = np.array(recs, dtype=np.int64).reshape(-1, 6)
+    return Layout(info.height, info.width, (th, tw), tuple(_offsets(info.height, th, sh)),
+                  tuple(_offsets(info.width, tw, sw)))
+
+
+def make_manifest(info: SceneInfo, grid: GridSpec, start: int = 0, stop: int | None = None):
+    """The tile manifest of one scene (tiles ``start..stop`` in row-major order) as an
+    Arrow table, one row per tile."""
+    import pyarrow as pa
+    from rasterio.warp import transform as warp_transform
+
+    lay = layout(info, grid)
+    arr = lay.windows(start, stop)
+    th, tw = lay.tile
     r0, c0, hh, ww = arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5]
     # 4 corners (+ closing) per tile, in native CRS, then to lon/lat (OGC:CRS84 axis order)
     pc = np.stack([c0, c0 + ww, c0 + ww, c0, c0], axis=1).astype(float)
     pr = np.stack([r0, r0, r0 + hh, r0 + hh, r0], axis=1).astype(float)
+    a, b, c, d, e, f = info.transform
     x = a * pc + b * pr + c
     y = d * pc + e * pr + f
-    lon, lat = warp_transform(info.crs, "EPSG:4326", x.ravel().tolist(), y.ravel().tolist())
-    lon = np.asarray(lon).reshape(x.shape)
-    lat = np.asarray(lat).reshape(x.shape)
+    if len(arr):
+        lon, lat = warp_transform(info.crs, "EPSG:4326", x.ravel().tolist(), y.ravel().tolist())
+    else:
+        lon, lat = [], []
+    lon = np.asarray(lon, float).reshape(x.shape)
+    lat = np.asarray(lat, float).reshape(x.shape)
     geoms = [_polygon_wkb(lon[i], lat[i]) for i in range(len(arr))]
-    ids = [tile_id(info.uri, int(r), int(cc), int(h), int(w), grid) for (_, _, r, cc, h, w) in recs]
+    ids = [tile_id(info.uri, int(r), int(cc), int(h), int(w), grid) for (_, _, r, cc, h, w) in arr.tolist()]
     return pa.table(
         {
             "tile_id": pa.array(ids, pa.string()),
@@ -185,18 +231,34 @@ def make_manifest(info: SceneInfo, grid: GridSpec):
             "scene_crs": pa.array([info.crs] * len(arr), pa.string()),
             "geometry": pa.array(geoms, pa.binary()),
             "bbox": pa.StructArray.from_arrays(
-                [pa.array(lon.min(1)), pa.array(lat.min(1)), pa.array(lon.max(1)), pa.array(lat.max(1))],
+                [pa.array(lon.min(1, initial=np.inf)), pa.array(lat.min(1, initial=np.inf)),
+                 pa.array(lon.max(1, initial=-np.inf)), pa.array(lat.max(1, initial=-np.inf))],
                 names=["xmin", "ymin", "xmax", "ymax"],
             ),
         }
     )
 
 
+def unreadable_scene_row(uri: str, grid: GridSpec):
+    """The one manifest row that stands for a scene whose header cannot be read (no grid
+    is known): no window, no geometry, ``grid_row = grid_col = -1``."""
+    import pyarrow as pa
+
+    return pa.table({
+        "tile_id": pa.array([tile_id(uri, -1, -1, 0, 0, grid)], pa.string()),
+        "scene": pa.array([uri], pa.string()),
+        **{k: pa.array([0], pa.int32()) for k in ("row_off", "col_off", "width", "height")},
+        "grid_row": pa.array([-1], pa.int32()), "grid_col": pa.array([-1], pa.int32()),
+        "edge": pa.array([False]), "scene_crs": pa.array([None], pa.string()),
+        "geometry": pa.array([None], pa.binary()),
+        "bbox": pa.array([None], pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()),
+                                             ("xmax", pa.float64()), ("ymax", pa.float64())])),
+    })
+
+
 def grid_shape(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
-    th, tw = native_tile_size(info, grid)
-    sh = max(1, round(th * grid.stride / grid.tile_size))
-    sw = max(1, round(tw * grid.stride / grid.tile_size))
-    return len(_offsets(info.height, th, sh)), len(_offsets(info.width, tw, sw))
+    lay = layout(info, grid)
+    return len(lay.row_offs), len(lay.col_offs)
 
 
 # --------------------------------------------------------------------------- reads
@@ -225,13 +287,36 @@ def read_window(ds, row_off: int, col_off: int, height: int, width: int, native_
     return out, inside
 
 
-def decimated_read(ds, bands: list[int], max_side: int = 1024) -> np.ndarray:
-    """The whole scene at reduced resolution (uses overviews when present)."""
+def decimated_read(ds, bands: list[int], max_side: int = 1024, fill: float | None = None) -> np.ndarray:
+    """The whole scene at reduced resolution (uses overviews when present). When some
+    blocks cannot be read (a truncated or damaged file), the scene is read in 16 x 16
+    pieces and the unreadable ones are set to ``fill`` (0 when None); if no piece can be
+    read, the first error is raised."""
     from rasterio.enums import Resampling
+    from rasterio.windows import Window
 
     f = max(1, math.ceil(max(ds.width, ds.height) / max_side))
-    return ds.read(bands, out_shape=(len(bands), max(1, ds.height // f), max(1, ds.width // f)),
-                   resampling=Resampling.nearest)
+    oh, ow = max(1, ds.height // f), max(1, ds.width // f)
+    try:
+        return ds.read(bands, out_shape=(len(bands), oh, ow), resampling=Resampling.nearest)
+    except Exception as first:
+        out = np.full((len(bands), oh, ow), 0 if fill is None else fill, dtype=ds.dtypes[0])
+        n_ok = 0
+        rs = np.linspace(0, oh, min(oh, 16) + 1).astype(int)
+        cs = np.linspace(0, ow, min(ow, 16) + 1).astype(int)
+        for r0, r1 in zip(rs[:-1], rs[1:]):
+            for c0, c1 in zip(cs[:-1], cs[1:]):
+                win = Window(c0 * ds.width // ow, r0 * ds.height // oh, (c1 - c0) * ds.width // ow,
+                             (r1 - r0) * ds.height // oh)
+                try:
+                    out[:, r0:r1, c0:c1] = ds.read(bands, window=win, out_shape=(len(bands), r1 - r0, c1 - c0),
+                                                   resampling=Resampling.nearest)
+                    n_ok += 1
+                except Exception:
+                    continue
+        if not n_ok:
+            raise first
+        return out
 
 
 def label_patches(label_uri: str, size: int, threshold: float = 0.85, nodata: float | None = None,

