@@ -34,7 +34,7 @@ class MapConfig(_Config):
     scaling: Literal["match", "dtype"] = Field("match", description="radiometric scaling (see README)")
     scale: float | None = Field(None, gt=0, description="divisor for scaling: dtype (default: dtype maximum)")
     batch_size: int = Field(64, gt=0, le=4096, description="tiles per model batch")
-    read_batch_size: int = Field(64, gt=0, le=4096, description="tiles per read task batch")
+    read_batch_size: int = Field(256, gt=0, le=4096, description="tiles per read unit (one scene, grid order)")
     actors: int | None = Field(None, gt=0, description="model actors (default: 1 per GPU, or 1 on CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
     read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")

@@ -251,6 +251,8 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
     wd = _watchdog()
     k = 0
     for spec, base, lo, hi in units:
+        k0 = k
+        raw_all = inside_all = None
         lay = tiling.Layout.from_dict(spec["layout"])
         scaler = bandlib.Scaler(np.asarray(spec["gain"], np.float32), np.asarray(spec["offset"], np.float32),
                                 spec["fill_value"], np.asarray(spec["target_mean"], np.float32))
@@ -285,9 +287,10 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
             try:
                 raw, inside = resilience.retrying(lambda: read_one(w), retries=read_retries,
                                                   on_retry=count_and_reopen)
-                pixels[k], fill[k] = scaler.apply(raw, inside)
-                if fill[k] >= 1.0:
-                    status[k], error[k] = "error", "all_nodata: the tile holds only fill/nodata pixels"
+                if raw_all is None:
+                    raw_all = np.zeros((hi - lo, *raw.shape), raw.dtype)
+                    inside_all = np.zeros((hi - lo, *inside.shape), bool)
+                raw_all[k - k0], inside_all[k - k0] = raw, inside
             except Exception as exc:  # one bad block must not lose the other tiles
                 reason, msg = resilience.classify(exc)
                 status[k], error[k] = "error", f"{reason}: {msg}"
@@ -296,6 +299,12 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
                 reopen()
             k += 1
         reopen()
+        if raw_all is not None:  # scale the unit's tiles in one vectorised pass
+            ok = status[k0:k] == "ok"
+            x, ff = scaler.apply_many(raw_all[ok], inside_all[ok])
+            pixels[k0:k][ok], fill[k0:k][ok] = x, ff
+            nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
+            status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
     return {"idx": out_idx, "pixels": pixels, "fill_fraction": fill, "status": status, "error": error,
             "retries": retries}
 
@@ -346,7 +355,7 @@ class _Run:
         self.scene_index = {p.uri: i for i, p in enumerate(plans)}
         self.labels = {i: np.full((len(p.layout.row_offs), len(p.layout.col_offs)), -1, np.int16)
                        for i, p in enumerate(plans) if p.layout is not None} if cfg.quicklook else {}
-        self.written: list[str] = []
+        self.written: set[str] = set()
         self.read_retries = 0
 
     def scenes_in(self, lo: int, hi: int):
@@ -404,7 +413,7 @@ class _Run:
         outputs.write_part(table, storage.join(self.cfg.out, parts.TMP, c.name), self.manifest.classes,
                            self.manifest.id, self.extra)
         self.account(table)
-        self.written.append(c.name)
+        self.written.add(c.name)
         failpoint("part_written")
 
     def read_units(self, pending: list[int]) -> list[dict]:
@@ -478,6 +487,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     else:
         plans = plan_scenes(scenes, cfg, manifest, grid)
     _raise_if_nothing_mappable(plans)
+    timings = {"planning": time.time() - t0}
     job = job_fingerprint(cfg, plans, manifest.id, grid_dict)
 
     # The parts this job consists of, and which of them a killed earlier run already wrote.
@@ -509,20 +519,29 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     for name, uri in done.items():  # resumed parts: counted and drawn, not recomputed
         run.account(outputs.read_part(uri, ["scene", "grid_row", "grid_col", "label_index", "status", "reason"]))
     pending = [k for k, c in enumerate(chunks) if c.name not in done]
-    for k in pending:
-        if run.open_chunk(k).complete:  # only failed scenes' rows: nothing to read
+    to_read = []
+    for k in pending:  # buffers are opened when rows arrive: the driver holds only chunks in flight
+        if any(not run.plans[s].failure for s, _, _ in run.scenes_in(chunks[k].lo, chunks[k].hi)):
+            to_read.append(k)
+        else:  # only failed scenes' rows: nothing to read
+            run.open_chunk(k)
             run.write(k)
-    units = run.read_units([k for k in pending if k in run.buffers])
+    units = run.read_units(to_read)
+    t1 = time.time()
     if units:
-        _stream(cfg, run, units, model_uri, predictor or Predictor)
-    if run.buffers:  # every row must have come back
-        lost = sum(int((~b.done).sum()) for b in run.buffers.values())
-        raise RuntimeError(f"{lost} tiles never came back from the pipeline; nothing was marked complete")
+        timings["first_row"] = _stream(cfg, run, units, model_uri, predictor or Predictor) - t1
+    timings["pipeline"] = time.time() - t1
+    missing = [chunks[k].name for k in pending if chunks[k].name not in run.written]
+    if missing:  # every row must have come back
+        raise RuntimeError(f"{len(missing)} parts never got all their rows from the pipeline ({missing[:3]}); "
+                           "nothing was marked complete")
 
     order = [c.name for c in chunks]
     parts.commit(cfg.out, order, after_each=lambda _: failpoint("part_moved"))
     storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
+    t1 = time.time()
     quicklooks = _quicklooks(cfg, run, manifest) if cfg.quicklook else {}
+    timings["quicklooks"] = time.time() - t1
 
     n_tiles = sum(p.n_tiles for p in plans)
     failures = sum(n for r, n in run.reasons.items() if r not in NOT_FAILURES)
@@ -542,7 +561,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         "parts": len(chunks), "parts_resumed": len(done), "parts_written": len(run.written),
         "tiles_computed": int(sum(c.size for c in chunks if c.name not in done)), "read_retries": run.read_retries,
         "quicklooks": list(quicklooks.values()), "grid": grid_dict, "seconds": round(seconds, 2),
-        "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2), "config": cfg.model_dump(),
+        "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2),
+        "timings": {k: round(v, 2) for k, v in timings.items()}, "config": cfg.model_dump(),
     }
     if cfg.incremental:
         replaced = []
@@ -563,13 +583,15 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     return summary
 
 
-def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predictor: type) -> None:
+def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predictor: type) -> float:
     """The Ray Data pipeline over ``units``; each chunk's part is written as soon as its
-    last row comes back, so the driver holds only the chunks in flight."""
+    last row comes back, so the driver holds only the chunks in flight. Returns the time
+    the first rows came back."""
     import pyarrow as pa
 
     ensure_ray(cfg.ray_address)
-    table = pa.table({k: [u[k] for u in units] for k in ("spec", "base", "lo", "hi")})
+    table = pa.table({"spec": pa.array([u["spec"] for u in units]).dictionary_encode(),
+                      **{k: pa.array([u[k] for u in units], pa.int64()) for k in ("base", "lo", "hi")}})
     import ray
 
     per = max(1, cfg.read_units_per_task)
@@ -582,20 +604,25 @@ def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predic
     ds = actor_stage(ds, predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors,
                                      "tta": cfg.tta},
                      actors=actors, batch_size=cfg.batch_size, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
-    log.info("mapping %d read units over %d chunks", len(units), len(run.buffers))
+    log.info("mapping %d read units", len(units))
+    first = None
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        first = first or time.time()
         idx = batch["idx"].astype(np.int64)
         ks = np.searchsorted(run.chunk_lo, idx, side="right") - 1
         for k in np.unique(ks):
             m = ks == k
             buf = run.buffers.get(int(k))
             if buf is None:
-                raise RuntimeError(f"a tile of {run.chunks[int(k)].name} came back after its part was written")
+                if run.chunks[int(k)].name in run.written:
+                    raise RuntimeError(f"a tile of {run.chunks[int(k)].name} came back after its part was written")
+                buf = run.open_chunk(int(k))
             buf.put(idx[m], probs=batch["probs"][m], fill=batch["fill_fraction"][m], status=batch["status"][m],
                     error=batch["error"][m])
             run.read_retries += int(batch["retries"][m].sum())
             if buf.complete:
                 run.write(int(k))
+    return first or time.time()
 
 
 def _quicklooks(cfg: MapConfig, run: _Run, manifest: ModelManifest) -> dict[int, str]:

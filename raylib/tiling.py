@@ -288,35 +288,49 @@ def read_window(ds, row_off: int, col_off: int, height: int, width: int, native_
 
 
 def decimated_read(ds, bands: list[int], max_side: int = 1024, fill: float | None = None) -> np.ndarray:
-    """The whole scene at reduced resolution (uses overviews when present). When some
-    blocks cannot be read (a truncated or damaged file), the scene is read in 16 x 16
-    pieces and the unreadable ones are set to ``fill`` (0 when None); if no piece can be
-    read, the first error is raised."""
+    """The whole scene at reduced resolution: every ``f``-th pixel, ``f`` chosen so the
+    longer side is at most ``max_side``. Uses the overviews when the file has them; else
+    reads block-aligned strips at full resolution and subsamples them (GDAL's own
+    decimated read of a file without overviews issues one request per row: minutes on
+    S3). Blocks that cannot be read (a truncated or damaged file) are set to ``fill`` (0
+    when None); if nothing can be read, the first error is raised."""
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
     f = max(1, math.ceil(max(ds.width, ds.height) / max_side))
-    oh, ow = max(1, ds.height // f), max(1, ds.width // f)
-    try:
-        return ds.read(bands, out_shape=(len(bands), oh, ow), resampling=Resampling.nearest)
-    except Exception as first:
-        out = np.full((len(bands), oh, ow), 0 if fill is None else fill, dtype=ds.dtypes[0])
-        n_ok = 0
-        rs = np.linspace(0, oh, min(oh, 16) + 1).astype(int)
-        cs = np.linspace(0, ow, min(ow, 16) + 1).astype(int)
-        for r0, r1 in zip(rs[:-1], rs[1:]):
-            for c0, c1 in zip(cs[:-1], cs[1:]):
-                win = Window(c0 * ds.width // ow, r0 * ds.height // oh, (c1 - c0) * ds.width // ow,
-                             (r1 - r0) * ds.height // oh)
+    if f > 1 and ds.overviews(bands[0]):
+        return ds.read(bands, out_shape=(len(bands), max(1, ds.height // f), max(1, ds.width // f)),
+                       resampling=Resampling.nearest)
+    rows = np.arange(0, ds.height, f)
+    cols = np.arange(0, ds.width, f)
+    out = np.full((len(bands), len(rows), len(cols)), 0 if fill is None else fill, dtype=ds.dtypes[0])
+    bh, bw = ds.block_shapes[0] if ds.block_shapes else (256, 256)
+    step = max(bh, 256 // max(1, bh) * bh)  # whole blocks, at least 256 rows
+    first_error, n_ok = None, 0
+    for r0 in range(0, ds.height, step):
+        r1 = min(ds.height, r0 + step)
+        sel = (rows >= r0) & (rows < r1)
+        if not sel.any():
+            continue
+        pieces = [(0, ds.width)]
+        for attempt in range(2):  # the whole strip; if it fails, block by block across
+            ok = True
+            for c0, c1 in pieces:
+                csel = (cols >= c0) & (cols < c1)
                 try:
-                    out[:, r0:r1, c0:c1] = ds.read(bands, window=win, out_shape=(len(bands), r1 - r0, c1 - c0),
-                                                   resampling=Resampling.nearest)
+                    data = ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
+                    ri, ci = np.flatnonzero(sel), np.flatnonzero(csel)
+                    out[:, ri[:, None], ci[None, :]] = data[:, rows[ri, None] - r0, cols[None, ci] - c0]
                     n_ok += 1
-                except Exception:
-                    continue
-        if not n_ok:
-            raise first
-        return out
+                except Exception as exc:
+                    first_error = first_error or exc
+                    ok = False
+            if ok or attempt:
+                break
+            pieces = [(c, min(ds.width, c + bw)) for c in range(0, ds.width, bw)]
+    if not n_ok:
+        raise first_error
+    return out
 
 
 def label_patches(label_uri: str, size: int, threshold: float = 0.85, nodata: float | None = None,

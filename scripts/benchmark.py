@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DATA = (REPO / ".." / "shared" / "data" / "scenes").resolve()
 NAIP = [DATA / "m_4709963_se_14_1_20150926.tif", DATA / "m_4709963_se_14_1_20200831.tif"]
+LANDSAT = DATA / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
 BEGIN, END = "<!-- benchmark.py: begin -->", "<!-- benchmark.py: end -->"
 
 
@@ -147,7 +148,8 @@ def pure_model(model_uri: str, n: int, batch: int, tile: int, channels: int) -> 
     return done / (time.perf_counter() - t0)
 
 
-def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, device_rate: float | None = None):
+def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: list[int], fill: float | None,
+               device_rate: float | None = None):
     """The loop a user writes first: open each scene, read each tile window, scale, predict
     in batches, collect rows in pandas, write Parquet. Returns (tiles, seconds, busy)."""
     import pandas as pd
@@ -167,17 +169,19 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, device_r
             info = tiling.open_scene(uri)
             lay = tiling.layout(info, grid)
             with rasterio.open(storage.parse(uri).gdal_path) as ds:
-                sample = tiling.decimated_read(ds, [1, 2, 3])
-                scaler = bandlib.make_scaler("match", sample, info.dtype, info.nodata, m.bands["mean"],
-                                             m.bands["std"])
+                sample = tiling.decimated_read(ds, bands)
+                scaler = bandlib.make_scaler("match", sample, info.dtype, info.nodata if fill is None else fill,
+                                             m.bands["mean"], m.bands["std"])
                 tiles, ids = [], []
                 wins = lay.windows()
                 for i, w in enumerate(wins):
                     raw, inside = tiling.read_window(ds, int(w[2]), int(w[3]), int(w[4]), int(w[5]), lay.tile,
-                                                     grid.tile_size, [1, 2, 3])
-                    tiles.append(scaler.apply(raw, inside)[0])
-                    ids.append((uri, int(w[0]), int(w[1])))
-                    if len(tiles) == batch or i == len(wins) - 1:
+                                                     grid.tile_size, bands)
+                    x, fill_fraction = scaler.apply(raw, inside)
+                    if fill_fraction < 1.0:  # all-fill tiles are skipped, as the map job does
+                        tiles.append(x)
+                        ids.append((uri, int(w[0]), int(w[1])))
+                    if tiles and (len(tiles) == batch or i == len(wins) - 1):
                         x = np.stack(tiles)
                         if device_rate is None:
                             p = model.predict_proba(x)
@@ -197,13 +201,16 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, device_r
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenes", nargs="+", default=[str(p) for p in NAIP])
-    ap.add_argument("--copies", type=int, default=32, help="keys per scene for the throughput runs")
+    ap.add_argument("--scenes", nargs="+", default=[str(LANDSAT)], help="throughput scenes (default: the README's)")
+    ap.add_argument("--bands", default="landsat8-b234")
+    ap.add_argument("--fill-value", type=float, default=0)
+    ap.add_argument("--copies", type=int, default=1, help="keys per scene for the throughput runs")
+    ap.add_argument("--memory-scenes", nargs="+", default=[str(p) for p in NAIP])
     ap.add_argument("--model", default=None, help="model directory (default: the built-in model)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--pure-tiles", type=int, default=1536)
-    ap.add_argument("--device-rate", type=float, default=2000.0,
-                    help="simulated accelerator throughput, tiles/s (see BENCHMARKS.md for the source)")
+    ap.add_argument("--device-rates", default="2000,800",
+                    help="simulated accelerator throughputs, tiles/s (see BENCHMARKS.md for the first one's source)")
     ap.add_argument("--memory-scales", default="1,4,16")
     ap.add_argument("--memory-copies", type=int, default=2, help="keys per scene at memory scale 1x")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: pure,pipeline,naive,simulated,memory")
@@ -239,38 +246,52 @@ def main() -> None:
     with s3_server():
         storage.s3_client().create_bucket(Bucket="bench")
         n_mem = max(int(s) for s in args.memory_scales.split(",")) * args.memory_copies
-        for k in range(max(args.copies, n_mem)):
+        for k in range(args.copies):
             for p in args.scenes:
                 storage.write_bytes(f"s3://bench/area/{k:03d}/{Path(p).name}", Path(p).read_bytes())
+        storage.write_bytes(f"s3://bench/warm/{NAIP[0].name}", NAIP[0].read_bytes())
+        for k in range(n_mem if "memory" not in skip else 0):
+            for p in args.memory_scenes:
+                storage.write_bytes(f"s3://bench/mem/{k:03d}/{Path(p).name}", Path(p).read_bytes())
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         scenes = [f"s3://bench/area/{k:03d}/" for k in range(args.copies)]
-        base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, **extra)
+        from raylib.bands import band_indices
+
+        band_list = band_indices(args.bands, len(manifest.bands["channels"]))
+        base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, bands=args.bands,
+                    fill_value=args.fill_value, **extra)
+        mem_base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, **extra)
         say("machine", f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                        f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB")
         say("model", manifest.id)
         say("batch_size", args.batch_size)
-        # warm-up: workers started, the model unpacked on the node
-        run_map(MapConfig(scenes=scenes[:1], out=str(work / "warm"), **base))
+        # warm-up: workers started, the model unpacked on the node (one small scene)
+        run_map(MapConfig(scenes=["s3://bench/warm/"], out=str(work / "warm"), **mem_base))
 
         if "pure" not in skip:
             say("pure_model_tiles_per_s", pure_model(model_uri, args.pure_tiles, args.batch_size, manifest.tile_size,
                                                      len(manifest.bands["channels"])))
         if "pipeline" not in skip:
             s = run_map(MapConfig(scenes=scenes, out=str(work / "pipeline"), **base))
-            say("pipeline_tiles", s["tiles"])
-            say("pipeline_tiles_per_s", s["tiles_per_second"])
+            ok = s["counts"].get("ok", 0)
+            say("pipeline_tiles (grid)", s["tiles"])
+            say("pipeline_tiles_predicted (not all-fill)", ok)
+            say("pipeline_seconds (whole run)", s["seconds"])
+            say("pipeline_timings_s", json.dumps(s["timings"]))
+            say("pipeline_predicted_tiles_per_s", ok / s["seconds"])
             if "pure_model_tiles_per_s" in f:
-                say("pipeline/pure-model", f["pipeline_tiles_per_s"] / f["pure_model_tiles_per_s"], "{:.3f}")
+                say("pipeline/pure-model", f["pipeline_predicted_tiles_per_s"] / f["pure_model_tiles_per_s"], "{:.3f}")
         uris = [f"s3://bench/area/{k:03d}/{Path(p).name}" for k in range(args.copies) for p in args.scenes]
         if "naive" not in skip:
-            n, sec, _ = naive_loop(uris, model_uri, str(work / "naive"), args.batch_size)
-            say("naive_tiles_per_s", n / sec)
-            if "pipeline_tiles_per_s" in f:
-                say("pipeline/naive", f["pipeline_tiles_per_s"] / f["naive_tiles_per_s"], "{:.3f}")
+            n, sec, _ = naive_loop(uris, model_uri, str(work / "naive"), args.batch_size, band_list, args.fill_value)
+            say("naive_predicted_tiles_per_s", n / sec)
+            if "pipeline_predicted_tiles_per_s" in f:
+                say("pipeline/naive", f["pipeline_predicted_tiles_per_s"] / f["naive_predicted_tiles_per_s"], "{:.3f}")
         if "simulated" not in skip:
-            for label, rate in (("ceiling", 0.0), ("device", args.device_rate)):
+            rates = [float(r) for r in args.device_rates.split(",")]
+            for label, rate in [("ceiling", 0.0)] + [(f"T={r:g}", r) for r in rates]:
                 log = str(work / f"device-{label}.log")
                 os.environ.update(LANDCOVER_BENCH_DEVICE_RATE=str(rate), LANDCOVER_BENCH_DEVICE_LOG=log)
                 ray.shutdown()  # the actors must see the environment above
@@ -281,23 +302,25 @@ def main() -> None:
                             predictor=SimulatedDevice)
                 busy, wall, tiles = duty_cycle(log)
                 if label == "ceiling":
-                    say("read_ceiling_tiles_per_s (device takes no time)", s["tiles_per_second"])
+                    say("read_ceiling_predicted_tiles_per_s (device takes no time; first to last batch)", tiles / wall)
                     continue
-                say("device_rate_tiles_per_s", args.device_rate)
-                say("simulated_pipeline_tiles_per_s", s["tiles_per_second"])
-                say("simulated_pipeline_duty_cycle (busy / device wall)", busy / wall, "{:.3f}")
-                say("simulated_pipeline_duty_cycle (busy / whole run)", busy / s["seconds"], "{:.3f}")
-                n, sec, nbusy = naive_loop(uris, model_uri, str(work / "naive-sim"), args.batch_size, args.device_rate)
-                say("simulated_naive_tiles_per_s", n / sec)
-                say("simulated_naive_duty_cycle", nbusy / sec, "{:.3f}")
-                say("simulated pipeline/naive", s["tiles_per_second"] / (n / sec), "{:.3f}")
+                say(f"{label}: simulated_pipeline_predicted_tiles_per_s (whole run)", tiles / s["seconds"])
+                say(f"{label}: simulated_pipeline_duty_cycle (busy / first to last batch)", busy / wall, "{:.3f}")
+                say(f"{label}: simulated_pipeline_duty_cycle (busy / whole run)", busy / s["seconds"], "{:.3f}")
+                if "naive" in skip:
+                    continue
+                n, sec, nbusy = naive_loop(uris, model_uri, str(work / "naive-sim"), args.batch_size, band_list,
+                                           args.fill_value, rate)
+                say(f"{label}: simulated_naive_predicted_tiles_per_s", n / sec)
+                say(f"{label}: simulated_naive_duty_cycle", nbusy / sec, "{:.3f}")
+                say(f"{label}: simulated pipeline/naive (whole runs)", (tiles / s["seconds"]) / (n / sec), "{:.3f}")
         if "memory" not in skip:
             scales = [int(x) for x in args.memory_scales.split(",")]
             peaks = {}
             for sc in scales:
-                mem_scenes = [f"s3://bench/area/{k:03d}/" for k in range(sc * args.memory_copies)]
+                mem_scenes = [f"s3://bench/mem/{k:03d}/" for k in range(sc * args.memory_copies)]
                 with PeakRSS() as m:
-                    s = run_map(MapConfig(scenes=mem_scenes, out=str(work / f"mem{sc}"), **base))
+                    s = run_map(MapConfig(scenes=mem_scenes, out=str(work / f"mem{sc}"), **mem_base))
                 peaks[sc] = m.peak
                 say(f"memory_{sc}x_tiles", s["tiles"])
                 say(f"memory_{sc}x_peak_rss_mib", m.peak / 2**20)
