@@ -96,17 +96,9 @@ class Scaler:
         return x, fill_fraction.astype(np.float32)
 
     def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
-        """raw (N?, C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
-        x = raw.astype(np.float32) * self.gain[:, None, None] + self.offset[:, None, None]
-        np.clip(x, 0.0, 1.0, out=x)
-        valid = inside.copy()
-        if self.fill_value is not None:
-            valid &= ~np.all(raw == self.fill_value, axis=0)
-        n_inside = int(inside.sum())
-        fill_fraction = 1.0 - (int(valid.sum()) / n_inside) if n_inside else 1.0
-        if not valid.all():
-            x[:, ~valid] = self.target_mean[:, None]
-        return x, fill_fraction
+        """raw (C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
+        x, fill_fraction = self.apply_many(raw[None], inside[None])
+        return x[0], float(fill_fraction[0])
 
 
 def dtype_max(dtype: str) -> float:

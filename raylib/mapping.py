@@ -495,10 +495,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         chunks = []
         for p in plans:
             tag = parts.digest([p.fingerprint, job])[:8]
-            p.parts = [c.name for c in parts.scene_chunks(f"part-{mapstate.scene_key(p.uri)}-{tag}", p.start,
-                                                          p.n_tiles, cfg.rows_per_part)]
-            chunks += parts.scene_chunks(f"part-{mapstate.scene_key(p.uri)}-{tag}", p.start, p.n_tiles,
-                                         cfg.rows_per_part)
+            mine = parts.scene_chunks(f"part-{mapstate.scene_key(p.uri)}-{tag}", p.start, p.n_tiles,
+                                      cfg.rows_per_part)
+            p.parts = [c.name for c in mine]
+            chunks += mine
         names = {c.name for c in chunks}
         mapstate.remove_debris(state, cfg.out, keep=names)
         resumed = True

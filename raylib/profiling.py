@@ -5,7 +5,6 @@ Used by ``scripts/benchmark.py`` and the memory test."""
 from __future__ import annotations
 
 import threading
-import time
 
 
 def session_processes() -> dict[str, int]:
@@ -63,10 +62,3 @@ class PeakRSS:
         self._thread.join()
         self._sample()
         return False
-
-
-def timed(fn, *args, **kwargs):
-    """``(result, seconds)``."""
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
