@@ -79,26 +79,37 @@ class Scaler:
     fill_value: float | None
     target_mean: np.ndarray  # (C,)
 
-    def apply_many(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def apply_many(self, raw: np.ndarray, inside: np.ndarray,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``apply`` for a stack: raw (N, C, H, W), inside (N, H, W) -> (float32 (N, C, H, W),
-        fill_fraction (N,)), in one vectorised pass."""
-        x = raw.astype(np.float32)
-        x *= self.gain[None, :, None, None]
+        fill_fraction (N,)), in one vectorised pass (written into ``out`` when given)."""
+        x = np.empty(raw.shape, np.float32) if out is None else out
+        np.multiply(raw, self.gain[None, :, None, None], out=x)  # the cast happens inside the multiply
         x += self.offset[None, :, None, None]
         np.clip(x, 0.0, 1.0, out=x)
         valid = inside.copy()
         if self.fill_value is not None:
-            valid &= ~np.all(raw == self.fill_value, axis=1)
+            valid &= ~np.all(raw == _as_pixel(self.fill_value, raw.dtype), axis=1)
         n_inside = inside.sum(axis=(1, 2))
         fill_fraction = np.where(n_inside > 0, 1.0 - valid.sum(axis=(1, 2)) / np.maximum(n_inside, 1), 1.0)
         if not valid.all():
-            x = np.where(valid[:, None], x, self.target_mean[None, :, None, None].astype(np.float32))
+            np.copyto(x, self.target_mean[None, :, None, None].astype(np.float32), where=~valid[:, None])
         return x, fill_fraction.astype(np.float32)
 
     def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
         """raw (C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
         x, fill_fraction = self.apply_many(raw[None], inside[None])
         return x[0], float(fill_fraction[0])
+
+
+def _as_pixel(value: float, dtype: np.dtype):
+    """``value`` in the pixels' own type when it fits (a comparison without a float64
+    copy of the tiles), else as a float."""
+    if dtype.kind in "ui" and float(value).is_integer():
+        info = np.iinfo(dtype)
+        if info.min <= value <= info.max:
+            return dtype.type(int(value))
+    return float(value)
 
 
 def dtype_max(dtype: str) -> float:

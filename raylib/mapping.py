@@ -40,6 +40,7 @@ from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
 from .failpoints import failpoint
 from .models import LandcoverModel, ModelManifest
+from .reading import model_batches, read_tiles
 
 log = logging.getLogger(__name__)
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
@@ -222,109 +223,23 @@ def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid:
 # --------------------------------------------------------------------------- Ray stages
 
 
-_WATCHDOG: resilience.Watchdog | None = None
-
-
-def _watchdog() -> resilience.Watchdog:
-    global _WATCHDOG
-    if _WATCHDOG is None:
-        _WATCHDOG = resilience.Watchdog(storage.rasterio_env)
-    return _WATCHDOG
-
-
-def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
-    """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
-    float32 pixels, one output row per tile, with an error row for every tile that failed."""
-    import rasterio
-
-    units = [(json.loads(s), int(b), int(lo), int(hi))
-             for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
-    n = sum(hi - lo for _, _, lo, hi in units)
-    first = units[0][0]
-    c, t = len(first["bands"]), first["tile_size"]
-    out_idx = np.zeros(n, np.int64)
-    pixels = np.zeros((n, c, t, t), np.float32)
-    fill = np.ones(n, np.float32)
-    status = np.full(n, "ok", dtype=object)
-    error = np.full(n, "", dtype=object)
-    retries = np.zeros(n, np.int32)  # retries each tile's read needed (evidence of weathered faults)
-    wd = _watchdog()
-    k = 0
-    for spec, base, lo, hi in units:
-        k0 = k
-        raw_all = inside_all = None
-        lay = tiling.Layout.from_dict(spec["layout"])
-        scaler = bandlib.Scaler(np.asarray(spec["gain"], np.float32), np.asarray(spec["offset"], np.float32),
-                                spec["fill_value"], np.asarray(spec["target_mean"], np.float32))
-        ds: dict = {}
-
-        def reopen(_exc=None):
-            old = ds.pop("ds", None)
-            if old is not None:
-                try:
-                    wd.call(old.close, read_timeout)
-                except Exception:
-                    pass
-
-        def read_one(w):
-            if "ds" not in ds:
-                ds["ds"] = wd.call(lambda: rasterio.open(spec["gdal_path"]), read_timeout, f"opening {spec['uri']}")
-            return wd.call(lambda: tiling.read_window(ds["ds"], int(w[2]), int(w[3]), int(w[4]), int(w[5]),
-                                                      tuple(lay.tile), t, spec["bands"]),
-                           read_timeout, f"reading a window of {spec['uri']}")
-
-        given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
-        for w, g in zip(lay.windows(lo, hi), range(base + lo, base + hi)):
-            out_idx[k] = g
-            if given_up:
-                status[k], error[k] = "error", given_up
-                k += 1
-                continue
-            def count_and_reopen(exc, k=k):
-                retries[k] += 1
-                reopen(exc)
-
-            try:
-                raw, inside = resilience.retrying(lambda: read_one(w), retries=read_retries,
-                                                  on_retry=count_and_reopen)
-                if raw_all is None:
-                    raw_all = np.zeros((hi - lo, *raw.shape), raw.dtype)
-                    inside_all = np.zeros((hi - lo, *inside.shape), bool)
-                raw_all[k - k0], inside_all[k - k0] = raw, inside
-            except Exception as exc:  # one bad block must not lose the other tiles
-                reason, msg = resilience.classify(exc)
-                status[k], error[k] = "error", f"{reason}: {msg}"
-                if reason in resilience.TRANSIENT:
-                    given_up = f"{reason}: {msg} (an earlier read of this scene in the same batch)"
-                reopen()
-            k += 1
-        reopen()
-        if raw_all is not None:  # scale the unit's tiles in one vectorised pass
-            ok = status[k0:k] == "ok"
-            x, ff = scaler.apply_many(raw_all[ok], inside_all[ok])
-            pixels[k0:k][ok], fill[k0:k][ok] = x, ff
-            nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
-            status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
-    return {"idx": out_idx, "pixels": pixels, "fill_fraction": fill, "status": status, "error": error,
-            "retries": retries}
-
-
 class Predictor:
     """Actor: loads the model once, predicts class probabilities for batches of tiles."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
-                 tta: bool | None = None):
+                 tta: bool | None = None, batch_size: int = 64):
         set_torch_threads(torch_threads, actors)
         uri = local_folder(model_ref, "ray-models")
         self.model = LandcoverModel.load(uri, device=device, tta=tta)
         self.k = len(self.model.classes)
+        self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
-        n = len(batch["idx"])
-        probs = np.full((n, self.k), np.nan, np.float32)
-        ok = np.asarray(batch["status"]) == "ok"
-        if ok.any():
-            probs[ok] = self.model.predict_proba(batch["pixels"][ok])
+        """One read block (up to ``read_units_per_task * read_batch_size`` tiles) in, its
+        rows out; the model sees the block's readable tiles in batches of ``batch_size``."""
+        probs = np.full((len(batch["idx"]), self.k), np.nan, np.float32)
+        for sel, x in model_batches(batch, self.batch_size):
+            probs[sel] = self.model.predict_proba(x)
         return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
                 "status": batch["status"], "error": batch["error"], "retries": batch["retries"]}
 
@@ -597,13 +512,13 @@ def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predic
     per = max(1, cfg.read_units_per_task)
     ds = ray.data.from_arrow([table.slice(i, per) for i in range(0, table.num_rows, per)])
     ds = ds.map_batches(read_tiles, fn_kwargs={"read_timeout": cfg.read_timeout, "read_retries": cfg.read_retries},
-                        batch_size=1, batch_format="numpy", num_cpus=cfg.read_cpus)
+                        batch_size=per, batch_format="numpy", num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = share_folder(model_uri) if local_model else model_uri
     ds = actor_stage(ds, predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors,
-                                     "tta": cfg.tta},
-                     actors=actors, batch_size=cfg.batch_size, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
+                                     "tta": cfg.tta, "batch_size": cfg.batch_size},
+                     actors=actors, batch_size=None, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
     log.info("mapping %d read units", len(units))
     first = None
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):

@@ -5,7 +5,8 @@ Reason codes: ``read_error`` (the store or network failed, after retries), ``tim
 read did not answer within ``read_timeout``, after retries), ``corrupt`` (the bytes are
 not a readable raster: truncated, garbled, not a TIFF), ``not_found``,
 ``permission_denied``, ``band_mismatch``, ``all_nodata``, ``unsupported`` (e.g. a
-geographic CRS with a metric gsd), ``input_error`` (anything else about one scene).
+geographic CRS with a metric gsd), ``input_error`` (anything else about one scene),
+``internal`` (a bug in this code met on one read: the traceback's type and message).
 Only ``read_error`` and ``timeout`` are retried: the others give the same answer again.
 """
 
@@ -48,6 +49,10 @@ _RULES = [
 ]
 
 
+# errors of the code, not of the data or the store: never retried, reported as ``internal``
+_BUGS = (TypeError, AttributeError, NameError, IndexError, KeyError, AssertionError, ZeroDivisionError)
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """``(reason code, message)`` for a failed read; the message is redacted."""
     if isinstance(exc, ReadTimeout):
@@ -56,7 +61,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
     chain = error_chain(exc)
     text = " | ".join(chain)
     if not reason:
-        reason = next((code for code, pat in _RULES if re.search(pat, text)), "read_error")
+        fallback = "internal" if isinstance(exc, _BUGS) else "read_error"
+        reason = next((code for code, pat in _RULES if re.search(pat, text)), fallback)
     return reason, redact(f"{type(exc).__name__}: {text}")
 
 

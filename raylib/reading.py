@@ -1,0 +1,182 @@
+"""The map job's read stage (CPU tasks, no model): read units of a scene -> scaled tiles.
+
+A read unit is ``read_batch_size`` tiles of one scene in grid order. Each grid row of a
+unit is one windowed read (``tiling.read_row``) with a time limit and retries; a row that
+fails for a non-transient reason is read again tile by tile so that a damaged block loses
+only the tiles it touches. Kept apart from ``mapping`` so that read workers import only
+numpy, rasterio and this package's light modules (not torch or scikit-learn).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import bands as bandlib
+from . import resilience, storage, tiling
+
+_WATCHDOG: resilience.Watchdog | None = None
+
+
+def _watchdog() -> resilience.Watchdog:
+    global _WATCHDOG
+    if _WATCHDOG is None:
+        _WATCHDOG = resilience.Watchdog(storage.rasterio_env)
+    return _WATCHDOG
+
+
+def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
+    """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
+    float32 pixels, one output row per tile, with an error row for every tile that failed.
+
+    Each grid row of a unit is one read of its bounding window (``tiling.read_row``); a
+    row whose read fails for a non-transient reason (a damaged block) is read again tile by
+    tile, so that one bad block loses only the tiles it touches."""
+    units = [(str(s), int(b), int(lo), int(hi))
+             for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
+    n = sum(hi - lo for _, _, lo, hi in units)
+    first = json.loads(units[0][0])
+    c, t = len(first["bands"]), first["tile_size"]
+    out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, c, t, t), np.float32),
+           "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
+           "error": np.full(n, "", dtype=object),
+           "retries": np.zeros(n, np.int32)}  # retries each tile's read needed (evidence of weathered faults)
+    k, reader = 0, None
+    try:
+        for spec, base, lo, hi in units:
+            if reader is None or reader.key != spec:  # units of one scene share the open dataset
+                if reader is not None:
+                    reader.close()
+                reader = _UnitReader(json.loads(spec), read_timeout, read_retries)
+                reader.key = spec
+            reader.read(lo, hi, base, out, k)
+            k += hi - lo
+    finally:
+        if reader is not None:
+            reader.close()
+    return out
+
+
+class _UnitReader:
+    """Reads the tiles of read units of one scene into the output arrays of ``read_tiles``
+    (one open dataset for all of them; ``close()`` when done)."""
+
+    key = ""
+
+    def __init__(self, spec: dict, read_timeout: float, read_retries: int):
+        self.spec, self.timeout, self.retries = spec, read_timeout, read_retries
+        self.layout = tiling.Layout.from_dict(spec["layout"])
+        self.tile = spec["tile_size"]
+        self.scaler = bandlib.Scaler(np.asarray(spec["gain"], np.float32), np.asarray(spec["offset"], np.float32),
+                                     spec["fill_value"], np.asarray(spec["target_mean"], np.float32))
+        self.wd = _watchdog()
+        self.ds = None
+
+    def _dataset(self):
+        import rasterio
+
+        if self.ds is None:
+            self.ds = self.wd.call(lambda: rasterio.open(self.spec["gdal_path"]), self.timeout,
+                                   f"opening {self.spec['uri']}")
+        return self.ds
+
+    def close(self, _exc=None) -> None:
+        old, self.ds = self.ds, None
+        if old is not None:
+            try:
+                self.wd.call(old.close, self.timeout)
+            except Exception:
+                pass
+
+    def _read(self, fn, what: str, retried: np.ndarray, k: int):
+        """``fn(dataset)`` with the watchdog's time limit, retried on transient faults
+        (counted on tile ``k``)."""
+        def on_retry(exc):
+            retried[k] += 1
+            self.close(exc)
+
+        def once():
+            ds = self._dataset()
+            return self.wd.call(lambda: fn(ds), self.timeout, what)
+
+        return resilience.retrying(once, retries=self.retries, on_retry=on_retry)
+
+    def read(self, lo: int, hi: int, base: int, out: dict, k0: int) -> None:
+        lay, t, bands, uri = self.layout, self.tile, self.spec["bands"], self.spec["uri"]
+        status, error = out["status"], out["error"]
+        out["idx"][k0:k0 + hi - lo] = np.arange(base + lo, base + hi)
+        raw_all = inside_all = None
+        given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
+
+        def fail(k, exc):
+            nonlocal given_up
+            reason, msg = resilience.classify(exc)
+            status[k], error[k] = "error", f"{reason}: {msg}"
+            if reason in resilience.TRANSIENT:
+                given_up = f"{reason}: {msg} (an earlier read of this scene in the same batch)"
+            self.close()
+
+        def put(k, raw, inside):
+            nonlocal raw_all, inside_all
+            if raw_all is None:
+                raw_all = np.zeros((hi - lo, *raw.shape[1:]), raw.dtype)
+                inside_all = np.zeros((hi - lo, *inside.shape[1:]), bool)
+            raw_all[k - k0:k - k0 + len(raw)], inside_all[k - k0:k - k0 + len(raw)] = raw, inside
+
+        k = k0
+        for seg in tiling.row_segments(lay.windows(lo, hi)):
+            if given_up:
+                status[k:k + len(seg)], error[k:k + len(seg)] = "error", given_up
+            elif tiling.row_aligned(seg, lay.tile, t):
+                try:
+                    put(k, *self._read(lambda ds: tiling.read_row(ds, seg, lay.tile, t, bands),
+                                       f"reading a row of tiles of {uri}", out["retries"], k))
+                except Exception as exc:
+                    reason, _ = resilience.classify(exc)
+                    if reason in resilience.TRANSIENT:
+                        for j in range(len(seg)):
+                            fail(k + j, exc)
+                    else:  # a damaged block: the tiles that do not touch it are still readable
+                        self.close()
+                        self._tile_by_tile(seg, k, out, put, fail, lambda: given_up)
+            else:
+                self._tile_by_tile(seg, k, out, put, fail, lambda: given_up)
+            k += len(seg)
+        if raw_all is not None:  # scale the unit's tiles in one vectorised pass
+            sl = slice(k0, k)
+            ok = status[sl] == "ok"
+            if ok.all():  # scaled straight into the output block
+                _, ff = self.scaler.apply_many(raw_all, inside_all, out=out["pixels"][sl])
+            else:
+                x, ff = self.scaler.apply_many(raw_all[ok], inside_all[ok])
+                out["pixels"][sl][ok] = x
+            out["fill_fraction"][sl][ok] = ff
+            nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
+            status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
+
+    def _tile_by_tile(self, seg, k0, out, put, fail, given_up) -> None:
+        lay, t, bands, uri = self.layout, self.tile, self.spec["bands"], self.spec["uri"]
+        for j, w in enumerate(seg):
+            k = k0 + j
+            if given_up():
+                out["status"][k], out["error"][k] = "error", given_up()
+                continue
+            try:
+                raw, inside = self._read(lambda ds: tiling.read_window(ds, int(w[2]), int(w[3]), int(w[4]),
+                                                                       int(w[5]), tuple(lay.tile), t, bands),
+                                         f"reading a window of {uri}", out["retries"], k)
+                put(k, raw[None], inside[None])
+            except Exception as exc:  # one bad block must not lose the other tiles
+                fail(k, exc)
+
+
+def model_batches(batch: dict, batch_size: int):
+    """``(rows, pixels)`` of the readable tiles of a block, ``batch_size`` at a time
+    (views, not copies, when every tile of the block is readable)."""
+    ok = np.flatnonzero(np.asarray(batch["status"]) == "ok")
+    px = batch["pixels"]
+    contiguous = len(ok) == len(px)
+    for i in range(0, len(ok), batch_size):
+        sel = slice(i, i + batch_size) if contiguous else ok[i:i + batch_size]
+        yield sel, px[sel]

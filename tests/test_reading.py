@@ -1,0 +1,102 @@
+"""The map job's read stage: one read per row of tiles, and what a damaged block costs."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from raylib import bands as bandlib
+from raylib import reading, tiling
+
+from .conftest import LANDSAT, NAIP
+
+
+def per_tile(ds, wins, lay, t, bands):
+    got = [tiling.read_window(ds, *map(int, w[2:6]), lay.tile, t, bands) for w in wins]
+    return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
+
+
+@pytest.mark.parametrize("tile,stride", [(64, 64), (64, 48)])  # plain and overlapping grids
+def test_row_read_equals_tile_reads_at_native_resolution(tile, stride):
+    info = tiling.open_scene(str(NAIP))
+    lay = tiling.layout(info, tiling.GridSpec(tile, stride))
+    wins = lay.windows()
+    segs = tiling.row_segments(wins)
+    assert len(segs) == len(lay.row_offs) and sum(map(len, segs)) == lay.n_tiles
+    with rasterio.open(NAIP) as ds:
+        for seg in (segs[0], segs[len(segs) // 2], segs[-1]):  # the last row holds the clipped edge tiles
+            assert tiling.row_aligned(seg, lay.tile, tile)
+            px, inside = tiling.read_row(ds, seg, lay.tile, tile, [1, 2, 3])
+            ref_px, ref_inside = per_tile(ds, seg, lay, tile, [1, 2, 3])
+            assert np.array_equal(px, ref_px) and np.array_equal(inside, ref_inside)  # byte-exact
+    assert not inside.all()  # the edge tiles were padded
+
+
+def test_row_read_resampled_equals_tile_reads():
+    """Landsat at 30 m on a 10 m grid: 21 native pixels -> 64 (bilinear). One resampled
+    read of the row gives the same pixels as one read per tile."""
+    info = tiling.open_scene(str(LANDSAT))
+    grid = tiling.GridSpec(64, 64, gsd=10.0)
+    lay = tiling.layout(info, grid)
+    assert lay.tile == (21, 21)
+    segs = tiling.row_segments(lay.windows())
+    with rasterio.open(LANDSAT) as ds:
+        for seg in (segs[0], segs[40], segs[-1]):  # the last row is clipped by the bottom edge
+            px, inside = tiling.read_row(ds, seg, lay.tile, 64, [1, 2, 3])
+            ref_px, ref_inside = per_tile(ds, seg, lay, 64, [1, 2, 3])
+            assert np.array_equal(inside, ref_inside) and not inside[-1].all()  # the right edge tile is clipped
+            assert np.array_equal(px, ref_px)
+    assert not inside[0, -1].any()
+    # overlapping 10 m tiles do not start on whole output pixels: read tile by tile
+    over = tiling.layout(info, tiling.GridSpec(64, 32, gsd=10.0))
+    assert not tiling.row_aligned(tiling.row_segments(over.windows())[0], over.tile, 64)
+
+
+def _scene_with_a_bad_block(path, bad_block=(1, 2)):
+    """A 256 x 320 uint16 3-band tiled LZW GeoTIFF (64-px blocks) whose block
+    ``bad_block`` (row, col) holds garbage bytes; also returns the clean pixels."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 4000, (3, 256, 320), dtype=np.uint16)
+    with rasterio.open(path, "w", driver="GTiff", width=320, height=256, count=3, dtype="uint16",
+                       crs="EPSG:32614", transform=from_origin(500000, 5200000, 10, 10), tiled=True,
+                       blockxsize=64, blockysize=64, compress="lzw") as ds:
+        ds.write(data)
+    with rasterio.open(path) as ds:
+        r, c = bad_block
+        off = int(ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1))
+        size = int(ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1))
+    raw = bytearray(path.read_bytes())
+    raw[off:off + size] = bytes([0xFF]) * size
+    path.write_bytes(bytes(raw))
+    return data
+
+
+def _spec(path, lay, tile):
+    scaler = bandlib.Scaler(np.full(3, 1 / 4000, np.float32), np.zeros(3, np.float32), 0,
+                            np.full(3, 0.5, np.float32))
+    return json.dumps({"uri": str(path), "gdal_path": str(path), "bands": [1, 2, 3], "layout": lay.to_dict(),
+                       "tile_size": tile, "gain": scaler.gain.tolist(), "offset": scaler.offset.tolist(),
+                       "fill_value": 0, "target_mean": scaler.target_mean.tolist()})
+
+
+def test_a_damaged_block_costs_only_the_tiles_it_touches(tmp_path):
+    path = tmp_path / "bad.tif"
+    data = _scene_with_a_bad_block(path)
+    info = tiling.open_scene(str(path))
+    lay = tiling.layout(info, tiling.GridSpec(32, 32))  # 8 x 10 tiles of 32 px
+    spec = _spec(path, lay, 32)
+    units = [(0, 32), (32, 64), (64, 80)]  # three read units in one task, cutting through grid rows
+    out = reading.read_tiles({"spec": np.array([spec] * 3), "base": np.array([100] * 3),
+                              "lo": np.array([u[0] for u in units]), "hi": np.array([u[1] for u in units])},
+                             read_timeout=30, read_retries=0)
+    assert np.array_equal(out["idx"], np.arange(100, 180))
+    gi, gj = np.divmod(np.arange(80), 10)
+    bad = (gi // 2 == 1) & (gj // 2 == 2)  # block (1, 2) = tiles rows 2-3, cols 4-5
+    assert bad.sum() == 4
+    assert list(out["status"][bad]) == ["error"] * 4 and all(e.startswith("corrupt: ") for e in out["error"][bad])
+    assert (out["status"][~bad] == "ok").all()
+    ref = data.reshape(3, 8, 32, 10, 32).transpose(1, 3, 0, 2, 4).reshape(80, 3, 32, 32) / np.float32(4000)
+    np.testing.assert_allclose(out["pixels"][~bad], ref[~bad], rtol=1e-6)  # every other tile, exact
+    assert (out["fill_fraction"][~bad] == 0).all()
