@@ -132,7 +132,7 @@ def make_scaler(mode: str, sample: np.ndarray | None, dtype: str, fill_value: fl
     assert sample is not None
     valid = np.ones(sample.shape[1:], bool)
     if fill_value is not None:
-        valid &= ~np.all(sample == fill_value, axis=0)
+        valid &= ~np.all(sample == _as_pixel(fill_value, sample.dtype), axis=0)
     if valid.sum() < 16:
         raise InputError(f"Scene {uri} has no valid pixels (all fill/nodata).",
                          "check the scene, or the fill_value setting.", reason="all_nodata")
