@@ -48,8 +48,7 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
             if reader is None or reader.key != spec:  # units of one scene share the open dataset
                 if reader is not None:
                     reader.close()
-                reader = _UnitReader(json.loads(spec), read_timeout, read_retries)
-                reader.key = spec
+                reader = _SceneReader(spec, read_timeout, read_retries)
             reader.read(lo, hi, base, out, k)
             k += hi - lo
     finally:
@@ -58,18 +57,19 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
     return out
 
 
-class _UnitReader:
-    """Reads the tiles of read units of one scene into the output arrays of ``read_tiles``
-    (one open dataset for all of them; ``close()`` when done)."""
+class _SceneReader:
+    """Reads the tiles of read units of one scene (``spec``: the JSON of
+    ``ScenePlan.read_spec``) into the output arrays of ``read_tiles``; one open dataset for
+    all of them, ``close()`` when done."""
 
-    key = ""
-
-    def __init__(self, spec: dict, read_timeout: float, read_retries: int):
-        self.spec, self.timeout, self.retries = spec, read_timeout, read_retries
-        self.layout = tiling.Layout.from_dict(spec["layout"])
-        self.tile = spec["tile_size"]
-        self.scaler = bandlib.Scaler(np.asarray(spec["gain"], np.float32), np.asarray(spec["offset"], np.float32),
-                                     spec["fill_value"], np.asarray(spec["target_mean"], np.float32))
+    def __init__(self, spec: str, read_timeout: float, read_retries: int):
+        self.key, self.spec = spec, json.loads(spec)
+        self.timeout, self.retries = read_timeout, read_retries
+        d = self.spec
+        self.layout = tiling.Layout.from_dict(d["layout"])
+        self.tile = d["tile_size"]
+        self.scaler = bandlib.Scaler(np.asarray(d["gain"], np.float32), np.asarray(d["offset"], np.float32),
+                                     d["fill_value"], np.asarray(d["target_mean"], np.float32))
         self.wd = _watchdog()
         self.ds = None
 

@@ -50,6 +50,20 @@ def test_retrying_retries_only_transient_failures():
     with pytest.raises(OSError):
         resilience.retrying(corrupt, retries=5, sleep=lambda s: None)
     assert len(calls) == 1
+    calls.clear()
+
+    def bug():  # an error of this code, not of the store: reported as such, never retried
+        calls.append(1)
+        return (1, 2)[None]
+
+    with pytest.raises(TypeError):
+        resilience.retrying(bug, retries=5, sleep=lambda s: None)
+    assert len(calls) == 1
+    try:
+        bug()
+    except TypeError as exc:
+        assert resilience.classify(exc)[0] == "internal"
+    assert resilience.classify(OSError("something else went wrong"))[0] == "read_error"
     assert all(0.5 <= resilience.backoff(0) <= 1.0 for _ in range(20)) and resilience.backoff(10) <= 15
 
 
