@@ -371,6 +371,8 @@ def decimated_read(ds, bands: list[int], max_side: int = 1024, fill: float | Non
             ok = True
             for c0, c1 in pieces:
                 csel = (cols >= c0) & (cols < c1)
+                if not csel.any():  # a block column between two sampled columns
+                    continue
                 try:
                     data = ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
                     ri, ci = np.flatnonzero(sel), np.flatnonzero(csel)  # runs of every f-th pixel: slices

@@ -100,3 +100,18 @@ def test_a_damaged_block_costs_only_the_tiles_it_touches(tmp_path):
     ref = data.reshape(3, 8, 32, 10, 32).transpose(1, 3, 0, 2, 4).reshape(80, 3, 32, 32) / np.float32(4000)
     np.testing.assert_allclose(out["pixels"][~bad], ref[~bad], rtol=1e-6)  # every other tile, exact
     assert (out["fill_fraction"][~bad] == 0).all()
+
+
+def test_decimated_read_of_a_damaged_scene_keeps_the_readable_blocks(tmp_path):
+    """Scaling statistics of a damaged scene come from the blocks that decode, also when
+    the sampling step (160 px here) is wider than a block (64 px)."""
+    path = tmp_path / "bad.tif"
+    data = _scene_with_a_bad_block(path)
+    with rasterio.open(path) as ds:
+        assert np.array_equal(tiling.decimated_read(ds, [1, 2, 3], max_side=2, fill=0)[:, :, 0], data[:, ::160, 0])
+        sample = tiling.decimated_read(ds, [1, 2, 3], max_side=64, fill=0)  # every 5th pixel
+    ref = data[:, ::5, ::5]
+    assert sample.shape == ref.shape == (3, 52, 64)
+    left = 128 // 5 + 1  # sampled columns left of the bad block's column of blocks: exact
+    assert np.array_equal(sample[:, :, :left], ref[:, :, :left])
+    assert (sample[:, 64 // 5 + 1:128 // 5 + 1, left:192 // 5 + 1] == 0).all()  # the bad block: fill
