@@ -109,10 +109,10 @@ class _SceneReader:
         raw_all = inside_all = None
         given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
 
-        def fail(k, exc):
+        def fail(rows, exc):  # rows: one output index or a slice of them
             nonlocal given_up
             reason, msg = resilience.classify(exc)
-            status[k], error[k] = "error", f"{reason}: {msg}"
+            status[rows], error[rows] = "error", f"{reason}: {msg}"
             if reason in resilience.TRANSIENT:
                 given_up = f"{reason}: {msg} (an earlier read of this scene in the same batch)"
             self.close()
@@ -124,24 +124,37 @@ class _SceneReader:
                 inside_all = np.zeros((hi - lo, *inside.shape[1:]), bool)
             raw_all[k - k0:k - k0 + len(raw)], inside_all[k - k0:k - k0 + len(raw)] = raw, inside
 
+        def tile_by_tile(seg, k):
+            for w in seg:
+                if given_up:
+                    status[k], error[k] = "error", given_up
+                else:
+                    try:
+                        raw, inside = self._read(lambda ds: tiling.read_window(ds, *(int(v) for v in w[2:6]),
+                                                                               tuple(lay.tile), t, bands),
+                                                 f"reading a window of {uri}", out["retries"], k)
+                        put(k, raw[None], inside[None])
+                    except Exception as exc:  # one bad block must not lose the other tiles
+                        fail(k, exc)
+                k += 1
+
         k = k0
         for seg in tiling.row_segments(lay.windows(lo, hi)):
+            rows = slice(k, k + len(seg))
             if given_up:
-                status[k:k + len(seg)], error[k:k + len(seg)] = "error", given_up
+                status[rows], error[rows] = "error", given_up
             elif tiling.row_aligned(seg, lay.tile, t):
                 try:
                     put(k, *self._read(lambda ds: tiling.read_row(ds, seg, lay.tile, t, bands),
                                        f"reading a row of tiles of {uri}", out["retries"], k))
                 except Exception as exc:
-                    reason, _ = resilience.classify(exc)
-                    if reason in resilience.TRANSIENT:
-                        for j in range(len(seg)):
-                            fail(k + j, exc)
+                    if resilience.classify(exc)[0] in resilience.TRANSIENT:
+                        fail(rows, exc)
                     else:  # a damaged block: the tiles that do not touch it are still readable
                         self.close()
-                        self._tile_by_tile(seg, k, out, put, fail, lambda: given_up)
+                        tile_by_tile(seg, k)
             else:
-                self._tile_by_tile(seg, k, out, put, fail, lambda: given_up)
+                tile_by_tile(seg, k)
             k += len(seg)
         if raw_all is not None:  # scale the unit's tiles in one vectorised pass
             sl = slice(k0, k)
@@ -154,21 +167,6 @@ class _SceneReader:
             out["fill_fraction"][sl][ok] = ff
             nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
             status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
-
-    def _tile_by_tile(self, seg, k0, out, put, fail, given_up) -> None:
-        lay, t, bands, uri = self.layout, self.tile, self.spec["bands"], self.spec["uri"]
-        for j, w in enumerate(seg):
-            k = k0 + j
-            if given_up():
-                out["status"][k], out["error"][k] = "error", given_up()
-                continue
-            try:
-                raw, inside = self._read(lambda ds: tiling.read_window(ds, int(w[2]), int(w[3]), int(w[4]),
-                                                                       int(w[5]), tuple(lay.tile), t, bands),
-                                         f"reading a window of {uri}", out["retries"], k)
-                put(k, raw[None], inside[None])
-            except Exception as exc:  # one bad block must not lose the other tiles
-                fail(k, exc)
 
 
 def model_batches(batch: dict, batch_size: int):
