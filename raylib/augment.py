@@ -58,3 +58,18 @@ def tta_probs(predict, x, views: int = N_VIEWS):
         p = predict(dihedral(x, k))
         total = p if total is None else total + p
     return total / views
+
+
+def degrade(x, factor: float):
+    """``x`` (N, C, H, W) as if imaged at a ground sampling distance ``factor`` times coarser
+    and resampled back to the model's: an area-average down to ``round(H / factor)`` pixels,
+    then bilinear up to ``H`` (what the map's read stage does to a coarse scene)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    small = (max(1, round(h / factor)), max(1, round(w / factor)))
+    if small == (h, w):
+        return x
+    y = F.interpolate(x, size=small, mode="area")
+    return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)

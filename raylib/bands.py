@@ -12,8 +12,12 @@ channel order) and scaled:
   ``scale`` when given (e.g. 10000 for reflectance x 10000).
 
 Fill: a pixel whose selected bands all equal the scene's nodata value (or the configured
-``fill_value``) is fill.  Fill and padding pixels are set to the model's mean, i.e. zero
-after normalisation, and reported as ``fill_fraction``.
+``fill_value``) is fill, reported as ``fill_fraction`` (of the tile's pixels inside the
+scene).  A partial tile (clipped by the scene edge, or with fill inside the scene) is
+classified from its valid pixels: fill and padding are replaced by the valid pixels
+mirrored across the valid region's border (``mirror_fill``), so that the padding carries
+the tile's own colours and texture instead of a flat colour (a flat colour reads as water
+to a model trained on EuroSAT).  A tile without any valid pixel is set to the model's mean.
 """
 
 from __future__ import annotations
@@ -80,9 +84,11 @@ class Scaler:
     target_mean: np.ndarray  # (C,)
 
     def apply_many(self, raw: np.ndarray, inside: np.ndarray,
-                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``apply`` for a stack: raw (N, C, H, W), inside (N, H, W) -> (float32 (N, C, H, W),
-        fill_fraction (N,)), in one vectorised pass (written into ``out`` when given)."""
+        fill_fraction (N,), empty_fraction (N,)), in one vectorised pass (written into ``out``
+        when given). ``empty_fraction``: the share of the tile's model input without a valid
+        pixel (fill, or outside the scene), which ``mirror_fill`` filled in."""
         x = np.empty(raw.shape, np.float32) if out is None else out
         np.multiply(raw, self.gain[None, :, None, None], out=x)  # the cast happens inside the multiply
         x += self.offset[None, :, None, None]
@@ -91,15 +97,48 @@ class Scaler:
         if self.fill_value is not None:
             valid &= ~np.all(raw == _as_pixel(self.fill_value, raw.dtype), axis=1)
         n_inside = inside.sum(axis=(1, 2))
-        fill_fraction = np.where(n_inside > 0, 1.0 - valid.sum(axis=(1, 2)) / np.maximum(n_inside, 1), 1.0)
-        if not valid.all():
-            np.copyto(x, self.target_mean[None, :, None, None].astype(np.float32), where=~valid[:, None])
-        return x, fill_fraction.astype(np.float32)
+        n_valid = valid.sum(axis=(1, 2))
+        fill_fraction = np.where(n_inside > 0, 1.0 - n_valid / np.maximum(n_inside, 1), 1.0)
+        empty_fraction = 1.0 - n_valid / float(valid[0].size) if len(valid) else np.zeros(0)
+        for i in np.flatnonzero(n_valid < valid[0].size):
+            if n_valid[i] == 0:
+                x[i] = self.target_mean[:, None, None]
+            else:
+                mirror_fill(x[i], valid[i])
+        return x, fill_fraction.astype(np.float32), np.asarray(empty_fraction, np.float32)
 
     def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
         """raw (C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
-        x, fill_fraction = self.apply_many(raw[None], inside[None])
+        x, fill_fraction, _ = self.apply_many(raw[None], inside[None])
         return x[0], float(fill_fraction[0])
+
+
+def mirror_fill(x: np.ndarray, valid: np.ndarray, passes: int = 8) -> None:
+    """Fill the pixels of ``x`` (C, H, W) where ``valid`` (H, W) is False, in place, with
+    valid pixels mirrored across the valid region's border: each empty pixel takes the
+    value at its reflection through its nearest valid pixel. For a rectangular valid region
+    this is the mirror padding of image processing; repeated passes mirror the already
+    filled band again, so a narrow valid strip fills a whole tile. What no reflection
+    reaches takes its nearest valid pixel."""
+    from scipy import ndimage
+
+    have = valid.copy()
+    h, w = have.shape
+    ii, jj = np.indices((h, w))
+    for _ in range(passes):
+        if have.all():
+            return
+        qi, qj = ndimage.distance_transform_edt(~have, return_distances=False, return_indices=True)
+        ri, rj = 2 * qi - ii, 2 * qj - jj
+        ok = ~have & (ri >= 0) & (ri < h) & (rj >= 0) & (rj < w)
+        ok[ok] = have[ri[ok], rj[ok]]
+        if not ok.any():
+            break
+        x[:, ok] = x[:, ri[ok], rj[ok]]
+        have |= ok
+    if not have.all():
+        qi, qj = ndimage.distance_transform_edt(~have, return_distances=False, return_indices=True)
+        x[:, ~have] = x[:, qi[~have], qj[~have]]
 
 
 def _as_pixel(value: float, dtype: np.dtype):
@@ -120,15 +159,27 @@ def dtype_max(dtype: str) -> float:
 
 
 def make_scaler(mode: str, sample: np.ndarray | None, dtype: str, fill_value: float | None,
-                target_mean, target_std, scale: float | None = None, uri: str = "") -> Scaler:
-    """Build the scaler for one scene. ``sample``: (C, h, w) decimated read of the selected bands."""
+                target_mean, target_std, scale: float | None = None, uri: str = "", sensor=None,
+                model_reflectance: dict | None = None) -> Scaler:
+    """Build the scaler for one scene. ``sample``: (C, h, w) decimated read of the selected
+    bands (``match``); ``sensor``: the scene's ``radiometry.SensorTransform`` and
+    ``model_reflectance`` the model's stretch (``reflectance``)."""
     tm = np.asarray(target_mean, np.float32)
     ts = np.asarray(target_std, np.float32)
     if mode == "dtype":
         div = float(scale) if scale else dtype_max(dtype)
         return Scaler(np.full(len(tm), 1.0 / div, np.float32), np.zeros(len(tm), np.float32), fill_value, tm)
+    if mode == "reflectance":  # DN -> rho = a DN + c (sensor) -> x = rho g + o (the model's stretch)
+        if sensor.display:  # an 8-bit display product: as it is, like the model's 8-bit training images
+            return Scaler(sensor.a.astype(np.float32), sensor.c.astype(np.float32), fill_value, tm)
+        g = np.asarray(model_reflectance["gain"], np.float64)
+        o = np.asarray(model_reflectance["offset"], np.float64)
+        if len(g) != len(sensor.a):
+            raise ConfigError(f"The model's reflectance stretch has {len(g)} channel(s), the scene's bands {len(sensor.a)}.",
+                              "select as many bands as the model has channels.")
+        return Scaler((sensor.a * g).astype(np.float32), (sensor.c * g + o).astype(np.float32), fill_value, tm)
     if mode != "match":
-        raise ConfigError(f"Unknown scaling {mode!r}.", "use 'match' or 'dtype'.")
+        raise ConfigError(f"Unknown scaling {mode!r}.", "use 'auto', 'match', 'dtype' or 'reflectance'.")
     assert sample is not None
     valid = np.ones(sample.shape[1:], bool)
     if fill_value is not None:

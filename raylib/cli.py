@@ -19,6 +19,8 @@ VERBS = {
     "finetune": (cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory."),
     "compare": (cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report."),
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
+    "assess": (cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et al. 2014)."),
+    "sample": (cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess --samples."),
 }
 
 
@@ -59,7 +61,7 @@ def _coerce(cls, values: dict) -> dict:
                 v = parts[0]  # a preset name
             else:
                 v = parts
-        elif isinstance(v, str) and any(typing.get_origin(a) is dict for a in (ann, *typing.get_args(ann))):
+        elif isinstance(v, str) and ":" in v and any(typing.get_origin(a) is dict for a in (ann, *typing.get_args(ann))):
             v = dict(p.split(":", 1) for p in v.split(",") if p)  # "1:water,2:forest"
         elif isinstance(v, str) and v.lower() in ("none", "null") and type(None) in typing.get_args(ann):
             v = None
@@ -148,6 +150,22 @@ def main(argv: list[str] | None = None) -> int:
             manifest, scores = train_head(cfg, ["landcover", *argv])
             print(f"model {manifest.id} written to {cfg.out}")
             print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
+        elif args.verb == "assess":
+            from .assessing import run_assess
+
+            r = run_assess(cfg, ["landcover", *argv])
+            what = (f"{r['tiles']['assessed']} of {r['tiles']['mapped']} mapped tiles assessed"
+                    if r["mode"] == "map" else f"{r['estimates']['sample_size']} sample units")
+            print(f"{what}: overall accuracy {r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}, "
+                  f"balanced accuracy {r['balanced_accuracy']:.4f}, kappa {r['kappa']:.4f}")
+            print(f"report: {r['files']['report.md']}")
+        elif args.verb == "sample":
+            from .assessing import run_sample
+
+            r = run_sample(cfg, ["landcover", *argv])
+            alloc = ", ".join(f"{c} {n}" for c, n in r["allocation"].items())
+            print(f"{r['units']} sample units ({alloc}) -> {r['out']}; mapped areas: {r['areas']}")
+            print("label the 'reference' column, then: landcover assess --samples <that file> --areas <areas csv> --out <dir>")
     except LandcoverError as exc:
         print(f"landcover {args.verb}: error: {exc}", file=sys.stderr)
         return 2

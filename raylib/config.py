@@ -31,7 +31,14 @@ class MapConfig(_Config):
     bands: Union[list[int], str, None] = Field(
         None, description="1-based band indices in the model's channel order (e.g. [3,2,1]) or a preset")
     fill_value: float | None = Field(None, description="fill value when the scene has no nodata tag (e.g. 0)")
-    scaling: Literal["match", "dtype"] = Field("match", description="radiometric scaling (see README)")
+    scaling: Literal["auto", "match", "dtype", "reflectance"] = Field(
+        "auto", description="radiometric scaling: auto (reflectance where the sensor is known and the model records "
+                            "its reflectance stretch, else match), match, dtype or reflectance (see README)")
+    sensor: str | None = Field(
+        None, description="sensor preset for scaling: reflectance (default: from the file name; "
+                          "landsat-oli-l1, landsat-etm-l1, landsat-tm-l1, landsat-c2-l2, sentinel2-l1c, sentinel2-l2a, naip, ...)")
+    sun_elevation: float | None = Field(
+        None, gt=0, le=90, description="sun elevation in degrees for Landsat Level-1 scenes without an MTL or product id")
     scale: float | None = Field(None, gt=0, description="divisor for scaling: dtype (default: dtype maximum)")
     batch_size: int = Field(64, gt=0, le=4096, description="tiles per model batch")
     read_batch_size: int = Field(256, gt=0, le=4096, description="tiles per read unit (one scene, grid order)")
@@ -45,6 +52,8 @@ class MapConfig(_Config):
     rows_per_part: int = Field(4096, gt=0, description="rows per output Parquet part (the unit of resume)")
     read_timeout: float = Field(60.0, gt=0, description="seconds one read (header, window) may take before it is abandoned")
     read_retries: int = Field(5, ge=0, le=20, description="retries with backoff of a read that failed transiently (network, 5xx, timeout)")
+    max_fill_fraction: float = Field(
+        0.9, ge=0, le=1, description="a tile with more than this share of fill or outside-the-scene pixels is an error row (reason mostly_fill)")
     max_error_share: float = Field(0.05, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
@@ -76,6 +85,19 @@ class TrainHeadConfig(_Config):
     C: float = Field(0.5, gt=0, description="inverse regularisation strength")
     batch_size: int = Field(64, gt=0)
     name: str = Field("eurosat-mobilenetv2-logreg", min_length=1)
+    degrade: list[float] | None = Field(
+        None, description="resolution augmentation: also embed each training image blurred as if seen at a GSD "
+                          "this many times coarser, one factor drawn per image from [min, max] (e.g. [1.5, 4])")
+    reflectance: Literal["none", "eurosat-rgb"] = Field(
+        "none", description="how the images relate to reflectance: 'eurosat-rgb' records the EuroSAT RGB stretch "
+                            "(enables scaling: reflectance)")
+
+    @field_validator("degrade")
+    @classmethod
+    def _degrade(cls, v):
+        if v is not None and (len(v) != 2 or not 1 <= v[0] <= v[1]):
+            raise ValueError("two factors [min, max] with 1 <= min <= max, e.g. [1.5, 4]")
+        return v
 
 
 class EmbedConfig(_Config):
@@ -195,6 +217,43 @@ class CompareConfig(_Config):
     out: str = Field(description="report folder")
     split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
     ray_address: str | None = None
+
+
+class AssessConfig(_Config):
+    """``landcover assess``: map accuracy and area estimates against reference land cover."""
+
+    map: str | None = Field(None, description="map folder written by landcover map")
+    reference: str | None = Field(
+        None, description="reference: a class raster (any CRS/grid) or points/polygons (GeoJSON, GeoPackage, GeoParquet)")
+    crosswalk: str | None = Field(
+        None, description="YAML: map: {<map class>: <group>}, reference: {<code or name>: <group>} (default: same names)")
+    class_column: str = Field("class", min_length=1, description="class column of a points/polygons reference")
+    purity: float = Field(0.5, gt=0, le=1, description="a tile is assessed when its majority reference group covers this share")
+    samples: str | None = Field(None, description="sample mode: CSV/Parquet with columns map, reference")
+    areas: str | None = Field(None, description="sample mode: CSV with columns class, area (mapped area per map class)")
+    area_unit: str | None = Field(None, description="sample mode: the unit of the areas table (reported as given)")
+    out: str = Field(description="report folder: assessment.json, report.md, confusion.png, comparison.png")
+    overwrite: bool = Field(False, description="replace an existing assessment at out")
+
+    @field_validator("samples")
+    @classmethod
+    def _samples_xor_map(cls, v, info):
+        if v is not None and (info.data.get("map") or info.data.get("reference")):
+            raise ValueError("give --samples (with --areas) or --map with --reference, not both")
+        return v
+
+
+class SampleConfig(_Config):
+    """``landcover sample``: a stratified random sample design drawn from a map."""
+
+    map: str = Field(description="map folder written by landcover map")
+    out: str = Field(description="GeoParquet file of sample units (an <out>.areas.csv of mapped areas is written beside it)")
+    n: int | None = Field(None, gt=0, description="total sample size, allocated over the map classes")
+    per_class: Union[int, dict[str, int], None] = Field(
+        None, description="units per class instead of --n: one number, or class:n,class:n")
+    min_per_class: int = Field(50, gt=0, description="with --n: at least this many units per class (when n allows)")
+    seed: int = Field(0, description="random seed")
+    overwrite: bool = Field(False, description="replace an existing file at out")
 
 
 def _describe(cls: type[_Config]) -> str:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import bands as bandlib
-from . import outputs, parts, reports, resilience, storage, tiling
+from . import outputs, parts, radiometry, reports, resilience, storage, tiling
 from .actors import actor_stage, ensure_ray, local_folder, pool_size, set_torch_threads, share_folder
 from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
@@ -45,7 +45,7 @@ from .reading import model_batches, read_tiles
 log = logging.getLogger(__name__)
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
 # reasons that describe the data, not a failure of the run (not counted in the error share)
-NOT_FAILURES = ("all_nodata",)
+NOT_FAILURES = ("all_nodata", "mostly_fill")
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 
 
@@ -63,6 +63,7 @@ class ScenePlan:
     scaler: bandlib.Scaler | None = None
     fingerprint: str | None = None
     failure: tuple[str, str] | None = None  # (reason, message)
+    radiometry: dict | None = None  # the scaling this scene got, and where its constants came from
     start: int = 0  # first global tile index
     parts: list[str] = field(default_factory=list)
 
@@ -70,13 +71,14 @@ class ScenePlan:
     def n_tiles(self) -> int:
         return self.layout.n_tiles if self.layout else 1
 
-    def read_spec(self, tile_size: int) -> str:
+    def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0) -> str:
         """What a read task needs for this scene (small JSON; no pixels)."""
         return json.dumps({
             "uri": self.uri, "gdal_path": storage.parse(self.uri).gdal_path, "bands": self.bands,
             "layout": self.layout.to_dict(), "tile_size": tile_size,
             "gain": self.scaler.gain.tolist(), "offset": self.scaler.offset.tolist(),
             "fill_value": self.scaler.fill_value, "target_mean": self.scaler.target_mean.tolist(),
+            "max_fill_fraction": max_fill_fraction,
         })
 
     def manifest_rows(self, grid: tiling.GridSpec, lo: int, hi: int):
@@ -122,13 +124,40 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         plan.fingerprint = storage.fingerprint(uri)
     needed = len(manifest.bands["channels"])
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
+    sensor = cfg.sensor or radiometry.detect_sensor(uri)
+    mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
     with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
         plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, ds.colorinterp)
-        sample = tiling.decimated_read(ds, plan.bands, fill=fill) if cfg.scaling == "match" else None
-    plan.scaler = bandlib.make_scaler(cfg.scaling, sample, info.dtype, fill, manifest.bands["mean"],
+        sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
+        sensor_tf = None
+        if mode == "reflectance":
+            sensor_tf = radiometry.transform(sensor, uri, plan.bands, ds.descriptions, info.count, info.dtype,
+                                             tiling.centre_lonlat(info), cfg.sun_elevation)
+    plan.scaler = bandlib.make_scaler(mode, sample, info.dtype, fill, manifest.bands["mean"],
                                       manifest.bands["std"],
-                                      cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri)
+                                      cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri,
+                                      sensor=sensor_tf, model_reflectance=manifest.bands.get("reflectance"))
+    plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {})}
     return plan
+
+
+def scaling_mode(scaling: str, sensor: str | None, manifest: ModelManifest, uri: str) -> str:
+    """The scaling a scene gets: ``auto`` is reflectance for the sensors where it mapped
+    better than ``match`` (``radiometry.AUTO_REFLECTANCE``; BENCHMARKS.md "Map accuracy") and
+    the model records its reflectance stretch (an 8-bit display product like NAIP goes as
+    it is, like the model's 8-bit training images), else per-scene ``match``."""
+    has_stretch = bool(manifest.bands.get("reflectance"))
+    if scaling == "auto":
+        measured_better = sensor in radiometry.AUTO_REFLECTANCE and (has_stretch or sensor == "naip")
+        return "reflectance" if measured_better else "match"
+    if scaling == "reflectance":
+        if not sensor:
+            raise ConfigError(f"scaling: reflectance needs the sensor of {uri}, and its file name does not tell it.",
+                              f"set sensor (one of {', '.join(radiometry.SENSORS)}).")
+        if not has_stretch and sensor != "naip":
+            raise ConfigError(f"scaling: reflectance needs the model's reflectance stretch, and model {manifest.id} "
+                              "records none.", "use scaling: match, or a model trained with --reflectance.")
+    return scaling
 
 
 _planner = threading.local()
@@ -216,7 +245,8 @@ def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid:
     """What makes two runs the same job: the parts of one are valid for the other."""
     return parts.digest({
         "scenes": [(p.uri, p.fingerprint) for p in plans], "model_id": model_id, "grid": grid,
-        "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part")},
+        "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
+                                                  "max_fill_fraction", "sensor", "sun_elevation")},
     })
 
 
@@ -344,7 +374,7 @@ class _Run:
                 if p.failure:
                     continue
                 if s not in specs:
-                    specs[s] = p.read_spec(self.grid.tile_size)
+                    specs[s] = p.read_spec(self.grid.tile_size, self.cfg.max_fill_fraction)
                 for u in range(a, b, step):
                     units.append({"spec": specs[s], "base": p.start, "lo": u - p.start,
                                   "hi": min(b, u + step) - p.start})
@@ -475,6 +505,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
             f"max_error_share {cfg.max_error_share:.1%}; see 'error_reasons' and the error rows"),
         "parts": len(chunks), "parts_resumed": len(done), "parts_written": len(run.written),
         "tiles_computed": int(sum(c.size for c in chunks if c.name not in done)), "read_retries": run.read_retries,
+        "scaling": _count([p.radiometry["scaling"] for p in plans if p.radiometry]),
+        "radiometry_examples": {p.uri: p.radiometry for p in plans[:5] if p.radiometry},
         "quicklooks": list(quicklooks.values()), "grid": grid_dict, "seconds": round(seconds, 2),
         "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2),
         "timings": {k: round(v, 2) for k, v in timings.items()}, "config": cfg.model_dump(),
@@ -496,6 +528,13 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     if passed:
         storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
     return summary
+
+
+def _count(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
 
 
 def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predictor: type) -> float:

@@ -254,7 +254,8 @@ class LandcoverModel:
 
 def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: int | None, head, classes: list[str],
                     band_mean, band_std, tile_size: int, gsd: float | None, metrics: dict, created_by: str,
-                    copy_backbone: bool = True) -> ModelManifest:
+                    copy_backbone: bool = True, reflectance: dict | None = None,
+                    training: dict | None = None) -> ModelManifest:
     """Write a model directory (local or S3). The backbone folder is copied in when local."""
     import tempfile
 
@@ -276,11 +277,12 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
             head=head_spec,
             classes=list(classes),
             bands={"channels": ["red", "green", "blue"], "mean": [float(v) for v in band_mean],
-                   "std": [float(v) for v in band_std]},
+                   "std": [float(v) for v in band_std], **({"reflectance": reflectance} if reflectance else {})},
             tile_size=int(tile_size),
             gsd=gsd,
             metrics=metrics,
             created_by=created_by,
+            training=training or {},
         )
         manifest_json = manifest.to_json()
         # manifest last: a directory without model.json is visibly incomplete

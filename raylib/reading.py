@@ -160,13 +160,18 @@ class _SceneReader:
             sl = slice(k0, k)
             ok = status[sl] == "ok"
             if ok.all():  # scaled straight into the output block
-                _, ff = self.scaler.apply_many(raw_all, inside_all, out=out["pixels"][sl])
+                _, ff, empty = self.scaler.apply_many(raw_all, inside_all, out=out["pixels"][sl])
             else:
-                x, ff = self.scaler.apply_many(raw_all[ok], inside_all[ok])
+                x, ff, empty = self.scaler.apply_many(raw_all[ok], inside_all[ok])
                 out["pixels"][sl][ok] = x
             out["fill_fraction"][sl][ok] = ff
             nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
             status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
+            limit = self.spec.get("max_fill_fraction", 1.0)
+            mostly = np.flatnonzero(ok)[(ff < 1.0) & (empty > limit)] + k0
+            status[mostly] = "error"
+            error[mostly] = [f"mostly_fill: {e:.0%} of the tile is fill or outside the scene (more than "
+                             f"max_fill_fraction {limit:g})" for e in empty[(ff < 1.0) & (empty > limit)]]
 
 
 def model_batches(batch: dict, batch_size: int):

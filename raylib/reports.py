@@ -18,6 +18,14 @@ NAMED_COLOURS = {
     "Residential": (220, 40, 40),
     "River": (80, 170, 240),
     "SeaLake": (20, 60, 170),
+    # assessment groups (crosswalks)
+    "forest": (20, 110, 30),
+    "water": (20, 60, 170),
+    "developed": (220, 40, 40),
+    "agriculture": (230, 200, 60),
+    "herbaceous_shrub": (150, 190, 80),
+    "low_vegetation": (150, 190, 80),
+    "barren": (190, 160, 120),
 }
 CYCLE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -78,6 +86,37 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
         colour = tuple(int(v) for v in (pal[ci] if ci >= 0 else NO_DATA))
         draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
         draw.text((x + 18, y), classes[ci] if ci >= 0 else "no data / error", fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], captions: list[str]) -> bytes:
+    """PNG: class grids (one pixel block per tile, -1 = none) side by side, legend below."""
+    from PIL import Image, ImageDraw
+
+    pal = np.array(palette(classes) + [NO_DATA], np.uint8)
+    panels = []
+    for g in grids:
+        f = max(1, 360 // max(1, max(g.shape)))
+        img = pal[np.where(g < 0, len(classes), g)]
+        panels.append(Image.fromarray(img).resize((g.shape[1] * f, g.shape[0] * f), Image.NEAREST))
+    pw = max([p.width for p in panels], default=200)
+    ph = max([p.height for p in panels], default=20)
+    gap, head = 8, 36
+    leg = ((len(classes) + 1 + 2) // 3) * 18 + 8
+    img = Image.new("RGB", (max(len(panels), 1) * (pw + gap) + gap, head + ph + gap + leg), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((gap, 5), title, fill=(0, 0, 0))
+    for i, (p, cap) in enumerate(zip(panels, captions)):
+        img.paste(p, (gap + i * (pw + gap), head))
+        draw.text((gap + i * (pw + gap), head - 14), cap, fill=(0, 0, 0))
+    y0 = head + ph + gap
+    for j, name in enumerate(classes + ["not mapped / not assessed"]):
+        x, y = gap + (j % 3) * 180, y0 + (j // 3) * 18
+        colour = tuple(int(v) for v in pal[j])
+        draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
+        draw.text((x + 18, y), name, fill=(0, 0, 0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

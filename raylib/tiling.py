@@ -115,6 +115,19 @@ def open_scene(uri: str) -> SceneInfo:
 # --------------------------------------------------------------------------- windows
 
 
+def centre_lonlat(info: SceneInfo) -> tuple[float, float] | None:
+    """The scene centre in longitude/latitude (None when the scene has no CRS)."""
+    from rasterio.warp import transform as warp_transform
+
+    if not info.crs:
+        return None
+    a, b, c, d, e, f = info.transform
+    x = a * info.width / 2 + b * info.height / 2 + c
+    y = d * info.width / 2 + e * info.height / 2 + f
+    lon, lat = warp_transform(info.crs, "EPSG:4326", [x], [y])
+    return float(lon[0]), float(lat[0])
+
+
 def native_tile_size(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
     """Native pixels (rows, cols) that one tile spans."""
     if grid.gsd is None:

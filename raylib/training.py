@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, metrics
+from . import datasets, metrics, storage
 from .backbones import Backbone, cache_dir
 from .config import TrainHeadConfig
 from .errors import InputError
@@ -20,12 +20,20 @@ from .heads import LogisticHead
 from .models import DEFAULT_MODEL_NAME, MANIFEST, created_by, write_model_dir
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL_VERSION = "v1"
+DEFAULT_MODEL_VERSION = "v2"  # v2: resolution augmentation, EuroSAT reflectance stretch
 
 
-def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embeddings of images; also returns per-channel sum and sum of squares in [0, 1] units."""
-    embs, s1, s2, n = [], 0.0, 0.0, 0
+def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64, degrade: list[float] | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Embeddings of images, and (with ``degrade = [min, max]``) of each image once more as
+    seen at a GSD ``f`` times coarser, ``f`` drawn per image from ``[min, max]``; also the
+    per-channel mean and std in [0, 1] units (of the images as they are)."""
+    import torch
+
+    from .augment import degrade as degrade_fn
+
+    rng = np.random.default_rng(seed)
+    embs, coarse, s1, s2, n = [], [], 0.0, 0.0, 0
     for i in range(0, len(files), batch_size):
         imgs = [datasets.read_rgb(f) for f in files[i : i + batch_size]]
         shapes = {im.shape for im in imgs}
@@ -36,9 +44,13 @@ def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64) -> t
         s2 = s2 + (x.astype(np.float64) ** 2).sum(axis=(0, 2, 3))
         n += x.shape[0] * x.shape[2] * x.shape[3]
         embs.append(backbone.embed(x))
+        if degrade:
+            t = torch.from_numpy(x)
+            factors = rng.uniform(degrade[0], degrade[1], len(x))
+            coarse.append(backbone.embed(torch.cat([degrade_fn(t[j:j + 1], f) for j, f in enumerate(factors)]).numpy()))
     mean = s1 / n
     std = np.sqrt(np.maximum(s2 / n - mean**2, 1e-12))
-    return np.concatenate(embs), mean, std
+    return np.concatenate(embs), (np.concatenate(coarse) if degrade else None), mean, std
 
 
 def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
@@ -49,18 +61,39 @@ def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
                          "lay the set out as <Class>/<image> with one folder per class.")
     backbone = Backbone.from_pretrained(cfg.backbone, input_size=cfg.input_size)
     log.info("embedding %d images of %d classes with %s", len(ps.files), len(ps.classes), cfg.backbone)
-    X, band_mean, band_std = embed_files(backbone, ps.files, cfg.batch_size)
+    X, Xc, band_mean, band_std = embed_files(backbone, ps.files, cfg.batch_size, cfg.degrade, cfg.seed)
     test = datasets.stratified_split(ps.labels, cfg.test_fraction, cfg.seed)
-    head = LogisticHead(C=cfg.C).fit(X[~test], ps.labels[~test])
+    train_X, train_y = X[~test], ps.labels[~test]
+    if Xc is not None:  # the degraded copies of the training images train too; the test images stay out
+        train_X, train_y = np.concatenate([train_X, Xc[~test]]), np.concatenate([train_y, train_y])
+    head = LogisticHead(C=cfg.C).fit(train_X, train_y)
     scores = metrics.classification_metrics(ps.labels[test], head.predict(X[test]), ps.classes)
+    extra = {}
+    if Xc is not None:
+        extra["holdout_degraded"] = metrics.classification_metrics(ps.labels[test], head.predict(Xc[test]), ps.classes)
     manifest = write_model_dir(
         cfg.out, name=cfg.name, backbone_ref=cfg.backbone, input_size=cfg.input_size, head=head,
         classes=ps.classes, band_mean=band_mean, band_std=band_std, tile_size=cfg.tile_size, gsd=cfg.gsd,
-        metrics={"holdout": scores, "n_train": int((~test).sum()), "n_test": int(test.sum()),
+        metrics={"holdout": scores, **extra, "n_train": int((~test).sum()), "n_test": int(test.sum()),
                  "data": cfg.data, "split": f"stratified {cfg.test_fraction} seed {cfg.seed}"},
-        created_by=created_by(argv),
+        created_by=created_by(argv), reflectance=_reflectance(cfg),
+        training={"degrade": cfg.degrade} if cfg.degrade else None,
     )
     return manifest, scores
+
+
+def _reflectance(cfg: TrainHeadConfig) -> dict | None:
+    """The images' relation to reflectance, for ``scaling: reflectance``: EuroSAT RGB's
+    stretch, fitted on the EuroSAT MS sample beside the data when it is there."""
+    if cfg.reflectance == "none":
+        return None
+    from . import radiometry
+
+    if not storage.parse(cfg.data).is_s3:
+        ms = Path(cfg.data).parent / "eurosat-ms-sample"
+        if ms.is_dir():
+            return radiometry.eurosat_rgb_stretch(str(ms), cfg.data)
+    return dict(radiometry.EUROSAT_RGB_STRETCH)
 
 
 def find_eurosat() -> str:
@@ -88,7 +121,8 @@ def default_model_dir(per_class: int = 300) -> str:
     log.warning("building the default model (first use): MobileNetV2 + logistic regression on %d EuroSAT "
                 "patches per class from %s -> %s", per_class, data, out)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    cfg = TrainHeadConfig(data=data, out=str(tmp), per_class=per_class, name=DEFAULT_MODEL_NAME)
+    cfg = TrainHeadConfig(data=data, out=str(tmp), per_class=per_class, name=DEFAULT_MODEL_NAME,
+                          degrade=[1.5, 4.0], reflectance="eurosat-rgb")
     train_head(cfg, argv=["(built-in default model)"])
     if not out.exists():
         tmp.rename(out)

@@ -36,15 +36,35 @@ def test_match_scaling_hits_target_stats_on_valid_pixels():
     np.testing.assert_allclose(x.std(1), ts, atol=1e-3)
 
 
-def test_fill_fraction_and_fill_replacement():
+def test_fill_fraction_and_mirror_fill():
+    """Fill and padding take the valid pixels mirrored across the valid region's border
+    (not a flat colour), and the tile reports its fill share and its empty share."""
     sc = bands.make_scaler("dtype", None, "uint8", 0, [0.5, 0.5, 0.5], [0.1, 0.1, 0.1])
-    raw = np.full((3, 4, 4), 255, np.uint8)
-    raw[:, :2, :] = 0  # top half fill
+    raw = np.zeros((3, 4, 4), np.uint8)
+    raw[:, 2:, :] = np.array([[10, 20, 30, 40], [50, 60, 70, 80]], np.uint8)  # rows 0-1 are fill (0)
     inside = np.ones((4, 4), bool)
     inside[:, 3] = False  # padding column
-    x, ff = sc.apply(raw, inside)
-    assert ff == pytest.approx(6 / 12)  # 6 of 12 in-scene pixels are fill
-    assert np.allclose(x[:, :2, :], 0.5) and np.allclose(x[:, 2:, :3], 1.0) and np.allclose(x[:, :, 3], 0.5)
+    x, ff, empty = sc.apply_many(raw[None], inside[None])
+    assert ff[0] == pytest.approx(6 / 12)  # 6 of 12 in-scene pixels are fill
+    assert empty[0] == pytest.approx(10 / 16)  # 6 fill + 4 padding of the 16 model-input pixels
+    v = x[0, 0] * 255
+    np.testing.assert_allclose(v[2:, :3], [[10, 20, 30], [50, 60, 70]], atol=1e-4)  # valid pixels untouched
+    np.testing.assert_allclose(v[1, :3], v[3, :3], atol=1e-4)  # row 1 mirrors row 3 through row 2
+    np.testing.assert_allclose(v[2:, 3], v[2:, 1], atol=1e-4)  # padding column 3 mirrors column 1 through 2
+    assert set(np.round(v.ravel()).astype(int)) <= {10, 20, 30, 50, 60, 70}  # only the tile's own values
+    x1, ff1 = sc.apply(raw, inside)  # one tile: the same
+    np.testing.assert_allclose(x1, x[0])
+
+
+def test_mirror_fill_of_a_narrow_strip_fills_the_tile():
+    x = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    valid = np.zeros((8, 8), bool)
+    valid[:, :3] = True
+    y = x.copy()
+    bands.mirror_fill(y, valid)
+    assert np.array_equal(y[:, :, :3], x[:, :, :3])
+    assert np.isin(y[0], x[0, :, :3]).all()  # every pixel is one of the strip's
+    np.testing.assert_array_equal(y[:, :, 3], x[:, :, 1])  # first mirror: column 3 = column 1
 
 
 def test_all_fill_scene_is_refused():

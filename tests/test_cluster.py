@@ -53,6 +53,9 @@ def stage_requests(path: str) -> list[tuple[str, dict]]:
         cfglib.validate(cls, raw)
         # fine-tuned models: decode tasks and one scoring actor (evaluation.score_labelled)
         return [("decode task", {"CPU": 0.5}), ("scoring actor", {"CPU": 1.0})]
+    elif name.startswith("assess"):
+        cfglib.validate(cfglib.AssessConfig, raw)
+        return [("driver", {"CPU": 1.0})]  # assess runs in the job's driver: no Ray tasks
     else:
         raise AssertionError(f"no resource model for {name}")
     return [("read task", {"CPU": c.read_cpus}), ("model actor", {"CPU": c.actor_cpus, "GPU": c.num_gpus})]

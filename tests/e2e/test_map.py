@@ -44,8 +44,9 @@ def check_map(table, scene_path, scene_uri, grid, classes, model_id):
         assert d["label_index"][i] == int(p.argmax()) and d["label"][i] == classes[int(p.argmax())]
         assert d["confidence"][i] == pytest.approx(float(p.max()))
         assert d["error"][i] == "" and d["model_id"][i] == model_id
-    for i in np.flatnonzero(~ok):
-        assert d["error"][i].startswith("all_nodata") and d["fill_fraction"][i] == 1.0
+    for i in np.flatnonzero(~ok):  # fill: all of the tile, or more than max_fill_fraction of it
+        assert (d["error"][i].startswith("all_nodata") and d["fill_fraction"][i] == 1.0) or \
+            (d["reason"][i] == "mostly_fill" and d["error"][i].startswith("mostly_fill: "))
         assert d["probs"][i] is None and d["label"][i] is None
     with rasterio.open(scene_path) as ds:
         from rasterio.warp import transform_bounds
