@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from . import accuracy, outputs, reference, reports, storage
+from . import accuracy, calibration, outputs, reference, reports, storage
 from .config import AssessConfig, SampleConfig
 from .errors import ConfigError, InputError
 
@@ -49,7 +49,8 @@ def _map_metadata(uri: str) -> dict:
     import pyarrow.dataset as pads
 
     fs, path = storage.arrow_filesystem(uri)
-    meta = pads.dataset(path, filesystem=fs, format="parquet").schema.metadata or {}
+    meta = pads.dataset(path, filesystem=fs, format="parquet",
+                        ignore_prefixes=outputs.IGNORE_PREFIXES).schema.metadata or {}
     return json.loads(meta.get(b"landcover", b"{}"))
 
 
@@ -202,9 +203,10 @@ def _assess_map(cfg: AssessConfig):
     cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else reference.Crosswalk.identity(classes)
     status = np.asarray(table.column("status").to_pylist(), dtype=object)
     label = np.asarray(table.column("label").to_pylist(), dtype=object)
-    ok = status == "ok"
+    unknown = (status == "ok") & (label == outputs.UNKNOWN)  # withheld by --unknown-below: not assessed
+    ok = (status == "ok") & ~unknown
     if not ok.any():
-        raise InputError(f"The map {cfg.map} has no mapped tile (every row is an error row).",
+        raise InputError(f"The map {cfg.map} has no mapped tile with a class (every row is an error row or unknown).",
                          "assess a map with predictions.")
     cw.check_map_classes(set(label[ok]))
     if reference.is_vector(cfg.reference):
@@ -221,8 +223,16 @@ def _assess_map(cfg: AssessConfig):
     area_ha = reference.tile_areas_ha(table) * (1.0 - fill) * min(1.0, overlap)
     mapped = np.bincount(map_group[ok], weights=area_ha[ok], minlength=len(groups))
     keep = ok[ref.rows]
-    rows, rg = ref.rows[keep], ref.group[keep]
     not_assessed = dict(ref.not_assessed)
+    if cfg.exclude_training:
+        from .storetraining import training_tile_ids
+
+        trained = training_tile_ids(cfg.exclude_training)
+        ids = np.asarray(table.column("tile_id").to_pylist(), dtype=object)
+        is_training = np.isin(ids[ref.rows], list(trained))
+        not_assessed["training_tiles"] = int((keep & is_training).sum())
+        keep &= ~is_training
+    rows, rg = ref.rows[keep], ref.group[keep]
     not_assessed["error_tiles"] = int((~ok).sum())
     if len(rows) == 0:
         raise InputError(f"No mapped tile of {cfg.map} got a reference class from {cfg.reference} "
@@ -236,6 +246,15 @@ def _assess_map(cfg: AssessConfig):
         mapped = np.where(counts.sum(axis=1) > 0, mapped, 0.0)
     est = accuracy.stratified_estimates(counts, mapped, groups)
     result = _summary(est, counts, groups, "ha")
+    withheld_ha = float(area_ha[unknown].sum())
+    result["withheld"] = {"tiles": int(unknown.sum()), "area_ha": withheld_ha,
+                          "share_of_mapped_area": withheld_ha / max(withheld_ha + float(mapped.sum()), 1e-12),
+                          "note": "tiles labelled unknown (below --unknown-below) are not assessed; the figures "
+                                  "above are the accuracy of the rest"}
+    conf = np.asarray(table.column("confidence").to_pylist(), dtype=float)[rows]
+    rel = calibration.reliability(conf, map_group[rows] == rg)
+    result["calibration"] = {"ece": rel["ece"], "bins": rel["bins"],
+                             "note": "confidence of the map class against agreement of its group with the reference"}
     edge = np.asarray(table.column("edge").to_pylist(), bool) if "edge" in table.column_names else np.zeros(len(ok), bool)
     partial = edge | (fill > 0)
     result.update(
@@ -246,7 +265,8 @@ def _assess_map(cfg: AssessConfig):
         class_shares={"interior": _shares(label[ok & ~partial]), "partial": _shares(label[ok & partial])},
         model_id=meta.get("model_id"),
     )
-    pics = {"comparison.png": _comparison_png(table, ok, map_group, rows, rg, groups, cfg)}
+    pics = {"comparison.png": _comparison_png(table, ok, map_group, rows, rg, groups, cfg),
+            "reliability.png": calibration.reliability_png(rel, "map confidence vs agreement with the reference")}
     return result, pics, f"Accuracy assessment of {cfg.map} against {cfg.reference}"
 
 
@@ -312,6 +332,13 @@ def assessment_markdown(title: str, r: dict) -> str:
     lines += ["", "Estimates follow Olofsson et al. (2014), *Good practices for estimating area and assessing "
               "accuracy of land change*, RSE 148: map classes are the strata, weighted by their mapped area; "
               "intervals are 1.96 standard errors.", ""]
+    if r.get("withheld", {}).get("tiles"):
+        w = r["withheld"]
+        lines += [f"Withheld as `unknown`: {w['tiles']} tiles, {_num(w['area_ha'])} ha "
+                  f"({w['share_of_mapped_area']:.1%} of the mapped area); the figures above are for the rest.", ""]
+    if r.get("calibration"):
+        lines += [f"Expected calibration error of the map's confidence: {r['calibration']['ece']:.3f} "
+                  "(reliability.png).", ""]
     if r.get("class_shares"):
         lines += ["Class shares of interior vs partial (edge or fill) tiles: "
                   f"`{json.dumps(r['class_shares'])}`", ""]

@@ -64,7 +64,6 @@ def degrade(x, factor: float):
     """``x`` (N, C, H, W) as if imaged at a ground sampling distance ``factor`` times coarser
     and resampled back to the model's: an area-average down to ``round(H / factor)`` pixels,
     then bilinear up to ``H`` (what the map's read stage does to a coarse scene)."""
-    import torch
     import torch.nn.functional as F
 
     h, w = x.shape[-2:]

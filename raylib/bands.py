@@ -84,33 +84,70 @@ class Scaler:
     target_mean: np.ndarray  # (C,)
 
     def apply_many(self, raw: np.ndarray, inside: np.ndarray,
-                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``apply`` for a stack: raw (N, C, H, W), inside (N, H, W) -> (float32 (N, C, H, W),
-        fill_fraction (N,), empty_fraction (N,)), in one vectorised pass (written into ``out``
-        when given). ``empty_fraction``: the share of the tile's model input without a valid
-        pixel (fill, or outside the scene), which ``mirror_fill`` filled in."""
+        fill_fraction (N,)), in one vectorised pass (written into ``out`` when given); the
+        pixels without a valid value (fill, or outside the scene) are ``mirror_fill``ed."""
         x = np.empty(raw.shape, np.float32) if out is None else out
         np.multiply(raw, self.gain[None, :, None, None], out=x)  # the cast happens inside the multiply
         x += self.offset[None, :, None, None]
         np.clip(x, 0.0, 1.0, out=x)
-        valid = inside.copy()
-        if self.fill_value is not None:
-            valid &= ~np.all(raw == _as_pixel(self.fill_value, raw.dtype), axis=1)
+        valid = valid_mask(raw, inside, self.fill_value)
         n_inside = inside.sum(axis=(1, 2))
         n_valid = valid.sum(axis=(1, 2))
         fill_fraction = np.where(n_inside > 0, 1.0 - n_valid / np.maximum(n_inside, 1), 1.0)
-        empty_fraction = 1.0 - n_valid / float(valid[0].size) if len(valid) else np.zeros(0)
         for i in np.flatnonzero(n_valid < valid[0].size):
             if n_valid[i] == 0:
                 x[i] = self.target_mean[:, None, None]
             else:
                 mirror_fill(x[i], valid[i])
-        return x, fill_fraction.astype(np.float32), np.asarray(empty_fraction, np.float32)
+        return x, fill_fraction.astype(np.float32)
 
     def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
         """raw (C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
-        x, fill_fraction, _ = self.apply_many(raw[None], inside[None])
+        x, fill_fraction = self.apply_many(raw[None], inside[None])
         return x[0], float(fill_fraction[0])
+
+
+def valid_mask(raw: np.ndarray, inside: np.ndarray, fill_value: float | None) -> np.ndarray:
+    """(N, H, W): pixels inside the scene whose bands are not all ``fill_value``."""
+    valid = inside.copy()
+    if fill_value is not None:
+        valid &= ~np.all(raw == _as_pixel(fill_value, raw.dtype), axis=1)
+    return valid
+
+
+SPECTRAL_ROLES = ("red", "green", "nir", "swir16")
+
+
+def tile_statistics(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset: np.ndarray,
+                    roles: dict[str, int], fill_value: float | None = None) -> dict[str, np.ndarray]:
+    """Per-tile spectral statistics over the valid pixels of ``raw`` (N, S, H, W), each band
+    in physical units ``raw * gain + offset`` (reflectance where the sensor is known):
+    ``band_mean``/``band_std`` (N, S), and the mean per-pixel ``ndvi`` = (nir - red) /
+    (nir + red) and ``ndwi`` = (green - nir) / (green + nir) (McFeeters) where ``roles``
+    (role -> position in the S bands) has those bands; NaN where a tile has no valid pixel
+    or an index has no bands. A pixel equal to ``fill_value`` in one band is left out of
+    that band's figures (some sensors' bands have fill of their own)."""
+    n = len(raw)
+    x = raw.astype(np.float32) * gain[None, :, None, None].astype(np.float32) + offset[None, :, None, None].astype(np.float32)
+    band_valid = valid[:, None] if fill_value is None else valid[:, None] & (raw != _as_pixel(fill_value, raw.dtype))
+    m = band_valid.astype(np.float32)
+    cnt = m.sum(axis=(2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (x * m).sum(axis=(2, 3)) / cnt
+        std = np.sqrt(np.maximum(((x - mean[:, :, None, None]) ** 2 * m).sum(axis=(2, 3)) / cnt, 0.0))
+        out = {"band_mean": mean.astype(np.float32), "band_std": std.astype(np.float32)}
+        for name, (a, b) in {"ndvi": ("nir", "red"), "ndwi": ("green", "nir")}.items():
+            if a in roles and b in roles:
+                pa, pb = x[:, roles[a]], x[:, roles[b]]
+                both = band_valid[:, roles[a]] & band_valid[:, roles[b]] if fill_value is not None else valid
+                idx = np.where(both, (pa - pb) / np.where(np.abs(pa + pb) > 1e-6, pa + pb, np.nan), np.nan)
+                cnt_i = np.isfinite(idx).sum(axis=(1, 2))
+                out[name] = np.where(cnt_i > 0, np.nansum(idx, axis=(1, 2)) / np.maximum(cnt_i, 1), np.nan).astype(np.float32)
+            else:
+                out[name] = np.full(n, np.nan, np.float32)
+    return out
 
 
 def mirror_fill(x: np.ndarray, valid: np.ndarray, passes: int = 8) -> None:

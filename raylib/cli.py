@@ -20,6 +20,7 @@ VERBS = {
     "compare": (cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report."),
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
     "assess": (cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et al. 2014)."),
+    "remap": (cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone."),
     "sample": (cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess --samples."),
 }
 
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"incremental: {summary['unchanged']} scene(s) unchanged since the last run; the map holds "
                       f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
             print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
+            if summary.get("embeddings"):
+                print(f"embedding store: {summary['embeddings']}  (readers of the map folder skip it: "
+                      f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings']))")
             for q in summary["quicklooks"]:
                 print(f"quick-look: {q}")
             if summary["result"] != "ok":
@@ -104,9 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             from .embedding import run_embed
 
             summary = run_embed(cfg, ["landcover", *argv])
-            print(f"embedded {summary['rows']} patches ({summary['train']} train, {summary['test']} test) "
-                  f"-> {summary['dim']}-d in {summary['seconds']} s")
-            print(f"embeddings: {summary['out']}")
+            if summary.get("store"):
+                counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+                print(f"embedded {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
+                      f"({counts}) with the backbone of {summary['model_id']}")
+                print(f"embedding store: {summary['out']}")
+                if summary["result"] != "ok":
+                    print(f"landcover embed: failed: {summary['failure']}", file=sys.stderr)
+                    return 3
+            else:
+                print(f"embedded {summary['rows']} patches ({summary['train']} train, {summary['test']} test) "
+                      f"-> {summary['dim']}-d in {summary['seconds']} s")
+                print(f"embeddings: {summary['out']}")
         elif args.verb == "tune":
             from .tuning import run_tune
 
@@ -149,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest, scores = train_head(cfg, ["landcover", *argv])
             print(f"model {manifest.id} written to {cfg.out}")
-            print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
+            if cfg.embeddings:
+                print(f"trained on labelled tiles of {cfg.embeddings}: {json.dumps(scores['labelled_tiles'])}")
+            else:
+                print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
         elif args.verb == "assess":
             from .assessing import run_assess
 
@@ -159,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{what}: overall accuracy {r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}, "
                   f"balanced accuracy {r['balanced_accuracy']:.4f}, kappa {r['kappa']:.4f}")
             print(f"report: {r['files']['report.md']}")
+        elif args.verb == "remap":
+            from .remapping import run_remap
+
+            s = run_remap(cfg, ["landcover", *argv])
+            counts = ", ".join(f"{v} {k}" for k, v in s["counts"].items())
+            print(f"remapped {s['tiles']} tiles in {s['seconds']} s ({counts}) with model {s['model_id']}")
+            print(f"map: {s['out']}")
         elif args.verb == "sample":
             from .assessing import run_sample
 

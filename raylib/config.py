@@ -9,7 +9,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -37,6 +37,9 @@ class MapConfig(_Config):
     sensor: str | None = Field(
         None, description="sensor preset for scaling: reflectance (default: from the file name; "
                           "landsat-oli-l1, landsat-etm-l1, landsat-tm-l1, landsat-c2-l2, sentinel2-l1c, sentinel2-l2a, naip, ...)")
+    spectral_bands: dict[str, int] | None = Field(
+        None, description="1-based file bands of red, green, nir, swir16 for the per-tile indices "
+                          "(default: band descriptions, colour interpretation, the sensor's usual layout)")
     sun_elevation: float | None = Field(
         None, gt=0, le=90, description="sun elevation in degrees for Landsat Level-1 scenes without an MTL or product id")
     scale: float | None = Field(None, gt=0, description="divisor for scaling: dtype (default: dtype maximum)")
@@ -53,10 +56,13 @@ class MapConfig(_Config):
     read_timeout: float = Field(60.0, gt=0, description="seconds one read (header, window) may take before it is abandoned")
     read_retries: int = Field(5, ge=0, le=20, description="retries with backoff of a read that failed transiently (network, 5xx, timeout)")
     max_fill_fraction: float = Field(
-        0.9, ge=0, le=1, description="a tile with more than this share of fill or outside-the-scene pixels is an error row (reason mostly_fill)")
+        0.9, ge=0, le=1, description="a tile with more than this share of fill among its pixels in the scene is an error row (reason mostly_fill)")
+    unknown_below: float | None = Field(
+        None, gt=0, lt=1, description="label a tile 'unknown' (status ok) when its top probability is below this")
     max_error_share: float = Field(0.05, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
+    embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under <out>/embeddings")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
     remap: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
@@ -71,13 +77,22 @@ class MapConfig(_Config):
 
 
 class TrainHeadConfig(_Config):
-    """``landcover train-head``: fit a logistic-regression head on an image-folder set."""
+    """``landcover train-head``: fit a logistic-regression head on an image-folder set, or on
+    labelled tiles of an embedding store."""
 
-    data: str = Field(description="image folder (<Class>/<file>), local or s3://")
+    data: str | None = Field(None, description="image folder (<Class>/<file>), local or s3://")
+    embeddings: str | None = Field(None, description="embedding store: train on its labelled tiles (with --labels)")
+    labels: str | None = Field(
+        None, description="with --embeddings: a class raster, points/polygons (GeoJSON, GeoPackage, GeoParquet), or a CSV tile_id,label")
+    crosswalk: str | None = Field(None, description="YAML as for assess: the 'reference' section maps label codes to classes")
+    class_column: str = Field("class", min_length=1, description="class column of points/polygons labels")
+    purity: float = Field(0.5, gt=0, le=1, description="raster labels: a tile's majority class must cover this share")
+    features: Literal["embedding", "spectral", "embedding+spectral"] = Field(
+        "embedding+spectral", description="with --embeddings: what the head sees (spectral: the per-tile band statistics, NDVI, NDWI)")
     out: str = Field(description="model directory to write (local or s3://)")
     backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
     input_size: int = Field(128, gt=0, description="backbone input size in pixels")
-    per_class: int | None = Field(300, gt=0, description="images per class to use (None: all)")
+    per_class: int | None = Field(300, gt=0, description="images (or labelled tiles) per class to use, drawn with --seed (None: all)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="stratified hold-out share")
     seed: int = Field(0, description="random seed for the subset and split")
     tile_size: int = Field(64, gt=0, description="tile size the model expects (pixels)")
@@ -92,6 +107,14 @@ class TrainHeadConfig(_Config):
         "none", description="how the images relate to reflectance: 'eurosat-rgb' records the EuroSAT RGB stretch "
                             "(enables scaling: reflectance)")
 
+    @model_validator(mode="after")
+    def _data_or_embeddings(self):
+        if (self.data is None) == (self.embeddings is None):
+            raise ValueError("give either --data (an image folder) or --embeddings with --labels (an embedding store)")
+        if self.embeddings is not None and self.labels is None:
+            raise ValueError("--embeddings needs --labels (a class raster, points/polygons, or a CSV tile_id,label)")
+        return self
+
     @field_validator("degrade")
     @classmethod
     def _degrade(cls, v):
@@ -103,8 +126,18 @@ class TrainHeadConfig(_Config):
 class EmbedConfig(_Config):
     """``landcover embed``: labelled patches -> Parquet embeddings (Ray Data actor pool)."""
 
-    data: str = Field(description="image folder <Class>/<file> (JPG/PNG/TIF), or an image raster with --labels")
-    out: str = Field(description="output folder for the embeddings Parquet (local or s3://)")
+    data: str | None = Field(None, description="image folder <Class>/<file> (JPG/PNG/TIF), or an image raster with --labels")
+    scenes: list[str] | None = Field(
+        None, description="scenes to embed tile by tile into an embedding store (instead of --data): as landcover map")
+    out: str = Field(description="output folder for the embeddings Parquet, or the embedding store (local or s3://)")
+    model: str | None = Field(None, description="--scenes: model directory whose backbone and preprocessing embed (default: built-in)")
+    tile_size: int | None = Field(None, gt=0, description="--scenes: tile size (default: the model's)")
+    gsd: Union[float, Literal["native", "model"]] = Field("model", description="--scenes: as landcover map")
+    fill_value: float | None = Field(None, description="--scenes: as landcover map")
+    scaling: Literal["auto", "match", "dtype", "reflectance"] = Field("auto", description="--scenes: as landcover map")
+    sensor: str | None = Field(None, description="--scenes: as landcover map")
+    sun_elevation: float | None = Field(None, gt=0, le=90, description="--scenes: as landcover map")
+    spectral_bands: dict[str, int] | None = Field(None, description="--scenes: as landcover map")
     labels: str | None = Field(None, description="class raster co-registered with data: cut patches from it")
     classes: dict[int, str] | None = Field(None, description="label raster value -> class name (default class_<v>)")
     patch_size: int = Field(32, gt=0, description="patch size in pixels when cutting from a label raster")
@@ -125,6 +158,12 @@ class EmbedConfig(_Config):
     torch_threads: int | None = Field(None, gt=0)
     overwrite: bool = Field(False, description="replace existing embeddings at out")
     ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _data_or_scenes(self):
+        if (self.scenes is None) == (self.data is None):
+            raise ValueError("give either --data (a labelled patch set) or --scenes (tiles into an embedding store)")
+        return self
 
 
 class TuneConfig(_Config):
@@ -232,6 +271,8 @@ class AssessConfig(_Config):
     samples: str | None = Field(None, description="sample mode: CSV/Parquet with columns map, reference")
     areas: str | None = Field(None, description="sample mode: CSV with columns class, area (mapped area per map class)")
     area_unit: str | None = Field(None, description="sample mode: the unit of the areas table (reported as given)")
+    exclude_training: str | None = Field(
+        None, description="model directory from train-head --embeddings: leave out the tiles it was trained on")
     out: str = Field(description="report folder: assessment.json, report.md, confusion.png, comparison.png")
     overwrite: bool = Field(False, description="replace an existing assessment at out")
 
@@ -240,6 +281,27 @@ class AssessConfig(_Config):
     def _samples_xor_map(cls, v, info):
         if v is not None and (info.data.get("map") or info.data.get("reference")):
             raise ValueError("give --samples (with --areas) or --map with --reference, not both")
+        return v
+
+
+class RemapConfig(_Config):
+    """``landcover remap``: a head applied to an embedding store -> a map (no imagery, no backbone)."""
+
+    embeddings: str = Field(description="embedding store (landcover map --embeddings, or landcover embed --scenes)")
+    model: str = Field(description="head model directory trained on embeddings of the store's backbone")
+    out: str = Field(description="output map folder (local or s3://)")
+    bbox: list[float] | None = Field(None, description="only the tiles meeting W,S,E,N (lon/lat)")
+    unknown_below: float | None = Field(None, gt=0, lt=1, description="as landcover map")
+    read_cpus: float = Field(1.0, gt=0, description="CPUs per task (one store part each)")
+    quicklook: bool = Field(True, description="write a PNG class map per scene")
+    overwrite: bool = Field(False, description="replace a finished map at out")
+    ray_address: str | None = None
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, v):
+        if v is not None and (len(v) != 4 or v[0] > v[2] or v[1] > v[3]):
+            raise ValueError("four numbers W,S,E,N with W <= E and S <= N (lon/lat)")
         return v
 
 

@@ -190,6 +190,8 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if cfg.scenes:
+        return embed_scenes(cfg, argv)
     t0 = time.time()
     if cfg.labels:
         info = tiling.open_scene(cfg.data)
@@ -275,3 +277,17 @@ def read_embeddings(uri: str):
     y = table.column("label_index").to_numpy().astype(np.int64)
     split = np.array(table.column("split").to_pylist())
     return X, y, split, meta["classes"], meta, table
+
+
+def embed_scenes(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
+    """``landcover embed --scenes``: the map job's read stage and backbone, writing only the
+    embedding store (at ``out``, resumable like a map)."""
+    from .config import MapConfig
+    from .mapping import run_map
+
+    fields = ("scenes", "out", "model", "tile_size", "gsd", "bands", "fill_value", "scaling", "scale", "sensor",
+              "sun_elevation", "spectral_bands", "batch_size", "read_batch_size", "actors", "actor_cpus", "read_cpus",
+              "num_gpus", "torch_threads", "overwrite", "ray_address")
+    mcfg = MapConfig(**{k: getattr(cfg, k) for k in fields}, quicklook=False)
+    summary = run_map(mcfg, argv, store_only=True)
+    return {**summary, "store": True}

@@ -21,10 +21,19 @@ from .models import LandcoverModel
 
 
 def write_report(out: str, title: str, m: dict, X: np.ndarray, y: np.ndarray, classes: list[str],
-                 extra: dict | None = None) -> dict:
-    """metrics.json, report.md, confusion.png, pca.png under ``out``."""
+                 extra: dict | None = None, probs: np.ndarray | None = None) -> dict:
+    """metrics.json, report.md, confusion.png, pca.png (and, with ``probs``, the expected
+    calibration error in metrics.json and reliability.png) under ``out``."""
+    from . import calibration
+
     cm = np.asarray(m["confusion_matrix"]["matrix"])
+    pics = {}
+    if probs is not None:
+        rel = calibration.reliability(probs.max(axis=1), probs.argmax(axis=1) == y)
+        extra = {**(extra or {}), "ece": rel["ece"], "reliability": rel}
+        pics["reliability.png"] = calibration.reliability_png(rel, f"{title}: reliability")
     files = {
+        **pics,
         "metrics.json": json.dumps({**m, **(extra or {})}, indent=2).encode(),
         "confusion.png": reports.confusion_png(cm, classes, f"{title}: confusion matrix (rows: true)"),
         "pca.png": reports.pca_scatter_png(X, y, classes, f"{title}: PCA of embeddings"),
@@ -140,6 +149,7 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
         rows = np.arange(len(ls.labels)) if split == "all" or ls.origin == "folder" else np.flatnonzero(ls.split == split)
         scored = score_labelled(model_uri, ls, rows, ray_address)
         m, X, yt = scored["metrics"], scored["features"], scored["y"]
+        probs = scored["probs"]
         extra_kind = {"tta": model.tta}
     else:
         if _is_embeddings(data):
@@ -165,11 +175,14 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
         to_model = np.array([man.classes.index(c) for c in classes])  # the data's class indices -> the model's
         yt = to_model[y[rows]]
         X = X[rows]
-        m = metrics.classification_metrics(yt, model.head.predict(X), man.classes)
-        extra_kind = {}
+        from .calibration import apply_temperature
+
+        probs = apply_temperature(model.head.predict_proba(X).astype(np.float32), model.temperature)
+        m = metrics.classification_metrics(yt, probs.argmax(axis=1), man.classes)
+        extra_kind = {"temperature": model.temperature}
     files = write_report(out, f"{man.id} on {data}", m, X, yt, man.classes,
                          {"model": model_uri, "model_id": man.id, "kind": man.kind, "data": data, "split": split,
-                          "rows": int(len(yt)), **extra_kind})
+                          "rows": int(len(yt)), **extra_kind}, probs=probs)
     return {"metrics": m, "files": files, "rows": int(len(yt)), "model_id": man.id, "kind": man.kind}
 
 

@@ -34,18 +34,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import bands as bandlib
-from . import outputs, parts, radiometry, reports, resilience, storage, tiling
+from . import embstore, outputs, parts, radiometry, reports, resilience, storage, tiling
 from .actors import actor_stage, ensure_ray, local_folder, pool_size, set_torch_threads, share_folder
 from .config import MapConfig
 from .errors import ConfigError, InputError, LandcoverError
 from .failpoints import failpoint
 from .models import LandcoverModel, ModelManifest
-from .reading import model_batches, read_tiles
+from .reading import model_batches, read_tiles, rows_out
 
 log = logging.getLogger(__name__)
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
+EMBEDDINGS = "embeddings"  # the embedding store beside a map (landcover map --embeddings)
 # reasons that describe the data, not a failure of the run (not counted in the error share)
 NOT_FAILURES = ("all_nodata", "mostly_fill")
+MAX_STAT_BANDS = 16  # per-tile statistics cover the scene's first bands, up to this many
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 
 
@@ -64,6 +66,7 @@ class ScenePlan:
     fingerprint: str | None = None
     failure: tuple[str, str] | None = None  # (reason, message)
     radiometry: dict | None = None  # the scaling this scene got, and where its constants came from
+    stats: dict | None = None  # per-tile statistics: file bands, their units (gain, offset), spectral roles
     start: int = 0  # first global tile index
     parts: list[str] = field(default_factory=list)
 
@@ -78,7 +81,7 @@ class ScenePlan:
             "layout": self.layout.to_dict(), "tile_size": tile_size,
             "gain": self.scaler.gain.tolist(), "offset": self.scaler.offset.tolist(),
             "fill_value": self.scaler.fill_value, "target_mean": self.scaler.target_mean.tolist(),
-            "max_fill_fraction": max_fill_fraction,
+            "max_fill_fraction": max_fill_fraction, "stats": self.stats,
         })
 
     def manifest_rows(self, grid: tiling.GridSpec, lo: int, hi: int):
@@ -124,20 +127,40 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         plan.fingerprint = storage.fingerprint(uri)
     needed = len(manifest.bands["channels"])
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
-    sensor = cfg.sensor or radiometry.detect_sensor(uri)
+    sensor = radiometry.scene_sensor(cfg.sensor, cfg.bands, uri)
     mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
     with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
-        plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, ds.colorinterp)
+        # header facts first: after a damaged block in the statistics read, GDAL's error state
+        # would fail these calls
+        colorinterp, descriptions = ds.colorinterp, ds.descriptions
+        plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
         sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
+        stat_bands = sorted(set(range(1, min(info.count, MAX_STAT_BANDS) + 1)) | set(plan.bands))
         sensor_tf = None
-        if mode == "reflectance":
-            sensor_tf = radiometry.transform(sensor, uri, plan.bands, ds.descriptions, info.count, info.dtype,
-                                             tiling.centre_lonlat(info), cfg.sun_elevation)
+        if sensor and sensor != "naip":  # one DN -> reflectance map for the model's and the statistics' bands
+            try:
+                sensor_tf = radiometry.transform(sensor, uri, stat_bands, descriptions, info.count, info.dtype,
+                                                 tiling.centre_lonlat(info), cfg.sun_elevation)
+            except ConfigError:
+                if mode == "reflectance":
+                    raise
+        elif mode == "reflectance":
+            sensor_tf = radiometry.transform(sensor, uri, stat_bands, descriptions, info.count, info.dtype)
+        roles = radiometry.spectral_roles(sensor, descriptions, info.count, colorinterp, cfg.spectral_bands)
+    model_tf = sensor_tf.select([stat_bands.index(b) for b in plan.bands]) if sensor_tf else None
     plan.scaler = bandlib.make_scaler(mode, sample, info.dtype, fill, manifest.bands["mean"],
                                       manifest.bands["std"],
                                       cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri,
-                                      sensor=sensor_tf, model_reflectance=manifest.bands.get("reflectance"))
-    plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {})}
+                                      sensor=model_tf, model_reflectance=manifest.bands.get("reflectance"))
+    physical = sensor_tf is not None and not sensor_tf.display
+    plan.stats = {
+        "bands": stat_bands, "roles": {r: stat_bands.index(b) for r, b in roles.items() if b in stat_bands},
+        "gain": (sensor_tf.a.tolist() if physical else [1.0 / bandlib.dtype_max(info.dtype)] * len(stat_bands)),
+        "offset": (sensor_tf.c.tolist() if physical else [0.0] * len(stat_bands)),
+        "units": "reflectance" if physical else "value / dtype maximum",
+    }
+    plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
+                       "roles": {r: b for r, b in roles.items()}}
     return plan
 
 
@@ -246,7 +269,8 @@ def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid:
     return parts.digest({
         "scenes": [(p.uri, p.fingerprint) for p in plans], "model_id": model_id, "grid": grid,
         "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
-                                                  "max_fill_fraction", "sensor", "sun_elevation")},
+                                                  "max_fill_fraction", "sensor", "sun_elevation",
+                                                  "spectral_bands", "unknown_below", "embeddings")},
     })
 
 
@@ -257,21 +281,35 @@ class Predictor:
     """Actor: loads the model once, predicts class probabilities for batches of tiles."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
-                 tta: bool | None = None, batch_size: int = 64):
+                 tta: bool | None = None, batch_size: int = 64, embeddings: bool = False):
         set_torch_threads(torch_threads, actors)
         uri = local_folder(model_ref, "ray-models")
         self.model = LandcoverModel.load(uri, device=device, tta=tta)
         self.k = len(self.model.classes)
         self.batch_size = batch_size
+        self.embeddings = embeddings
 
     def __call__(self, batch: dict) -> dict:
         """One read block (up to ``read_units_per_task * read_batch_size`` tiles) in, its
         rows out; the model sees the block's readable tiles in batches of ``batch_size``."""
-        probs = np.full((len(batch["idx"]), self.k), np.nan, np.float32)
+        n = len(batch["idx"])
+        probs = np.full((n, self.k), np.nan, np.float32)
+        ood = np.full(n, np.nan, np.float32)
+        emb = None
+        stat_cols = ("band_mean", "band_std", "ndvi", "ndwi") if self.model.needs_statistics else ()
         for sel, x in model_batches(batch, self.batch_size):
-            probs[sel] = self.model.predict_proba(x)
-        return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
-                "status": batch["status"], "error": batch["error"], "retries": batch["retries"]}
+            stats = {k: batch[k][sel] for k in stat_cols} or None
+            if self.embeddings:
+                probs[sel], ood[sel], e = self.model.predict(x, with_embeddings=True, stats=stats)
+                if emb is None:
+                    emb = np.zeros((n, e.shape[1]), np.float16)
+                emb[sel] = e
+            else:
+                probs[sel], ood[sel] = self.model.predict(x, stats=stats)
+        out = {**rows_out(batch, probs), "ood": ood}
+        if self.embeddings:
+            out["embedding"] = emb if emb is not None else np.zeros((n, 0), np.float16)
+        return out
 
 
 # --------------------------------------------------------------------------- the job
@@ -289,8 +327,10 @@ class _Run:
     """Book-keeping of one run: the chunks it owes, their buffers, counts and label grids."""
 
     def __init__(self, cfg: MapConfig, plans: list[ScenePlan], chunks: list[parts.Chunk], grid: tiling.GridSpec,
-                 manifest: ModelManifest, extra: dict):
+                 manifest: ModelManifest, extra: dict, store: "StoreOutput | None" = None):
         self.cfg, self.plans, self.chunks, self.grid, self.manifest, self.extra = cfg, plans, chunks, grid, manifest, extra
+        self.store = store
+        self.dim: int | None = None  # embedding size, known from the first rows back (store runs)
         self.starts = np.array([p.start for p in plans], np.int64)
         self.chunk_lo = np.array([c.lo for c in chunks], np.int64)
         self.buffers: dict[int, parts.Buffer] = {}
@@ -328,7 +368,8 @@ class _Run:
                 per[v] = per.get(v, 0) + int(n)
         if self.labels:
             gr, gc = table["grid_row"].to_numpy(), table["grid_col"].to_numpy()
-            li = table["label_index"].fill_null(-1).to_numpy()
+            li = table["label_index"].fill_null(-1).to_numpy().copy()
+            li[np.asarray(table["label"].to_pylist(), dtype=object) == outputs.UNKNOWN] = reports.UNKNOWN_INDEX
             for uri in np.unique(sc):
                 i = self.scene_index.get(uri)
                 m = (sc == uri) & (gr >= 0)
@@ -337,7 +378,8 @@ class _Run:
 
     def open_chunk(self, k: int) -> parts.Buffer:
         """A buffer for chunk ``k``, with the rows of its failed scenes filled in already."""
-        buf = self.buffers[k] = parts.Buffer(self.chunks[k], len(self.manifest.classes))
+        buf = self.buffers[k] = parts.Buffer(self.chunks[k], len(self.manifest.classes),
+                                             embedding_dim=self.dim if self.store else None)
         for s, a, b in self.scenes_in(buf.chunk.lo, buf.chunk.hi):
             p = self.plans[s]
             if p.failure:
@@ -354,9 +396,16 @@ class _Run:
         c = buf.chunk
         rows = pa.concat_tables([self.plans[s].manifest_rows(self.grid, a, b) for s, a, b in self.scenes_in(c.lo, c.hi)])
         table = outputs.build_table(rows, buf.probs, buf.status, buf.error, buf.fill, self.manifest.classes,
-                                    self.manifest.id)
-        outputs.write_part(table, storage.join(self.cfg.out, parts.TMP, c.name), self.manifest.classes,
-                           self.manifest.id, self.extra)
+                                    self.manifest.id, stats=buf.stats(), unknown_below=self.cfg.unknown_below)
+        if self.store:  # the store part first: a map part on disk means its store part is there too
+            emb = buf.embedding
+            if self.dim and emb.shape[1] != self.dim:  # a chunk without one readable tile
+                emb = np.zeros((len(emb), self.dim), np.float16)
+            st = embstore.build_table(rows, emb, buf.status, buf.error, buf.fill, buf.stats())
+            embstore.write_part(st, self.store.part_uri(self.cfg.out, c.name), self.store.meta)
+        if not (self.store and self.store.only):
+            outputs.write_part(table, storage.join(self.cfg.out, parts.TMP, c.name), self.manifest.classes,
+                               self.manifest.id, self.extra)
         self.account(table)
         self.written.add(c.name)
         failpoint("part_written")
@@ -381,6 +430,41 @@ class _Run:
         return units
 
 
+@dataclass
+class StoreOutput:
+    """Where a run writes its embedding store: ``<out>/embeddings/`` beside a map, or ``out``
+    itself (``landcover embed --scenes``: the store is the output, its parts resume like a
+    map's), and the store's metadata."""
+
+    meta: dict
+    only: bool = False
+
+    def root(self, out: str) -> str:
+        return out if self.only else storage.join(out, EMBEDDINGS)
+
+    def part_uri(self, out: str, name: str) -> str:
+        return storage.join(out, parts.TMP, name) if self.only else storage.join(out, EMBEDDINGS, name)
+
+
+def store_meta(cfg: MapConfig, manifest: ModelManifest, model_uri: str, grid: dict) -> dict:
+    """The store's identity: backbone, weights hash, preprocessing (and its hash)."""
+    from .models import _local_model_folder
+
+    bb = manifest.backbone
+    folder = _local_model_folder(model_uri)
+    bb_folder = str(folder / bb["path"]) if bb.get("path") else (
+        str(folder / manifest.backbone.get("path", "model")) if manifest.kind == "finetuned" else None)
+    ref = bb.get("source") or bb.get("ref") or manifest.id
+    pre = {"grid": grid, "input_size": bb.get("input_size"), "model_bands": manifest.bands,
+           **{k: getattr(cfg, k) for k in ("bands", "scaling", "sensor", "fill_value", "scale", "sun_elevation",
+                                           "spectral_bands", "max_fill_fraction")}}
+    return {"backbone": ref, "input_size": bb.get("input_size"), "model_id": manifest.id, "model_kind": manifest.kind,
+            "model_uri": model_uri,
+            "weights_hash": embstore.weights_hash(bb_folder, ref), "preprocessing": pre,
+            "preprocessing_hash": embstore.preprocessing_hash(pre), "embedding_dtype": "float16",
+            "note": "one row per tile, keyed by the map's tile_id; error tiles have no embedding"}
+
+
 def _prepare_output(cfg: MapConfig, job: str) -> bool:
     """Make ``out`` ready for this job; True when it resumes an unfinished run of it."""
     storage.check_bucket(cfg.out)
@@ -400,11 +484,14 @@ def _prepare_output(cfg: MapConfig, job: str) -> bool:
     return False
 
 
-def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | None = None) -> dict:
+def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | None = None,
+            store_only: bool = False) -> dict:
     """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out`` (with
-    ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run).
-    ``predictor`` replaces the model actor class (``Predictor``'s constructor and batch
-    contract; the benchmark's simulated accelerator)."""
+    ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run;
+    with ``cfg.embeddings``: and the embedding store under ``out/embeddings``).
+    ``store_only`` writes the embedding store alone, at ``out`` (``landcover embed
+    --scenes``). ``predictor`` replaces the model actor class (``Predictor``'s constructor
+    and batch contract; the benchmark's simulated accelerator)."""
     from . import mapstate
 
     t0 = time.time()
@@ -426,6 +513,11 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     manifest = LandcoverModel.read_manifest(model_uri)
     grid = resolve_grid(cfg, manifest)
     grid_dict = {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd}
+    store = None
+    if cfg.embeddings or store_only:
+        store = StoreOutput(store_meta(cfg, manifest, model_uri, grid_dict), only=store_only)
+        if cfg.incremental and embstore.part_files(store.root(cfg.out)):
+            embstore.check_same(embstore.read_meta(store.root(cfg.out)), store.meta, store.root(cfg.out))
     if cfg.incremental:
         inc = mapstate.plan_increment(state, scenes, manifest.id, grid_dict, cfg.remap, cfg.out)
         plans = plan_scenes(inc.pending, cfg, manifest, grid, inc.fingerprints)
@@ -433,7 +525,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         plans = plan_scenes(scenes, cfg, manifest, grid)
     _raise_if_nothing_mappable(plans)
     timings = {"planning": time.time() - t0}
-    job = job_fingerprint(cfg, plans, manifest.id, grid_dict)
+    job = job_fingerprint(cfg, plans, manifest.id, grid_dict) + ("-store" if store_only else "")
 
     # The parts this job consists of, and which of them a killed earlier run already wrote.
     if cfg.incremental:
@@ -460,21 +552,29 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     failpoint("planned")
 
     extra = {"grid": grid_dict, "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
-    run = _Run(cfg, plans, chunks, grid, manifest, extra)
+    run = _Run(cfg, plans, chunks, grid, manifest, extra, store)
     for name, uri in done.items():  # resumed parts: counted and drawn, not recomputed
-        run.account(outputs.read_part(uri, ["scene", "grid_row", "grid_col", "label_index", "status", "reason"]))
+        cols = ["scene", "grid_row", "grid_col", "status", "reason"] + ([] if store_only else ["label", "label_index"])
+        run.account(outputs.read_part(uri, cols))
     pending = [k for k, c in enumerate(chunks) if c.name not in done]
-    to_read = []
+    to_read, unread = [], []
     for k in pending:  # buffers are opened when rows arrive: the driver holds only chunks in flight
         if any(not run.plans[s].failure for s, _, _ in run.scenes_in(chunks[k].lo, chunks[k].hi)):
             to_read.append(k)
         else:  # only failed scenes' rows: nothing to read
+            unread.append(k)
+    if not store:  # (a store part needs the embedding size, known once rows come back)
+        for k in unread:
             run.open_chunk(k)
             run.write(k)
     units = run.read_units(to_read)
     t1 = time.time()
     if units:
         timings["first_row"] = _stream(cfg, run, units, model_uri, predictor or Predictor) - t1
+    if store:
+        for k in unread:
+            run.open_chunk(k)
+            run.write(k)
     timings["pipeline"] = time.time() - t1
     missing = [chunks[k].name for k in pending if chunks[k].name not in run.written]
     if missing:  # every row must have come back
@@ -485,7 +585,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     parts.commit(cfg.out, order, after_each=lambda _: failpoint("part_moved"))
     storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
     t1 = time.time()
-    quicklooks = _quicklooks(cfg, run, manifest) if cfg.quicklook else {}
+    quicklooks = _quicklooks(cfg, run, manifest) if cfg.quicklook and not store_only else {}
     timings["quicklooks"] = time.time() - t1
 
     n_tiles = sum(p.n_tiles for p in plans)
@@ -508,6 +608,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         "scaling": _count([p.radiometry["scaling"] for p in plans if p.radiometry]),
         "radiometry_examples": {p.uri: p.radiometry for p in plans[:5] if p.radiometry},
         "quicklooks": list(quicklooks.values()), "grid": grid_dict, "seconds": round(seconds, 2),
+        "embeddings": store.root(cfg.out) if store else None,
         "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2),
         "timings": {k: round(v, 2) for k, v in timings.items()}, "config": cfg.model_dump(),
     }
@@ -521,6 +622,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         state.save(cfg.out)  # the record first, then the replaced parts go
         for name in replaced:
             storage.delete_prefix(storage.join(cfg.out, name))
+            if store:
+                storage.delete_prefix(storage.join(store.root(cfg.out), name))
         summary.update(unchanged=len(inc.unchanged), reasons=inc.reasons,
                        map_scenes=len(state.scenes), map_tiles=sum(v["tiles"] for v in state.scenes.values()))
     storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
@@ -556,10 +659,12 @@ def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predic
     local_model = not storage.parse(model_uri).is_s3
     model_ref = share_folder(model_uri) if local_model else model_uri
     ds = actor_stage(ds, predictor, {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors,
-                                     "tta": cfg.tta, "batch_size": cfg.batch_size},
+                                     "tta": cfg.tta, "batch_size": cfg.batch_size,
+                                     "embeddings": run.store is not None},
                      actors=actors, batch_size=None, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
     log.info("mapping %d read units", len(units))
     first = None
+    deferred: list[int] = []
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
         first = first or time.time()
         idx = batch["idx"].astype(np.int64)
@@ -571,11 +676,19 @@ def _stream(cfg: MapConfig, run: _Run, units: list[dict], model_uri: str, predic
                 if run.chunks[int(k)].name in run.written:
                     raise RuntimeError(f"a tile of {run.chunks[int(k)].name} came back after its part was written")
                 buf = run.open_chunk(int(k))
+            if run.store and run.dim is None and batch["embedding"].shape[1]:
+                run.dim = int(batch["embedding"].shape[1])
             buf.put(idx[m], probs=batch["probs"][m], fill=batch["fill_fraction"][m], status=batch["status"][m],
-                    error=batch["error"][m])
+                    error=batch["error"][m], **{k: batch[k][m] for k in parts.STAT_COLUMNS if k in batch},
+                    **({"embedding": batch["embedding"][m]} if run.store else {}))
             run.read_retries += int(batch["retries"][m].sum())
             if buf.complete:
-                run.write(int(k))
+                if run.store and run.dim is None:  # its store part waits for the embedding size
+                    deferred.append(int(k))
+                else:
+                    run.write(int(k))
+    for k in deferred:
+        run.write(k)
     return first or time.time()
 
 

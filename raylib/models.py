@@ -39,6 +39,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "model.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".npy")
 DEFAULT_MODEL_NAME = "eurosat-mobilenetv2-logreg"
+CALIBRATION = "calibration.safetensors"  # out-of-distribution statistics of the training embeddings
 
 
 @dataclass
@@ -200,6 +201,20 @@ class LandcoverModel:
         self.head = head
         self.net = net
         self.tta = bool(manifest.inference.get("tta", False)) if tta is None else bool(tta)
+        self.temperature = float(manifest.inference.get("temperature", 1.0))
+        self.features = None
+        if (manifest.head or {}).get("features"):
+            from .tilefeatures import TileFeatures
+
+            self.features = TileFeatures.load(folder, manifest.head["features"])
+        self.ood = None
+        ood = manifest.inference.get("ood")
+        if ood and (folder / ood["file"]).exists():
+            from safetensors.numpy import load_file
+
+            from .calibration import OODScorer
+
+            self.ood = OODScorer.from_tensors(load_file(str(folder / ood["file"])), ood.get("quantiles"))
 
     @property
     def kind(self) -> str:
@@ -247,42 +262,96 @@ class LandcoverModel:
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         """tiles: float32 (N, C, H, W) in [0, 1] -> (N, n_classes) probabilities."""
+        return self.predict(tiles)[0]
+
+    @property
+    def needs_statistics(self) -> bool:
+        """True when the head reads the tiles' spectral statistics beside the embedding."""
+        return self.features is not None and self.features.mode != "embedding"
+
+    def predict(self, tiles: np.ndarray, with_embeddings: bool = False, stats: dict | None = None):
+        """tiles -> (probabilities (temperature-scaled when the model has a temperature),
+        out-of-distribution score per tile (NaN when the model has no OOD statistics)), and
+        with ``with_embeddings`` the float16 embeddings as a third item.
+
+        A head sees the embedding rounded to float16, as the embedding store holds it, so
+        that a remap of the store gives exactly these probabilities."""
+        from .calibration import apply_temperature
+
         if self.net is not None:
-            return self.net.predict_proba(tiles, tta=self.tta)
-        return self.head.predict_proba(self.embed(tiles)).astype(np.float32)
+            probs = apply_temperature(self.net.predict_proba(tiles, tta=self.tta), self.temperature)
+            ood = np.full(len(tiles), np.nan, np.float32)
+            if with_embeddings:
+                return probs, ood, self.net.embed(tiles).astype(np.float16)
+            return probs, ood
+        emb16 = self.embed(tiles).astype(np.float16)
+        probs, ood = self.predict_embeddings(emb16, stats)
+        return (probs, ood, emb16) if with_embeddings else (probs, ood)
+
+    def predict_embeddings(self, emb: np.ndarray, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Head models: stored embeddings (and, for heads that use them, the tiles' spectral
+        statistics) -> (probabilities, out-of-distribution score)."""
+        from .calibration import apply_temperature
+
+        if self.head is None:
+            raise InputError(f"Model {self.id} is a fine-tuned network; it has no head to apply to embeddings.",
+                             "use a head model (landcover train-head or tune).")
+        x = np.asarray(emb, np.float32)
+        feats = self.features.transform(x, stats) if self.features is not None else x
+        probs = apply_temperature(self.head.predict_proba(feats).astype(np.float32), self.temperature)
+        ood = self.ood.score(x) if self.ood is not None else np.full(len(x), np.nan, np.float32)
+        return probs, ood
 
 
 def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: int | None, head, classes: list[str],
                     band_mean, band_std, tile_size: int, gsd: float | None, metrics: dict, created_by: str,
                     copy_backbone: bool = True, reflectance: dict | None = None,
-                    training: dict | None = None) -> ModelManifest:
+                    training: dict | None = None, temperature: float | None = None,
+                    ood=None, features=None, backbone_extra: dict | None = None,
+                    bands: dict | None = None, extra_files: dict[str, bytes] | None = None) -> ModelManifest:
     """Write a model directory (local or S3). The backbone folder is copied in when local."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         head_spec = head.save(tmp)
+        if features is not None:  # tilefeatures.TileFeatures: what the head sees beside/instead of the embedding
+            head_spec["features"] = features.save(tmp)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
         bb_folder = resolve_backbone(backbone_ref)
         if copy_backbone and Path(bb_folder).exists():
             shutil.copytree(bb_folder, tmp / "backbone", ignore=shutil.ignore_patterns("*.tmp*"))
             bb_spec = {"path": "backbone", "source": backbone_ref}
         else:
             bb_spec = {"ref": backbone_ref}
-        bb_spec.update(input_size=input_size, pooling="auto")
-        digest = hashlib.sha256((tmp / head_spec["file"]).read_bytes() + json.dumps(bb_spec).encode()).hexdigest()
+        bb_spec.update(input_size=input_size, pooling="auto", **(backbone_extra or {}))
+        inference: dict = {}
+        if temperature is not None:
+            inference["temperature"] = float(temperature)
+        if ood is not None:  # calibration.OODScorer
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v) for k, v in ood.tensors().items()}, str(tmp / CALIBRATION))
+            inference["ood"] = {"file": CALIBRATION, "quantiles": ood.quantiles}
+        payload = (tmp / head_spec["file"]).read_bytes() + json.dumps(bb_spec).encode() + json.dumps(inference).encode()
+        if (tmp / CALIBRATION).exists():
+            payload += (tmp / CALIBRATION).read_bytes()
+        digest = hashlib.sha256(payload).hexdigest()
         manifest = ModelManifest(
             id=f"{name}@{digest[:10]}",
             kind="head",
             backbone=bb_spec,
             head=head_spec,
             classes=list(classes),
-            bands={"channels": ["red", "green", "blue"], "mean": [float(v) for v in band_mean],
-                   "std": [float(v) for v in band_std], **({"reflectance": reflectance} if reflectance else {})},
+            bands=bands or {"channels": ["red", "green", "blue"], "mean": [float(v) for v in band_mean],
+                            "std": [float(v) for v in band_std], **({"reflectance": reflectance} if reflectance else {})},
             tile_size=int(tile_size),
             gsd=gsd,
             metrics=metrics,
             created_by=created_by,
             training=training or {},
+            inference=inference,
         )
         manifest_json = manifest.to_json()
         # manifest last: a directory without model.json is visibly incomplete

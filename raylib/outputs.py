@@ -19,6 +19,10 @@ import pyarrow.parquet as pq
 
 from . import storage
 
+UNKNOWN = "unknown"  # the label of a tile below --unknown-below
+# what a reader of a map folder skips: pyarrow's defaults, and the embedding store beside the map
+IGNORE_PREFIXES = [".", "_", "embeddings"]
+
 MAP_SCHEMA = pa.schema(
     [
         ("tile_id", pa.string()),
@@ -38,7 +42,12 @@ MAP_SCHEMA = pa.schema(
         ("label_index", pa.int16()),
         ("confidence", pa.float32()),
         ("probs", pa.list_(pa.float32())),
+        ("ood", pa.float32()),
         ("fill_fraction", pa.float32()),
+        ("band_mean", pa.list_(pa.float32())),
+        ("band_std", pa.list_(pa.float32())),
+        ("ndvi", pa.float32()),
+        ("ndwi", pa.float32()),
         ("model_id", pa.string()),
         ("status", pa.string()),
         ("reason", pa.string()),
@@ -60,24 +69,51 @@ def geo_metadata(bbox: list[float] | None) -> dict:
     return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}}
 
 
+def _ragged(values: np.ndarray, counts: np.ndarray) -> pa.Array:
+    """list<float32> of the first ``counts[i]`` values of each row (null where 0)."""
+    counts = counts.astype(np.int64)
+    keep = np.arange(values.shape[1])[None, :] < counts[:, None]
+    flat = pa.array(values[keep].astype(np.float32))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, flat, mask=pa.array(counts == 0))
+
+
+def _nullable(v: np.ndarray) -> pa.Array:
+    return pa.array(v.astype(np.float32), pa.float32(), mask=~np.isfinite(v))
+
+
 def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, error: np.ndarray,
-                fill_fraction: np.ndarray, classes: list[str], model_id: str) -> pa.Table:
-    """Join manifest rows with predictions into the map schema."""
+                fill_fraction: np.ndarray, classes: list[str], model_id: str, stats: dict | None = None,
+                unknown_below: float | None = None) -> pa.Table:
+    """Join manifest rows with predictions (and per-tile spectral statistics and
+    out-of-distribution scores) into the map schema. With ``unknown_below``, a tile whose top
+    probability is below it is labelled ``unknown`` (status ok, label_index null)."""
     n = manifest_rows.num_rows
+    if stats is None:
+        stats = {"band_mean": np.zeros((n, 0), np.float32), "band_std": np.zeros((n, 0), np.float32),
+                 "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan), "ndwi": np.full(n, np.nan),
+                 "ood": np.full(n, np.nan)}
     ok = status == "ok"
     idx = np.where(ok, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
     conf = np.where(ok, probs.max(axis=1, initial=0.0, where=~np.isnan(probs)), np.nan)
+    unknown = ok & (conf < unknown_below) if unknown_below is not None else np.zeros(n, bool)
+    idx = np.where(unknown, -1, idx)
     k = len(classes)
     flat = pa.array(probs.reshape(-1).astype(np.float32))
     offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
     probs_arr = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
     cols = {name: manifest_rows.column(name) for name in manifest_rows.column_names}
     cols.update(
-        label=pa.array([classes[i] if i >= 0 else None for i in idx], pa.string()),
-        label_index=pa.array(idx.astype(np.int16), pa.int16(), mask=~ok),
+        label=pa.array([classes[i] if i >= 0 else (UNKNOWN if u else None) for i, u in zip(idx, unknown)], pa.string()),
+        label_index=pa.array(idx.astype(np.int16), pa.int16(), mask=~ok | unknown),
         confidence=pa.array(conf.astype(np.float32), pa.float32(), mask=~ok),
         probs=probs_arr,
+        ood=_nullable(np.asarray(stats.get("ood", np.full(n, np.nan)), np.float32)),
         fill_fraction=pa.array(fill_fraction.astype(np.float32)),
+        band_mean=_ragged(stats["band_mean"], stats["n_stats"]),
+        band_std=_ragged(stats["band_std"], stats["n_stats"]),
+        ndvi=_nullable(np.asarray(stats["ndvi"], np.float32)),
+        ndwi=_nullable(np.asarray(stats["ndwi"], np.float32)),
         model_id=pa.array([model_id] * n, pa.string()),
         status=pa.array(status.astype(str), pa.string()),
         reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),
@@ -113,4 +149,4 @@ def read_map(uri: str) -> pa.Table:
     import pyarrow.dataset as pads
 
     fs, path = storage.arrow_filesystem(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet").to_table()
+    return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES).to_table()

@@ -81,17 +81,30 @@ def commit(out: str, names: list[str], after_each=None) -> None:
             after_each(name)
 
 
+STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood")
+
+
 class Buffer:
     """Results of one chunk while its rows come back from the pipeline (in any order)."""
 
-    def __init__(self, chunk: Chunk, n_classes: int):
+    def __init__(self, chunk: Chunk, n_classes: int, max_stats: int = 16, embedding_dim: int | None = None):
         n = chunk.size
+        self.embedding = np.zeros((n, embedding_dim or 0), np.float16)  # store runs only
         self.chunk = chunk
         self.probs = np.full((n, n_classes), np.nan, np.float32)
         self.fill = np.ones(n, np.float32)
         self.status = np.full(n, "error", dtype=object)
         self.error = np.full(n, "", dtype=object)
+        self.band_mean = np.full((n, max_stats), np.nan, np.float32)
+        self.band_std = np.full((n, max_stats), np.nan, np.float32)
+        self.n_stats = np.zeros(n, np.int8)
+        self.ndvi = np.full(n, np.nan, np.float32)
+        self.ndwi = np.full(n, np.nan, np.float32)
+        self.ood = np.full(n, np.nan, np.float32)
         self.done = np.zeros(n, bool)
+
+    def stats(self) -> dict:
+        return {k: getattr(self, k) for k in STAT_COLUMNS}
 
     def put(self, idx: np.ndarray, **cols) -> None:
         """Rows at global indices ``idx``; a row that arrives twice is a bug, not data."""
@@ -100,6 +113,11 @@ class Buffer:
             raise RuntimeError(f"a tile of {self.chunk.name} came back twice from the pipeline")
         self.done[pos] = True
         for k, v in cols.items():
+            if k == "embedding":
+                if v.shape[1] == 0:  # a block without readable tiles: nothing to store
+                    continue
+                if self.embedding.shape[1] != v.shape[1]:
+                    self.embedding = np.zeros((len(self.done), v.shape[1]), np.float16)
             getattr(self, k)[pos] = v
 
     @property

@@ -80,6 +80,10 @@ class SensorTransform:
     notes: dict = field(default_factory=dict)
     display: bool = False  # an 8-bit display product (no reflectance): DN / 255 goes to the model
 
+    def select(self, positions: list[int]) -> "SensorTransform":
+        """The transform of some of the bands (positions into this one's)."""
+        return SensorTransform(self.a[positions], self.c[positions], self.sensor, self.notes, self.display)
+
 
 def detect_sensor(uri: str) -> str | None:
     """The preset a file name implies (Landsat / Sentinel-2 product ids, NAIP quarter quads)."""
@@ -99,6 +103,17 @@ def detect_sensor(uri: str) -> str | None:
     if re.match(r"^m_\d{7}_[ns][ew]_\d{2}_", name):
         return "naip"
     return None
+
+
+BAND_PRESET_SENSORS = {"naip": "naip", "landsat8-b234": "landsat-oli-l1", "sentinel2-eurosat": "sentinel2-l1c-pre04"}
+
+
+def scene_sensor(configured: str | None, bands, uri: str) -> str | None:
+    """The sensor of a scene: the config's, else the file name's, else the one a band
+    preset names (``--bands naip`` is a NAIP layout; EuroSAT MS is L1C before baseline 04.00)."""
+    if configured:
+        return configured
+    return detect_sensor(uri) or (BAND_PRESET_SENSORS.get(bands) if isinstance(bands, str) else None)
 
 
 def _mtl(uri: str) -> dict:
@@ -294,3 +309,46 @@ def eurosat_rgb_stretch(ms_dir: str, rgb_dir: str, bands=(4, 3, 2)) -> dict:
         offset.append(round(float(icept / 255.0), 5))
     return {"gain": gain, "offset": offset, "pairs": len(xs[0]),
             "source": "EuroSAT RGB JPEG vs EuroSAT MS bands (4, 3, 2), least squares on unclipped pixels"}
+
+
+# --------------------------------------------------------------------------- spectral roles
+
+ROLE_PATTERNS = (  # (role, regex on a band description); nir before red: "near infrared" holds "red"
+    ("nir", re.compile(r"\b(nir|near[ _-]?infra[ _-]?red|b0?8a?\b)", re.IGNORECASE)),
+    ("swir16", re.compile(r"\b(swir ?1|swir16|swir_1|b11\b)", re.IGNORECASE)),
+    ("red", re.compile(r"\bred\b", re.IGNORECASE)),
+    ("green", re.compile(r"\bgreen\b", re.IGNORECASE)),
+)
+STACK_ROLES = {  # the usual file layouts of each sensor: band count -> role -> 1-based band
+    "naip": {4: {"red": 1, "green": 2, "nir": 4}},
+    "landsat-etm-l1": {6: {"green": 2, "red": 3, "nir": 4, "swir16": 5}, 7: {"green": 2, "red": 3, "nir": 4, "swir16": 5}},
+    "landsat-tm-l1": {6: {"green": 2, "red": 3, "nir": 4, "swir16": 5}, 7: {"green": 2, "red": 3, "nir": 4, "swir16": 5}},
+    "sentinel2-l1c": {13: {"green": 3, "red": 4, "nir": 8, "swir16": 11}},
+    "sentinel2-l2a": {12: {"green": 3, "red": 4, "nir": 8, "swir16": 11}},
+}
+
+
+def spectral_roles(sensor: str | None, descriptions, count: int, colorinterp=None,
+                   given: dict[str, int] | None = None) -> dict[str, int]:
+    """Which 1-based file band is red, green, nir and swir16: ``given`` (the config), else
+    the band descriptions ('B4 NIR', 'SWIR1', 'red'), else colour interpretation, else the
+    sensor's usual stack layout for this band count."""
+    if given:
+        bad = {r: b for r, b in given.items() if r not in ("red", "green", "nir", "swir16") or not 1 <= b <= count}
+        if bad:
+            raise ConfigError(f"spectral_bands {bad}: roles are red, green, nir, swir16 and bands 1..{count}.",
+                              "fix spectral_bands.")
+        return dict(given)
+    roles: dict[str, int] = {}
+    for i, d in enumerate(descriptions or ()):
+        for role, pat in ROLE_PATTERNS:
+            if d and pat.search(str(d)):
+                roles.setdefault(role, i + 1)
+                break
+    for i, c in enumerate(colorinterp or ()):
+        name = str(c).split(".")[-1]
+        if name in ("red", "green"):
+            roles.setdefault(name, i + 1)
+    for role, band in STACK_ROLES.get((sensor or "").replace("-pre04", ""), {}).get(count, {}).items():
+        roles.setdefault(role, band)
+    return roles

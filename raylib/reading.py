@@ -17,6 +17,7 @@ from . import bands as bandlib
 from . import resilience, storage, tiling
 
 _WATCHDOG: resilience.Watchdog | None = None
+MAX_STATS = 16  # the most bands a tile's statistics cover (the planner's MAX_STAT_BANDS)
 
 
 def _watchdog() -> resilience.Watchdog:
@@ -41,7 +42,10 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
     out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, c, t, t), np.float32),
            "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
            "error": np.full(n, "", dtype=object),
-           "retries": np.zeros(n, np.int32)}  # retries each tile's read needed (evidence of weathered faults)
+           "retries": np.zeros(n, np.int32),  # retries each tile's read needed (evidence of weathered faults)
+           # per-tile spectral statistics (NaN where not computed); a scene uses the first n_stats bands
+           "band_mean": np.full((n, MAX_STATS), np.nan, np.float32), "band_std": np.full((n, MAX_STATS), np.nan, np.float32),
+           "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
     k, reader = 0, None
     try:
         for spec, base, lo, hi in units:
@@ -68,6 +72,11 @@ class _SceneReader:
         d = self.spec
         self.layout = tiling.Layout.from_dict(d["layout"])
         self.tile = d["tile_size"]
+        self.stats = d.get("stats")
+        model_bands = list(d["bands"])
+        extra = [b for b in (self.stats["bands"] if self.stats else []) if b not in model_bands]
+        self.read_bands = model_bands + extra  # one read for the model's bands and the statistics' others
+        self.stat_pos = [self.read_bands.index(b) for b in self.stats["bands"]] if self.stats else []
         self.scaler = bandlib.Scaler(np.asarray(d["gain"], np.float32), np.asarray(d["offset"], np.float32),
                                      d["fill_value"], np.asarray(d["target_mean"], np.float32))
         self.wd = _watchdog()
@@ -103,10 +112,12 @@ class _SceneReader:
         return resilience.retrying(once, retries=self.retries, on_retry=on_retry)
 
     def read(self, lo: int, hi: int, base: int, out: dict, k0: int) -> None:
-        lay, t, bands, uri = self.layout, self.tile, self.spec["bands"], self.spec["uri"]
+        lay, t, bands, uri = self.layout, self.tile, self.read_bands, self.spec["uri"]
+        c = len(self.spec["bands"])
         status, error = out["status"], out["error"]
         out["idx"][k0:k0 + hi - lo] = np.arange(base + lo, base + hi)
         raw_all = inside_all = None
+        no_stats = np.zeros(hi - lo, bool)  # tiles read with the model's bands alone (no statistics)
         given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
 
         def fail(rows, exc):  # rows: one output index or a slice of them
@@ -129,13 +140,26 @@ class _SceneReader:
                 if given_up:
                     status[k], error[k] = "error", given_up
                 else:
+                    def window(bs):
+                        return self._read(lambda ds: tiling.read_window(ds, *(int(v) for v in w[2:6]),
+                                                                        tuple(lay.tile), t, bs),
+                                          f"reading a window of {uri}", out["retries"], k)
+
                     try:
-                        raw, inside = self._read(lambda ds: tiling.read_window(ds, *(int(v) for v in w[2:6]),
-                                                                               tuple(lay.tile), t, bands),
-                                                 f"reading a window of {uri}", out["retries"], k)
+                        raw, inside = window(bands)
                         put(k, raw[None], inside[None])
                     except Exception as exc:  # one bad block must not lose the other tiles
-                        fail(k, exc)
+                        if len(bands) > c and resilience.classify(exc)[0] not in resilience.TRANSIENT:
+                            try:  # a damaged block of a band read only for the statistics: the model's bands alone
+                                raw, inside = window(bands[:c])
+                                full = np.zeros((len(bands), *raw.shape[1:]), raw.dtype)
+                                full[:c] = raw
+                                put(k, full[None], inside[None])
+                                no_stats[k - k0] = True
+                            except Exception as exc2:
+                                fail(k, exc2)
+                        else:
+                            fail(k, exc)
                 k += 1
 
         k = k0
@@ -159,19 +183,41 @@ class _SceneReader:
         if raw_all is not None:  # scale the unit's tiles in one vectorised pass
             sl = slice(k0, k)
             ok = status[sl] == "ok"
+            model_raw = raw_all[:, :c] if raw_all.shape[1] > c else raw_all
             if ok.all():  # scaled straight into the output block
-                _, ff, empty = self.scaler.apply_many(raw_all, inside_all, out=out["pixels"][sl])
+                _, ff = self.scaler.apply_many(model_raw, inside_all, out=out["pixels"][sl])
             else:
-                x, ff, empty = self.scaler.apply_many(raw_all[ok], inside_all[ok])
+                x, ff = self.scaler.apply_many(model_raw[ok], inside_all[ok])
                 out["pixels"][sl][ok] = x
+            if self.stats:
+                with_stats = ok & ~no_stats[:k - k0]
+                self._statistics(raw_all[with_stats], inside_all[with_stats], out, np.flatnonzero(with_stats) + k0)
             out["fill_fraction"][sl][ok] = ff
             nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
             status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
             limit = self.spec.get("max_fill_fraction", 1.0)
-            mostly = np.flatnonzero(ok)[(ff < 1.0) & (empty > limit)] + k0
+            over = (ff < 1.0) & (ff > limit)
+            mostly = np.flatnonzero(ok)[over] + k0
             status[mostly] = "error"
-            error[mostly] = [f"mostly_fill: {e:.0%} of the tile is fill or outside the scene (more than "
-                             f"max_fill_fraction {limit:g})" for e in empty[(ff < 1.0) & (empty > limit)]]
+            error[mostly] = [f"mostly_fill: {f:.0%} of the tile's pixels in the scene are fill (more than "
+                             f"max_fill_fraction {limit:g})" for f in ff[over]]
+
+
+    def _statistics(self, raw: np.ndarray, inside: np.ndarray, out: dict, rows: np.ndarray) -> None:
+        st = self.stats
+        valid = bandlib.valid_mask(raw[:, :len(self.spec["bands"])], inside, self.scaler.fill_value)
+        res = bandlib.tile_statistics(raw[:, self.stat_pos], valid, np.asarray(st["gain"], np.float32),
+                                      np.asarray(st["offset"], np.float32), st["roles"], self.scaler.fill_value)
+        s = len(self.stat_pos)
+        out["band_mean"][rows, :s], out["band_std"][rows, :s] = res["band_mean"], res["band_std"]
+        out["n_stats"][rows] = s
+        out["ndvi"][rows], out["ndwi"][rows] = res["ndvi"], res["ndwi"]
+
+
+def rows_out(batch: dict, probs: np.ndarray) -> dict:
+    """What a model actor returns for a read block: every column but the pixels, and the
+    class probabilities."""
+    return {**{k: v for k, v in batch.items() if k != "pixels"}, "probs": probs}
 
 
 def model_batches(batch: dict, batch_size: int):

@@ -42,6 +42,8 @@ class Crosswalk:
             for g in list(self.map.values()) + list(self.reference.values()):
                 seen.setdefault(g, None)
             self.groups = list(seen)
+        for g in self.groups:  # a map class named like a group is that group (heads trained on a store)
+            self.map.setdefault(g, g)
 
     def check_map_classes(self, classes) -> None:
         """Every class the map uses must be in the crosswalk (else the map's area is lost)."""

@@ -30,6 +30,8 @@ NAMED_COLOURS = {
 CYCLE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 NO_DATA = (0, 0, 0)
+UNKNOWN = (200, 200, 200)
+UNKNOWN_INDEX = -2  # label-grid value of a tile labelled 'unknown' (below --unknown-below)
 
 
 def palette(classes: list[str]) -> list[tuple[int, int, int]]:
@@ -57,7 +59,7 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     """
     from PIL import Image, ImageDraw
 
-    pal = np.array(palette(classes) + [NO_DATA], np.uint8)
+    pal = np.array(palette(classes) + [NO_DATA, UNKNOWN], np.uint8)
     H, W = scene_hw
     side = 512
     f = side / max(H, W)
@@ -67,11 +69,13 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     full_rows = np.minimum((np.arange(ph) / f // th).astype(int), label_grid.shape[0] - 1)
     full_cols = np.minimum((np.arange(pw) / f // tw).astype(int), label_grid.shape[1] - 1)
     lab = label_grid[np.ix_(full_rows, full_cols)]
-    cmap = pal[np.where(lab < 0, len(classes), lab)]
+    cmap = pal[np.where(lab == UNKNOWN_INDEX, len(classes) + 1, np.where(lab < 0, len(classes), lab))]
     panels = [Image.fromarray(cmap)]
     if rgb_thumb is not None:
         panels.insert(0, Image.fromarray(rgb_thumb).resize((pw, ph), Image.BILINEAR))
     used = sorted({int(v) for v in np.unique(label_grid) if v >= 0})
+    if (label_grid == UNKNOWN_INDEX).any():
+        used.append(UNKNOWN_INDEX)
     legend_rows = (len(used) + 2) // 3 + 1
     gap, head, leg = 8, 22, legend_rows * 18 + 8
     img = Image.new("RGB", (len(panels) * pw + (len(panels) + 1) * gap, head + ph + gap + leg), (255, 255, 255))
@@ -83,9 +87,10 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     for j, ci in enumerate(used + [-1]):
         x = gap + (j % 3) * 180
         y = y0 + (j // 3) * 18
-        colour = tuple(int(v) for v in (pal[ci] if ci >= 0 else NO_DATA))
+        colour = tuple(int(v) for v in (pal[ci] if ci >= 0 else UNKNOWN if ci == UNKNOWN_INDEX else NO_DATA))
         draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
-        draw.text((x + 18, y), classes[ci] if ci >= 0 else "no data / error", fill=(0, 0, 0))
+        name = classes[ci] if ci >= 0 else "unknown (low confidence)" if ci == UNKNOWN_INDEX else "no data / error"
+        draw.text((x + 18, y), name, fill=(0, 0, 0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -186,6 +191,8 @@ def markdown_report(title: str, m: dict, extra: dict | None = None) -> str:
     """A human report of a metrics dict (classification_metrics) with the pictures beside it."""
     lines = [f"# {title}", ""]
     for k, v in (extra or {}).items():
+        if k == "reliability":  # the bins: in metrics.json and reliability.png
+            continue
         lines.append(f"- **{k}**: {v}")
     lines += ["", "| metric | value |", "|---|---|"]
     for k in ("accuracy", "balanced_accuracy", "macro_f1", "cohen_kappa"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, metrics, storage
+from . import calibration, datasets, metrics, storage
 from .backbones import Backbone, cache_dir
 from .config import TrainHeadConfig
 from .errors import InputError
@@ -20,7 +20,7 @@ from .heads import LogisticHead
 from .models import DEFAULT_MODEL_NAME, MANIFEST, created_by, write_model_dir
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL_VERSION = "v2"  # v2: resolution augmentation, EuroSAT reflectance stretch
+DEFAULT_MODEL_VERSION = "v2"  # v2: resolution augmentation, EuroSAT reflectance stretch, temperature, OOD
 
 
 def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64, degrade: list[float] | None = None,
@@ -54,7 +54,12 @@ def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64, degr
 
 
 def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
-    """Embed an image-folder set, fit a logistic-regression head, write a model directory."""
+    """Embed an image-folder set, fit a logistic-regression head, write a model directory
+    (with ``cfg.embeddings``: fit it on labelled tiles of an embedding store instead)."""
+    if cfg.embeddings:
+        from .storetraining import train_head_on_store
+
+        return train_head_on_store(cfg, argv)
     ps = datasets.subsample(datasets.list_image_folder(cfg.data), cfg.per_class, cfg.seed)
     if len(ps.classes) < 2:
         raise InputError(f"{cfg.data} has {len(ps.classes)} class folder(s); a head needs at least 2.",
@@ -71,15 +76,38 @@ def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
     extra = {}
     if Xc is not None:
         extra["holdout_degraded"] = metrics.classification_metrics(ps.labels[test], head.predict(Xc[test]), ps.classes)
+    temperature, extra["calibration"] = _calibrate(cfg, head, train_X, train_y, X[test], ps.labels[test])
+    ood = calibration.OODScorer.fit(train_X, train_y)
     manifest = write_model_dir(
         cfg.out, name=cfg.name, backbone_ref=cfg.backbone, input_size=cfg.input_size, head=head,
         classes=ps.classes, band_mean=band_mean, band_std=band_std, tile_size=cfg.tile_size, gsd=cfg.gsd,
         metrics={"holdout": scores, **extra, "n_train": int((~test).sum()), "n_test": int(test.sum()),
                  "data": cfg.data, "split": f"stratified {cfg.test_fraction} seed {cfg.seed}"},
         created_by=created_by(argv), reflectance=_reflectance(cfg),
-        training={"degrade": cfg.degrade} if cfg.degrade else None,
+        training={"degrade": cfg.degrade} if cfg.degrade else None, temperature=temperature, ood=ood,
     )
     return manifest, scores
+
+
+def _calibrate(cfg: TrainHeadConfig, head, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray):
+    """Temperature fitted on out-of-fold probabilities of the training rows (3 folds, fresh
+    heads), so the head itself trains on every training row; expected calibration error on
+    the hold-out before and after."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(3, int(np.bincount(y).min()))
+    if folds < 2:
+        return 1.0, {"temperature": 1.0, "note": "too few rows per class to fit a temperature"}
+    oof = np.zeros((len(y), int(y.max()) + 1), np.float32)
+    for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(X, y):
+        oof[val_i] = LogisticHead(C=cfg.C).fit(X[fit_i], y[fit_i]).predict_proba(X[val_i])
+    t = calibration.fit_temperature(oof, y)
+    p = head.predict_proba(X_test)
+    before = calibration.reliability(p.max(axis=1), p.argmax(axis=1) == y_test)
+    pt = calibration.apply_temperature(p, t)
+    after = calibration.reliability(pt.max(axis=1), pt.argmax(axis=1) == y_test)
+    return t, {"temperature": t, "holdout_ece_before": before["ece"], "holdout_ece": after["ece"],
+               "holdout_reliability": after}
 
 
 def _reflectance(cfg: TrainHeadConfig) -> dict | None:

@@ -192,6 +192,13 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
                                threads=max(1, int(cfg.cpus_per_trial)))
     test_metrics = metrics.classification_metrics(data["yte"], head.predict(data["Xte"]), classes)
     val_metrics = metrics.classification_metrics(data["yva"], head.predict(data["Xva"]), classes)
+    from . import calibration
+
+    # the exported head's probabilities are temperature-scaled on the validation rows;
+    # its out-of-distribution statistics come from the rows it was fitted on
+    temperature = calibration.fit_temperature(head.predict_proba(data["Xva"]), data["yva"])
+    ood = calibration.OODScorer.fit(data["Xtr"], data["ytr"])
+    test_probs = calibration.apply_temperature(head.predict_proba(data["Xte"]).astype(np.float32), temperature)
     keep = [c for c in df.columns if c.startswith("config/") or c in (
         "trial_id", "balanced_accuracy", "step", "training_iteration", "time_total_s")]
     table = pa.Table.from_pandas(df[keep].rename(columns=lambda c: c.replace("config/", "")), preserve_index=False)
@@ -210,7 +217,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
         metrics={"validation": val_metrics, "test": test_metrics, "best_config": best_config,
                  "best_trial_score": float(best.metrics["balanced_accuracy"]),
                  "embeddings": cfg.embeddings},
-        created_by=created_by(argv))
+        created_by=created_by(argv), temperature=temperature, ood=ood)
     summary = {
         "out": cfg.out, "model": model_uri, "model_id": manifest.id, "trials": len(df),
         "families": sorted(df["config/family"].unique().tolist()),
@@ -225,6 +232,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
                  X[te], y[te], classes, {"best_config": best_config, "trials": len(df),
                                          "best_trial_score": summary["best_trial_score"],
                                          "refit_validation_score": summary["refit_validation_score"],
-                                         "model": model_uri, "embeddings": cfg.embeddings})
+                                         "model": model_uri, "embeddings": cfg.embeddings, "temperature": temperature},
+                 probs=test_probs)
     storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
     return summary

@@ -111,7 +111,7 @@ class SimulatedDevice:
         self.log = self.LOG
 
     def __call__(self, batch):
-        from raylib.reading import model_batches
+        from raylib.reading import model_batches, rows_out
 
         probs = np.full((len(batch["idx"]), self.k), np.nan, np.float32)
         with open(self.log, "a") as fh:
@@ -121,8 +121,7 @@ class SimulatedDevice:
                     time.sleep(len(x) / self.rate)
                 fh.write(f"{t0} {time.time()} {len(x)}\n")
                 probs[sel] = 1.0 / self.k
-        return {"idx": batch["idx"], "probs": probs, "fill_fraction": batch["fill_fraction"],
-                "status": batch["status"], "error": batch["error"], "retries": batch["retries"]}
+        return rows_out(batch, probs)
 
 
 def device(rate: float, log: str) -> type:

@@ -59,11 +59,13 @@ def write_map(out: Path, labels: list[str | None], fill=None, grid=GRID) -> Path
     status = np.array(["ok" if v else "error" for v in labels], dtype=object)
     error = np.array(["" if v else "all_nodata: the tile holds only fill/nodata pixels" for v in labels], dtype=object)
     for i, v in enumerate(labels):
-        if v:
+        if v == "unknown":  # a tile the model is unsure of: below --unknown-below 0.5
+            probs[i] = 1.0 / len(CLASSES)
+        elif v:
             probs[i] = 0.0
             probs[i, CLASSES.index(v)] = 1.0
     ff = np.zeros(n, np.float32) if fill is None else np.asarray(fill, np.float32)
-    table = outputs.build_table(rows, probs, status, error, ff, CLASSES, "test-model@0")
+    table = outputs.build_table(rows, probs, status, error, ff, CLASSES, "test-model@0", unknown_below=0.5)
     out.mkdir(parents=True, exist_ok=True)
     outputs.write_part(table, str(out / "part-00000.parquet"), CLASSES, "test-model@0",
                        {"grid": {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd}})
@@ -139,6 +141,23 @@ def test_an_error_in_the_map_is_counted(truth, n_tiles, tmp_path):
     assert counts[g.index("water"), g.index("forest")] == 10
     assert r["users_accuracy"]["water"]["estimate"] < 1 and r["producers_accuracy"]["forest"]["estimate"] < 1
     assert r["not_assessed"]["error_tiles"] == 1
+
+
+def test_unknown_tiles_are_withheld_and_reported(truth, n_tiles, tmp_path):
+    labels = [GROUP_CLASS[truth[k]] if k in truth else "Forest" for k in range(n_tiles)]
+    for k in range(0, n_tiles, 10):
+        labels[k] = "unknown"
+    m = write_map(tmp_path / "map", labels)
+    table = outputs.read_map(str(m))
+    assert table["label"].to_pylist().count("unknown") == len(range(0, n_tiles, 10))
+    assert table["label_index"].null_count == len(range(0, n_tiles, 10))
+    rc, r, out = assess("--map", str(m), "--reference", str(LABELS), "--crosswalk", str(CROSSWALK),
+                        "--out", str(tmp_path / "a"))
+    assert rc == 0
+    assert r["withheld"]["tiles"] == len(range(0, n_tiles, 10)) and 0.05 < r["withheld"]["share_of_mapped_area"] < 0.15
+    assert r["tiles"]["assessed"] == len([k for k in truth if k % 10]) and r["overall_accuracy"] == pytest.approx(1.0)
+    assert "Withheld as `unknown`" in (out / "report.md").read_text()
+    assert r["calibration"]["ece"] == pytest.approx(0.0) and (out / "reliability.png").exists()
 
 
 def test_vector_reference_points_and_polygons(perfect_map, truth, tmp_path):

@@ -38,15 +38,14 @@ def test_match_scaling_hits_target_stats_on_valid_pixels():
 
 def test_fill_fraction_and_mirror_fill():
     """Fill and padding take the valid pixels mirrored across the valid region's border
-    (not a flat colour), and the tile reports its fill share and its empty share."""
+    (not a flat colour), and the tile reports its fill share."""
     sc = bands.make_scaler("dtype", None, "uint8", 0, [0.5, 0.5, 0.5], [0.1, 0.1, 0.1])
     raw = np.zeros((3, 4, 4), np.uint8)
     raw[:, 2:, :] = np.array([[10, 20, 30, 40], [50, 60, 70, 80]], np.uint8)  # rows 0-1 are fill (0)
     inside = np.ones((4, 4), bool)
     inside[:, 3] = False  # padding column
-    x, ff, empty = sc.apply_many(raw[None], inside[None])
-    assert ff[0] == pytest.approx(6 / 12)  # 6 of 12 in-scene pixels are fill
-    assert empty[0] == pytest.approx(10 / 16)  # 6 fill + 4 padding of the 16 model-input pixels
+    x, ff = sc.apply_many(raw[None], inside[None])
+    assert ff[0] == pytest.approx(6 / 12)  # 6 of 12 in-scene pixels are fill (padding not counted)
     v = x[0, 0] * 255
     np.testing.assert_allclose(v[2:, :3], [[10, 20, 30], [50, 60, 70]], atol=1e-4)  # valid pixels untouched
     np.testing.assert_allclose(v[1, :3], v[3, :3], atol=1e-4)  # row 1 mirrors row 3 through row 2

@@ -10,7 +10,7 @@ from rasterio.transform import from_origin
 from raylib import bands as bandlib
 from raylib import reading, tiling
 
-from .conftest import LANDSAT, NAIP
+from .conftest import DATA, LANDSAT, NAIP
 
 
 def per_tile(ds, wins, lay, t, bands):
@@ -115,3 +115,38 @@ def test_decimated_read_of_a_damaged_scene_keeps_the_readable_blocks(tmp_path):
     left = 128 // 5 + 1  # sampled columns left of the bad block's column of blocks: exact
     assert np.array_equal(sample[:, :, :left], ref[:, :, :left])
     assert (sample[:, 64 // 5 + 1:128 // 5 + 1, left:192 // 5 + 1] == 0).all()  # the bad block: fill
+
+
+def test_tile_statistics_of_all_bands_in_reflectance():
+    """The read stage summarises every band of the NC Landsat 7 scene (the model reads 3):
+    band means in TOA reflectance equal a direct computation; NDVI and NDWI from the bands
+    the descriptions name (B3 red, B4 NIR, B2 green)."""
+    from raylib import mapping
+    from raylib.config import MapConfig
+    from raylib.models import ModelManifest
+
+    img = DATA / "labelled-scenes" / "nc-wake-landsat7-landclass96" / "image_landsat7_2000.tif"
+    man = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a"], tile_size=64, gsd=None,
+                        bands={"channels": ["red", "green", "blue"], "mean": [0.3] * 3, "std": [0.1] * 3},
+                        metrics={}, created_by="")
+    cfg = MapConfig(scenes=[str(img)], out="/tmp/unused", bands=[3, 2, 1], sensor="landsat-etm-l1", sun_elevation=60)
+    grid = tiling.GridSpec(64, 64, None)
+    plan = mapping.plan_scene(str(img), cfg, man, grid)
+    assert plan.failure is None and plan.stats["bands"] == [1, 2, 3, 4, 5, 6]
+    assert plan.stats["roles"] == {"green": 1, "red": 2, "nir": 3, "swir16": 4} and plan.stats["units"] == "reflectance"
+    out = reading.read_tiles({"spec": np.array([plan.read_spec(64)]), "base": np.array([0]), "lo": np.array([0]),
+                              "hi": np.array([16])}, read_timeout=30, read_retries=0)
+    k = 9  # grid (1, 1): an interior tile
+    r0, c0 = plan.layout.windows()[k][2:4]
+    with rasterio.open(img) as ds:
+        raw = ds.read(window=rasterio.windows.Window(int(c0), int(r0), 64, 64)).astype(np.float64)
+    rho = raw * np.array(plan.stats["gain"])[:, None, None] + np.array(plan.stats["offset"])[:, None, None]
+    valid = ~np.all(raw[[2, 1, 0]] == 0, axis=0)
+    assert out["n_stats"][k] == 6
+    for b in range(5):
+        m = valid & (raw[b] != 0)
+        assert out["band_mean"][k, b] == pytest.approx(rho[b][m].mean(), rel=1e-4)
+        assert out["band_std"][k, b] == pytest.approx(rho[b][m].std(), rel=1e-3)
+    nir, red, green = rho[3][valid], rho[2][valid], rho[1][valid]
+    assert out["ndvi"][k] == pytest.approx(((nir - red) / (nir + red)).mean(), rel=1e-4)
+    assert out["ndwi"][k] == pytest.approx(((green - nir) / (green + nir)).mean(), rel=1e-4)

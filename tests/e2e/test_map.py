@@ -101,6 +101,12 @@ def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, buck
               test_model["manifest"].id)
     gdf = geopandas.read_parquet(out)
     assert len(gdf) == 48 and gdf.geometry.is_valid.all()
+    # per-tile spectral statistics of all 4 NAIP bands (R, G, B, NIR), NDVI/NDWI, OOD score
+    assert all(len(v) == 4 for v in table["band_mean"].to_pylist()) and all(len(v) == 4 for v in table["band_std"].to_pylist())
+    ndvi, ndwi, ood = (np.array(table[c].to_pylist(), float) for c in ("ndvi", "ndwi", "ood"))
+    assert np.isfinite(ndvi).all() and (np.abs(ndvi) <= 1).all() and np.isfinite(ndwi).all()
+    assert np.isfinite(ood).all() and (ood > 0).all()
+    assert summary["scaling"] == {"reflectance": 1}  # NAIP from its quarter-quad name: its 8-bit values as they are
     n, labels = duckdb.sql(f"select count(*), count(distinct label) from read_parquet('{out}/*.parquet')").fetchall()[0]
     assert n == 48 and labels >= 1
     assert (tmp_path / "naip" / "_quicklook").is_dir()

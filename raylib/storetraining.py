@@ -1,0 +1,185 @@
+"""``landcover train-head --embeddings <store> --labels ...``: a head for an area from a few
+labelled tiles of its embedding store.
+
+Labels: a class raster (each tile's majority class with a purity threshold, read exactly as
+``landcover assess`` reads a reference), points/polygons (the tiles they fall in), or a CSV
+of ``tile_id,label``; a crosswalk maps codes to classes as in ``assess``. ``per_class`` K
+draws a labelling budget of K labelled tiles per class (seeded); the tiles used are stored
+in the model directory (``training_tiles.parquet``) so that ``landcover assess
+--exclude-training <model dir>`` leaves them out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from . import calibration, embstore, reference, storage
+from .errors import InputError
+from .heads import LogisticHead
+from .tilefeatures import TileFeatures
+
+TRAINING_TILES = "training_tiles.parquet"
+STORE_COLUMNS = list(embstore.TILE_COLUMNS) + ["embedding", "band_mean", "band_std", "ndvi", "ndwi", "status"]
+
+
+def tile_labels(table, cfg) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+    """(store rows, class index, class names, what was not used) of the labelled tiles."""
+    labels = cfg.labels
+    if labels.lower().endswith(".csv"):
+        import pyarrow.csv as pacsv
+        import pyarrow as pa
+
+        try:
+            fs, path = storage.arrow_filesystem(labels)
+            with fs.open_input_stream(path) as f:
+                t = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(
+                    column_types={"tile_id": pa.string(), "label": pa.string()}))
+        except Exception as exc:
+            raise InputError(f"Cannot read the labels {labels}: {exc}", "give a CSV with columns tile_id,label.") from None
+        if not {"tile_id", "label"} <= set(t.column_names):
+            raise InputError(f"The labels {labels} have no columns tile_id and label (they have {t.column_names}).",
+                             "give a CSV with columns tile_id,label.")
+        pos = {tid: i for i, tid in enumerate(table.column("tile_id").to_pylist())}
+        ids, labs = t.column("tile_id").to_pylist(), t.column("label").to_pylist()
+        unknown = [x for x in ids if x not in pos]
+        if len(unknown) == len(ids):
+            raise InputError(f"None of the {len(ids)} tile ids in {labels} is in the embedding store "
+                             f"(e.g. {unknown[:2]}).", "label tiles of this store (its tile_id column).")
+        if cfg.crosswalk:
+            cw = reference.load_crosswalk(cfg.crosswalk)
+            mapped = [cw.reference_group(v) for v in labs]
+            missing = sorted({v for v, g in zip(labs, mapped) if g is None})
+            if missing:
+                raise InputError(f"Label(s) {missing} of {labels} are not in the 'reference' section of "
+                                 f"{cfg.crosswalk}.", "add them to the crosswalk, or drop those rows.")
+            labs = mapped
+        classes = sorted({v for v in labs if v})
+        keep = [(pos[i], classes.index(v)) for i, v in zip(ids, labs) if i in pos and v]
+        rows = np.array([k for k, _ in keep], np.int64)
+        y = np.array([c for _, c in keep], np.int64)
+        return rows, y, classes, {"tile_ids_not_in_store": len(unknown)}
+    cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else None
+    if cw is None:
+        raise InputError("Labels from a raster or from points/polygons need --crosswalk: which codes are which class.",
+                         "pass --crosswalk <yaml> with a 'reference' section (its 'map' section may be empty: {}).")
+    if reference.is_vector(labels):
+        ref = reference.vector_reference(table, labels, cw, cfg.class_column, cfg.purity)
+    else:
+        ref = reference.raster_reference(table, labels, cw, cfg.purity)
+    return ref.rows, ref.group, list(cw.groups), dict(ref.not_assessed)
+
+
+def train_head_on_store(cfg, argv: list[str] | None = None):
+    """Fit a head on labelled tiles of an embedding store; write a model directory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .models import created_by, write_model_dir
+
+    meta = embstore.read_meta(cfg.embeddings)
+    table = embstore.read(cfg.embeddings, columns=STORE_COLUMNS)
+    if table.num_rows == 0:
+        raise InputError(f"The embedding store {cfg.embeddings} is empty.", "build it with landcover map --embeddings.")
+    ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
+    rows, y, classes, unused = tile_labels(table, cfg)
+    keep = ok[rows]
+    rows, y = rows[keep], y[keep]
+    if len(rows) == 0:
+        raise InputError(f"The labels {cfg.labels} hit no mapped tile of {cfg.embeddings} ({unused}).",
+                         "give labels inside the store's area (check their CRS), and the crosswalk's codes.")
+    # one label per tile (a tile hit by two features of different classes keeps the first)
+    _, first = np.unique(rows, return_index=True)
+    rows, y = rows[np.sort(first)], y[np.sort(first)]
+    present = np.unique(y)
+    if len(present) < 2:
+        raise InputError(f"The labels give tiles of {len(present)} class(es) ({[classes[i] for i in present]}); "
+                         "a head needs at least 2.", "label tiles of at least two classes.")
+    rng = np.random.default_rng(cfg.seed)
+    chosen = []
+    counts = {}
+    for c in present:
+        idx = np.flatnonzero(y == c)
+        k = len(idx) if cfg.per_class is None else min(cfg.per_class, len(idx))
+        pick = np.sort(rng.choice(idx, size=k, replace=False))
+        chosen.append(pick)
+        counts[classes[c]] = int(k)
+    sel = np.concatenate(chosen)
+    tr_rows, tr_y = rows[sel], y[sel]
+    emb_all = embstore.embeddings_of(table.filter(ok))
+    stats_all = embstore.stats_of(table)
+    n_bands = int(stats_all["n_stats"][ok].max()) if ok.any() else 0
+    feats = TileFeatures.fit(cfg.features, emb_all, n_bands)
+    ok_pos = np.cumsum(ok) - 1  # store row -> position among the ok rows
+    emb_tr = emb_all[ok_pos[tr_rows]]
+    st_tr = {k: stats_all[k][tr_rows] for k in ("band_mean", "band_std", "ndvi", "ndwi")}
+    X = feats.transform(emb_tr, st_tr)
+    used = sorted(set(tr_y.tolist()))
+    names = [classes[i] for i in used]  # the head's classes: those with training tiles, in group order
+    yk = np.searchsorted(used, tr_y)
+    head = LogisticHead(C=cfg.C, l2_normalize=cfg.features == "embedding").fit(X, yk)
+    temperature, cal = _temperature(cfg, X, yk)
+    ood = calibration.OODScorer.fit(emb_tr, tr_y, n_components=max(2, min(16, len(tr_y) // 4)))
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"tile_id": pa.array([table.column("tile_id")[int(r)].as_py() for r in tr_rows]),
+                             "label": pa.array([classes[v] for v in tr_y])}), buf)
+    pre = meta["preprocessing"]
+    src_folder = _source_backbone(meta)
+    manifest = write_model_dir(
+        cfg.out, name=cfg.name, backbone_ref=src_folder or meta["backbone"], input_size=meta.get("input_size"),
+        head=head, classes=names, band_mean=None, band_std=None, bands=pre["model_bands"],
+        tile_size=pre["grid"]["tile_size"], gsd=pre["grid"]["gsd"],
+        metrics={"labelled_tiles": counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": unused,
+                 "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "calibration": cal},
+        created_by=created_by(argv), temperature=temperature, ood=ood, features=feats,
+        backbone_extra={"source": meta["backbone"], "weights_hash": meta["weights_hash"],
+                        "preprocessing_hash": meta["preprocessing_hash"]},
+        training={"embeddings": cfg.embeddings, "training_tiles": TRAINING_TILES, "store": {
+            k: meta[k] for k in ("backbone", "weights_hash", "preprocessing_hash", "model_id")},
+            "map_settings": {k: pre.get(k) for k in ("bands", "scaling", "sensor", "fill_value", "scale",
+                                                      "sun_elevation", "spectral_bands")}},
+        extra_files={TRAINING_TILES: buf.getvalue()},
+    )
+    return manifest, {"labelled_tiles": counts, "classes": names, "not_used": unused}
+
+
+def _temperature(cfg, X, y):
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(3, int(np.bincount(y).min()))
+    if folds < 2:
+        return 1.0, {"temperature": 1.0, "note": "too few tiles per class to fit a temperature"}
+    oof = np.zeros((len(y), int(y.max()) + 1), np.float32)
+    for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(X, y):
+        h = LogisticHead(C=cfg.C, l2_normalize=cfg.features == "embedding").fit(X[fit_i], y[fit_i])
+        oof[val_i] = h.predict_proba(X[val_i])  # every class is in every fold (stratified, folds <= smallest class)
+    t = calibration.fit_temperature(oof, y)
+    return t, {"temperature": t, "fitted_on": f"out-of-fold probabilities of the {len(y)} labelled tiles"}
+
+
+def _source_backbone(meta: dict) -> str | None:
+    """The backbone folder of the model the store was made with, when it is at hand."""
+    from pathlib import Path
+
+    uri = meta.get("model_uri")
+    if not uri or storage.parse(uri).is_s3:
+        return None
+    try:
+        man = json.loads((Path(uri) / "model.json").read_text())
+    except (OSError, ValueError):
+        return None
+    path = (man.get("backbone") or {}).get("path")
+    return str(Path(uri) / path) if path and (Path(uri) / path).is_dir() else None
+
+
+def training_tile_ids(model_uri: str) -> set[str]:
+    """The tile ids a model was trained on (``assess --exclude-training``)."""
+    import pyarrow.parquet as pq
+
+    uri = storage.join(model_uri, TRAINING_TILES)
+    if not storage.exists(uri):
+        raise InputError(f"Model {model_uri} has no {TRAINING_TILES}: it was not trained on tiles of a store.",
+                         "give a model made by landcover train-head --embeddings.")
+    return set(pq.read_table(io.BytesIO(storage.read_bytes(uri))).column("tile_id").to_pylist())
