@@ -21,6 +21,7 @@ VERBS = {
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
     "assess": (cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et al. 2014)."),
     "remap": (cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone."),
+    "similar": (cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles."),
     "sample": (cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess --samples."),
 }
 
@@ -182,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             counts = ", ".join(f"{v} {k}" for k, v in s["counts"].items())
             print(f"remapped {s['tiles']} tiles in {s['seconds']} s ({counts}) with model {s['model_id']}")
             print(f"map: {s['out']}")
+        elif args.verb == "similar":
+            from .similarity import run_similar
+
+            r = run_similar(cfg, ["landcover", *argv])
+            print(f"{r['k']} most similar of {r['tiles']} tiles ({r['positives']} positive, {r['negatives']} negative "
+                  f"examples; {r['index']} search in {r['query_seconds']} s) -> {r['out']}")
         elif args.verb == "sample":
             from .assessing import run_sample
 

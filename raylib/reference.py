@@ -268,8 +268,9 @@ def _pixel_size_in(src, crs: str) -> float:
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".parquet", ".geoparquet", ".shp", ".fgb")
 
 
-def read_vector(uri: str, class_column: str):
-    """Points/polygons with a class column, in EPSG:4326 (GeoJSON, GPKG, GeoParquet, ...)."""
+def read_vector(uri: str, class_column: str | None):
+    """Points/polygons (with a class column unless ``class_column`` is None), in EPSG:4326
+    (GeoJSON, GPKG, GeoParquet, ...)."""
     import geopandas as gpd
 
     local = storage.parse(uri)
@@ -283,7 +284,7 @@ def read_vector(uri: str, class_column: str):
     except Exception as exc:
         raise InputError(f"Cannot read the reference {uri} as points/polygons: {exc}",
                          "give a GeoJSON, GeoPackage or GeoParquet file.") from None
-    if class_column not in gdf.columns:
+    if class_column is not None and class_column not in gdf.columns:
         raise InputError(f"The reference {uri} has no column {class_column!r} (columns: "
                          f"{[c for c in gdf.columns if c != gdf.geometry.name]}).",
                          "name the class column with --class-column.")

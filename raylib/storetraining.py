@@ -22,6 +22,7 @@ from .heads import LogisticHead
 from .tilefeatures import TileFeatures
 
 TRAINING_TILES = "training_tiles.parquet"
+STORE_C = 0.1  # few labelled tiles: a stronger regularisation mapped better (NC Wake, 20 per class: 0.79 vs 0.78 at 0.5)
 STORE_COLUMNS = list(embstore.TILE_COLUMNS) + ["embedding", "band_mean", "band_std", "ndvi", "ndwi", "status"]
 
 
@@ -119,7 +120,7 @@ def train_head_on_store(cfg, argv: list[str] | None = None):
     used = sorted(set(tr_y.tolist()))
     names = [classes[i] for i in used]  # the head's classes: those with training tiles, in group order
     yk = np.searchsorted(used, tr_y)
-    head = LogisticHead(C=cfg.C, l2_normalize=cfg.features == "embedding").fit(X, yk)
+    head = LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding").fit(X, yk)
     temperature, cal = _temperature(cfg, X, yk)
     ood = calibration.OODScorer.fit(emb_tr, tr_y, n_components=max(2, min(16, len(tr_y) // 4)))
     buf = io.BytesIO()
@@ -153,7 +154,7 @@ def _temperature(cfg, X, y):
         return 1.0, {"temperature": 1.0, "note": "too few tiles per class to fit a temperature"}
     oof = np.zeros((len(y), int(y.max()) + 1), np.float32)
     for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(X, y):
-        h = LogisticHead(C=cfg.C, l2_normalize=cfg.features == "embedding").fit(X[fit_i], y[fit_i])
+        h = LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding").fit(X[fit_i], y[fit_i])
         oof[val_i] = h.predict_proba(X[val_i])  # every class is in every fold (stratified, folds <= smallest class)
     t = calibration.fit_temperature(oof, y)
     return t, {"temperature": t, "fitted_on": f"out-of-fold probabilities of the {len(y)} labelled tiles"}

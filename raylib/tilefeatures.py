@@ -3,9 +3,11 @@
 An RGB backbone cannot see near-infrared; the read stage's per-tile band means and
 standard deviations and NDVI/NDWI can. A head trained on a few labelled tiles of an area
 (``landcover train-head --embeddings``) sees ``[spectral statistics, PCA of the embedding]``:
-with tens of labelled tiles a 1,280-d embedding drowns 14 spectral numbers (measured on
-NC Wake: balanced accuracy 0.64 for both side by side, 0.76 for the statistics alone, 0.78
-with the embedding reduced to its first 8 principal components over the store's tiles).
+with tens of labelled tiles a 1,280-d embedding drowns a few tens of spectral numbers
+(measured on NC Wake, 20 tiles per class: balanced accuracy 0.64 for both side by side,
+0.76 for the statistics alone, 0.78 with the embedding reduced to its first 8 principal
+components over the store's tiles, 0.79 with the band pairs' normalised differences added
+and a stronger regularisation, C = 0.1).
 
 ``TileFeatures`` is fitted once (the PCA on every embedding of the store: no labels used)
 and saved with the head as safetensors; the map job and remap build the same vector.
@@ -22,14 +24,20 @@ MODES = ("embedding", "spectral", "embedding+spectral")
 
 
 def spectral_vector(stats: dict, n_bands: int) -> np.ndarray:
-    """(N, 2 n_bands + 2): band means, band standard deviations, NDVI, NDWI (missing -> 0)."""
+    """(N, 2 n_bands + 2 + n_bands (n_bands - 1) / 2): band means, band standard deviations,
+    NDVI, NDWI, and the normalised difference ``(a - b) / (a + b)`` of every pair of band
+    means (NDVI, NDWI, NDBI, NBR and their kin, whatever the sensor's band order); missing -> 0."""
     bm = np.asarray(stats["band_mean"], np.float32)[:, :n_bands]
     bs = np.asarray(stats["band_std"], np.float32)[:, :n_bands]
     if bm.shape[1] < n_bands:  # a scene with fewer bands than the training scenes
         pad = np.full((len(bm), n_bands - bm.shape[1]), np.nan, np.float32)
         bm, bs = np.concatenate([bm, pad], 1), np.concatenate([bs, pad], 1)
     idx = np.stack([np.asarray(stats["ndvi"], np.float32), np.asarray(stats["ndwi"], np.float32)], axis=1)
-    return np.nan_to_num(np.concatenate([bm, bs, idx], axis=1), nan=0.0)
+    i, j = np.triu_indices(n_bands, k=1)
+    a, b = bm[:, i], bm[:, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nd = np.where(np.abs(a + b) > 1e-6, (a - b) / (a + b), np.nan)
+    return np.nan_to_num(np.concatenate([bm, bs, idx, nd], axis=1), nan=0.0).astype(np.float32)
 
 
 class TileFeatures:

@@ -71,7 +71,7 @@ def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
     train_X, train_y = X[~test], ps.labels[~test]
     if Xc is not None:  # the degraded copies of the training images train too; the test images stay out
         train_X, train_y = np.concatenate([train_X, Xc[~test]]), np.concatenate([train_y, train_y])
-    head = LogisticHead(C=cfg.C).fit(train_X, train_y)
+    head = LogisticHead(C=cfg.C or 0.5).fit(train_X, train_y)
     scores = metrics.classification_metrics(ps.labels[test], head.predict(X[test]), ps.classes)
     extra = {}
     if Xc is not None:
@@ -100,7 +100,7 @@ def _calibrate(cfg: TrainHeadConfig, head, X: np.ndarray, y: np.ndarray, X_test:
         return 1.0, {"temperature": 1.0, "note": "too few rows per class to fit a temperature"}
     oof = np.zeros((len(y), int(y.max()) + 1), np.float32)
     for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(X, y):
-        oof[val_i] = LogisticHead(C=cfg.C).fit(X[fit_i], y[fit_i]).predict_proba(X[val_i])
+        oof[val_i] = LogisticHead(C=cfg.C or 0.5).fit(X[fit_i], y[fit_i]).predict_proba(X[val_i])
     t = calibration.fit_temperature(oof, y)
     p = head.predict_proba(X_test)
     before = calibration.reliability(p.max(axis=1), p.argmax(axis=1) == y_test)

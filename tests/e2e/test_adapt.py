@@ -85,3 +85,36 @@ def test_labels_from_points_and_csv_and_bad_labels(store, tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and needle in err, err
         assert not (tmp_path / "bad" / "model.json").exists()
+
+
+def test_similar_tiles(store, tmp_path, capsys):
+    """Five forest tiles (pure in landclass96) as positives: most of the 50 most similar
+    tiles are forest; the faiss IVF index finds nearly the same tiles; bad ids are named."""
+    import pyarrow.parquet as pq
+
+    from raylib import reference
+
+    t = embstore.read(store, columns=list(embstore.TILE_COLUMNS) + ["status"])
+    cw = reference.load_crosswalk(str(CROSSWALK))
+    ref = reference.raster_reference(t, str(NC / "label_landclass96.tif"), cw, purity=0.5)
+    group = dict(zip(ref.rows.tolist(), [cw.groups[g] for g in ref.group]))
+    pure = dict(zip(ref.rows.tolist(), ref.purity.tolist()))
+    ids = t["tile_id"].to_pylist()
+    ok = t["status"].to_pylist()
+    forest = [ids[r] for r in sorted(group) if group[r] == "forest" and pure[r] > 0.9 and ok[r] == "ok"][:5]
+    assert len(forest) == 5
+    hits = {}
+    for index in ("exact", "ivf"):
+        out = str(tmp_path / f"{index}.parquet")
+        assert main(["similar", "--embeddings", store, "--positives", *forest, "--k", "50", "--index", index,
+                     "--out", out]) == 0
+        r = pq.read_table(out)
+        assert r.num_rows == 50 and r["rank"].to_pylist() == list(range(1, 51)) and not set(forest) & set(r["tile_id"].to_pylist())
+        hits[index] = r["tile_id"].to_pylist()
+    pos = {tid: i for i, tid in enumerate(ids)}
+    share = np.mean([group.get(pos[tid]) == "forest" for tid in hits["exact"]])
+    assert share >= 0.6, share  # forest is 207 of the 381 assessed tiles (0.54)
+    assert len(set(hits["exact"]) & set(hits["ivf"])) >= 40
+    capsys.readouterr()
+    rc = main(["similar", "--embeddings", store, "--positives", "no-such-tile", "--out", str(tmp_path / "x.parquet")])
+    assert rc == 2 and "are not in the store" in capsys.readouterr().err
