@@ -165,7 +165,6 @@ def _assess_samples(cfg: AssessConfig):
             raise InputError(f"Reference class(es) {unknown} of the sample table {cfg.samples} are not in the "
                              f"'reference' section of {cfg.crosswalk}.",
                              "add each of them to 'reference:' with its group.")
-        dropped = 0
         groups = cw.groups
         area_by = {g: 0.0 for g in groups}
         for c, a in zip(area_classes, area_vals):
@@ -176,7 +175,7 @@ def _assess_samples(cfg: AssessConfig):
             raise InputError(f"Map class(es) {unknown} of the sample table {cfg.samples} have no area in {cfg.areas}.",
                              "give the mapped area of every class the sample uses.")
         groups = list(dict.fromkeys(area_classes + sorted(set(r) - set(area_classes))))
-        m_g, r_g, dropped = m, r, 0
+        m_g, r_g = m, r
         area_by = dict(zip(area_classes, area_vals))
     gi = {g: i for i, g in enumerate(groups)}
     counts = np.zeros((len(groups), len(groups)), np.int64)
@@ -185,8 +184,7 @@ def _assess_samples(cfg: AssessConfig):
             counts[gi[a], gi[b]] += 1
     est = accuracy.stratified_estimates(counts, [area_by.get(g, 0.0) for g in groups], groups)
     result = _summary(est, counts, groups, cfg.area_unit or "as given in the areas table")
-    result.update(mode="samples", samples=cfg.samples, areas=cfg.areas, crosswalk=cfg.crosswalk,
-                  not_assessed={reference.UNMAPPED: dropped} if dropped else {})
+    result.update(mode="samples", samples=cfg.samples, areas=cfg.areas, crosswalk=cfg.crosswalk, not_assessed={})
     return result, {}, f"Accuracy assessment of a sample ({cfg.samples})"
 
 

@@ -147,16 +147,12 @@ def train_head_on_store(cfg, argv: list[str] | None = None):
 
 
 def _temperature(cfg, X, y):
-    from sklearn.model_selection import StratifiedKFold
+    from .training import oof_temperature
 
-    folds = min(3, int(np.bincount(y).min()))
-    if folds < 2:
+    t = oof_temperature(lambda: LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding"),
+                        X, y, cfg.seed)
+    if t is None:
         return 1.0, {"temperature": 1.0, "note": "too few tiles per class to fit a temperature"}
-    oof = np.zeros((len(y), int(y.max()) + 1), np.float32)
-    for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(X, y):
-        h = LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding").fit(X[fit_i], y[fit_i])
-        oof[val_i] = h.predict_proba(X[val_i])  # every class is in every fold (stratified, folds <= smallest class)
-    t = calibration.fit_temperature(oof, y)
     return t, {"temperature": t, "fitted_on": f"out-of-fold probabilities of the {len(y)} labelled tiles"}
 
 

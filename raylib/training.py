@@ -89,19 +89,27 @@ def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
     return manifest, scores
 
 
-def _calibrate(cfg: TrainHeadConfig, head, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray):
-    """Temperature fitted on out-of-fold probabilities of the training rows (3 folds, fresh
-    heads), so the head itself trains on every training row; expected calibration error on
-    the hold-out before and after."""
+def oof_temperature(make_head, X: np.ndarray, y: np.ndarray, seed: int) -> float | None:
+    """A temperature fitted on out-of-fold probabilities of the training rows (up to 3
+    stratified folds, a fresh ``make_head()`` each), so the head itself trains on every
+    training row; None when a class has fewer than 2 rows."""
     from sklearn.model_selection import StratifiedKFold
 
     folds = min(3, int(np.bincount(y).min()))
     if folds < 2:
-        return 1.0, {"temperature": 1.0, "note": "too few rows per class to fit a temperature"}
+        return None
     oof = np.zeros((len(y), int(y.max()) + 1), np.float32)
-    for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(X, y):
-        oof[val_i] = LogisticHead(C=cfg.C or 0.5).fit(X[fit_i], y[fit_i]).predict_proba(X[val_i])
-    t = calibration.fit_temperature(oof, y)
+    for fit_i, val_i in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        oof[val_i] = make_head().fit(X[fit_i], y[fit_i]).predict_proba(X[val_i])  # every class in every fold
+    return calibration.fit_temperature(oof, y)
+
+
+def _calibrate(cfg: TrainHeadConfig, head, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray):
+    """The head's temperature (``oof_temperature``), and the hold-out's expected calibration
+    error before and after it."""
+    t = oof_temperature(lambda: LogisticHead(C=cfg.C or 0.5), X, y, cfg.seed)
+    if t is None:
+        return 1.0, {"temperature": 1.0, "note": "too few rows per class to fit a temperature"}
     p = head.predict_proba(X_test)
     before = calibration.reliability(p.max(axis=1), p.argmax(axis=1) == y_test)
     pt = calibration.apply_temperature(p, t)

@@ -85,7 +85,7 @@ def main() -> int:
         grid[got["grid_row"].to_numpy(), got["grid_col"].to_numpy()] = 0
         for c in cells:
             grid[c] = 1
-        png = reports.quicklook_png(f"similar to 5 {name} tiles (blue: the examples, red: the 50 found)", grid,
+        png = reports.quicklook_png(f"similar to 5 {name} tiles (orange: the examples, blue: the 50 found)", grid,
                                     ["found", "example"], _thumb(SCENE), (info.height, info.width), lay.tile)
         (out / f"similar-{name}.png").write_bytes(png)
         print(f"similar {name}: top score {sr['top_score']:.3f}, exact search {sr['query_seconds']} s -> {out}/similar-{name}.png")
