@@ -101,7 +101,8 @@ class SimulatedDevice:
     RATE = 0.0
     LOG = ""
 
-    def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None, batch_size=64):
+    def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None, batch_size=64,
+                 embeddings=False):
         from raylib.actors import local_folder
         from raylib.models import LandcoverModel
 
