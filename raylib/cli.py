@@ -13,12 +13,12 @@ from .errors import LandcoverError
 
 VERBS = {
     "map": (cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map."),
-    "embed": (cfglib.EmbedConfig, "Embed a labelled patch set with a backbone into a Parquet table."),
+    "embed": (cfglib.EmbedConfig, "Embed a labelled patch set into a Parquet table, or scenes tile by tile into an embedding store."),
     "tune": (cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best."),
     "evaluate": (cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report."),
     "finetune": (cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory."),
     "compare": (cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report."),
-    "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image-folder set; write a model directory."),
+    "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image folder or on labelled tiles of an embedding store."),
     "assess": (cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et al. 2014)."),
     "remap": (cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone."),
     "similar": (cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles."),

@@ -348,6 +348,8 @@ def validate(cls: type[_Config], values: dict[str, Any], source: str = "config")
                 problems.append(f"unknown field '{field}'{hint}")
             elif err["type"] == "missing":
                 problems.append(f"field '{field}' is required")
+            elif not err["loc"]:  # a rule across fields (model validator)
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
             else:
                 problems.append(f"field '{field}': {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"Invalid {source}: " + "; ".join(problems) + ".",
