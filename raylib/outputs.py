@@ -144,9 +144,9 @@ def read_part(uri: str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(path, filesystem=fs, columns=columns)
 
 
-def read_map(uri: str) -> pa.Table:
-    """Read a whole map dataset (every part) as one Arrow table."""
+def read_map(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a whole map dataset (every part; some columns) as one Arrow table."""
     import pyarrow.dataset as pads
 
     fs, path = storage.arrow_filesystem(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES).to_table()
+    return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES).to_table(columns=columns)

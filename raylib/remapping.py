@@ -127,7 +127,8 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
         raise RuntimeError(f"{len(missing)} parts were not remapped ({missing[:3]}); nothing was marked complete")
     parts.commit(cfg.out, names)
     storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
-    table = outputs.read_map(cfg.out)
+    table = outputs.read_map(cfg.out, columns=["scene", "grid_row", "grid_col", "row_off", "col_off", "width",
+                                                "height", "label", "label_index", "status", "reason"])
     st = np.asarray(table.column("status").to_pylist(), dtype=object)
     counts = {str(k): int(v) for k, v in zip(*np.unique(st.astype(str), return_counts=True))}
     rs = np.asarray(table.column("reason").to_pylist(), dtype=object)[st != "ok"]
