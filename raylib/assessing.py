@@ -114,34 +114,12 @@ def run_assess(cfg: AssessConfig, argv: list[str] | None = None) -> dict:
 # --------------------------------------------------------------------------- sample mode
 
 
-def _read_table(uri: str, what: str, columns: list[str]):
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    try:
-        fs, path = storage.arrow_filesystem(uri)
-        if uri.lower().endswith((".parquet", ".geoparquet")):
-            table = pq.read_table(path, filesystem=fs)
-        else:
-            with fs.open_input_stream(path) as f:
-                table = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in columns if c != "area"}))
-    except Exception as exc:
-        raise InputError(f"Cannot read the {what} {uri}: {exc}", "give a CSV or Parquet file.") from None
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise InputError(f"The {what} {uri} has no column(s) {missing} (it has {table.column_names}).",
-                         f"give a table with the columns {columns}.")
-    return table
-
-
 def _assess_samples(cfg: AssessConfig):
     if cfg.areas is None:
         raise ConfigError("--samples needs --areas: the mapped area of each class (CSV with columns class, area).",
                           "pass --areas <csv>.")
-    samples = _read_table(cfg.samples, "sample table", ["map", "reference"])
-    areas_t = _read_table(cfg.areas, "areas table", ["class", "area"])
+    samples = reference.read_table(cfg.samples, "sample table", ["map", "reference"])
+    areas_t = reference.read_table(cfg.areas, "areas table", ["class", "area"], text=["class"])
     m = [str(v) if v is not None else None for v in samples.column("map").to_pylist()]
     r = [str(v) if v is not None else None for v in samples.column("reference").to_pylist()]
     blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]

@@ -231,10 +231,12 @@ def stats_of(table: pa.Table, max_stats: int = 16) -> dict:
     out = {"band_mean": np.full((n, max_stats), np.nan, np.float32), "band_std": np.full((n, max_stats), np.nan, np.float32),
            "n_stats": np.zeros(n, np.int8), "ood": np.full(n, np.nan, np.float32)}
     for name in ("band_mean", "band_std"):
-        for i, v in enumerate(table.column(name).to_pylist()):
-            if v:
-                out[name][i, :len(v)] = v
-                out["n_stats"][i] = len(v)
+        col = table.column(name).combine_chunks()
+        lengths = np.asarray(col.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+        rows = np.repeat(np.arange(n), lengths)
+        pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[name][rows, pos] = np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32)
+        out["n_stats"] = lengths.astype(np.int8)
     for name in ("ndvi", "ndwi"):
         out[name] = np.asarray(table.column(name).to_numpy(zero_copy_only=False), np.float32)
     return out

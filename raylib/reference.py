@@ -96,6 +96,30 @@ def load_crosswalk(uri: str) -> Crosswalk:
     return Crosswalk(parts["map"], parts["reference"], source=uri)
 
 
+def read_table(uri: str, what: str, columns: list[str], text: list[str] | None = None):
+    """A CSV or Parquet table that must have ``columns`` (``text``, default all of them, read
+    as strings from a CSV: codes like 01 stay codes); one clear error naming it otherwise."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        fs, path = storage.arrow_filesystem(uri)
+        if uri.lower().endswith((".parquet", ".geoparquet")):
+            table = pq.read_table(path, filesystem=fs)
+        else:
+            with fs.open_input_stream(path) as f:
+                table = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in (columns if text is None else text)}))
+    except Exception as exc:
+        raise InputError(f"Cannot read the {what} {uri}: {exc}", "give a CSV or Parquet file.") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise InputError(f"The {what} {uri} has no column(s) {missing} (it has {table.column_names}).",
+                         f"give a table with the columns {columns}.")
+    return table
+
+
 # --------------------------------------------------------------------------- tile footprints
 
 

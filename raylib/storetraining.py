@@ -30,19 +30,7 @@ def tile_labels(table, cfg) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """(store rows, class index, class names, what was not used) of the labelled tiles."""
     labels = cfg.labels
     if labels.lower().endswith(".csv"):
-        import pyarrow.csv as pacsv
-        import pyarrow as pa
-
-        try:
-            fs, path = storage.arrow_filesystem(labels)
-            with fs.open_input_stream(path) as f:
-                t = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(
-                    column_types={"tile_id": pa.string(), "label": pa.string()}))
-        except Exception as exc:
-            raise InputError(f"Cannot read the labels {labels}: {exc}", "give a CSV with columns tile_id,label.") from None
-        if not {"tile_id", "label"} <= set(t.column_names):
-            raise InputError(f"The labels {labels} have no columns tile_id and label (they have {t.column_names}).",
-                             "give a CSV with columns tile_id,label.")
+        t = reference.read_table(labels, "labels", ["tile_id", "label"])
         pos = {tid: i for i, tid in enumerate(table.column("tile_id").to_pylist())}
         ids, labs = t.column("tile_id").to_pylist(), t.column("label").to_pylist()
         unknown = [x for x in ids if x not in pos]
