@@ -118,6 +118,7 @@ def valid_mask(raw: np.ndarray, inside: np.ndarray, fill_value: float | None) ->
 
 
 SPECTRAL_ROLES = ("red", "green", "nir", "swir16")
+MAX_STAT_BANDS = 16  # per-tile statistics cover a scene's first bands, up to this many
 
 
 def tile_statistics(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset: np.ndarray,

@@ -225,8 +225,10 @@ def embeddings_of(table: pa.Table) -> np.ndarray:
     return np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
 
 
-def stats_of(table: pa.Table, max_stats: int = 16) -> dict:
+def stats_of(table: pa.Table) -> dict:
     """The spectral statistics of store rows as the arrays ``outputs.build_table`` takes."""
+    from .bands import MAX_STAT_BANDS as max_stats
+
     n = table.num_rows
     out = {"band_mean": np.full((n, max_stats), np.nan, np.float32), "band_std": np.full((n, max_stats), np.nan, np.float32),
            "n_stats": np.zeros(n, np.int8), "ood": np.full(n, np.nan, np.float32)}

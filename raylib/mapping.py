@@ -47,7 +47,6 @@ MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
 EMBEDDINGS = "embeddings"  # the embedding store beside a map (landcover map --embeddings)
 # reasons that describe the data, not a failure of the run (not counted in the error share)
 NOT_FAILURES = ("all_nodata", "mostly_fill")
-MAX_STAT_BANDS = 16  # per-tile statistics cover the scene's first bands, up to this many
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 
 
@@ -135,19 +134,21 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         colorinterp, descriptions = ds.colorinterp, ds.descriptions
         plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
         sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
-        stat_bands = sorted(set(range(1, min(info.count, MAX_STAT_BANDS) + 1)) | set(plan.bands))
+        stat_bands = list(range(1, min(info.count, bandlib.MAX_STAT_BANDS) + 1))
+        tf_bands = sorted(set(stat_bands) | set(plan.bands))  # the model may read a band past the statistics'
         sensor_tf = None
         if sensor and sensor != "naip":  # one DN -> reflectance map for the model's and the statistics' bands
             try:
-                sensor_tf = radiometry.transform(sensor, uri, stat_bands, descriptions, info.count, info.dtype,
+                sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype,
                                                  tiling.centre_lonlat(info), cfg.sun_elevation)
             except ConfigError:
                 if mode == "reflectance":
                     raise
         elif mode == "reflectance":
-            sensor_tf = radiometry.transform(sensor, uri, stat_bands, descriptions, info.count, info.dtype)
+            sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype)
         roles = radiometry.spectral_roles(sensor, descriptions, info.count, colorinterp, cfg.spectral_bands)
-    model_tf = sensor_tf.select([stat_bands.index(b) for b in plan.bands]) if sensor_tf else None
+    model_tf = sensor_tf.select([tf_bands.index(b) for b in plan.bands]) if sensor_tf else None
+    stat_tf = sensor_tf.select([tf_bands.index(b) for b in stat_bands]) if sensor_tf else None
     plan.scaler = bandlib.make_scaler(mode, sample, info.dtype, fill, manifest.bands["mean"],
                                       manifest.bands["std"],
                                       cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri,
@@ -155,8 +156,8 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     physical = sensor_tf is not None and not sensor_tf.display
     plan.stats = {
         "bands": stat_bands, "roles": {r: stat_bands.index(b) for r, b in roles.items() if b in stat_bands},
-        "gain": (sensor_tf.a.tolist() if physical else [1.0 / bandlib.dtype_max(info.dtype)] * len(stat_bands)),
-        "offset": (sensor_tf.c.tolist() if physical else [0.0] * len(stat_bands)),
+        "gain": (stat_tf.a.tolist() if physical else [1.0 / bandlib.dtype_max(info.dtype)] * len(stat_bands)),
+        "offset": (stat_tf.c.tolist() if physical else [0.0] * len(stat_bands)),
         "units": "reflectance" if physical else "value / dtype maximum",
     }
     plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],

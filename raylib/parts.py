@@ -87,7 +87,9 @@ STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood")
 class Buffer:
     """Results of one chunk while its rows come back from the pipeline (in any order)."""
 
-    def __init__(self, chunk: Chunk, n_classes: int, max_stats: int = 16, embedding_dim: int | None = None):
+    def __init__(self, chunk: Chunk, n_classes: int, embedding_dim: int | None = None):
+        from .bands import MAX_STAT_BANDS as max_stats
+
         n = chunk.size
         self.embedding = np.zeros((n, embedding_dim or 0), np.float16)  # store runs only
         self.chunk = chunk

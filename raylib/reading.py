@@ -17,7 +17,6 @@ from . import bands as bandlib
 from . import resilience, storage, tiling
 
 _WATCHDOG: resilience.Watchdog | None = None
-MAX_STATS = 16  # the most bands a tile's statistics cover (the planner's MAX_STAT_BANDS)
 
 
 def _watchdog() -> resilience.Watchdog:
@@ -44,7 +43,8 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
            "error": np.full(n, "", dtype=object),
            "retries": np.zeros(n, np.int32),  # retries each tile's read needed (evidence of weathered faults)
            # per-tile spectral statistics (NaN where not computed); a scene uses the first n_stats bands
-           "band_mean": np.full((n, MAX_STATS), np.nan, np.float32), "band_std": np.full((n, MAX_STATS), np.nan, np.float32),
+           "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
     k, reader = 0, None
     try:
