@@ -20,6 +20,7 @@ VERBS = {
     "compare": (cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report."),
     "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image folder or on labelled tiles of an embedding store."),
     "assess": (cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et al. 2014)."),
+    "export-tiles": (cfglib.ExportTilesConfig, "Write labelled tiles of an embedding store as an image folder, read from the scenes as the map read them (for finetune)."),
     "remap": (cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone."),
     "similar": (cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles."),
     "sample": (cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess --samples."),
@@ -125,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             from .tuning import run_tune
 
             summary = run_tune(cfg, ["landcover", *argv])
+            score = "cross-validated" if cfg.labels else "validation"
+            test = f", test {summary['test']['balanced_accuracy']:.4f}" if summary["test"] else ""
             print(f"{summary['trials']} trials ({', '.join(summary['families'])}) in {summary['seconds']} s; "
-                  f"best {summary['best_config']['family']}: validation balanced accuracy "
-                  f"{summary['best_trial_score']:.4f}, test {summary['test']['balanced_accuracy']:.4f}")
+                  f"best {summary['best_config']['family']}: {score} balanced accuracy "
+                  f"{summary['best_trial_score']:.4f}{test}")
             print(f"model: {summary['model']}  (landcover map --model {summary['model']} ...)")
         elif args.verb == "evaluate":
             from .evaluation import run_evaluate
@@ -176,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{what}: overall accuracy {r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}, "
                   f"balanced accuracy {r['balanced_accuracy']:.4f}, kappa {r['kappa']:.4f}")
             print(f"report: {r['files']['report.md']}")
+        elif args.verb == "export-tiles":
+            from .tilewindows import export_tiles
+
+            s = export_tiles(cfg, ["landcover", *argv])
+            print(f"exported {s['tiles']} labelled tiles ({json.dumps(s['labelled_tiles'])}) in {s['seconds']} s -> {s['out']}")
+            print(f"fine-tune on them: landcover finetune --data {s['out']} --test-fraction 0 --out <model dir>; map with "
+                  f"the store's settings: {json.dumps({k: v for k, v in s['map_settings'].items() if v is not None})}")
         elif args.verb == "remap":
             from .remapping import run_remap
 

@@ -170,7 +170,17 @@ class EmbedConfig(_Config):
 class TuneConfig(_Config):
     """``landcover tune``: Ray Tune sweep of heads on an embeddings table."""
 
-    embeddings: str = Field(description="embeddings folder written by landcover embed")
+    embeddings: str = Field(description="embeddings folder written by landcover embed, or an embedding store (with --labels)")
+    labels: str | None = Field(
+        None, description="with a store: a class raster, points/polygons, or a CSV tile_id,label (as train-head); "
+                          "trials are scored by stratified cross-validation on the drawn tiles, the other labelled tiles are the test")
+    crosswalk: str | None = Field(None, description="with --labels: as train-head")
+    class_column: str = Field("class", min_length=1, description="with --labels: class column of points/polygons")
+    purity: float = Field(0.5, gt=0, le=1, description="with --labels: as train-head")
+    per_class: int | None = Field(None, gt=0, description="with --labels: labelled tiles per class to train on, drawn with --seed (default: all)")
+    features: Literal["embedding", "spectral", "embedding+spectral"] = Field(
+        "embedding+spectral", description="with --labels: what the heads see (as train-head)")
+    folds: int = Field(5, ge=2, le=20, description="with --labels: cross-validation folds at most (fewer when a class has fewer tiles)")
     out: str = Field(description="output folder: trials.parquet, metrics.json, model/")
     trials: int = Field(20, gt=0, description="number of trials")
     families: list[str] | None = Field(None, description="head families (default: all)")
@@ -186,6 +196,12 @@ class TuneConfig(_Config):
     tile_size: int = Field(64, gt=0, description="tile size the exported model maps with")
     gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the exported model maps at")
     ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _labels_fields(self):
+        if self.labels is None and (self.crosswalk is not None or self.per_class is not None):
+            raise ValueError("--crosswalk and --per-class go with --labels (an embedding store's labelled tiles)")
+        return self
 
 
 class EvaluateConfig(_Config):
@@ -210,7 +226,8 @@ class FinetuneConfig(_Config):
     rgb_bands: Union[list[int], str, None] = Field(
         None, description="1-based file bands holding R,G,B (keep their pretrained kernels; default: from bands)")
     scale: float | None = Field(None, gt=0, description="divisor to [0,1] for non-uint8 data (default 10000)")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="stratified test share for an image folder")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="stratified test share for an image folder (0: none, "
+                                                             "e.g. tiles from export-tiles, assessed on the map instead)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="validation share carved from the train split")
     seed: int = Field(0, description="random seed (split, initialisation, shuffling)")
     epochs: int = Field(15, gt=0, description="epochs at most (frozen + unfrozen)")
@@ -283,6 +300,20 @@ class AssessConfig(_Config):
         if v is not None and (info.data.get("map") or info.data.get("reference")):
             raise ValueError("give --samples (with --areas) or --map with --reference, not both")
         return v
+
+
+class ExportTilesConfig(_Config):
+    """``landcover export-tiles``: labelled tiles of an embedding store -> an image folder for finetune."""
+
+    embeddings: str = Field(description="embedding store whose tiles to export (its scenes must be at hand)")
+    labels: str = Field(description="a class raster, points/polygons, or a CSV tile_id,label (as train-head)")
+    crosswalk: str | None = Field(None, description="as train-head")
+    class_column: str = Field("class", min_length=1, description="class column of points/polygons labels")
+    purity: float = Field(0.5, gt=0, le=1, description="raster labels: a tile's majority class must cover this share")
+    per_class: int | None = Field(None, gt=0, description="labelled tiles per class, drawn with --seed as train-head draws them (default: all)")
+    seed: int = Field(0, description="random seed of the draw")
+    out: str = Field(description="image folder to write: <class>/<tile_id>.tif and training_tiles.parquet")
+    overwrite: bool = Field(False, description="replace an earlier export at out")
 
 
 class RemapConfig(_Config):

@@ -12,6 +12,7 @@ from . import storage
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+TRAINING_TILES = "training_tiles.parquet"  # beside the class folders of landcover export-tiles
 
 
 @dataclass
@@ -32,6 +33,8 @@ def list_image_folder(uri: str) -> PatchSet:
         rel = storage.parse(f).key[len(root):].lstrip("/").split("/")
         if rel[-1].startswith("."):
             continue
+        if len(rel) == 1 and (rel[0].startswith("_") or rel[0] == TRAINING_TILES):
+            continue  # an exported folder's own files (landcover export-tiles)
         if len(rel) != 2:
             raise InputError(f"{f} is not at <Class>/<file> depth in {uri}.", "lay the set out as <Class>/<image>.")
         if not rel[-1].lower().endswith(IMAGE_SUFFIXES):
@@ -42,6 +45,12 @@ def list_image_folder(uri: str) -> PatchSet:
     classes = sorted({c for _, c in pairs})
     index = {c: i for i, c in enumerate(classes)}
     return PatchSet([f for f, _ in pairs], np.array([index[c] for _, c in pairs]), classes)
+
+
+def training_tiles_of_folder(uri: str) -> bytes | None:
+    """``training_tiles.parquet`` of a folder written by ``landcover export-tiles``, when it is one."""
+    path = storage.join(uri, TRAINING_TILES)
+    return storage.read_bytes(path) if not uri.endswith(".parquet") and storage.exists(path) else None
 
 
 def subsample(ps: PatchSet, per_class: int | None, seed: int) -> PatchSet:

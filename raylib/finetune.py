@@ -463,11 +463,14 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
         "run": storage.join(storage_path, name), "rows": {"train": len(fit_rows), "val": len(val_rows),
                                                            "test": len(test_rows)},
     }
+    tiles = datasets.training_tiles_of_folder(cfg.data)  # tiles exported from a store: assess --exclude-training
+    if tiles is not None:
+        training["training_tiles"] = datasets.TRAINING_TILES
     manifest = write_finetuned_dir(
         cfg.out, model, name=f"{cfg.name}-{os.path.basename(backbone_dir.rstrip('/')) or 'backbone'}",
         classes=ls.classes, bands=bands, input_size=cfg.input_size, backbone_ref=cfg.backbone,
         tile_size=cfg.tile_size, gsd=cfg.gsd, tta=cfg.tta, metrics={"data": cfg.data}, training=training,
-        created_by=created_by(argv))
+        created_by=created_by(argv), extra_files={datasets.TRAINING_TILES: tiles} if tiles is not None else None)
     test = {}
     if len(test_rows):
         from .evaluation import score_labelled

@@ -156,7 +156,8 @@ class MLPHead(_Standardised):
     def fit(self, X, y):
         Xs = self._fit_scaler(X)
         y = np.asarray(y)
-        clf = self._estimator().fit(Xs, y, sample_weight=_balanced_weights(y, self.class_weight))
+        clf = self._estimator(batch_size=min(self.batch_size, len(Xs))).fit(
+            Xs, y, sample_weight=_balanced_weights(y, self.class_weight))
         return self._take(clf)
 
     def fit_epochs(self, X, y, classes=None):
@@ -165,7 +166,7 @@ class MLPHead(_Standardised):
         y = np.asarray(y)
         classes = np.unique(y) if classes is None else classes
         w = _balanced_weights(y, self.class_weight)
-        clf = self._estimator(early_stopping=False)
+        clf = self._estimator(early_stopping=False, batch_size=min(self.batch_size, len(Xs)))  # a few labelled tiles: one batch
         for epoch in range(self.max_iter):
             clf.partial_fit(Xs, y, classes=classes, sample_weight=w)
             self._take(clf)

@@ -368,7 +368,7 @@ def _prepare_model_dir(out_uri: str) -> None:
 
 def write_finetuned_dir(out_uri: str, model, *, name: str, classes: list[str], bands: dict, input_size: int,
                         backbone_ref: str, tile_size: int, gsd: float | None, tta: bool, metrics: dict,
-                        training: dict, created_by: str) -> ModelManifest:
+                        training: dict, created_by: str, extra_files: dict[str, bytes] | None = None) -> ModelManifest:
     """Write a fine-tuned model directory: ``model/`` (save_pretrained, safetensors) + model.json last."""
     import tempfile
 
@@ -378,6 +378,8 @@ def write_finetuned_dir(out_uri: str, model, *, name: str, classes: list[str], b
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         model.save_pretrained(tmp / "model", safe_serialization=True)
+        for fname, data in (extra_files or {}).items():
+            (tmp / fname).write_bytes(data)
         digest = hashlib.sha256((tmp / "model" / "model.safetensors").read_bytes()).hexdigest()
         manifest = ModelManifest(
             id=f"{name}@{digest[:10]}", kind="finetuned",

@@ -23,6 +23,7 @@ import numpy as np
 from . import embstore, outputs, parts, reports, storage
 from .config import RemapConfig
 from .errors import ConfigError, InputError
+from .failpoints import failpoint
 from .models import MANIFEST, LandcoverModel
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             for name, c in zip(batch["part"], batch["counts"]):
                 written[str(name)] = json.loads(str(c))
+                failpoint("remap_part_done")
     missing = [storage.basename(f) for f in pending if storage.basename(f) not in written]
     if missing:
         raise RuntimeError(f"{len(missing)} parts were not remapped ({missing[:3]}); nothing was marked complete")

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import calibration, embstore, reference, storage
+from .datasets import TRAINING_TILES
 from .errors import InputError
 from .heads import LogisticHead
 from .tilefeatures import TileFeatures
 
-TRAINING_TILES = "training_tiles.parquet"
 STORE_C = 0.1  # few labelled tiles: a stronger regularisation mapped better (NC Wake, 20 per class: 0.79 vs 0.78 at 0.5)
 STORE_COLUMNS = list(embstore.TILE_COLUMNS) + ["embedding", "band_mean", "band_std", "ndvi", "ndwi", "status"]
 
@@ -61,15 +62,49 @@ def tile_labels(table, cfg) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     return ref.rows, ref.group, list(cw.groups), dict(ref.not_assessed)
 
 
-def train_head_on_store(cfg, argv: list[str] | None = None):
-    """Fit a head on labelled tiles of an embedding store; write a model directory."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+@dataclass
+class LabelledTiles:
+    """The labelled tiles of a store and the labelling budget drawn from them.
 
-    from .models import created_by, write_model_dir
+    ``rows``/``y``: every labelled, mapped tile (store row, class index into ``classes``),
+    one label per tile; ``train``: positions in ``rows`` of the K-per-class draw; the other
+    labelled tiles are held out (``held_out``)."""
 
+    table: object
+    meta: dict
+    ok: np.ndarray
+    rows: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    train: np.ndarray
+    counts: dict
+    unused: dict
+
+    @property
+    def held_out(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(len(self.rows)), self.train)
+
+    def tile_ids(self, positions: np.ndarray) -> list[str]:
+        col = self.table.column("tile_id")
+        return [col[int(r)].as_py() for r in self.rows[positions]]
+
+    def training_tiles_parquet(self) -> bytes:
+        """``training_tiles.parquet`` (tile_id, label) of the drawn tiles."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"tile_id": pa.array(self.tile_ids(self.train)),
+                                 "label": pa.array([self.classes[v] for v in self.y[self.train]])}), buf)
+        return buf.getvalue()
+
+
+def labelled_tiles(cfg, columns: list[str] | None = None) -> LabelledTiles:
+    """Read the store, label its tiles from ``cfg.labels`` (+ crosswalk) and draw
+    ``cfg.per_class`` of each class with ``cfg.seed``; clear errors for labels that hit no
+    tile, fewer than two classes, an empty store."""
     meta = embstore.read_meta(cfg.embeddings)
-    table = embstore.read(cfg.embeddings, columns=STORE_COLUMNS)
+    table = embstore.read(cfg.embeddings, columns=columns or STORE_COLUMNS)
     if table.num_rows == 0:
         raise InputError(f"The embedding store {cfg.embeddings} is empty.", "build it with landcover map --embeddings.")
     ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
@@ -87,51 +122,76 @@ def train_head_on_store(cfg, argv: list[str] | None = None):
         raise InputError(f"The labels give tiles of {len(present)} class(es) ({[classes[i] for i in present]}); "
                          "a head needs at least 2.", "label tiles of at least two classes.")
     rng = np.random.default_rng(cfg.seed)
-    chosen = []
-    counts = {}
+    chosen, counts = [], {}
     for c in present:
         idx = np.flatnonzero(y == c)
         k = len(idx) if cfg.per_class is None else min(cfg.per_class, len(idx))
-        pick = np.sort(rng.choice(idx, size=k, replace=False))
-        chosen.append(pick)
+        chosen.append(np.sort(rng.choice(idx, size=k, replace=False)))
         counts[classes[c]] = int(k)
-    sel = np.concatenate(chosen)
-    tr_rows, tr_y = rows[sel], y[sel]
-    emb_all = embstore.embeddings_of(table.filter(ok))
-    stats_all = embstore.stats_of(table)
+    return LabelledTiles(table, meta, ok, rows, y, classes, np.concatenate(chosen), counts, unused)
+
+
+def store_features(lt: LabelledTiles, mode: str) -> tuple[TileFeatures, np.ndarray, np.ndarray]:
+    """(features fitted on every embedding of the store, feature rows of the labelled tiles
+    (aligned with ``lt.rows``), their embeddings)."""
+    ok = lt.ok
+    emb_all = embstore.embeddings_of(lt.table.filter(ok))
+    stats_all = embstore.stats_of(lt.table)
     n_bands = int(stats_all["n_stats"][ok].max()) if ok.any() else 0
-    feats = TileFeatures.fit(cfg.features, emb_all, n_bands)
+    feats = TileFeatures.fit(mode, emb_all, n_bands)
     ok_pos = np.cumsum(ok) - 1  # store row -> position among the ok rows
-    emb_tr = emb_all[ok_pos[tr_rows]]
-    st_tr = {k: stats_all[k][tr_rows] for k in ("band_mean", "band_std", "ndvi", "ndwi")}
-    X = feats.transform(emb_tr, st_tr)
-    used = sorted(set(tr_y.tolist()))
-    names = [classes[i] for i in used]  # the head's classes: those with training tiles, in group order
-    yk = np.searchsorted(used, tr_y)
-    head = LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding").fit(X, yk)
-    temperature, cal = _temperature(cfg, X, yk)
-    ood = calibration.OODScorer.fit(emb_tr, tr_y, n_components=max(2, min(16, len(tr_y) // 4)))
-    buf = io.BytesIO()
-    pq.write_table(pa.table({"tile_id": pa.array([table.column("tile_id")[int(r)].as_py() for r in tr_rows]),
-                             "label": pa.array([classes[v] for v in tr_y])}), buf)
+    emb = emb_all[ok_pos[lt.rows]]
+    st = {k: stats_all[k][lt.rows] for k in ("band_mean", "band_std", "ndvi", "ndwi")}
+    return feats, feats.transform(emb, st), emb
+
+
+def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray, feats: TileFeatures, emb_tr,
+                     *, name: str, metrics: dict, temperature: float, argv: list[str] | None):
+    """A model directory for a head trained on tiles of the store: the store's backbone and
+    preprocessing (so remap and map accept it), its features, ``training_tiles.parquet``."""
+    from .models import created_by, write_model_dir
+
+    meta = lt.meta
+    names = [lt.classes[i] for i in class_index]
+    ood = calibration.OODScorer.fit(emb_tr, lt.y[lt.train], n_components=max(2, min(16, len(lt.train) // 4)))
     pre = meta["preprocessing"]
     src_folder = _source_backbone(meta)
-    manifest = write_model_dir(
-        cfg.out, name=cfg.name, backbone_ref=src_folder or meta["backbone"], input_size=meta.get("input_size"),
+    return write_model_dir(
+        out, name=name, backbone_ref=src_folder or meta["backbone"], input_size=meta.get("input_size"),
         head=head, classes=names, band_mean=None, band_std=None, bands=pre["model_bands"],
-        tile_size=pre["grid"]["tile_size"], gsd=pre["grid"]["gsd"],
-        metrics={"labelled_tiles": counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": unused,
-                 "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "calibration": cal},
+        tile_size=pre["grid"]["tile_size"], gsd=pre["grid"]["gsd"], metrics=metrics,
         created_by=created_by(argv), temperature=temperature, ood=ood, features=feats,
         backbone_extra={"source": meta["backbone"], "weights_hash": meta["weights_hash"],
                         "preprocessing_hash": meta["preprocessing_hash"]},
-        training={"embeddings": cfg.embeddings, "training_tiles": TRAINING_TILES, "store": {
+        training={"embeddings": metrics.get("embeddings"), "training_tiles": TRAINING_TILES, "store": {
             k: meta[k] for k in ("backbone", "weights_hash", "preprocessing_hash", "model_id")},
-            "map_settings": {k: pre.get(k) for k in ("bands", "scaling", "sensor", "fill_value", "scale",
-                                                      "sun_elevation", "spectral_bands")}},
-        extra_files={TRAINING_TILES: buf.getvalue()},
+            "map_settings": map_settings(meta)},
+        extra_files={TRAINING_TILES: lt.training_tiles_parquet()},
     )
-    return manifest, {"labelled_tiles": counts, "classes": names, "not_used": unused}
+
+
+def map_settings(meta: dict) -> dict:
+    """The map flags the store was made with (a map with a head of it should use them)."""
+    pre = meta["preprocessing"]
+    return {k: pre.get(k) for k in ("bands", "scaling", "sensor", "fill_value", "scale", "sun_elevation",
+                                    "spectral_bands")}
+
+
+def train_head_on_store(cfg, argv: list[str] | None = None):
+    """Fit a head on labelled tiles of an embedding store; write a model directory."""
+    lt = labelled_tiles(cfg)
+    feats, X_all, emb = store_features(lt, cfg.features)
+    X, tr_y = X_all[lt.train], lt.y[lt.train]
+    used = np.array(sorted(set(tr_y.tolist())))
+    yk = np.searchsorted(used, tr_y)  # the head's classes: those with training tiles, in group order
+    head = LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding").fit(X, yk)
+    temperature, cal = _temperature(cfg, X, yk)
+    metrics = {"labelled_tiles": lt.counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": lt.unused,
+               "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "calibration": cal,
+               "embeddings": cfg.embeddings}
+    manifest = write_store_head(cfg.out, lt, head, used, feats, emb[lt.train], name=cfg.name, metrics=metrics,
+                                temperature=temperature, argv=argv)
+    return manifest, {"labelled_tiles": lt.counts, "classes": [lt.classes[i] for i in used], "not_used": lt.unused}
 
 
 def _temperature(cfg, X, y):

@@ -10,6 +10,12 @@ Scores are balanced accuracy on a validation split carved (stratified, seeded) f
 stored train split; the stored test split is only touched by the final report. The best
 configuration is refit on the same rows with the same seed, so its validation score equals
 the best trial's, and exported as a model directory with the embeddings' backbone.
+
+On an embedding store with ``--labels`` (a few labelled tiles of an area), a validation
+split would be a handful of tiles: trials are scored by stratified k-fold cross-validation
+over the tiles drawn for training (``--per-class``), the best configuration is refit on all
+of them, the labelled tiles not drawn are the test, and the model is a head of the store
+(its features and training tiles), as ``train-head --embeddings`` writes.
 """
 
 from __future__ import annotations
@@ -52,14 +58,16 @@ def default_points(families: list[str]) -> list[dict]:
     return [{"family": f, **base} for f in families]
 
 
-def make_head(config: dict, max_epochs: int, max_rounds: int, threads: int = 1):
-    """The head a trial's flat configuration describes."""
+def make_head(config: dict, max_epochs: int, max_rounds: int, threads: int = 1, l2_normalize: bool = True):
+    """The head a trial's flat configuration describes (``l2_normalize``: embeddings alone
+    are L2-normalised; spectral statistics beside them are not)."""
     f = config["family"]
     if f == "logistic_regression":
-        return HEADS[f](C=float(config["lr_C"]))
+        return HEADS[f](C=float(config["lr_C"]), l2_normalize=l2_normalize)
     if f == "mlp":
         return HEADS[f](hidden=int(config["mlp_hidden"]), alpha=float(config["mlp_alpha"]),
-                        learning_rate=float(config["mlp_learning_rate"]), max_iter=max_epochs)
+                        learning_rate=float(config["mlp_learning_rate"]), max_iter=max_epochs,
+                        l2_normalize=l2_normalize)
     if f == "knn":
         return HEADS[f](n_neighbors=int(config["knn_k"]), weights=config["knn_weights"])
     if f == "xgboost":
@@ -79,7 +87,7 @@ def fit_head(config: dict, data: dict, max_epochs: int, max_rounds: int, report=
     Used by the trials and by the final refit: same code, same seed, same score.
     """
     Xtr, ytr, Xva, yva, classes = data["Xtr"], data["ytr"], data["Xva"], data["yva"], data["classes"]
-    head = make_head(config, max_epochs, max_rounds, threads)
+    head = make_head(config, max_epochs, max_rounds, threads, data.get("l2_normalize", True))
     fam = config["family"]
     score = None
     if fam == "mlp":
@@ -129,7 +137,38 @@ def _trainable(config, data=None, max_epochs=50, max_rounds=200, threads=1):
     def report(score, step):
         tune.report({"balanced_accuracy": float(score), "step": int(step)})
 
+    if "folds" in data:  # few labelled tiles: the mean over cross-validation folds, reported once
+        scores = [fit_head(config, {**data, **fold}, max_epochs, max_rounds, threads=threads)[1]
+                  for fold in data["folds"]]
+        report(float(np.mean(scores)), max_epochs)
+        return
     fit_head(config, data, max_epochs, max_rounds, report, threads)
+
+
+def store_data(cfg: TuneConfig):
+    """Trials' data from labelled tiles of an embedding store: stratified folds over the
+    drawn tiles; the other labelled tiles are the test."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from .storetraining import labelled_tiles, store_features
+
+    lt = labelled_tiles(cfg)
+    feats, X, emb = store_features(lt, cfg.features)
+    used = np.array(sorted(set(lt.y[lt.train].tolist())))
+    yk = np.searchsorted(used, lt.y[lt.train])
+    n_folds = min(cfg.folds, int(np.bincount(yk).min()))
+    if n_folds < 2:
+        raise ConfigError(f"A class has {int(np.bincount(yk).min())} labelled tile(s); cross-validation needs at least 2 "
+                          "per class.", "label more tiles of that class, or raise --per-class.")
+    Xtr = X[lt.train]
+    folds = [{"Xtr": Xtr[a], "ytr": yk[a], "Xva": Xtr[b], "yva": yk[b]}
+             for a, b in StratifiedKFold(n_folds, shuffle=True, random_state=cfg.seed).split(Xtr, yk)]
+    held = lt.held_out
+    held = held[np.isin(lt.y[held], used)]  # a class the heads never saw cannot be scored
+    data = {"Xtr": Xtr, "ytr": yk, "Xva": Xtr, "yva": yk, "folds": folds,
+            "Xte": X[held], "yte": np.searchsorted(used, lt.y[held]), "classes": [lt.classes[i] for i in used],
+            "l2_normalize": cfg.features == "embedding"}
+    return data, {"lt": lt, "feats": feats, "emb": emb, "used": used, "folds": n_folds}
 
 
 def prepare_data(X, y, split, classes, val_fraction: float, seed: int) -> dict:
@@ -141,7 +180,6 @@ def prepare_data(X, y, split, classes, val_fraction: float, seed: int) -> dict:
 
 
 def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
-    import pyarrow as pa
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -155,8 +193,11 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     bad = [f for f in families if f not in FAMILIES]
     if bad:
         raise ConfigError(f"Unknown head families {bad}.", f"use some of {list(FAMILIES)}.")
-    X, y, split, classes, meta, _ = read_embeddings(cfg.embeddings)
-    data = prepare_data(X, y, split, classes, cfg.val_fraction, cfg.seed)
+    if cfg.labels:
+        data, store = store_data(cfg)
+    else:
+        X, y, split, classes, meta, _ = read_embeddings(cfg.embeddings)
+        data, store = prepare_data(X, y, split, classes, cfg.val_fraction, cfg.seed), None
     storage.check_bucket(cfg.out)
     ensure_ray(cfg.ray_address)
     max_t = cfg.max_epochs  # XGBoost rounds are reported in the same units (see fit_head)
@@ -188,6 +229,10 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
         raise RuntimeError("every trial failed: " + "; ".join(errors[:3]))
     best = results.get_best_result(metric="balanced_accuracy", mode="max", scope="last")
     best_config = {k: best.config[k] for k in space}
+    _write_trials(cfg, df)
+    if store is not None:
+        return _export_store_head(cfg, data, store, best_config, float(best.metrics["balanced_accuracy"]), len(df),
+                                  sorted(df["config/family"].unique().tolist()), argv, t0)
     head, val_score = fit_head(best_config, data, cfg.max_epochs, cfg.max_rounds,
                                threads=max(1, int(cfg.cpus_per_trial)))
     test_metrics = metrics.classification_metrics(data["yte"], head.predict(data["Xte"]), classes)
@@ -199,16 +244,6 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     temperature = calibration.fit_temperature(head.predict_proba(data["Xva"]), data["yva"])
     ood = calibration.OODScorer.fit(data["Xtr"], data["ytr"])
     test_probs = calibration.apply_temperature(head.predict_proba(data["Xte"]).astype(np.float32), temperature)
-    keep = [c for c in df.columns if c.startswith("config/") or c in (
-        "trial_id", "balanced_accuracy", "step", "training_iteration", "time_total_s")]
-    table = pa.Table.from_pandas(df[keep].rename(columns=lambda c: c.replace("config/", "")), preserve_index=False)
-    import io
-
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    storage.write_bytes(storage.join(cfg.out, "trials.parquet"), buf.getvalue())
     model_uri = storage.join(cfg.out, "model")
     manifest = write_model_dir(
         model_uri, name=f"{cfg.name}-{best_config['family']}", backbone_ref=meta["backbone"],
@@ -234,5 +269,51 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
                                          "refit_validation_score": summary["refit_validation_score"],
                                          "model": model_uri, "embeddings": cfg.embeddings, "temperature": temperature},
                  probs=test_probs)
+    storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def _write_trials(cfg: TuneConfig, df) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keep = [c for c in df.columns if c.startswith("config/") or c in (
+        "trial_id", "balanced_accuracy", "step", "training_iteration", "time_total_s")]
+    table = pa.Table.from_pandas(df[keep].rename(columns=lambda c: c.replace("config/", "")), preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes(storage.join(cfg.out, "trials.parquet"), buf.getvalue())
+
+
+def _export_store_head(cfg: TuneConfig, data: dict, store: dict, best_config: dict, best_score: float, trials: int,
+                       families: list[str], argv, t0: float) -> dict:
+    """Refit the best configuration on every drawn tile; export it as a head of the store
+    (its features, training tiles and preprocessing, like train-head --embeddings)."""
+    from .storetraining import write_store_head
+    from .training import oof_temperature
+
+    threads = max(1, int(cfg.cpus_per_trial))
+    head, _ = fit_head(best_config, data, cfg.max_epochs, cfg.max_rounds, threads=threads)
+    classes = data["classes"]
+    test_metrics = (metrics.classification_metrics(data["yte"], head.predict(data["Xte"]), classes)
+                    if len(data["yte"]) else None)
+    temperature = oof_temperature(
+        lambda: make_head(best_config, cfg.max_epochs, cfg.max_rounds, threads, data["l2_normalize"]),
+        data["Xtr"], data["ytr"], cfg.seed) or 1.0
+    lt = store["lt"]
+    model_uri = storage.join(cfg.out, "model")
+    scores = {"labelled_tiles": lt.counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": lt.unused,
+              "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "embeddings": cfg.embeddings,
+              "best_config": best_config, "cv_folds": store["folds"], "best_trial_score": best_score,
+              "test": test_metrics, "test_rows": "labelled tiles of the store not drawn for training"}
+    manifest = write_store_head(model_uri, lt, head, store["used"], store["feats"], store["emb"][lt.train],
+                                name=f"{cfg.name}-{best_config['family']}", metrics=scores,
+                                temperature=temperature, argv=argv)
+    summary = {"out": cfg.out, "model": model_uri, "model_id": manifest.id, "trials": trials, "families": families,
+               "best_config": best_config, "best_trial_score": best_score, "cv_folds": store["folds"],
+               "labelled_tiles": lt.counts, "test": test_metrics, "test_tiles": int(len(data["yte"])),
+               "seconds": round(time.time() - t0, 1)}
     storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
     return summary

@@ -118,3 +118,64 @@ def test_similar_tiles(store, tmp_path, capsys):
     capsys.readouterr()
     rc = main(["similar", "--embeddings", store, "--positives", "no-such-tile", "--out", str(tmp_path / "x.parquet")])
     assert rc == 2 and "are not in the store" in capsys.readouterr().err
+
+
+def test_tune_on_labelled_tiles_of_the_store(store, tmp_path, capsys):
+    """tune --labels: trials scored by cross-validation on the drawn tiles, the rest of the
+    labelled tiles as the test; the best head is a head of the store that remap accepts."""
+    out = tmp_path / "tune"
+    assert main(["tune", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+                 "--crosswalk", str(CROSSWALK), "--per-class", "10", "--seed", "1", "--trials", "3",
+                 "--families", "logistic_regression,knn", "--max-concurrent-trials", "1", "--out", str(out)]) == 0
+    assert "cross-validated balanced accuracy" in capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    assert s["labelled_tiles"] == {"herbaceous_shrub": 10, "forest": 10, "developed": 10, "water": 3}
+    assert s["cv_folds"] == 3  # water has 3 labelled tiles
+    assert s["test_tiles"] == 381 - 33 and s["test"]["balanced_accuracy"] > 0.5, s["test"]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "model" / "training_tiles.parquet").num_rows == 33
+    man = json.loads((out / "model" / "model.json").read_text())
+    assert man["head"]["features"]["mode"] == "embedding+spectral" and man["metrics"]["best_config"]["family"] in (
+        "logistic_regression", "knn")
+    assert main(["remap", "--embeddings", store, "--model", str(out / "model"), "--out", str(tmp_path / "map"),
+                 "--no-quicklook"]) == 0
+    capsys.readouterr()
+    rc = main(["tune", "--embeddings", store, "--per-class", "5", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "--crosswalk and --per-class go with --labels" in capsys.readouterr().err
+
+
+def test_export_tiles_reads_the_windows_the_map_read(store, test_model, tmp_path, capsys):
+    """export-tiles: the drawn tiles as <class>/<tile_id>.tif; embedded again, each gives the
+    embedding the store holds for it (the map's own reading, scaling and resampling)."""
+    import rasterio
+
+    from raylib import datasets
+    from raylib.models import LandcoverModel
+
+    out = tmp_path / "tiles"
+    args = ["export-tiles", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+            "--crosswalk", str(CROSSWALK), "--per-class", "3", "--seed", "2", "--out", str(out)]
+    assert main(args) == 0
+    files = sorted(out.glob("*/*.tif"))
+    assert len(files) == 12 and {f.parent.name for f in files} == {"forest", "developed", "herbaceous_shrub", "water"}
+    ls = datasets.labelled_set(str(out), test_fraction=0)
+    assert len(ls.sources) == 12 and set(ls.split) == {"train"}
+    import pyarrow.parquet as pq
+
+    tiles = pq.read_table(out / "training_tiles.parquet")
+    assert sorted(tiles["tile_id"].to_pylist()) == sorted(f.stem for f in files)
+    pix = []
+    for f in files:
+        with rasterio.open(f) as ds:
+            assert ds.count == 3 and ds.descriptions == ("red", "green", "blue") and ds.crs.to_epsg() == 32119
+            pix.append(ds.read().astype(np.float32) / 10000.0)
+    model = LandcoverModel.load(test_model["uri"])
+    mine = model.embed(np.stack(pix))
+    t = embstore.read(store, columns=["tile_id", "embedding", "status"])
+    pos = {tid: i for i, tid in enumerate(t["tile_id"].to_pylist())}
+    there = embstore.embeddings_of(t.take([pos[f.stem] for f in files]))
+    cos = (mine * there).sum(1) / np.linalg.norm(mine, axis=1) / np.linalg.norm(there, axis=1)
+    assert cos.min() > 0.999, cos
+    capsys.readouterr()
+    assert main(args) == 2 and "already holds exported tiles" in capsys.readouterr().err

@@ -121,3 +121,21 @@ def test_remap_refuses_a_head_of_another_backbone_and_an_empty_store(mapped, tes
     err = capsys.readouterr().err
     assert rc == 2 and "There is no embedding store at" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_killed_remap_resumes_with_the_parts_it_wrote(ray_session, mapped, test_model, tmp_path):
+    """SIGKILL the remap driver after its first part; the re-run keeps that part, writes the
+    others, and the map equals the map job's."""
+    from .test_reliability import driver
+
+    store, out = storage.join(mapped["out"], "embeddings"), str(tmp_path / "remap")
+    n_parts = len(embstore.part_files(store))
+    assert n_parts >= 3
+    args = ["remap", "--embeddings", store, "--model", test_model["uri"], "--out", out, "--no-quicklook"]
+    r = driver(ray_session, args, failpoint="remap_part_done:1")
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not storage.exists(out + "/_SUCCESS")
+    s = run_remap(RemapConfig(embeddings=store, model=test_model["uri"], out=out, quicklook=False))
+    assert s["parts_resumed"] >= 1 and s["parts_resumed"] + s["parts_written"] == s["parts"] == n_parts
+    a, b = read_map(mapped["out"]).sort_by("tile_id"), read_map(out).sort_by("tile_id")
+    assert a["tile_id"].equals(b["tile_id"]) and a["label"].equals(b["label"]) and a["status"].equals(b["status"])
