@@ -1,11 +1,4 @@
-"""Ray job entry point: ``ray job submit --working-dir . -- python jobs/assess.py --config configs/assess.yaml``."""
+"""Ray job entry point: ray job submit --working-dir . -- python jobs/assess.py --config <yaml> (raylib installed on the cluster)."""
+from raylib.cli import entry
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from raylib.cli import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main(["assess", *sys.argv[1:]]))
+entry("assess")

@@ -1,31 +1,25 @@
-"""``landcover <verb>``: parse flags/YAML into the job's typed config and call one function."""
+"""``landcover <verb>``: parse flags/YAML into the job's typed config, call the verb's one
+function, print its summary.
+
+Each verb is one ``Verb`` in ``VERBS``: its config class, its help, the function that runs
+it (``module:function``, imported only when the verb runs, so ``landcover --help`` stays
+fast) and the few lines that report what it did. ``jobs/<verb>.py`` call ``entry(verb)``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 import typing
+from dataclasses import dataclass
+from typing import Callable
 
-from . import config as cfglib
-from .errors import LandcoverError
-
-VERBS = {
-    "map": (cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map."),
-    "embed": (cfglib.EmbedConfig, "Embed a labelled patch set into a Parquet table, or scenes tile by tile into an embedding store."),
-    "tune": (cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best."),
-    "evaluate": (cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report."),
-    "finetune": (cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory."),
-    "compare": (cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report."),
-    "train-head": (cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image folder or on labelled tiles of an embedding store."),
-    "assess": (cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et al. 2014)."),
-    "export-tiles": (cfglib.ExportTilesConfig, "Write labelled tiles of an embedding store as an image folder, read from the scenes as the map read them (for finetune)."),
-    "remap": (cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone."),
-    "similar": (cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles."),
-    "sample": (cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess --samples."),
-}
-
+from raylib import config as cfglib
+from raylib import console
+from raylib.errors import LandcoverError
 
 def _is_list(annotation) -> bool:
     return typing.get_origin(annotation) is list or any(
@@ -35,13 +29,14 @@ def _is_list(annotation) -> bool:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="landcover", description="Satellite imagery to land-cover maps, on Ray.")
     sub = p.add_subparsers(dest="verb", required=True)
-    for verb, (cls, help_) in VERBS.items():
-        sp = sub.add_parser(verb, help=help_, description=help_)
+    for name, verb in VERBS.items():
+        cls = verb.config
+        sp = sub.add_parser(name, help=verb.help, description=verb.help)
         sp.add_argument("--config", help="YAML file with the fields below (flags override it)")
-        sp.add_argument("-v", "--verbose", action="store_true", help="log progress")
-        for name, field in cls.model_fields.items():
-            flag = "--" + name.replace("_", "-")
-            kwargs = {"dest": name, "default": None, "help": field.description}
+        sp.add_argument("-v", "--verbose", action="store_true", help="log what happens, Ray's own messages included")
+        for fname, field in cls.model_fields.items():
+            flag = "--" + fname.replace("_", "-")
+            kwargs = {"dest": fname, "default": None, "help": field.description}
             if field.annotation is bool:  # --x / --no-x; unset keeps the file's value or the default
                 sp.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             elif _is_list(field.annotation):
@@ -77,139 +72,198 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cls = VERBS[args.verb][0]
-    values = {k: getattr(args, k) for k in cls.model_fields}
+    verb = VERBS[args.verb]
+    values = {k: getattr(args, k) for k in verb.config.model_fields}
     try:
-        cfg = cfglib.load(cls, args.config, _coerce(cls, values))
-        if args.verb == "map":
-            from .mapping import run_map
-
-            summary = run_map(cfg, ["landcover", *argv])
-            counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
-            reasons = ", ".join(f"{v} {k}" for k, v in summary["error_reasons"].items())
-            resumed = f"; {summary['parts_resumed']} of {summary['parts']} parts kept from an earlier run" \
-                if summary["parts_resumed"] else ""
-            print(f"mapped {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
-                  f"({counts}{'; ' + reasons if reasons else ''}) with model {summary['model_id']}{resumed}")
-            if summary["scenes_failed"]:
-                print(f"{len(summary['scenes_failed'])} scene(s) could not be read: their tiles are error rows "
-                      f"(see {summary['out']}/_summary.json)")
-            if "unchanged" in summary:
-                print(f"incremental: {summary['unchanged']} scene(s) unchanged since the last run; the map holds "
-                      f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
-            print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
-            if summary.get("embeddings"):
-                print(f"embedding store: {summary['embeddings']}  (readers of the map folder skip it: "
-                      f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings']))")
-            for q in summary["quicklooks"]:
-                print(f"quick-look: {q}")
-            if summary["result"] != "ok":
-                print(f"landcover map: failed: {summary['failure']}", file=sys.stderr)
-                return 3
-        elif args.verb == "embed":
-            from .embedding import run_embed
-
-            summary = run_embed(cfg, ["landcover", *argv])
-            if summary.get("store"):
-                counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
-                print(f"embedded {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
-                      f"({counts}) with the backbone of {summary['model_id']}")
-                print(f"embedding store: {summary['out']}")
-                if summary["result"] != "ok":
-                    print(f"landcover embed: failed: {summary['failure']}", file=sys.stderr)
-                    return 3
-            else:
-                print(f"embedded {summary['rows']} patches ({summary['train']} train, {summary['test']} test) "
-                      f"-> {summary['dim']}-d in {summary['seconds']} s")
-                print(f"embeddings: {summary['out']}")
-        elif args.verb == "tune":
-            from .tuning import run_tune
-
-            summary = run_tune(cfg, ["landcover", *argv])
-            score = "cross-validated" if cfg.labels else "validation"
-            test = f", test {summary['test']['balanced_accuracy']:.4f}" if summary["test"] else ""
-            print(f"{summary['trials']} trials ({', '.join(summary['families'])}) in {summary['seconds']} s; "
-                  f"best {summary['best_config']['family']}: {score} balanced accuracy "
-                  f"{summary['best_trial_score']:.4f}{test}")
-            print(f"model: {summary['model']}  (landcover map --model {summary['model']} ...)")
-        elif args.verb == "evaluate":
-            from .evaluation import run_evaluate
-
-            res = run_evaluate(cfg, ["landcover", *argv])
-            m = res["metrics"]
-            print(f"{res['rows']} rows: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
-                  f"kappa {m['cohen_kappa']:.4f}")
-            print(f"report: {res['files']['report.md']}")
-        elif args.verb == "finetune":
-            from .finetune import run_finetune
-
-            s = run_finetune(cfg, ["landcover", *argv])
-            resumed = f", resumed at epoch {s['resumed_from']}" if s["resumed_from"] else ""
-            print(f"fine-tuned {s['epochs_completed']} epochs in {s['seconds']} s{resumed}; best epoch {s['best_epoch']}: "
-                  f"validation balanced accuracy {s['best_val_balanced_accuracy']:.4f}")
-            if "test" in s:
-                t, t0 = s["test"], s["test_without_tta"]
-                print(f"test: accuracy {t['accuracy']:.4f}, balanced accuracy {t['balanced_accuracy']:.4f}, "
-                      f"kappa {t['cohen_kappa']:.4f} (without TTA: accuracy {t0['accuracy']:.4f})")
-            print(f"model: {s['out']}  (landcover map --model {s['out']} ...); checkpoints: {s['run']}")
-        elif args.verb == "compare":
-            from .evaluation import run_compare
-
-            res = run_compare(cfg, ["landcover", *argv])
-            for i, m in enumerate(res["models"]):
-                mm = m["metrics"]
-                print(f"{i + 1}: {m['model_id']} ({m['kind']}): balanced accuracy {mm['balanced_accuracy']:.4f}, "
-                      f"accuracy {mm['accuracy']:.4f}, kappa {mm['cohen_kappa']:.4f}")
-            print(f"report: {res['files']['compare.md']}")
-        elif args.verb == "train-head":
-            from .training import train_head
-
-            manifest, scores = train_head(cfg, ["landcover", *argv])
-            print(f"model {manifest.id} written to {cfg.out}")
-            if cfg.embeddings:
-                print(f"trained on labelled tiles of {cfg.embeddings}: {json.dumps(scores['labelled_tiles'])}")
-            else:
-                print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
-        elif args.verb == "assess":
-            from .assessing import run_assess
-
-            r = run_assess(cfg, ["landcover", *argv])
-            what = (f"{r['tiles']['assessed']} of {r['tiles']['mapped']} mapped tiles assessed"
-                    if r["mode"] == "map" else f"{r['estimates']['sample_size']} sample units")
-            print(f"{what}: overall accuracy {r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}, "
-                  f"balanced accuracy {r['balanced_accuracy']:.4f}, kappa {r['kappa']:.4f}")
-            print(f"report: {r['files']['report.md']}")
-        elif args.verb == "export-tiles":
-            from .tilewindows import export_tiles
-
-            s = export_tiles(cfg, ["landcover", *argv])
-            print(f"exported {s['tiles']} labelled tiles ({json.dumps(s['labelled_tiles'])}) in {s['seconds']} s -> {s['out']}")
-            print(f"fine-tune on them: landcover finetune --data {s['out']} --test-fraction 0 --out <model dir>; map with "
-                  f"the store's settings: {json.dumps({k: v for k, v in s['map_settings'].items() if v is not None})}")
-        elif args.verb == "remap":
-            from .remapping import run_remap
-
-            s = run_remap(cfg, ["landcover", *argv])
-            counts = ", ".join(f"{v} {k}" for k, v in s["counts"].items())
-            print(f"remapped {s['tiles']} tiles in {s['seconds']} s ({counts}) with model {s['model_id']}")
-            print(f"map: {s['out']}")
-        elif args.verb == "similar":
-            from .similarity import run_similar
-
-            r = run_similar(cfg, ["landcover", *argv])
-            print(f"{r['k']} most similar of {r['tiles']} tiles ({r['positives']} positive, {r['negatives']} negative "
-                  f"examples; {r['index']} search in {r['query_seconds']} s) -> {r['out']}")
-        elif args.verb == "sample":
-            from .assessing import run_sample
-
-            r = run_sample(cfg, ["landcover", *argv])
-            alloc = ", ".join(f"{c} {n}" for c, n in r["allocation"].items())
-            print(f"{r['units']} sample units ({alloc}) -> {r['out']}; mapped areas: {r['areas']}")
-            print("label the 'reference' column, then: landcover assess --samples <that file> --areas <areas csv> --out <dir>")
+        cfg = cfglib.load(verb.config, args.config, _coerce(verb.config, values))
+        module, _, function = verb.runner(cfg).partition(":")
+        if not args.verbose:  # Ray's native log lines stay in its log files (console.py)
+            console.hide_native_logs()
+        try:
+            summary = getattr(importlib.import_module(module), function)(cfg, ["landcover", *argv])
+        finally:
+            console.restore_stderr()
+        return verb.report(cfg, summary) or 0
     except LandcoverError as exc:
         print(f"landcover {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def entry(verb: str) -> None:
+    """``jobs/<verb>.py``: ``landcover <verb>`` with the script's arguments; exits with its code."""
+    sys.exit(main([verb, *sys.argv[1:]]))
+
+
+# --------------------------------------------------------------------------- what each verb prints
+
+
+def _report_map(cfg, summary) -> int:
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+    reasons = ", ".join(f"{v} {k}" for k, v in summary["error_reasons"].items())
+    resumed = f"; {summary['parts_resumed']} of {summary['parts']} parts kept from an earlier run" \
+        if summary["parts_resumed"] else ""
+    print(f"mapped {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
+          f"({counts}{'; ' + reasons if reasons else ''}) with model {summary['model_id']}{resumed}")
+    if summary["scenes_failed"]:
+        print(f"{len(summary['scenes_failed'])} scene(s) could not be read: their tiles are error rows "
+              f"(see {summary['out']}/_summary.json)")
+    if "unchanged" in summary:
+        print(f"incremental: {summary['unchanged']} scene(s) unchanged since the last run; the map holds "
+              f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
+    print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
+    if summary.get("embeddings"):
+        print(f"embedding store: {summary['embeddings']}  (readers of the map folder skip it: "
+              f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings']))")
+    for q in summary["quicklooks"]:
+        print(f"quick-look: {q}")
+    if summary["result"] != "ok":
+        print(f"landcover map: failed: {summary['failure']}", file=sys.stderr)
+        return 3
     return 0
+
+
+def _report_embed(cfg, summary) -> int:
+    if summary.get("store"):
+        counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+        print(f"embedded {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
+              f"({counts}) with the backbone of {summary['model_id']}")
+        print(f"embedding store: {summary['out']}")
+        if summary["result"] != "ok":
+            print(f"landcover embed: failed: {summary['failure']}", file=sys.stderr)
+            return 3
+        return 0
+    print(f"embedded {summary['rows']} patches ({summary['train']} train, {summary['test']} test) "
+          f"-> {summary['dim']}-d in {summary['seconds']} s")
+    print(f"embeddings: {summary['out']}")
+    return 0
+
+
+def _report_tune(cfg, summary) -> int:
+    score = "cross-validated" if cfg.labels else "validation"
+    test = f", test {summary['test']['balanced_accuracy']:.4f}" if summary["test"] else ""
+    print(f"{summary['trials']} trials ({', '.join(summary['families'])}) in {summary['seconds']} s; "
+          f"best {summary['best_config']['family']}: {score} balanced accuracy "
+          f"{summary['best_trial_score']:.4f}{test}")
+    print(f"model: {summary['model']}  (landcover map --model {summary['model']} ...)")
+    return 0
+
+
+def _report_evaluate(cfg, res) -> int:
+    m = res["metrics"]
+    print(f"{res['rows']} rows: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
+          f"kappa {m['cohen_kappa']:.4f}")
+    print(f"report: {res['files']['report.md']}")
+    return 0
+
+
+def _report_finetune(cfg, s) -> int:
+    resumed = f", resumed at epoch {s['resumed_from']}" if s["resumed_from"] else ""
+    print(f"fine-tuned {s['epochs_completed']} epochs in {s['seconds']} s{resumed}; best epoch {s['best_epoch']}: "
+          f"validation balanced accuracy {s['best_val_balanced_accuracy']:.4f}")
+    if "test" in s:
+        t, t0 = s["test"], s["test_without_tta"]
+        print(f"test: accuracy {t['accuracy']:.4f}, balanced accuracy {t['balanced_accuracy']:.4f}, "
+              f"kappa {t['cohen_kappa']:.4f} (without TTA: accuracy {t0['accuracy']:.4f})")
+    print(f"model: {s['out']}  (landcover map --model {s['out']} ...); checkpoints: {s['run']}")
+    return 0
+
+
+def _report_compare(cfg, res) -> int:
+    for i, m in enumerate(res["models"]):
+        mm = m["metrics"]
+        print(f"{i + 1}: {m['model_id']} ({m['kind']}): balanced accuracy {mm['balanced_accuracy']:.4f}, "
+              f"accuracy {mm['accuracy']:.4f}, kappa {mm['cohen_kappa']:.4f}")
+    print(f"report: {res['files']['compare.md']}")
+    return 0
+
+
+def _report_train_head(cfg, result) -> int:
+    manifest, scores = result
+    print(f"model {manifest.id} written to {cfg.out}")
+    if cfg.embeddings:
+        print(f"trained on labelled tiles of {cfg.embeddings}: {json.dumps(scores['labelled_tiles'])}")
+    else:
+        print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
+    return 0
+
+
+def _report_assess(cfg, r) -> int:
+    what = (f"{r['tiles']['assessed']} of {r['tiles']['mapped']} mapped tiles assessed"
+            if r["mode"] == "map" else f"{r['estimates']['sample_size']} sample units")
+    print(f"{what}: overall accuracy {r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}, "
+          f"balanced accuracy {r['balanced_accuracy']:.4f}, kappa {r['kappa']:.4f}")
+    print(f"report: {r['files']['report.md']}")
+    return 0
+
+
+def _report_export_tiles(cfg, s) -> int:
+    print(f"exported {s['tiles']} labelled tiles ({json.dumps(s['labelled_tiles'])}) in {s['seconds']} s -> {s['out']}")
+    print(f"fine-tune on them: landcover finetune --data {s['out']} --test-fraction 0 --out <model dir>; map with "
+          f"the store's settings: {json.dumps({k: v for k, v in s['map_settings'].items() if v is not None})}")
+    return 0
+
+
+def _report_remap(cfg, s) -> int:
+    counts = ", ".join(f"{v} {k}" for k, v in s["counts"].items())
+    print(f"remapped {s['tiles']} tiles in {s['seconds']} s ({counts}) with model {s['model_id']}")
+    print(f"map: {s['out']}")
+    return 0
+
+
+def _report_similar(cfg, r) -> int:
+    print(f"{r['k']} most similar of {r['tiles']} tiles ({r['positives']} positive, {r['negatives']} negative "
+          f"examples; {r['index']} search in {r['query_seconds']} s) -> {r['out']}")
+    return 0
+
+
+def _report_sample(cfg, r) -> int:
+    alloc = ", ".join(f"{c} {n}" for c, n in r["allocation"].items())
+    print(f"{r['units']} sample units ({alloc}) -> {r['out']}; mapped areas: {r['areas']}")
+    print("label the 'reference' column, then: landcover assess --samples <that file> --areas <areas csv> --out <dir>")
+    return 0
+
+
+@dataclass(frozen=True)
+class Verb:
+    config: type
+    help: str
+    runner: Callable[[object], str]  # config -> "module:function" that runs the verb
+    report: Callable[[object, object], int]  # prints the summary; the exit code
+
+
+def _runs(target: str) -> Callable[[object], str]:
+    return lambda cfg: target
+
+
+VERBS = {
+    "map": Verb(cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map.",
+                _runs("raylib.pipelines.map.run:run_map"), _report_map),
+    "embed": Verb(cfglib.EmbedConfig, "Embed a labelled patch set into a Parquet table, or scenes tile by tile into an "
+                  "embedding store.", lambda cfg: ("raylib.pipelines.map.embed_scenes:embed_scenes" if cfg.scenes
+                                                   else "raylib.pipelines.embed:run_embed"), _report_embed),
+    "tune": Verb(cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best.",
+                 _runs("raylib.pipelines.tune:run_tune"), _report_tune),
+    "evaluate": Verb(cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report.",
+                     _runs("raylib.pipelines.evaluate:run_evaluate"), _report_evaluate),
+    "finetune": Verb(cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory.",
+                     _runs("raylib.pipelines.finetune:run_finetune"), _report_finetune),
+    "compare": Verb(cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report.",
+                    _runs("raylib.pipelines.evaluate:run_compare"), _report_compare),
+    "train-head": Verb(cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image folder or on labelled "
+                       "tiles of an embedding store.", _runs("raylib.pipelines.train_head:train_head"),
+                       _report_train_head),
+    "assess": Verb(cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et "
+                   "al. 2014).", _runs("raylib.pipelines.assess:run_assess"), _report_assess),
+    "export-tiles": Verb(cfglib.ExportTilesConfig, "Write labelled tiles of an embedding store as an image folder, "
+                         "read from the scenes as the map read them (for finetune).",
+                         _runs("raylib.pipelines.export_tiles:export_tiles"), _report_export_tiles),
+    "remap": Verb(cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone.",
+                  _runs("raylib.pipelines.remap:run_remap"), _report_remap),
+    "similar": Verb(cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles.",
+                    _runs("raylib.pipelines.similar:run_similar"), _report_similar),
+    "sample": Verb(cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess "
+                   "--samples.", _runs("raylib.pipelines.assess:run_sample"), _report_sample),
+}
 
 
 if __name__ == "__main__":

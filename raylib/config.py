@@ -11,7 +11,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from raylib.errors import ConfigError
 
 
 class _Config(BaseModel):
@@ -394,7 +394,7 @@ def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] 
     values: dict[str, Any] = {}
     source = "config"
     if path:
-        from . import storage
+        from raylib.io import storage
 
         source = f"config {path}"
         try:

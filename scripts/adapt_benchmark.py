@@ -65,16 +65,16 @@ def main() -> int:
     ap.add_argument("--scenes", default="", help="comma-separated substrings of the scene names to run (default: all)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from raylib.assessing import run_assess
-    from raylib.config import (AssessConfig, ExportTilesConfig, FinetuneConfig, MapConfig, RemapConfig,
-                               TrainHeadConfig, TuneConfig)
-    from raylib.finetune import run_finetune
+    from raylib.config import (AssessConfig, ExportTilesConfig, FinetuneConfig, MapConfig, RemapConfig, TrainHeadConfig,
+                               TuneConfig)
     from raylib.errors import InputError
-    from raylib.mapping import run_map
-    from raylib.remapping import run_remap
-    from raylib.tilewindows import export_tiles
-    from raylib.training import train_head
-    from raylib.tuning import run_tune
+    from raylib.pipelines.assess import run_assess
+    from raylib.pipelines.export_tiles import export_tiles
+    from raylib.pipelines.finetune import run_finetune
+    from raylib.pipelines.map.run import run_map
+    from raylib.pipelines.remap import run_remap
+    from raylib.pipelines.train_head import train_head
+    from raylib.pipelines.tune import run_tune
 
     out = Path(args.out)
     ks = [int(x) for x in args.ks.split(",")]

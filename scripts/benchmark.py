@@ -71,7 +71,7 @@ def s3_server():
                              f"-s3.port={port}", "-admin.ui=false"], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        from raylib import storage
+        from raylib.io import storage
 
         deadline = time.time() + 120
         while True:
@@ -103,8 +103,8 @@ class SimulatedDevice:
 
     def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None, batch_size=64,
                  embeddings=False):
-        from raylib.actors import local_folder
-        from raylib.models import LandcoverModel
+        from raylib.models.model_dir import LandcoverModel
+        from raylib.pipelines.common.stages import local_folder
 
         self.k = len(LandcoverModel.read_manifest(local_folder(model_ref, "ray-models")).classes)
         self.rate = float(self.RATE)
@@ -112,7 +112,7 @@ class SimulatedDevice:
         self.log = self.LOG
 
     def __call__(self, batch):
-        from raylib.reading import model_batches, rows_out
+        from raylib.raster.reading import model_batches, rows_out
 
         probs = np.full((len(batch["idx"]), self.k), np.nan, np.float32)
         with open(self.log, "a") as fh:
@@ -147,8 +147,8 @@ def pure_model(model_uri: str, n: int, batch: int, tile: int, channels: int, rou
 
     @ray.remote(num_cpus=1)
     def measure():
-        from raylib.actors import set_torch_threads
-        from raylib.models import LandcoverModel
+        from raylib.models.model_dir import LandcoverModel
+        from raylib.pipelines.common.stages import set_torch_threads
 
         set_torch_threads(None, 1)
         model = LandcoverModel.load(model_uri)
@@ -174,8 +174,10 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
     import rasterio
     import torch
 
-    from raylib import bands as bandlib, storage, tiling
-    from raylib.models import LandcoverModel
+    from raylib.io import storage
+    from raylib.models.model_dir import LandcoverModel
+    from raylib.raster import bands as bandlib
+    from raylib.raster import tiling
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = LandcoverModel.load(model_uri)
@@ -242,12 +244,12 @@ def main() -> None:
 
     import ray
 
-    from raylib import storage
     from raylib.config import MapConfig
-    from raylib.mapping import run_map
-    from raylib.models import LandcoverModel
-    from raylib.profiling import PeakRSS
-    from raylib.training import default_model_dir
+    from raylib.io import storage
+    from raylib.io.profiling import PeakRSS
+    from raylib.models.default import default_model_dir
+    from raylib.models.model_dir import LandcoverModel
+    from raylib.pipelines.map.run import run_map
 
     model_uri = args.model or default_model_dir()
     manifest = LandcoverModel.read_manifest(model_uri)
@@ -277,7 +279,7 @@ def main() -> None:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         scenes = [f"s3://bench/area/{k:03d}/" for k in range(args.copies)]
-        from raylib.bands import band_indices
+        from raylib.raster.bands import band_indices
 
         band_list = band_indices(args.bands, len(manifest.bands["channels"]))
         base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, bands=args.bands,

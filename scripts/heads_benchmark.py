@@ -19,9 +19,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from raylib import datasets, features, metrics  # noqa: E402
-from raylib.embedding import read_embeddings  # noqa: E402
-from raylib.heads import HEADS  # noqa: E402
+from raylib.eval import metrics  # noqa: E402
+from raylib.formats.embtable import read_embeddings  # noqa: E402
+from raylib.models import handcrafted  # noqa: E402
+from raylib.models.heads import HEADS  # noqa: E402
+from raylib.raster import patches  # noqa: E402
 
 
 def evaluate(name, head_kind, Xtr, ytr, Xte, yte, classes):
@@ -58,18 +60,18 @@ def main():
     if baselines:
         sources = table.column("source").to_pylist()
         t = time.time()
-        imgs = np.stack([datasets.read_rgb(s) for s in sources])
+        imgs = np.stack([patches.read_rgb(s) for s in sources])
         print(f"(decoded {len(imgs)} images in {time.time() - t:.0f} s)", flush=True)
         for b in baselines:
             if b == "pca":
                 from sklearn.decomposition import PCA
 
-                raw = features.raw_pixels(imgs)
+                raw = handcrafted.raw_pixels(imgs)
                 pca = PCA(n_components=args.pca_components, random_state=0).fit(raw[tr])
                 F = pca.transform(raw).astype(np.float32)
                 name = f"PCA({args.pca_components}) of raw pixels"
             elif b == "hog":
-                F = features.hog(imgs)
+                F = handcrafted.hog(imgs)
                 name = f"HOG ({F.shape[1]}-d)"
             else:
                 raise SystemExit(f"unknown baseline {b!r}: use pca, hog")

@@ -38,7 +38,7 @@ WATER = ("SeaLake", "River")
 
 
 def olofsson() -> str:
-    from raylib import accuracy
+    from raylib.eval import accuracy
 
     e = accuracy.stratified_estimates([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]],
                                       [p * 0.09 for p in (200_000, 150_000, 3_200_000, 6_450_000)],
@@ -60,9 +60,9 @@ def main() -> int:
     ap.add_argument("--variants", default="auto,match", help="scaling variants to map with")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from raylib.assessing import run_assess
     from raylib.config import AssessConfig, MapConfig
-    from raylib.mapping import run_map
+    from raylib.pipelines.assess import run_assess
+    from raylib.pipelines.map.run import run_map
 
     lines = ["| scene | scaling | tiles assessed | agreement | balanced accuracy | recall per group | "
              "water share: partial / interior tiles | ECE |", "|---|---|---|---|---|---|---|---|"]

@@ -35,11 +35,13 @@ def main() -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import pyarrow.parquet as pq
 
-    from raylib import embstore, reports, similarity
     from raylib.config import MapConfig, RemapConfig, SimilarConfig
-    from raylib.mapping import run_map
-    from raylib.remapping import run_remap
-    from raylib.training import default_model_dir
+    from raylib.eval import reports
+    from raylib.formats import embstore
+    from raylib.models.default import default_model_dir
+    from raylib.pipelines import similar
+    from raylib.pipelines.map.run import run_map
+    from raylib.pipelines.remap import run_remap
 
     out = Path(args.out)
     m = run_map(MapConfig(scenes=[str(SCENE)], bands="landsat8-b234", fill_value=0, embeddings=True,
@@ -73,13 +75,13 @@ def main() -> int:
     full = embstore.read(store, columns=["tile_id", "grid_row", "grid_col", "status"])
     pos = {(a, b): tid for tid, a, b in zip(full["tile_id"].to_pylist(), full["grid_row"].to_pylist(),
                                              full["grid_col"].to_pylist())}
-    from raylib import tiling
+    from raylib.raster import tiling
 
     info = tiling.open_scene(str(SCENE))
     lay = tiling.layout(info, tiling.GridSpec(64, 64, 10.0))
     for name, cells in (("water", WATER), ("forest", FOREST)):
         res = str(out / f"similar-{name}.parquet")
-        sr = similarity.run_similar(SimilarConfig(embeddings=store, positives=[pos[c] for c in cells], k=50, out=res))
+        sr = similar.run_similar(SimilarConfig(embeddings=store, positives=[pos[c] for c in cells], k=50, out=res))
         got = pq.read_table(res)
         grid = np.full((len(lay.row_offs), len(lay.col_offs)), -1, np.int16)
         grid[got["grid_row"].to_numpy(), got["grid_col"].to_numpy()] = 0
@@ -97,13 +99,13 @@ def main() -> int:
     for i in range(0, n, 100_000):
         k = min(100_000, n - i)
         emb[i:i + k] = (centres[rng.integers(0, 200, k)] + rng.normal(size=(k, d)).astype(np.float32) * 0.8)
-    q = similarity._unit(emb[:5].astype(np.float32)).mean(axis=0)
+    q = similar._unit(emb[:5].astype(np.float32)).mean(axis=0)
     q /= np.linalg.norm(q)
     t0 = time.time()
-    ex, _ = similarity.exact_search(emb, q, 50, np.arange(5))
+    ex, _ = similar.exact_search(emb, q, 50, np.arange(5))
     t_exact = time.time() - t0
     t0 = time.time()
-    index = similarity.IVFIndex.build(emb)
+    index = similar.IVFIndex.build(emb)
     t_build = time.time() - t0
     lat = []
     for _ in range(20):
@@ -120,7 +122,8 @@ def main() -> int:
 def _thumb(path):
     import rasterio
 
-    from raylib import reports, tiling
+    from raylib.eval import reports
+    from raylib.raster import tiling
 
     with rasterio.open(path) as ds:
         s = tiling.decimated_read(ds, [3, 2, 1], max_side=512, fill=0)

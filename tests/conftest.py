@@ -223,7 +223,7 @@ def test_model(tmp_path_factory):
     """A real model directory: offline MobileNetV2 at 64 px + logistic regression on
     20 EuroSAT patches per class (small so the suite stays fast)."""
     from raylib.config import TrainHeadConfig
-    from raylib.training import train_head
+    from raylib.pipelines.train_head import train_head
 
     out = tmp_path_factory.mktemp("models") / "eurosat-small"
     cfg = TrainHeadConfig(data=str(EUROSAT), out=str(out), per_class=20, input_size=64, name="test-small")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from raylib import accuracy
 from raylib.errors import InputError
+from raylib.eval import accuracy
 
 # Olofsson et al. 2014, RSE 148, section 5: rows = map, columns = reference, in the order
 # deforestation, forest gain, stable forest, stable non-forest; mapped areas in 30 m pixels.

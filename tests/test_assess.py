@@ -12,8 +12,10 @@ import pytest
 import rasterio
 import shapely
 
-from raylib import outputs, reference, tiling
 from raylib.cli import main
+from raylib.eval import reference
+from raylib.formats import mapfile
+from raylib.raster import tiling
 
 from .conftest import DATA, REPO
 
@@ -65,9 +67,9 @@ def write_map(out: Path, labels: list[str | None], fill=None, grid=GRID) -> Path
             probs[i] = 0.0
             probs[i, CLASSES.index(v)] = 1.0
     ff = np.zeros(n, np.float32) if fill is None else np.asarray(fill, np.float32)
-    table = outputs.build_table(rows, probs, status, error, ff, CLASSES, "test-model@0", unknown_below=0.5)
+    table = mapfile.build_table(rows, probs, status, error, ff, CLASSES, "test-model@0", unknown_below=0.5)
     out.mkdir(parents=True, exist_ok=True)
-    outputs.write_part(table, str(out / "part-00000.parquet"), CLASSES, "test-model@0",
+    mapfile.write_part(table, str(out / "part-00000.parquet"), CLASSES, "test-model@0",
                        {"grid": {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd}})
     (out / "_SUCCESS").write_text("")
     return out
@@ -148,7 +150,7 @@ def test_unknown_tiles_are_withheld_and_reported(truth, n_tiles, tmp_path):
     for k in range(0, n_tiles, 10):
         labels[k] = "unknown"
     m = write_map(tmp_path / "map", labels)
-    table = outputs.read_map(str(m))
+    table = mapfile.read_map(str(m))
     assert table["label"].to_pylist().count("unknown") == len(range(0, n_tiles, 10))
     assert table["label_index"].null_count == len(range(0, n_tiles, 10))
     rc, r, out = assess("--map", str(m), "--reference", str(LABELS), "--crosswalk", str(CROSSWALK),
@@ -163,7 +165,7 @@ def test_unknown_tiles_are_withheld_and_reported(truth, n_tiles, tmp_path):
 def test_vector_reference_points_and_polygons(perfect_map, truth, tmp_path):
     """Points (in the scene's own CRS, so they are reprojected) at tile centres, and one
     polygon over four tiles, each assessed against the tiles it falls in."""
-    table = outputs.read_map(str(perfect_map))
+    table = mapfile.read_map(str(perfect_map))
     polys = shapely.from_wkb(table["geometry"].to_pylist())
     codes = {"forest": 5, "developed": 1, "water": 6, "herbaceous_shrub": 3, "agriculture": 2}
     ks = sorted(truth)[:40]
@@ -214,7 +216,7 @@ def test_sample_draws_a_stratified_design_that_assess_reads_back(perfect_map, tm
     t = gpd.read_parquet(out)
     counts = t["stratum"].value_counts().to_dict()
     assert sum(counts.values()) == 60 and min(counts.values()) >= 5
-    table = outputs.read_map(str(perfect_map))
+    table = mapfile.read_map(str(perfect_map))
     labels = np.array(table["label"].to_pylist(), dtype=object)
     for c, n in counts.items():  # inclusion probability = units drawn / tiles of the stratum
         assert np.allclose(t.loc[t.stratum == c, "inclusion_probability"], n / (labels == c).sum())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from raylib.augment import N_VIEWS, dihedral, radiometric_jitter, random_dihedral, tta_probs
+from raylib.models.augment import N_VIEWS, dihedral, radiometric_jitter, random_dihedral, tta_probs
 
 
 @pytest.fixture()

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from raylib import storage
-from raylib.backbones import Backbone, Preprocessor, default_backbone_dir, resolve_backbone
 from raylib.errors import InputError
+from raylib.io import storage
+from raylib.models.backbones import Backbone, Preprocessor, default_backbone_dir, resolve_backbone
 
 
 def test_converted_mobilenet_v2_recognises_a_real_photo():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from raylib import bands, tiling
 from raylib.errors import ConfigError, InputError
+from raylib.raster import bands, tiling
 
 from .conftest import LANDSAT, LANDSAT_B2, NAIP
 

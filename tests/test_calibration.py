@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from raylib import calibration
+from raylib.eval.reliability import reliability, reliability_png
+from raylib.models import calibration
 
 
 def _softmax(z):
@@ -20,18 +21,18 @@ def test_temperature_recovers_an_overconfident_head():
     assert t == pytest.approx(3.0, rel=0.1)
     fixed = calibration.apply_temperature(over, t)
     np.testing.assert_array_equal(fixed.argmax(1), over.argmax(1))  # the class never changes
-    before = calibration.reliability(over.max(1), over.argmax(1) == y)["ece"]
-    after = calibration.reliability(fixed.max(1), fixed.argmax(1) == y)["ece"]
+    before = reliability(over.max(1), over.argmax(1) == y)["ece"]
+    after = reliability(fixed.max(1), fixed.argmax(1) == y)["ece"]
     assert after < 0.03 < before
 
 
 def test_reliability_bins():
     conf = np.array([0.05, 0.15, 0.95, 0.95])
     correct = np.array([False, True, True, False])
-    r = calibration.reliability(conf, correct, n_bins=10)
+    r = reliability(conf, correct, n_bins=10)
     assert [b["n"] for b in r["bins"]] == [1, 1, 2]
     assert r["ece"] == pytest.approx(0.25 * 0.05 + 0.25 * 0.85 + 0.5 * 0.45)
-    assert calibration.reliability_png(r)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert reliability_png(r)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_ood_score_grows_away_from_the_training_embeddings():

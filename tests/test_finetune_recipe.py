@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from raylib.backbones import build_classifier, default_backbone_dir, find_stem_key
 from raylib.config import FinetuneConfig
-from raylib.datasets import LabelledSet
 from raylib.errors import ConfigError
-from raylib.finetune import band_plan, class_weights, one_cycle
+from raylib.models.backbones import build_classifier, default_backbone_dir, find_stem_key
+from raylib.pipelines.finetune import band_plan, class_weights, one_cycle
+from raylib.raster.patches import LabelledSet
 
 from .conftest import DATA
 

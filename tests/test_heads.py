@@ -2,7 +2,7 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from raylib.heads import LogisticHead, load_head
+from raylib.models.heads import LogisticHead, load_head
 
 
 def test_logistic_head_matches_sklearn_and_round_trips(tmp_path):
@@ -31,7 +31,7 @@ def test_binary_head():
 
 import pytest  # noqa: E402
 
-from raylib.heads import HEADS  # noqa: E402
+from raylib.models.heads import HEADS  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["logistic_regression", "mlp", "knn", "xgboost"])

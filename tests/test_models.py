@@ -4,9 +4,9 @@ import shutil
 import numpy as np
 import pytest
 
-from raylib import storage
 from raylib.errors import InputError
-from raylib.models import LandcoverModel
+from raylib.io import storage
+from raylib.models.model_dir import LandcoverModel
 
 
 def test_model_dir_contents_and_holdout(test_model):

@@ -9,10 +9,10 @@ import pytest
 import rasterio
 from PIL import Image
 
-from raylib import bands, radiometry, tiling
 from raylib.errors import ConfigError
-from raylib.mapping import scaling_mode
-from raylib.models import ModelManifest
+from raylib.models.model_dir import ModelManifest
+from raylib.pipelines.common.planning import scaling_mode
+from raylib.raster import bands, radiometry, tiling
 
 from .conftest import DATA, LANDSAT, NAIP
 

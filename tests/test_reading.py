@@ -7,8 +7,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from raylib import bands as bandlib
-from raylib import reading, tiling
+from raylib.raster import bands as bandlib
+from raylib.raster import reading, tiling
 
 from .conftest import DATA, LANDSAT, NAIP
 
@@ -121,9 +121,9 @@ def test_tile_statistics_of_all_bands_in_reflectance():
     """The read stage summarises every band of the NC Landsat 7 scene (the model reads 3):
     band means in TOA reflectance equal a direct computation; NDVI and NDWI from the bands
     the descriptions name (B3 red, B4 NIR, B2 green)."""
-    from raylib import mapping
     from raylib.config import MapConfig
-    from raylib.models import ModelManifest
+    from raylib.models.model_dir import ModelManifest
+    from raylib.pipelines.common import planning
 
     img = DATA / "labelled-scenes" / "nc-wake-landsat7-landclass96" / "image_landsat7_2000.tif"
     man = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a"], tile_size=64, gsd=None,
@@ -131,7 +131,7 @@ def test_tile_statistics_of_all_bands_in_reflectance():
                         metrics={}, created_by="")
     cfg = MapConfig(scenes=[str(img)], out="/tmp/unused", bands=[3, 2, 1], sensor="landsat-etm-l1", sun_elevation=60)
     grid = tiling.GridSpec(64, 64, None)
-    plan = mapping.plan_scene(str(img), cfg, man, grid)
+    plan = planning.plan_scene(str(img), cfg, man, grid)
     assert plan.failure is None and plan.stats["bands"] == [1, 2, 3, 4, 5, 6]
     assert plan.stats["roles"] == {"green": 1, "red": 2, "nir": 3, "swir16": 4} and plan.stats["units"] == "reflectance"
     out = reading.read_tiles({"spec": np.array([plan.read_spec(64)]), "base": np.array([0]), "lo": np.array([0]),

@@ -6,8 +6,8 @@ import time
 import pytest
 import rasterio
 
-from raylib import resilience, storage
 from raylib.errors import ConfigError, InputError
+from raylib.io import resilience, storage
 
 
 def _gdal_error(path):

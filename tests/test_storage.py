@@ -4,8 +4,8 @@ import socket
 import pytest
 import rasterio
 
-from raylib import storage
 from raylib.errors import InputError, StorageError
+from raylib.io import storage
 
 from .conftest import NAIP, S3_SECRET
 

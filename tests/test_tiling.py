@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from raylib import tiling
 from raylib.errors import InputError
+from raylib.raster import tiling
 
 from .conftest import LANDSAT, NAIP
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import shapely
 
-from raylib import embstore
 from raylib.cli import main
+from raylib.formats import embstore
 
 from ..conftest import DATA, REPO
 
@@ -92,7 +92,7 @@ def test_similar_tiles(store, tmp_path, capsys):
     tiles are forest; the faiss IVF index finds nearly the same tiles; bad ids are named."""
     import pyarrow.parquet as pq
 
-    from raylib import reference
+    from raylib.eval import reference
 
     t = embstore.read(store, columns=list(embstore.TILE_COLUMNS) + ["status"])
     cw = reference.load_crosswalk(str(CROSSWALK))
@@ -150,8 +150,8 @@ def test_export_tiles_reads_the_windows_the_map_read(store, test_model, tmp_path
     embedding the store holds for it (the map's own reading, scaling and resampling)."""
     import rasterio
 
-    from raylib import datasets
-    from raylib.models import LandcoverModel
+    from raylib.models.model_dir import LandcoverModel
+    from raylib.raster import patches
 
     out = tmp_path / "tiles"
     args = ["export-tiles", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
@@ -159,7 +159,7 @@ def test_export_tiles_reads_the_windows_the_map_read(store, test_model, tmp_path
     assert main(args) == 0
     files = sorted(out.glob("*/*.tif"))
     assert len(files) == 12 and {f.parent.name for f in files} == {"forest", "developed", "herbaceous_shrub", "water"}
-    ls = datasets.labelled_set(str(out), test_fraction=0)
+    ls = patches.labelled_set(str(out), test_fraction=0)
     assert len(ls.sources) == 12 and set(ls.split) == {"train"}
     import pyarrow.parquet as pq
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from raylib.config import EmbedConfig
-from raylib.embedding import run_embed
+from raylib.pipelines.embed import run_embed
 
 from ..conftest import REPO, _free_port, eurosat_subset, ray_binary, separate_ray_head
 
@@ -24,7 +24,7 @@ DRIVER = r"""
 import json, sys, threading, time
 import ray
 from raylib.config import TuneConfig
-from raylib.tuning import run_tune
+from raylib.pipelines.tune import run_tune
 
 address, emb, out, temp = sys.argv[1:5]
 # this machine runs other Ray nodes too (the test session's): attach to the fake head's

@@ -4,13 +4,14 @@ patches cut from a label raster, on local disk and S3."""
 import numpy as np
 import pytest
 
-from raylib import storage
-from raylib.backbones import Backbone
 from raylib.cli import main
 from raylib.config import EmbedConfig
-from raylib.datasets import read_rgb
-from raylib.embedding import read_embeddings, run_embed
 from raylib.errors import ConfigError, InputError
+from raylib.formats.embtable import read_embeddings
+from raylib.io import storage
+from raylib.models.backbones import Backbone
+from raylib.pipelines.embed import run_embed
+from raylib.raster.patches import read_rgb
 
 from ..conftest import DATA, eurosat_subset
 

@@ -7,13 +7,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from raylib import embstore, storage
 from raylib.cli import main
 from raylib.config import MapConfig, RemapConfig
 from raylib.errors import InputError
-from raylib.mapping import run_map
-from raylib.outputs import read_map
-from raylib.remapping import run_remap
+from raylib.formats import embstore
+from raylib.formats.mapfile import read_map
+from raylib.io import storage
+from raylib.pipelines.map.run import run_map
+from raylib.pipelines.remap import run_remap
 
 from ..conftest import LANDSAT, NAIP
 

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from raylib import storage
 from raylib.cli import main
 from raylib.config import EmbedConfig, FinetuneConfig, MapConfig, TuneConfig
-from raylib.embedding import run_embed
-from raylib.finetune import run_finetune
-from raylib.mapping import run_map
-from raylib.models import LandcoverModel
-from raylib.outputs import read_map
-from raylib.tuning import run_tune
+from raylib.formats.mapfile import read_map
+from raylib.io import storage
+from raylib.models.model_dir import LandcoverModel
+from raylib.pipelines.embed import run_embed
+from raylib.pipelines.finetune import run_finetune
+from raylib.pipelines.map.run import run_map
+from raylib.pipelines.tune import run_tune
 
 from ..conftest import DATA, NAIP, REPO, eurosat_subset
 
@@ -102,7 +102,7 @@ def test_map_uses_the_finetuned_model_with_and_without_tta(trained, tmp_path, ra
     # ...to the mean over the 8 views: check one batch of tiles against the model directly
     model = LandcoverModel.load(cfg.out, device="cpu")
     x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
-    from raylib.augment import dihedral
+    from raylib.models.augment import dihedral
 
     views = np.mean([model.net.predict_proba(dihedral(torch.from_numpy(x), k).numpy(), tta=False)
                      for k in range(8)], axis=0)

@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 
-from raylib import storage
 from raylib.cli import main
 from raylib.config import MapConfig
 from raylib.errors import ConfigError
-from raylib.mapping import run_map
-from raylib.outputs import read_map
+from raylib.formats.mapfile import read_map
+from raylib.io import storage
+from raylib.pipelines.map.run import run_map
 
 from ..conftest import SCENES
 

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from raylib.outputs import read_map
+from raylib.formats.mapfile import read_map
 
 from ..conftest import NAIP, REPO, _free_port, separate_ray_head
 

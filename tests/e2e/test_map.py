@@ -11,12 +11,13 @@ import pytest
 import rasterio
 import shapely
 
-from raylib import storage, tiling
 from raylib.cli import main
 from raylib.config import MapConfig
 from raylib.errors import ConfigError
-from raylib.mapping import run_map
-from raylib.outputs import read_map
+from raylib.formats.mapfile import read_map
+from raylib.io import storage
+from raylib.pipelines.map.run import run_map
+from raylib.raster import tiling
 
 from ..conftest import LANDSAT, LANDSAT_B2, NAIP, REPO
 
@@ -143,7 +144,7 @@ def test_bad_input_gives_one_clear_error_and_no_output(case, ray_session, bucket
 
 def test_job_entry_point_with_yaml_and_default_model(ray_session, bucket, tmp_path):
     """jobs/map.py + YAML config, no --model: the built-in default model (built small here)."""
-    from raylib.training import default_model_dir
+    from raylib.models.default import default_model_dir
 
     default_model_dir(per_class=10)  # populate the cache the job will find
     cfg = tmp_path / "map.yaml"
@@ -157,7 +158,7 @@ def test_job_entry_point_with_yaml_and_default_model(ray_session, bucket, tmp_pa
 
 
 def test_prefix_expands_to_every_tif(bucket):
-    from raylib.mapping import expand_scenes
+    from raylib.pipelines.common.planning import expand_scenes
 
     storage.write_bytes("s3://data/mixed/readme.txt", b"not a scene")
     storage.write_bytes("s3://data/mixed/a/x.TIF", b"")

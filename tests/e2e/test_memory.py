@@ -2,10 +2,10 @@
 the area mapped (streamed reads, backpressure, parts written as they complete).
 Figures are measured by ``scripts/benchmark.py``; this test asserts the ratio only."""
 
-from raylib import storage
 from raylib.config import MapConfig
-from raylib.mapping import run_map
-from raylib.profiling import PeakRSS
+from raylib.io import storage
+from raylib.io.profiling import PeakRSS
+from raylib.pipelines.map.run import run_map
 
 from ..conftest import SCENES
 

@@ -20,11 +20,12 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from raylib import storage, tiling
 from raylib.cli import main
 from raylib.config import MapConfig
-from raylib.mapping import run_map
-from raylib.outputs import read_map
+from raylib.formats.mapfile import read_map
+from raylib.io import storage
+from raylib.pipelines.map.run import run_map
+from raylib.raster import tiling
 
 from ..conftest import LANDSAT, LANDSAT_B2, REPO, S3_KEY_ID, S3_SECRET, SCENES
 

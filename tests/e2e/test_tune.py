@@ -6,13 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
-from raylib import storage
 from raylib.cli import main
 from raylib.config import EmbedConfig, MapConfig, TuneConfig
-from raylib.embedding import run_embed
-from raylib.mapping import run_map
-from raylib.outputs import read_map
-from raylib.tuning import FAMILIES, run_tune
+from raylib.formats.mapfile import read_map
+from raylib.io import storage
+from raylib.pipelines.embed import run_embed
+from raylib.pipelines.map.run import run_map
+from raylib.pipelines.tune import FAMILIES, run_tune
 
 from ..conftest import EUROSAT, NAIP, eurosat_subset
 

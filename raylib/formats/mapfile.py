@@ -1,0 +1,152 @@
+"""The map contract: GeoParquet 1.1 parts, one row per tile.
+
+Geometry is the tile footprint as WKB polygons in OGC:CRS84 (longitude/latitude, WGS 84):
+one dataset can hold scenes from any UTM zone or CRS, and every GeoParquet reader
+(GeoPandas, DuckDB, QGIS/GDAL) understands it without a per-row CRS.  The scene's own
+CRS is kept per row in ``scene_crs`` and the native pixel window in
+``row_off``/``col_off``/``width``/``height``.  A ``bbox`` covering column (GeoParquet 1.1)
+lets readers skip row groups by area.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raylib.io import storage
+
+UNKNOWN = "unknown"  # the label of a tile below --unknown-below
+# what a reader of a map folder skips: pyarrow's defaults, and the embedding store beside the map
+IGNORE_PREFIXES = [".", "_", "embeddings"]
+
+MAP_SCHEMA = pa.schema(
+    [
+        ("tile_id", pa.string()),
+        ("scene", pa.string()),
+        ("row_off", pa.int32()),
+        ("col_off", pa.int32()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("grid_row", pa.int32()),
+        ("grid_col", pa.int32()),
+        ("edge", pa.bool_()),
+        ("scene_crs", pa.string()),
+        ("geometry", pa.binary()),
+        ("bbox", pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()), ("xmax", pa.float64()),
+                            ("ymax", pa.float64())])),
+        ("label", pa.string()),
+        ("label_index", pa.int16()),
+        ("confidence", pa.float32()),
+        ("probs", pa.list_(pa.float32())),
+        ("ood", pa.float32()),
+        ("fill_fraction", pa.float32()),
+        ("band_mean", pa.list_(pa.float32())),
+        ("band_std", pa.list_(pa.float32())),
+        ("ndvi", pa.float32()),
+        ("ndwi", pa.float32()),
+        ("model_id", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def geo_metadata(bbox: list[float] | None) -> dict:
+    col = {
+        "encoding": "WKB",
+        "geometry_types": ["Polygon"],
+        # "crs" omitted: GeoParquet's default, OGC:CRS84 (lon/lat on WGS 84)
+        "covering": {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
+                              "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}},
+    }
+    if bbox:
+        col["bbox"] = bbox
+    return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}}
+
+
+def _ragged(values: np.ndarray, counts: np.ndarray) -> pa.Array:
+    """list<float32> of the first ``counts[i]`` values of each row (null where 0)."""
+    counts = counts.astype(np.int64)
+    keep = np.arange(values.shape[1])[None, :] < counts[:, None]
+    flat = pa.array(values[keep].astype(np.float32))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, flat, mask=pa.array(counts == 0))
+
+
+def _nullable(v: np.ndarray) -> pa.Array:
+    return pa.array(v.astype(np.float32), pa.float32(), mask=~np.isfinite(v))
+
+
+def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, error: np.ndarray,
+                fill_fraction: np.ndarray, classes: list[str], model_id: str, stats: dict | None = None,
+                unknown_below: float | None = None) -> pa.Table:
+    """Join manifest rows with predictions (and per-tile spectral statistics and
+    out-of-distribution scores) into the map schema. With ``unknown_below``, a tile whose top
+    probability is below it is labelled ``unknown`` (status ok, label_index null)."""
+    n = manifest_rows.num_rows
+    if stats is None:
+        stats = {"band_mean": np.zeros((n, 0), np.float32), "band_std": np.zeros((n, 0), np.float32),
+                 "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan), "ndwi": np.full(n, np.nan),
+                 "ood": np.full(n, np.nan)}
+    ok = status == "ok"
+    idx = np.where(ok, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
+    conf = np.where(ok, probs.max(axis=1, initial=0.0, where=~np.isnan(probs)), np.nan)
+    unknown = ok & (conf < unknown_below) if unknown_below is not None else np.zeros(n, bool)
+    idx = np.where(unknown, -1, idx)
+    k = len(classes)
+    flat = pa.array(probs.reshape(-1).astype(np.float32))
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    probs_arr = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
+    cols = {name: manifest_rows.column(name) for name in manifest_rows.column_names}
+    cols.update(
+        label=pa.array([classes[i] if i >= 0 else (UNKNOWN if u else None) for i, u in zip(idx, unknown)], pa.string()),
+        label_index=pa.array(idx.astype(np.int16), pa.int16(), mask=~ok | unknown),
+        confidence=pa.array(conf.astype(np.float32), pa.float32(), mask=~ok),
+        probs=probs_arr,
+        ood=_nullable(np.asarray(stats.get("ood", np.full(n, np.nan)), np.float32)),
+        fill_fraction=pa.array(fill_fraction.astype(np.float32)),
+        band_mean=_ragged(stats["band_mean"], stats["n_stats"]),
+        band_std=_ragged(stats["band_std"], stats["n_stats"]),
+        ndvi=_nullable(np.asarray(stats["ndvi"], np.float32)),
+        ndwi=_nullable(np.asarray(stats["ndwi"], np.float32)),
+        model_id=pa.array([model_id] * n, pa.string()),
+        status=pa.array(status.astype(str), pa.string()),
+        reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),
+        error=pa.array(error.astype(str), pa.string()),
+    )
+    return pa.table({f.name: cols[f.name] for f in MAP_SCHEMA}, schema=MAP_SCHEMA)
+
+
+def write_part(table: pa.Table, uri: str, classes: list[str], model_id: str, extra: dict) -> None:
+    """Write one complete GeoParquet file (atomically: whole object or nothing)."""
+    bb = table.column("bbox").combine_chunks()
+    bbox = None
+    if table.num_rows:
+        bbox = [float(np.min(bb.field("xmin"))), float(np.min(bb.field("ymin"))),
+                float(np.max(bb.field("xmax"))), float(np.max(bb.field("ymax")))]
+    meta = dict(table.schema.metadata or {})
+    meta[b"geo"] = json.dumps(geo_metadata(bbox)).encode()
+    meta[b"landcover"] = json.dumps({"classes": classes, "model_id": model_id, **extra}).encode()
+    table = table.replace_schema_metadata(meta)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=50_000)
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def read_part(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one part (some columns)."""
+    fs, path = storage.arrow_filesystem(uri)
+    return pq.read_table(path, filesystem=fs, columns=columns)
+
+
+def read_map(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a whole map dataset (every part; some columns) as one Arrow table."""
+    import pyarrow.dataset as pads
+
+    fs, path = storage.arrow_filesystem(uri)
+    return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES).to_table(columns=columns)

@@ -1,0 +1,222 @@
+"""Planning a map: scene headers, band choice, radiometric scaling and the tile grid of
+each scene (``ScenePlan``), laid out on one global tile index.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from raylib.config import MapConfig
+from raylib.errors import ConfigError, InputError, LandcoverError
+from raylib.formats import parts
+from raylib.io import resilience, storage
+from raylib.models.model_dir import ModelManifest
+from raylib.raster import bands as bandlib
+from raylib.raster import radiometry, tiling
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
+@dataclass
+class ScenePlan:
+    """One scene's place in the run: its grid and read settings, or why it cannot be mapped."""
+
+    uri: str
+    info: tiling.SceneInfo | None = None
+    layout: tiling.Layout | None = None
+    bands: list[int] | None = None
+    scaler: bandlib.Scaler | None = None
+    fingerprint: str | None = None
+    failure: tuple[str, str] | None = None  # (reason, message)
+    radiometry: dict | None = None  # the scaling this scene got, and where its constants came from
+    stats: dict | None = None  # per-tile statistics: file bands, their units (gain, offset), spectral roles
+    start: int = 0  # first global tile index
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.layout.n_tiles if self.layout else 1
+
+    def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0) -> str:
+        """What a read task needs for this scene (small JSON; no pixels)."""
+        return json.dumps({
+            "uri": self.uri, "gdal_path": storage.parse(self.uri).gdal_path, "bands": self.bands,
+            "layout": self.layout.to_dict(), "tile_size": tile_size,
+            "gain": self.scaler.gain.tolist(), "offset": self.scaler.offset.tolist(),
+            "fill_value": self.scaler.fill_value, "target_mean": self.scaler.target_mean.tolist(),
+            "max_fill_fraction": max_fill_fraction, "stats": self.stats,
+        })
+
+    def manifest_rows(self, grid: tiling.GridSpec, lo: int, hi: int):
+        """Map-schema manifest columns of this scene's global tiles ``lo..hi``."""
+        if self.layout is None:
+            return tiling.unreadable_scene_row(self.uri, grid)
+        return tiling.make_manifest(self.info, grid, lo - self.start, hi - self.start)
+def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
+    """Scene URIs, with folders/prefixes expanded to every .tif/.tiff under them (other
+    objects under a prefix are appended to ``skipped``)."""
+    out: list[str] = []
+    for uri in uris:
+        if storage.is_prefix(uri):
+            storage.check_bucket(uri)
+            everything = storage.list_files(uri)
+            found = [u for u in everything if u.lower().endswith(storage.RASTER_SUFFIXES)]
+            if skipped is not None:
+                skipped.extend(u for u in everything if u not in set(found))
+            if not found:
+                raise InputError(f"No .tif/.tiff scenes under {uri}.", "check the prefix; scenes must end in .tif or .tiff.")
+            out.extend(found)
+        else:
+            storage.check_bucket(uri)
+            out.append(storage.parse(uri).uri)
+    seen: set[str] = set()
+    return [u for u in out if not (u in seen or seen.add(u))]
+def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+    """Header, band choice and radiometric scaling of one scene, filled into ``plan`` as
+    they are learnt (raises on a bad scene; what was learnt before stays)."""
+    import rasterio
+
+    uri = plan.uri
+    plan.info = info = tiling.open_scene(uri)
+    plan.layout = tiling.layout(info, grid)
+    if info.dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"Scene {uri} has pixel type {info.dtype}, which cannot be scaled to model input.",
+                         f"convert it to one of {', '.join(SUPPORTED_DTYPES)}.", reason="unsupported")
+    if plan.fingerprint is None:
+        plan.fingerprint = storage.fingerprint(uri)
+    needed = len(manifest.bands["channels"])
+    fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
+    sensor = radiometry.scene_sensor(cfg.sensor, cfg.bands, uri)
+    mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
+    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
+        # header facts first: after a damaged block in the statistics read, GDAL's error state
+        # would fail these calls
+        colorinterp, descriptions = ds.colorinterp, ds.descriptions
+        plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
+        sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
+        stat_bands = list(range(1, min(info.count, bandlib.MAX_STAT_BANDS) + 1))
+        tf_bands = sorted(set(stat_bands) | set(plan.bands))  # the model may read a band past the statistics'
+        sensor_tf = None
+        if sensor and sensor != "naip":  # one DN -> reflectance map for the model's and the statistics' bands
+            try:
+                sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype,
+                                                 tiling.centre_lonlat(info), cfg.sun_elevation)
+            except ConfigError:
+                if mode == "reflectance":
+                    raise
+        elif mode == "reflectance":
+            sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype)
+        roles = radiometry.spectral_roles(sensor, descriptions, info.count, colorinterp, cfg.spectral_bands)
+    model_tf = sensor_tf.select([tf_bands.index(b) for b in plan.bands]) if sensor_tf else None
+    stat_tf = sensor_tf.select([tf_bands.index(b) for b in stat_bands]) if sensor_tf else None
+    plan.scaler = bandlib.make_scaler(mode, sample, info.dtype, fill, manifest.bands["mean"],
+                                      manifest.bands["std"],
+                                      cfg.scale if cfg.scale is not None else manifest.bands.get("scale"), uri,
+                                      sensor=model_tf, model_reflectance=manifest.bands.get("reflectance"))
+    physical = sensor_tf is not None and not sensor_tf.display
+    plan.stats = {
+        "bands": stat_bands, "roles": {r: stat_bands.index(b) for r, b in roles.items() if b in stat_bands},
+        "gain": (stat_tf.a.tolist() if physical else [1.0 / bandlib.dtype_max(info.dtype)] * len(stat_bands)),
+        "offset": (stat_tf.c.tolist() if physical else [0.0] * len(stat_bands)),
+        "units": "reflectance" if physical else "value / dtype maximum",
+    }
+    plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
+                       "roles": {r: b for r, b in roles.items()}}
+    return plan
+def scaling_mode(scaling: str, sensor: str | None, manifest: ModelManifest, uri: str) -> str:
+    """The scaling a scene gets: ``auto`` is reflectance for the sensors where it mapped
+    better than ``match`` (``radiometry.AUTO_REFLECTANCE``; BENCHMARKS.md "Map accuracy") and
+    the model records its reflectance stretch (an 8-bit display product like NAIP goes as
+    it is, like the model's 8-bit training images), else per-scene ``match``."""
+    has_stretch = bool(manifest.bands.get("reflectance"))
+    if scaling == "auto":
+        measured_better = sensor in radiometry.AUTO_REFLECTANCE and (has_stretch or sensor == "naip")
+        return "reflectance" if measured_better else "match"
+    if scaling == "reflectance":
+        if not sensor:
+            raise ConfigError(f"scaling: reflectance needs the sensor of {uri}, and its file name does not tell it.",
+                              f"set sensor (one of {', '.join(radiometry.SENSORS)}).")
+        if not has_stretch and sensor != "naip":
+            raise ConfigError(f"scaling: reflectance needs the model's reflectance stretch, and model {manifest.id} "
+                              "records none.", "use scaling: match, or a model trained with --reflectance.")
+    return scaling
+_planner = threading.local()
+def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
+               fingerprint: str | None = None) -> ScenePlan:
+    """``_plan_scene`` with a time limit and retries. A scene that cannot be mapped gets a
+    plan with its ``failure`` (reason, message), and its grid when the header was read (its
+    tiles become error rows); configuration errors are raised."""
+    attempt: dict = {}
+    if not hasattr(_planner, "watchdog"):  # one helper thread per planning thread, reused
+        _planner.watchdog = resilience.Watchdog()
+
+    def once():
+        attempt["plan"] = ScenePlan(uri, fingerprint=fingerprint)
+        return _planner.watchdog.call(lambda: _plan_scene(attempt["plan"], cfg, manifest, grid), cfg.read_timeout,
+                                      f"reading the header of {uri}")
+
+    try:
+        return resilience.retrying(once, retries=cfg.read_retries)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        reason, msg = resilience.classify(exc)
+        if isinstance(exc, LandcoverError):
+            msg = resilience.redact(str(exc))
+        learnt = attempt["plan"]
+        return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
+                         failure=(reason, msg))
+def plan_scenes(uris: list[str], cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
+                fingerprints: dict | None = None) -> list[ScenePlan]:
+    """Plan every scene (``cfg.plan_threads`` at a time: headers are latency-bound, and a
+    fixed number keeps the driver's memory independent of the number of scenes) and lay
+    them out on one global tile index."""
+    if not uris:
+        return []
+    fps = fingerprints or {}
+    watchdogs: list[resilience.Watchdog] = []
+
+    def init():  # one helper thread per planning thread, reused for its scenes
+        _planner.watchdog = resilience.Watchdog()
+        watchdogs.append(_planner.watchdog)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(cfg.plan_threads, len(uris)), initializer=init) as pool:
+            plans = list(pool.map(lambda u: plan_scene(u, cfg, manifest, grid, fps.get(u)), uris))
+    finally:
+        for wd in watchdogs:
+            wd.close()
+    start = 0
+    for p in plans:
+        p.start = start
+        start += p.n_tiles
+    return plans
+def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
+    tile = cfg.tile_size or manifest.tile_size
+    stride = cfg.stride or tile
+    if cfg.gsd == "native":
+        gsd = None
+    elif cfg.gsd == "model":
+        gsd = manifest.gsd
+    else:
+        gsd = float(cfg.gsd)
+    return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
+def _raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
+    """When no scene at all can be mapped, that is one clear error (nothing is written)."""
+    if not plans or any(p.failure is None for p in plans):
+        return
+    if len(plans) == 1:
+        raise InputError(plans[0].failure[1])
+    shown = " | ".join(f"{p.uri}: {p.failure[0]}" for p in plans[:5])
+    more = f" (and {len(plans) - 5} more)" if len(plans) > 5 else ""
+    raise InputError(f"None of the {len(plans)} scenes can be mapped: {shown}{more}.",
+                     "check the scenes and the bands/fill_value settings.")
+def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid: dict) -> str:
+    """What makes two runs the same job: the parts of one are valid for the other."""
+    return parts.digest({
+        "scenes": [(p.uri, p.fingerprint) for p in plans], "model_id": model_id, "grid": grid,
+        "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
+                                                  "max_fill_fraction", "sensor", "sun_elevation",
+                                                  "spectral_bands", "unknown_below", "embeddings")},
+    })

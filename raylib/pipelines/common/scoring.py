@@ -1,0 +1,98 @@
+"""Scoring a model on labelled patches: Ray Data decode tasks and one scoring actor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raylib.errors import InputError
+from raylib.eval import metrics
+from raylib.io import storage
+from raylib.models.model_dir import LandcoverModel
+
+
+class PatchScorer:
+    """Actor: loads a model once; class probabilities (with and without TTA) and features of patches."""
+
+    def __init__(self, model_ref, torch_threads: int | None, actors: int, both: bool):
+        from raylib.pipelines.common.stages import local_folder, set_torch_threads
+
+        set_torch_threads(torch_threads, actors)
+        self.model = LandcoverModel.load(local_folder(model_ref, "ray-models"))
+        self.k = len(self.model.classes)
+        self.both = both
+
+    def __call__(self, batch: dict) -> dict:
+        from raylib.models.augment import N_VIEWS, dihedral
+
+        n = len(batch["idx"])
+        ok = np.asarray(batch["status"]) == "ok"
+        x = np.array(batch["pixels"], np.float32)  # a copy: the batch may be a read-only view
+        x[~ok] = 0.0
+        net = self.model.net
+        if net is not None:
+            xt = net.prepare(x)
+            plain = net.probs(xt)
+            if self.model.tta or self.both:
+                tta = sum((net.probs(dihedral(xt, k)) for k in range(1, N_VIEWS)), plain) / N_VIEWS
+            else:
+                tta = plain
+            probs = (tta if self.model.tta else plain).cpu().numpy()
+            plain = plain.cpu().numpy()
+            feats = net.features(xt).cpu().numpy()
+        else:
+            feats = self.model.embed(x)
+            probs = plain = self.model.predict_embeddings(feats)[0]  # the head's features and temperature
+        return {"idx": batch["idx"], "probs": probs.reshape(n, self.k), "plain": plain.reshape(n, self.k),
+                "features": feats.reshape(n, -1).astype(np.float32), "status": batch["status"],
+                "error": batch["error"]}
+def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None = None, both: bool = False,
+                   batch_size: int = 64) -> dict:
+    """Score a model on rows of a ``patches.LabelledSet``: the patches are decoded the way the
+    model was trained (its bands and scale), in Ray Data CPU tasks, and scored on an actor.
+
+    Returns ``metrics`` (as the model predicts, TTA included when it asks for it),
+    ``metrics_plain`` (one view; only with ``both``), ``probs``, ``features`` and ``y``
+    (the model's class indices)."""
+    import pyarrow as pa
+
+    from raylib.pipelines.common.stages import actor_stage, collect, dataset_from_table, ensure_ray, share_folder
+    from raylib.raster import patches
+
+    model = LandcoverModel.load(model_uri, with_backbone=False)  # the network loads in the actor
+    man = model.manifest
+    unknown = sorted({ls.classes[i] for i in np.unique(ls.labels[rows])} - set(man.classes))
+    if unknown:
+        raise InputError(f"Classes {unknown} in the data are not classes of model {man.id}.",
+                         f"the model knows {man.classes}.")
+    size = int(man.backbone.get("input_size") or man.tile_size)
+    spec = {"bands": man.bands.get("indices") or [1, 2, 3], "scale": man.bands.get("scale"), "input_size": size,
+            "patch_size": ls.patch_size}
+    table = pa.table({"idx": pa.array(np.arange(len(rows), dtype=np.int64)),
+                      "source": pa.array([ls.sources[i] for i in rows])})
+    ensure_ray(ray_address)
+    ds = dataset_from_table(table, 256).map_batches(patches.decode_batch, fn_kwargs={"spec": spec},
+                                                    batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
+    local = not storage.parse(model_uri).is_s3
+    ref = share_folder(str(model.folder)) if local else model_uri
+    import ray
+
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # score on a GPU when there is one
+    ds = actor_stage(ds, PatchScorer, {"model_ref": ref, "torch_threads": None, "actors": 1, "both": both},
+                     actors=1, batch_size=batch_size, actor_cpus=1.0, num_gpus=gpus)
+    k = len(man.classes)
+    res = collect(ds, len(rows), {"probs": ((k,), np.float32, np.nan), "plain": ((k,), np.float32, np.nan),
+                                  "features": (None, np.float32, 0.0), "status": ((), object, "error"),
+                                  "error": ((), object, "")})
+    bad = np.flatnonzero(res["status"] != "ok")
+    if len(bad):
+        shown = "; ".join(f"{ls.sources[rows[i]]}: {res['error'][i]}" for i in bad[:5])
+        raise InputError(f"{len(bad)} of {len(rows)} patches could not be read ({shown}"
+                         + (" ..." if len(bad) > 5 else "") + ").", "remove or replace those files.")
+    to_model = np.array([man.classes.index(c) if c in man.classes else -1 for c in ls.classes])
+    y = to_model[ls.labels[rows]]
+    out = {"metrics": metrics.classification_metrics(y, res["probs"].argmax(1), man.classes),
+           "probs": res["probs"], "features": res["features"], "y": y, "manifest": man}
+    if both:
+        out["metrics_plain"] = metrics.classification_metrics(y, res["plain"].argmax(1), man.classes)
+    return out

@@ -1,0 +1,149 @@
+"""Ray plumbing shared by the Ray Data jobs (map, embed): connecting to a cluster and
+sizing the model actor pool."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local cluster; quiet unless -v."""
+    import ray
+
+    quiet = not logging.getLogger("raylib").isEnabledFor(logging.INFO)
+    if quiet:  # this program's own lines and progress only (``-v`` shows Ray's)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        for name in ("ray.data", "ray", "ray.train", "ray.tune"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    # quiet: workers' own output (library warnings, weight-loading bars) stays in the session's
+    # log files; their failures still come back as exceptions and error rows
+    ray.init(address=address, ignore_reinit_error=True, logging_level=logging.ERROR if quiet else logging.INFO,
+             log_to_driver=not quiet)
+
+
+def pool_size(actors: int | None, num_gpus: float) -> int:
+    """Actors in the pool: as asked, else one per GPU of the cluster (GPU jobs), else one."""
+    import ray
+
+    if actors:
+        return actors
+    if num_gpus:
+        return max(1, int(ray.cluster_resources().get("GPU", 0) // num_gpus))
+    return 1
+
+
+def set_torch_threads(torch_threads: int | None, actors: int) -> int:
+    """Torch threads for one actor: as asked, else this node's cores shared by the pool
+    (capped at 8: more threads stop paying for these models)."""
+    import torch
+
+    n = torch_threads or max(1, min(8, (os.cpu_count() or 1) // max(1, actors)))
+    torch.set_num_threads(int(n))
+    return int(n)
+
+
+def actor_stage(ds, cls, constructor_kwargs: dict, *, actors: int, batch_size: int, actor_cpus: float,
+                num_gpus: float):
+    """``ds.map_batches`` with a callable class on an autoscaling actor pool (1..actors)."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        cls,
+        fn_constructor_kwargs=constructor_kwargs,
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=actor_cpus,
+        num_gpus=num_gpus or None,
+    )
+
+
+def collect(ds, n: int, fields: dict[str, tuple], what: str | None = None, unit: str = "patches") -> dict:
+    """Gather a pipeline's numpy batches by their ``idx`` column into arrays of length ``n``
+    (with ``what``, a progress line on stderr: ``what: done/n unit``).
+
+    ``fields``: name -> (trailing shape or None to take it from the first batch, dtype, fill).
+    Raises if a row comes back twice or never: no row is silently dropped or duplicated.
+    """
+    import numpy as np
+
+    from raylib.console import Progress
+
+    progress = Progress(what, n, unit) if what else None
+    done = np.zeros(n, bool)
+    out = {k: np.full((n, *shape), fill, dtype=dt) for k, (shape, dt, fill) in fields.items() if shape is not None}
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        idx = batch["idx"]
+        if done[idx].any():
+            raise RuntimeError("a row came back twice from the pipeline")
+        done[idx] = True
+        if progress:
+            progress.update(len(idx))
+        for k, (_, dt, fill) in fields.items():
+            if k not in out:
+                out[k] = np.full((n, *batch[k].shape[1:]), fill, dtype=dt)
+            out[k][idx] = batch[k]
+    if progress:
+        progress.close()
+    if not done.all():
+        raise RuntimeError(f"{int((~done).sum())} rows never came back from the pipeline")
+    return out
+
+
+def dataset_from_table(table, rows_per_block: int):
+    """A Ray Dataset of ``table`` in blocks of about ``rows_per_block`` rows (parallel reads)."""
+    import math
+
+    import ray
+
+    n = table.num_rows
+    per = math.ceil(n / max(1, math.ceil(n / rows_per_block)))
+    return ray.data.from_arrow([table.slice(i, per) for i in range(0, n, per)])
+
+
+def share_folder(folder: str):
+    """Put a small local folder (a model, a backbone) into the Ray object store, so actors
+    and workers on any node get it with ``local_folder``."""
+    from pathlib import Path
+
+    import ray
+
+    root = Path(folder)
+    return ray.put({p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+
+
+def local_folder(ref, kind: str) -> str:
+    """A folder shared with ``share_folder``, unpacked once per node into the cache
+    (``<cache>/<kind>/<digest>``); a plain string is returned as it is."""
+    if isinstance(ref, str):
+        return ref
+    import hashlib
+    import shutil
+
+    import ray
+
+    from raylib.models.backbones import cache_dir
+
+    files = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + hashlib.sha256(files[rel]).digest())
+    dest = cache_dir() / kind / h.hexdigest()[:16]
+    if dest.exists():
+        return str(dest)
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    for rel, data in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    try:
+        tmp.rename(dest)
+    except OSError:  # another process on this node unpacked it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(dest)

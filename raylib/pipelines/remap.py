@@ -1,0 +1,200 @@
+"""``landcover remap``: a head applied to an embedding store -> a map, with no imagery, no
+backbone and no GPU.
+
+Ray Data over the store's parts: each read task reads one store part (only the tiles in
+``bbox`` when given), applies the head to the stored embeddings and writes the map part of
+the same name, in the map schema, with the same every-tile-accounted rules (a store error
+row stays an error row, with its reason). Parts are written under ``_tmp/`` and moved into
+place at the end, then ``_summary.json`` and ``_SUCCESS``: a killed remap re-run into the
+same ``out`` owes only the parts that are absent, like ``landcover map``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from raylib.config import RemapConfig
+from raylib.errors import ConfigError, InputError
+from raylib.eval import reports
+from raylib.failpoints import failpoint
+from raylib.formats import embstore, mapfile, parts
+from raylib.io import storage
+from raylib.models.model_dir import MANIFEST, LandcoverModel
+
+log = logging.getLogger(__name__)
+MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
+
+
+def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
+    """A head must come from the store's backbone (same weights) and, when it records one,
+    the store's preprocessing."""
+    if manifest.kind != "head":
+        raise InputError(f"Model {model_uri} is a fine-tuned network ({manifest.kind}); remap applies a head to "
+                         "stored embeddings.", "use a head model (landcover train-head or tune).")
+    bb = manifest.backbone
+    mine = bb.get("weights_hash")
+    if mine is None:
+        from raylib.models.model_dir import _local_model_folder
+
+        folder = _local_model_folder(model_uri)
+        ref = bb.get("source") or bb.get("ref") or ""
+        mine = embstore.weights_hash(str(folder / bb["path"]) if bb.get("path") else None, ref)
+    if mine != meta["weights_hash"] or (bb.get("input_size") != meta.get("input_size")):
+        raise InputError(f"Model {model_uri} was made with backbone {bb.get('source') or bb.get('ref')} "
+                         f"(weights {mine}, {bb.get('input_size')} px), the store {store} with "
+                         f"{meta['backbone']} (weights {meta['weights_hash']}, {meta.get('input_size')} px).",
+                         "use a head trained on this store's embeddings (landcover train-head --embeddings).")
+    pre = bb.get("preprocessing_hash")
+    if pre is not None and pre != meta["preprocessing_hash"]:
+        raise InputError(f"Model {model_uri} was trained on tiles preprocessed as {pre}, the store {store} holds "
+                         f"{meta['preprocessing_hash']} (bands, scaling, GSD, tile or input size differ).",
+                         "train the head on this store, or remap the store it was trained on.")
+
+
+def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: dict) -> dict:
+    """Ray Data task: each row names a store part; its map part is written under ``_tmp/``."""
+    from raylib.pipelines.common.stages import local_folder
+
+    model = LandcoverModel.load(local_folder(model_ref, "ray-models"), with_backbone=False)
+    classes, mid = model.classes, model.id
+    names, counts = [], []
+    for uri in batch["part"]:
+        uri = str(uri)
+        t = embstore.read_one(uri, bbox)
+        n = t.num_rows
+        status = np.asarray(t.column("status").to_pylist(), dtype=object)
+        error = np.asarray(t.column("error").to_pylist(), dtype=object)
+        ok = status == "ok"
+        probs = np.full((n, len(classes)), np.nan, np.float32)
+        stats = embstore.stats_of(t)
+        if ok.any():
+            emb = embstore.embeddings_of(t.filter(ok))
+            probs[ok], stats["ood"][ok] = model.predict_embeddings(
+                emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi")})
+        rows = t.select(list(embstore.TILE_COLUMNS))
+        table = mapfile.build_table(rows, probs, status, error,
+                                    np.asarray(t.column("fill_fraction").to_numpy(zero_copy_only=False), np.float32),
+                                    classes, mid, stats=stats, unknown_below=unknown_below)
+        name = storage.basename(uri)
+        mapfile.write_part(table, storage.join(out, parts.TMP, name), classes, mid, extra)
+        names.append(name)
+        counts.append(json.dumps({"tiles": n, "ok": int(ok.sum())}))
+    return {"part": np.array(names, dtype=object), "counts": np.array(counts, dtype=object)}
+
+
+def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
+    import ray
+
+    from raylib.pipelines.common.stages import ensure_ray, share_folder
+
+    t0 = time.time()
+    meta = embstore.read_meta(cfg.embeddings)
+    files = embstore.part_files(cfg.embeddings)
+    manifest = LandcoverModel.read_manifest(cfg.model)
+    check_head(manifest, cfg.model, meta, cfg.embeddings)
+    job = parts.digest({"store": sorted(storage.basename(f) for f in files), "store_meta": meta["preprocessing_hash"],
+                        "model": manifest.id, "bbox": cfg.bbox, "unknown_below": cfg.unknown_below})
+    resumed = _prepare(cfg, job)
+    done = parts.existing(cfg.out) if resumed else {}
+    names = [storage.basename(f) for f in files]
+    done = {n: u for n, u in done.items() if n in names}
+    parts.remove_tmp_debris(cfg.out, keep=set(done))
+    storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
+        {"job": job, "kind": "remap", "model_id": manifest.id, "embeddings": cfg.embeddings,
+         "started": time.time()}).encode())
+    pending = [f for f in files if storage.basename(f) not in done]
+    extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": cfg.embeddings,
+             "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
+    written = {}
+    if pending:
+        ensure_ray(cfg.ray_address)
+        with tempfile.TemporaryDirectory() as tmp:  # the head alone travels to the workers, not the backbone
+            head_dir = _head_only(cfg.model, Path(tmp))
+            ref = share_folder(str(head_dir))
+        ds = ray.data.from_items([{"part": f} for f in pending], override_num_blocks=len(pending))
+        ds = ds.map_batches(remap_parts, batch_size=1, batch_format="numpy", num_cpus=cfg.read_cpus,
+                            fn_kwargs={"model_ref": ref, "out": cfg.out, "bbox": cfg.bbox,
+                                       "unknown_below": cfg.unknown_below, "extra": extra})
+        for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+            for name, c in zip(batch["part"], batch["counts"]):
+                written[str(name)] = json.loads(str(c))
+                failpoint("remap_part_done")
+    missing = [storage.basename(f) for f in pending if storage.basename(f) not in written]
+    if missing:
+        raise RuntimeError(f"{len(missing)} parts were not remapped ({missing[:3]}); nothing was marked complete")
+    parts.commit(cfg.out, names)
+    storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
+    table = mapfile.read_map(cfg.out, columns=["scene", "grid_row", "grid_col", "row_off", "col_off", "width",
+                                                "height", "label", "label_index", "status", "reason"])
+    st = np.asarray(table.column("status").to_pylist(), dtype=object)
+    counts = {str(k): int(v) for k, v in zip(*np.unique(st.astype(str), return_counts=True))}
+    rs = np.asarray(table.column("reason").to_pylist(), dtype=object)[st != "ok"]
+    reasons = {str(k): int(v) for k, v in zip(*np.unique(rs.astype(str), return_counts=True))} if len(rs) else {}
+    quicklooks = _quicklooks(cfg, table, manifest) if cfg.quicklook else []
+    seconds = time.time() - t0
+    summary = {"out": cfg.out, "embeddings": cfg.embeddings, "model": cfg.model, "model_id": manifest.id,
+               "tiles": int(table.num_rows), "counts": counts, "error_reasons": reasons, "parts": len(names),
+               "parts_resumed": len(done), "parts_written": len(written), "bbox": cfg.bbox, "result": "ok",
+               "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
+               "quicklooks": quicklooks, "config": cfg.model_dump()}
+    storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
+    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    return summary
+
+
+def _head_only(model_uri: str, tmp: Path) -> Path:
+    from raylib.models.model_dir import _local_model_folder
+
+    src = _local_model_folder(model_uri)
+    dst = tmp / "head"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("backbone", "model"))
+    assert (dst / MANIFEST).exists()
+    return dst
+
+
+def _prepare(cfg: RemapConfig, job: str) -> bool:
+    """Make ``out`` ready; True when it resumes an unfinished remap of the same job."""
+    storage.check_bucket(cfg.out)
+    if storage.exists(storage.join(cfg.out, SUCCESS)) and not cfg.overwrite:
+        raise ConfigError(f"{cfg.out} already holds a finished map.", "pass --overwrite, or choose another --out.")
+    marker = storage.join(cfg.out, MARKER)
+    if storage.exists(marker) and not cfg.overwrite and not storage.exists(storage.join(cfg.out, SUCCESS)):
+        try:
+            if json.loads(storage.read_bytes(marker)).get("job") == job:
+                return True
+        except ValueError:
+            pass
+    storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
+    return False
+
+
+def _quicklooks(cfg: RemapConfig, table, manifest) -> list[str]:
+    """A class map per scene (no imagery to draw beside it: remap reads none)."""
+    import os
+
+    out = []
+    scene = np.asarray(table.column("scene").to_pylist(), dtype=object)
+    gr, gc = table.column("grid_row").to_numpy(), table.column("grid_col").to_numpy()
+    li = table.column("label_index").fill_null(-1).to_numpy().copy()
+    lab = np.asarray(table.column("label").to_pylist(), dtype=object)
+    li[lab == mapfile.UNKNOWN] = reports.UNKNOWN_INDEX
+    r1 = (table.column("row_off").to_numpy() + table.column("height").to_numpy())
+    c1 = (table.column("col_off").to_numpy() + table.column("width").to_numpy())
+    for i, s in enumerate(sorted(set(scene[gr >= 0]))):
+        m = (scene == s) & (gr >= 0)
+        grid = np.full((int(gr[m].max()) + 1, int(gc[m].max()) + 1), -1, np.int16)
+        grid[gr[m], gc[m]] = li[m]
+        tile = (int(table.column("height").to_numpy()[m].max()), int(table.column("width").to_numpy()[m].max()))
+        png = reports.quicklook_png(f"{s}  |  remap with {manifest.id}", grid, manifest.classes, None,
+                                    (int(r1[m].max()), int(c1[m].max())), tile)
+        uri = storage.join(cfg.out, "_quicklook", f"{i:03d}-{os.path.splitext(storage.basename(s))[0]}.png")
+        storage.write_bytes(uri, png)
+        out.append(uri)
+    return out

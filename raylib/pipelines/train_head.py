@@ -1,0 +1,54 @@
+"""``landcover train-head``: a logistic-regression head on an image folder
+(``models.head_training``), or on a few labelled tiles of an embedding store.
+
+Store labels: a class raster (each tile's majority class with a purity threshold, read
+exactly as ``landcover assess`` reads a reference), points/polygons (the tiles they fall
+in), or a CSV of ``tile_id,label``; a crosswalk maps codes to classes as in ``assess``.
+``per_class`` K draws a labelling budget of K labelled tiles per class (seeded); the tiles
+used are stored in the model directory (``training_tiles.parquet``) so that ``landcover
+assess --exclude-training <model dir>`` leaves them out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raylib.config import TrainHeadConfig
+from raylib.models.calibration import oof_temperature
+from raylib.models.head_training import train_head_on_folder
+from raylib.models.heads import LogisticHead
+from raylib.pipelines.common.labelled_tiles import labelled_tiles, store_features, write_store_head
+
+STORE_C = 0.1  # few labelled tiles: a stronger regularisation mapped better (NC Wake, 20 per class: 0.79 vs 0.78 at 0.5)
+
+
+def train_head_on_store(cfg, argv: list[str] | None = None):
+    """Fit a head on labelled tiles of an embedding store; write a model directory."""
+    lt = labelled_tiles(cfg)
+    feats, X_all, emb = store_features(lt, cfg.features)
+    X, tr_y = X_all[lt.train], lt.y[lt.train]
+    used = np.array(sorted(set(tr_y.tolist())))
+    yk = np.searchsorted(used, tr_y)  # the head's classes: those with training tiles, in group order
+    head = LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding").fit(X, yk)
+    temperature, cal = _temperature(cfg, X, yk)
+    metrics = {"labelled_tiles": lt.counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": lt.unused,
+               "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "calibration": cal,
+               "embeddings": cfg.embeddings}
+    manifest = write_store_head(cfg.out, lt, head, used, feats, emb[lt.train], name=cfg.name, metrics=metrics,
+                                temperature=temperature, argv=argv)
+    return manifest, {"labelled_tiles": lt.counts, "classes": [lt.classes[i] for i in used], "not_used": lt.unused}
+
+
+def _temperature(cfg, X, y):
+    t = oof_temperature(lambda: LogisticHead(C=cfg.C or STORE_C, l2_normalize=cfg.features == "embedding"),
+                        X, y, cfg.seed)
+    if t is None:
+        return 1.0, {"temperature": 1.0, "note": "too few tiles per class to fit a temperature"}
+    return t, {"temperature": t, "fitted_on": f"out-of-fold probabilities of the {len(y)} labelled tiles"}
+
+
+def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
+    """A head on an image folder (``cfg.data``) or on labelled tiles of a store (``cfg.embeddings``)."""
+    if cfg.embeddings:
+        return train_head_on_store(cfg, argv)
+    return train_head_on_folder(cfg, argv)

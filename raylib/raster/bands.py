@@ -1,0 +1,234 @@
+"""Band selection/order per sensor and radiometric scaling into what a model expects.
+
+A model stores, per input channel, the mean and std (in [0, 1] units) of the images it was
+trained on.  A scene's bands are selected (1-based indices in the file, in the model's
+channel order) and scaled:
+
+* ``match`` (default): each band's valid-pixel mean/std in this scene (from a decimated
+  read) is mapped linearly onto the model's stored mean/std.  Works for uint8 imagery,
+  uint16 digital numbers and reflectance alike, at the price of making the scaling depend
+  on the scene's content.
+* ``dtype``: divide by the dtype's maximum (uint8 -> /255, uint16 -> /65535) or by
+  ``scale`` when given (e.g. 10000 for reflectance x 10000).
+
+Fill: a pixel whose selected bands all equal the scene's nodata value (or the configured
+``fill_value``) is fill, reported as ``fill_fraction`` (of the tile's pixels inside the
+scene).  A partial tile (clipped by the scene edge, or with fill inside the scene) is
+classified from its valid pixels: fill and padding are replaced by the valid pixels
+mirrored across the valid region's border (``mirror_fill``), so that the padding carries
+the tile's own colours and texture instead of a flat colour (a flat colour reads as water
+to a model trained on EuroSAT).  A tile without any valid pixel is set to the model's mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from raylib.errors import ConfigError, InputError
+
+# Presets: sensor file layout -> 1-based indices of (red, green, blue).
+PRESETS: dict[str, list[int]] = {
+    "rgb": [1, 2, 3],
+    "bgr": [3, 2, 1],
+    "naip": [1, 2, 3],  # NAIP: R, G, B, NIR
+    "landsat8-b234": [3, 2, 1],  # a 3-band file holding B2 (blue), B3 (green), B4 (red)
+    "sentinel2-eurosat": [4, 3, 2],  # EuroSAT MS file order B01..B12, B8A
+}
+
+
+def band_indices(bands, needed: int, colorinterp=None) -> list[int]:
+    """1-based band indices (in the model's channel order) that ``bands`` names: a list, a
+    preset, or ``None``/``auto`` (colour-interpretation tags, else bands 1..needed)."""
+    if bands is None or bands == "auto":
+        ci = [str(c).split(".")[-1] for c in (colorinterp or [])]
+        if all(k in ci for k in ("red", "green", "blue")) and needed == 3:
+            chosen = [ci.index("red") + 1, ci.index("green") + 1, ci.index("blue") + 1]
+        else:
+            chosen = list(range(1, needed + 1))
+    elif isinstance(bands, str):
+        if bands not in PRESETS:
+            raise ConfigError(f"Unknown band preset {bands!r}.", f"use one of {sorted(PRESETS)} or a list like [3, 2, 1].")
+        chosen = PRESETS[bands]
+    else:
+        chosen = [int(b) for b in bands]
+    if len(chosen) != needed:
+        raise ConfigError(
+            f"bands {chosen} selects {len(chosen)} band(s) but the model takes {needed}.",
+            f"give {needed} band indices (1-based), in the model's channel order.",
+        )
+    return chosen
+
+
+def resolve_bands(bands, count: int, uri: str, needed: int, colorinterp=None) -> list[int]:
+    """The 1-based band indices to read for one scene of ``count`` bands."""
+    chosen = band_indices(bands, needed, colorinterp)
+    if count < max(chosen) or min(chosen) < 1:
+        raise InputError(
+            f"Scene {uri} has {count} band(s) but bands {chosen} (1-based) are needed"
+            f" for the model's {needed} channel(s).",
+            "give a scene with those bands, or set bands to indices that exist in this scene.",
+            reason="band_mismatch",
+        )
+    return chosen
+
+
+@dataclass
+class Scaler:
+    """Per-scene linear mapping raw values -> model input in [0, 1]."""
+
+    gain: np.ndarray  # (C,)
+    offset: np.ndarray  # (C,)
+    fill_value: float | None
+    target_mean: np.ndarray  # (C,)
+
+    def apply_many(self, raw: np.ndarray, inside: np.ndarray,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``apply`` for a stack: raw (N, C, H, W), inside (N, H, W) -> (float32 (N, C, H, W),
+        fill_fraction (N,)), in one vectorised pass (written into ``out`` when given); the
+        pixels without a valid value (fill, or outside the scene) are ``mirror_fill``ed."""
+        x = np.empty(raw.shape, np.float32) if out is None else out
+        np.multiply(raw, self.gain[None, :, None, None], out=x)  # the cast happens inside the multiply
+        x += self.offset[None, :, None, None]
+        np.clip(x, 0.0, 1.0, out=x)
+        valid = valid_mask(raw, inside, self.fill_value)
+        n_inside = inside.sum(axis=(1, 2))
+        n_valid = valid.sum(axis=(1, 2))
+        fill_fraction = np.where(n_inside > 0, 1.0 - n_valid / np.maximum(n_inside, 1), 1.0)
+        for i in np.flatnonzero(n_valid < valid[0].size):
+            if n_valid[i] == 0:
+                x[i] = self.target_mean[:, None, None]
+            else:
+                mirror_fill(x[i], valid[i])
+        return x, fill_fraction.astype(np.float32)
+
+    def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
+        """raw (C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
+        x, fill_fraction = self.apply_many(raw[None], inside[None])
+        return x[0], float(fill_fraction[0])
+
+
+def valid_mask(raw: np.ndarray, inside: np.ndarray, fill_value: float | None) -> np.ndarray:
+    """(N, H, W): pixels inside the scene whose bands are not all ``fill_value``."""
+    valid = inside.copy()
+    if fill_value is not None:
+        valid &= ~np.all(raw == _as_pixel(fill_value, raw.dtype), axis=1)
+    return valid
+
+
+SPECTRAL_ROLES = ("red", "green", "nir", "swir16")
+MAX_STAT_BANDS = 16  # per-tile statistics cover a scene's first bands, up to this many
+
+
+def tile_statistics(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset: np.ndarray,
+                    roles: dict[str, int], fill_value: float | None = None) -> dict[str, np.ndarray]:
+    """Per-tile spectral statistics over the valid pixels of ``raw`` (N, S, H, W), each band
+    in physical units ``raw * gain + offset`` (reflectance where the sensor is known):
+    ``band_mean``/``band_std`` (N, S), and the mean per-pixel ``ndvi`` = (nir - red) /
+    (nir + red) and ``ndwi`` = (green - nir) / (green + nir) (McFeeters) where ``roles``
+    (role -> position in the S bands) has those bands; NaN where a tile has no valid pixel
+    or an index has no bands. A pixel equal to ``fill_value`` in one band is left out of
+    that band's figures (some sensors' bands have fill of their own)."""
+    n = len(raw)
+    x = raw.astype(np.float32) * gain[None, :, None, None].astype(np.float32) + offset[None, :, None, None].astype(np.float32)
+    band_valid = valid[:, None] if fill_value is None else valid[:, None] & (raw != _as_pixel(fill_value, raw.dtype))
+    m = band_valid.astype(np.float32)
+    cnt = m.sum(axis=(2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (x * m).sum(axis=(2, 3)) / cnt
+        std = np.sqrt(np.maximum(((x - mean[:, :, None, None]) ** 2 * m).sum(axis=(2, 3)) / cnt, 0.0))
+        out = {"band_mean": mean.astype(np.float32), "band_std": std.astype(np.float32)}
+        for name, (a, b) in {"ndvi": ("nir", "red"), "ndwi": ("green", "nir")}.items():
+            if a in roles and b in roles:
+                pa, pb = x[:, roles[a]], x[:, roles[b]]
+                both = band_valid[:, roles[a]] & band_valid[:, roles[b]] if fill_value is not None else valid
+                idx = np.where(both, (pa - pb) / np.where(np.abs(pa + pb) > 1e-6, pa + pb, np.nan), np.nan)
+                cnt_i = np.isfinite(idx).sum(axis=(1, 2))
+                out[name] = np.where(cnt_i > 0, np.nansum(idx, axis=(1, 2)) / np.maximum(cnt_i, 1), np.nan).astype(np.float32)
+            else:
+                out[name] = np.full(n, np.nan, np.float32)
+    return out
+
+
+def mirror_fill(x: np.ndarray, valid: np.ndarray, passes: int = 8) -> None:
+    """Fill the pixels of ``x`` (C, H, W) where ``valid`` (H, W) is False, in place, with
+    valid pixels mirrored across the valid region's border: each empty pixel takes the
+    value at its reflection through its nearest valid pixel. For a rectangular valid region
+    this is the mirror padding of image processing; repeated passes mirror the already
+    filled band again, so a narrow valid strip fills a whole tile. What no reflection
+    reaches takes its nearest valid pixel."""
+    from scipy import ndimage
+
+    have = valid.copy()
+    h, w = have.shape
+    ii, jj = np.indices((h, w))
+    for _ in range(passes):
+        if have.all():
+            return
+        qi, qj = ndimage.distance_transform_edt(~have, return_distances=False, return_indices=True)
+        ri, rj = 2 * qi - ii, 2 * qj - jj
+        ok = ~have & (ri >= 0) & (ri < h) & (rj >= 0) & (rj < w)
+        ok[ok] = have[ri[ok], rj[ok]]
+        if not ok.any():
+            break
+        x[:, ok] = x[:, ri[ok], rj[ok]]
+        have |= ok
+    if not have.all():
+        qi, qj = ndimage.distance_transform_edt(~have, return_distances=False, return_indices=True)
+        x[:, ~have] = x[:, qi[~have], qj[~have]]
+
+
+def _as_pixel(value: float, dtype: np.dtype):
+    """``value`` in the pixels' own type when it fits (a comparison without a float64
+    copy of the tiles), else as a float."""
+    if dtype.kind in "ui" and float(value).is_integer():
+        info = np.iinfo(dtype)
+        if info.min <= value <= info.max:
+            return dtype.type(int(value))
+    return float(value)
+
+
+def dtype_max(dtype: str) -> float:
+    dt = np.dtype(dtype)
+    if dt.kind in "ui":
+        return float(np.iinfo(dt).max)
+    return 1.0
+
+
+def make_scaler(mode: str, sample: np.ndarray | None, dtype: str, fill_value: float | None,
+                target_mean, target_std, scale: float | None = None, uri: str = "", sensor=None,
+                model_reflectance: dict | None = None) -> Scaler:
+    """Build the scaler for one scene. ``sample``: (C, h, w) decimated read of the selected
+    bands (``match``); ``sensor``: the scene's ``radiometry.SensorTransform`` and
+    ``model_reflectance`` the model's stretch (``reflectance``)."""
+    tm = np.asarray(target_mean, np.float32)
+    ts = np.asarray(target_std, np.float32)
+    if mode == "dtype":
+        div = float(scale) if scale else dtype_max(dtype)
+        return Scaler(np.full(len(tm), 1.0 / div, np.float32), np.zeros(len(tm), np.float32), fill_value, tm)
+    if mode == "reflectance":  # DN -> rho = a DN + c (sensor) -> x = rho g + o (the model's stretch)
+        if sensor.display:  # an 8-bit display product: as it is, like the model's 8-bit training images
+            return Scaler(sensor.a.astype(np.float32), sensor.c.astype(np.float32), fill_value, tm)
+        g = np.asarray(model_reflectance["gain"], np.float64)
+        o = np.asarray(model_reflectance["offset"], np.float64)
+        if len(g) != len(sensor.a):
+            raise ConfigError(f"The model's reflectance stretch has {len(g)} channel(s), the scene's bands {len(sensor.a)}.",
+                              "select as many bands as the model has channels.")
+        return Scaler((sensor.a * g).astype(np.float32), (sensor.c * g + o).astype(np.float32), fill_value, tm)
+    if mode != "match":
+        raise ConfigError(f"Unknown scaling {mode!r}.", "use 'auto', 'match', 'dtype' or 'reflectance'.")
+    assert sample is not None
+    valid = np.ones(sample.shape[1:], bool)
+    if fill_value is not None:
+        valid &= ~np.all(sample == _as_pixel(fill_value, sample.dtype), axis=0)
+    if valid.sum() < 16:
+        raise InputError(f"Scene {uri} has no valid pixels (all fill/nodata).",
+                         "check the scene, or the fill_value setting.", reason="all_nodata")
+    vals = sample[:, valid].astype(np.float64)
+    mean = vals.mean(axis=1)
+    std = vals.std(axis=1)
+    std = np.where(std > 0, std, 1.0)
+    gain = (ts / std).astype(np.float32)
+    offset = (tm - mean * gain).astype(np.float32)
+    return Scaler(gain, offset, fill_value, tm)

@@ -1,0 +1,232 @@
+"""The map job's read stage (CPU tasks, no model): read units of a scene -> scaled tiles.
+
+A read unit is ``read_batch_size`` tiles of one scene in grid order. Each grid row of a
+unit is one windowed read (``tiling.read_row``) with a time limit and retries; a row that
+fails for a non-transient reason is read again tile by tile so that a damaged block loses
+only the tiles it touches. Kept apart from ``mapping`` so that read workers import only
+numpy, rasterio and this package's light modules (not torch or scikit-learn).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from raylib.io import resilience, storage
+from raylib.raster import bands as bandlib
+from raylib.raster import tiling
+
+_WATCHDOG: resilience.Watchdog | None = None
+
+
+def _watchdog() -> resilience.Watchdog:
+    global _WATCHDOG
+    if _WATCHDOG is None:
+        _WATCHDOG = resilience.Watchdog(storage.rasterio_env)
+    return _WATCHDOG
+
+
+def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
+    """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
+    float32 pixels, one output row per tile, with an error row for every tile that failed.
+
+    Each grid row of a unit is one read of its bounding window (``tiling.read_row``); a
+    row whose read fails for a non-transient reason (a damaged block) is read again tile by
+    tile, so that one bad block loses only the tiles it touches."""
+    units = [(str(s), int(b), int(lo), int(hi))
+             for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
+    n = sum(hi - lo for _, _, lo, hi in units)
+    first = json.loads(units[0][0])
+    c, t = len(first["bands"]), first["tile_size"]
+    out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, c, t, t), np.float32),
+           "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
+           "error": np.full(n, "", dtype=object),
+           "retries": np.zeros(n, np.int32),  # retries each tile's read needed (evidence of weathered faults)
+           # per-tile spectral statistics (NaN where not computed); a scene uses the first n_stats bands
+           "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
+    k, reader = 0, None
+    try:
+        for spec, base, lo, hi in units:
+            if reader is None or reader.key != spec:  # units of one scene share the open dataset
+                if reader is not None:
+                    reader.close()
+                reader = _SceneReader(spec, read_timeout, read_retries)
+            reader.read(lo, hi, base, out, k)
+            k += hi - lo
+    finally:
+        if reader is not None:
+            reader.close()
+    return out
+
+
+class _SceneReader:
+    """Reads the tiles of read units of one scene (``spec``: the JSON of
+    ``ScenePlan.read_spec``) into the output arrays of ``read_tiles``; one open dataset for
+    all of them, ``close()`` when done."""
+
+    def __init__(self, spec: str, read_timeout: float, read_retries: int):
+        self.key, self.spec = spec, json.loads(spec)
+        self.timeout, self.retries = read_timeout, read_retries
+        d = self.spec
+        self.layout = tiling.Layout.from_dict(d["layout"])
+        self.tile = d["tile_size"]
+        self.stats = d.get("stats")
+        model_bands = list(d["bands"])
+        extra = [b for b in (self.stats["bands"] if self.stats else []) if b not in model_bands]
+        self.read_bands = model_bands + extra  # one read for the model's bands and the statistics' others
+        self.stat_pos = [self.read_bands.index(b) for b in self.stats["bands"]] if self.stats else []
+        self.scaler = bandlib.Scaler(np.asarray(d["gain"], np.float32), np.asarray(d["offset"], np.float32),
+                                     d["fill_value"], np.asarray(d["target_mean"], np.float32))
+        self.wd = _watchdog()
+        self.ds = None
+
+    def _dataset(self):
+        import rasterio
+
+        if self.ds is None:
+            self.ds = self.wd.call(lambda: rasterio.open(self.spec["gdal_path"]), self.timeout,
+                                   f"opening {self.spec['uri']}")
+        return self.ds
+
+    def close(self, _exc=None) -> None:
+        old, self.ds = self.ds, None
+        if old is not None:
+            try:
+                self.wd.call(old.close, self.timeout)
+            except Exception:
+                pass
+
+    def _read(self, fn, what: str, retried: np.ndarray, k: int):
+        """``fn(dataset)`` with the watchdog's time limit, retried on transient faults
+        (counted on tile ``k``)."""
+        def on_retry(exc):
+            retried[k] += 1
+            self.close(exc)
+
+        def once():
+            ds = self._dataset()
+            return self.wd.call(lambda: fn(ds), self.timeout, what)
+
+        return resilience.retrying(once, retries=self.retries, on_retry=on_retry)
+
+    def read(self, lo: int, hi: int, base: int, out: dict, k0: int) -> None:
+        lay, t, bands, uri = self.layout, self.tile, self.read_bands, self.spec["uri"]
+        c = len(self.spec["bands"])
+        status, error = out["status"], out["error"]
+        out["idx"][k0:k0 + hi - lo] = np.arange(base + lo, base + hi)
+        raw_all = inside_all = None
+        no_stats = np.zeros(hi - lo, bool)  # tiles read with the model's bands alone (no statistics)
+        given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
+
+        def fail(rows, exc):  # rows: one output index or a slice of them
+            nonlocal given_up
+            reason, msg = resilience.classify(exc)
+            status[rows], error[rows] = "error", f"{reason}: {msg}"
+            if reason in resilience.TRANSIENT:
+                given_up = f"{reason}: {msg} (an earlier read of this scene in the same batch)"
+            self.close()
+
+        def put(k, raw, inside):
+            nonlocal raw_all, inside_all
+            if raw_all is None:
+                raw_all = np.zeros((hi - lo, *raw.shape[1:]), raw.dtype)
+                inside_all = np.zeros((hi - lo, *inside.shape[1:]), bool)
+            raw_all[k - k0:k - k0 + len(raw)], inside_all[k - k0:k - k0 + len(raw)] = raw, inside
+
+        def tile_by_tile(seg, k):
+            for w in seg:
+                if given_up:
+                    status[k], error[k] = "error", given_up
+                else:
+                    def window(bs):
+                        return self._read(lambda ds: tiling.read_window(ds, *(int(v) for v in w[2:6]),
+                                                                        tuple(lay.tile), t, bs),
+                                          f"reading a window of {uri}", out["retries"], k)
+
+                    try:
+                        raw, inside = window(bands)
+                        put(k, raw[None], inside[None])
+                    except Exception as exc:  # one bad block must not lose the other tiles
+                        if len(bands) > c and resilience.classify(exc)[0] not in resilience.TRANSIENT:
+                            try:  # a damaged block of a band read only for the statistics: the model's bands alone
+                                raw, inside = window(bands[:c])
+                                full = np.zeros((len(bands), *raw.shape[1:]), raw.dtype)
+                                full[:c] = raw
+                                put(k, full[None], inside[None])
+                                no_stats[k - k0] = True
+                            except Exception as exc2:
+                                fail(k, exc2)
+                        else:
+                            fail(k, exc)
+                k += 1
+
+        k = k0
+        for seg in tiling.row_segments(lay.windows(lo, hi)):
+            rows = slice(k, k + len(seg))
+            if given_up:
+                status[rows], error[rows] = "error", given_up
+            elif tiling.row_aligned(seg, lay.tile, t):
+                try:
+                    put(k, *self._read(lambda ds: tiling.read_row(ds, seg, lay.tile, t, bands),
+                                       f"reading a row of tiles of {uri}", out["retries"], k))
+                except Exception as exc:
+                    if resilience.classify(exc)[0] in resilience.TRANSIENT:
+                        fail(rows, exc)
+                    else:  # a damaged block: the tiles that do not touch it are still readable
+                        self.close()
+                        tile_by_tile(seg, k)
+            else:
+                tile_by_tile(seg, k)
+            k += len(seg)
+        if raw_all is not None:  # scale the unit's tiles in one vectorised pass
+            sl = slice(k0, k)
+            ok = status[sl] == "ok"
+            model_raw = raw_all[:, :c] if raw_all.shape[1] > c else raw_all
+            if ok.all():  # scaled straight into the output block
+                _, ff = self.scaler.apply_many(model_raw, inside_all, out=out["pixels"][sl])
+            else:
+                x, ff = self.scaler.apply_many(model_raw[ok], inside_all[ok])
+                out["pixels"][sl][ok] = x
+            if self.stats:
+                with_stats = ok & ~no_stats[:k - k0]
+                self._statistics(raw_all[with_stats], inside_all[with_stats], out, np.flatnonzero(with_stats) + k0)
+            out["fill_fraction"][sl][ok] = ff
+            nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
+            status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
+            limit = self.spec.get("max_fill_fraction", 1.0)
+            over = (ff < 1.0) & (ff > limit)
+            mostly = np.flatnonzero(ok)[over] + k0
+            status[mostly] = "error"
+            error[mostly] = [f"mostly_fill: {f:.0%} of the tile's pixels in the scene are fill (more than "
+                             f"max_fill_fraction {limit:g})" for f in ff[over]]
+
+
+    def _statistics(self, raw: np.ndarray, inside: np.ndarray, out: dict, rows: np.ndarray) -> None:
+        st = self.stats
+        valid = bandlib.valid_mask(raw[:, :len(self.spec["bands"])], inside, self.scaler.fill_value)
+        res = bandlib.tile_statistics(raw[:, self.stat_pos], valid, np.asarray(st["gain"], np.float32),
+                                      np.asarray(st["offset"], np.float32), st["roles"], self.scaler.fill_value)
+        s = len(self.stat_pos)
+        out["band_mean"][rows, :s], out["band_std"][rows, :s] = res["band_mean"], res["band_std"]
+        out["n_stats"][rows] = s
+        out["ndvi"][rows], out["ndwi"][rows] = res["ndvi"], res["ndwi"]
+
+
+def rows_out(batch: dict, probs: np.ndarray) -> dict:
+    """What a model actor returns for a read block: every column but the pixels, and the
+    class probabilities."""
+    return {**{k: v for k, v in batch.items() if k != "pixels"}, "probs": probs}
+
+
+def model_batches(batch: dict, batch_size: int):
+    """``(rows, pixels)`` of the readable tiles of a block, ``batch_size`` at a time
+    (views, not copies, when every tile of the block is readable)."""
+    ok = np.flatnonzero(np.asarray(batch["status"]) == "ok")
+    px = batch["pixels"]
+    contiguous = len(ok) == len(px)
+    for i in range(0, len(ok), batch_size):
+        sel = slice(i, i + batch_size) if contiguous else ok[i:i + batch_size]
+        yield sel, px[sel]
