@@ -21,6 +21,7 @@ from raylib import config as cfglib
 from raylib import console
 from raylib.errors import LandcoverError
 
+
 def _is_list(annotation) -> bool:
     return typing.get_origin(annotation) is list or any(
         typing.get_origin(a) is list for a in typing.get_args(annotation))

@@ -1,8 +1,9 @@
 import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from raylib.models.heads import LogisticHead, load_head
+from raylib.models.heads import KNNHead, LogisticHead, MLPHead, XGBHead, load_head
 
 
 def test_logistic_head_matches_sklearn_and_round_trips(tmp_path):
@@ -62,3 +63,12 @@ def test_knn_is_cosine():
     y = np.array([0, 0, 1, 1])
     head = HEADS["knn"](n_neighbors=1).fit(X, y)
     assert head.predict(np.array([[100.0, 1.0], [0.01, 5.0]])).tolist() == [0, 1]
+
+
+@parametrize_with_checks([LogisticHead(l2_normalize=False), MLPHead(l2_normalize=False), KNNHead(n_neighbors=3),
+                          XGBHead(n_estimators=10)])
+def test_heads_follow_the_scikit_learn_contract(estimator, check):
+    """scikit-learn's estimator checks: input validation, NotFittedError, n_features_in_,
+    clone/get_params, fit idempotence, ... (the heads' L2 normalisation, meant for embeddings,
+    is off here: the checks' 2-feature blobs carry their classes in the vector's length)."""
+    check(estimator)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from raylib.io import storage
 
+MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"  # a map folder's own files
 UNKNOWN = "unknown"  # the label of a tile below --unknown-below
 # what a reader of a map folder skips: pyarrow's defaults, and the embedding store beside the map
 IGNORE_PREFIXES = [".", "_", "embeddings"]

@@ -19,6 +19,8 @@ import re
 import threading
 import time
 
+from raylib.errors import ConfigError
+
 TRANSIENT = ("read_error", "timeout")
 
 
@@ -152,6 +154,8 @@ def retrying(fn, *, retries: int, on_retry=None, sleep=time.sleep):
         try:
             return fn()
         except Exception as exc:
+            if isinstance(exc, ConfigError):  # a setting is wrong: asking again will not help
+                raise
             reason, _ = classify(exc)
             if reason not in TRANSIENT or attempt >= retries:
                 raise

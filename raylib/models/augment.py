@@ -51,12 +51,12 @@ def radiometric_jitter(x, strength: float, generator=None):
     return (x * gain.to(x) + shift.to(x)).clamp_(0.0, 1.0)
 
 
-def tta_probs(predict, x, views: int = N_VIEWS):
-    """Mean of ``predict(view)`` (class probabilities) over the first ``views`` dihedral views."""
-    total = None
-    for k in range(views):
-        p = predict(dihedral(x, k))
-        total = p if total is None else total + p
+def tta_probs(predict, x, views: int = N_VIEWS, identity=None):
+    """Mean of ``predict(view)`` (class probabilities) over the first ``views`` dihedral views
+    (``identity``: ``predict(x)`` already computed, not computed again)."""
+    total = identity if identity is not None else predict(x)
+    for k in range(1, views):
+        total = total + predict(dihedral(x, k))
     return total / views
 
 

@@ -17,20 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from raylib.errors import InputError
+from raylib.io.cache import cache_dir, cached
 
 DEFAULT_BACKBONE = "default"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def cache_dir() -> Path:
-    """Where converted/downloaded backbones and default models are cached."""
-    root = os.environ.get("LANDCOVER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "landcover-ray"
-    )
-    p = Path(root)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 # --------------------------------------------------------------------------- conversion
@@ -129,14 +120,14 @@ def default_backbone_dir() -> Path:
     """The converted offline MobileNetV2 folder, built on first use and cached."""
     import torch
 
-    out = cache_dir() / "backbones" / "mobilenet_v2_imagenet_tv"
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
-        return out
-    sd = torch.load(offline_mobilenet_v2_weights(), map_location="cpu", weights_only=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    convert_torchvision_mobilenet_v2(sd, tmp)
-    tmp.rename(out) if not out.exists() else None
-    return out
+    def ready(d: Path) -> bool:
+        return (d / "config.json").exists() and (d / "model.safetensors").exists()
+
+    def convert(tmp: Path) -> None:
+        convert_torchvision_mobilenet_v2(torch.load(offline_mobilenet_v2_weights(), map_location="cpu",
+                                                    weights_only=True), tmp)
+
+    return cached(cache_dir() / "backbones" / "mobilenet_v2_imagenet_tv", convert, ready)
 
 
 def resolve_backbone(ref: str) -> str:
@@ -151,14 +142,13 @@ def resolve_backbone(ref: str) -> str:
         return str(default_backbone_dir())
     if ref.startswith("s3://"):
         digest = hashlib.sha256(ref.encode()).hexdigest()[:16]
-        dest = cache_dir() / "s3-backbones" / digest
-        if not (dest / "config.json").exists():
-            tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+
+        def download(tmp: Path) -> None:
             storage.download_folder(ref, tmp)
             if not (tmp / "config.json").exists():
                 raise InputError(f"{ref} has no config.json.", "point to a folder written by save_pretrained().")
-            tmp.rename(dest) if not dest.exists() else None
-        return str(dest)
+
+        return str(cached(cache_dir() / "s3-backbones" / digest, download, lambda d: (d / "config.json").exists()))
     p = Path(ref).expanduser()
     if p.exists():
         if not (p / "config.json").exists():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from raylib.config import TrainHeadConfig
 from raylib.errors import InputError
-from raylib.models.backbones import cache_dir
+from raylib.io.cache import cache_dir, cached
 from raylib.models.head_training import train_head_on_folder
 from raylib.models.model_dir import DEFAULT_MODEL_NAME, MANIFEST
 
@@ -37,15 +37,13 @@ def find_eurosat() -> str:
 def default_model_dir(per_class: int = 300) -> str:
     """The built-in default model directory, built on first use and cached."""
     out = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{DEFAULT_MODEL_VERSION}"
-    if (out / MANIFEST).exists():
-        return str(out)
-    data = find_eurosat()
-    log.warning("building the default model (first use): MobileNetV2 + logistic regression on %d EuroSAT "
-                "patches per class from %s -> %s", per_class, data, out)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    cfg = TrainHeadConfig(data=data, out=str(tmp), per_class=per_class, name=DEFAULT_MODEL_NAME,
-                          degrade=[1.5, 4.0], reflectance="eurosat-rgb")
-    train_head_on_folder(cfg, argv=["(built-in default model)"])
-    if not out.exists():
-        tmp.rename(out)
-    return str(out)
+
+    def build(tmp: Path) -> None:
+        data = find_eurosat()
+        log.warning("building the default model (first use): MobileNetV2 + logistic regression on %d EuroSAT "
+                    "patches per class from %s -> %s", per_class, data, out)
+        cfg = TrainHeadConfig(data=data, out=str(tmp), per_class=per_class, name=DEFAULT_MODEL_NAME,
+                              degrade=[1.5, 4.0], reflectance="eurosat-rgb")
+        train_head_on_folder(cfg, argv=["(built-in default model)"])
+
+    return str(cached(out, build, lambda d: (d / MANIFEST).exists()))

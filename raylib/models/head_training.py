@@ -48,8 +48,7 @@ def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64, degr
             t = torch.from_numpy(x)
             factors = rng.uniform(degrade[0], degrade[1], len(x))
             coarse.append(backbone.embed(torch.cat([degrade_fn(t[j:j + 1], f) for j, f in enumerate(factors)]).numpy()))
-    mean = s1 / n
-    std = np.sqrt(np.maximum(s2 / n - mean**2, 1e-12))
+    mean, std = patches.band_mean_std(s1, s2, n)
     return np.concatenate(embs), (np.concatenate(coarse) if degrade else None), mean, std
 
 

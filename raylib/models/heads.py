@@ -33,6 +33,28 @@ def _load_tensors(folder, spec: dict, file: str | None = None) -> dict:
     return load_file(str(Path(folder) / (file or spec.get("file", "head.safetensors"))))
 
 
+def _fit_input(head, X, y) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's input contract for ``fit``: a 2-d finite float array (sparse, complex,
+    empty and NaN/inf refused with sklearn's messages), classification targets, at least two
+    classes; sets ``n_features_in_``."""
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import validate_data
+
+    X, y = validate_data(head, X, y, dtype=[np.float32, np.float64])
+    check_classification_targets(y)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"{type(head).__name__} needs samples of at least 2 classes in the data; got 1 class.")
+    return X, y
+
+
+def _predict_input(head, X) -> np.ndarray:
+    """``predict``'s contract: fitted (``NotFittedError``), the features ``fit`` saw."""
+    from sklearn.utils.validation import check_is_fitted, validate_data
+
+    check_is_fitted(head, "classes_")
+    return validate_data(head, X, dtype=[np.float32, np.float64], reset=False)
+
+
 def _balanced_weights(y: np.ndarray, class_weight) -> np.ndarray | None:
     if class_weight is None:
         return None
@@ -66,7 +88,8 @@ class _Standardised(ClassifierMixin, BaseEstimator):
         return (X - self.mean_) / self.scale_
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        p = self.predict_proba(X)  # checks fitted and the input first
+        return self.classes_[np.argmax(p, axis=1)]
 
 
 class LogisticHead(_Standardised):
@@ -84,19 +107,26 @@ class LogisticHead(_Standardised):
     def fit(self, X, y):
         from sklearn.linear_model import LogisticRegression
 
+        X, y = _fit_input(self, X, y)
         Xs = self._fit_scaler(X)
         clf = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight)
-        clf.fit(Xs, np.asarray(y))
+        clf.fit(Xs, y)
         self.classes_ = clf.classes_
         self.coef_ = clf.coef_.astype(np.float32)
         self.intercept_ = clf.intercept_.astype(np.float32)
+        self.n_iter_ = clf.n_iter_
         return self
 
+    def _scores(self, X) -> np.ndarray:
+        return self._prep(_predict_input(self, X)) @ self.coef_.T + self.intercept_
+
     def decision_function(self, X) -> np.ndarray:
-        return self._prep(X) @ self.coef_.T + self.intercept_
+        """Class scores (n, k); for two classes, the positive class's score (n,), as scikit-learn."""
+        z = self._scores(X)
+        return z[:, 0] if z.shape[1] == 1 else z
 
     def predict_proba(self, X) -> np.ndarray:
-        z = self.decision_function(X).astype(np.float64)
+        z = self._scores(X).astype(np.float64)
         if z.shape[1] == 1:  # binary: sklearn's sigmoid form
             p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
             return np.column_stack([1 - p1, p1])
@@ -114,7 +144,7 @@ class LogisticHead(_Standardised):
         head = cls(**spec.get("params", {}))
         head.coef_, head.intercept_ = t["coef"], t["intercept"]
         head.mean_, head.scale_ = t["mean"], t["scale"]
-        head.classes_ = t["classes"]
+        head.classes_, head.n_features_in_ = t["classes"], int(t["mean"].shape[0])
         return head
 
 
@@ -154,16 +184,18 @@ class MLPHead(_Standardised):
         return self
 
     def fit(self, X, y):
+        X, y = _fit_input(self, X, y)
         Xs = self._fit_scaler(X)
-        y = np.asarray(y)
-        clf = self._estimator(batch_size=min(self.batch_size, len(Xs))).fit(
+        # early stopping holds out 10 %: only when that leaves every class a validation row
+        early = self.early_stopping and int(0.1 * len(Xs)) >= len(np.unique(y))
+        clf = self._estimator(batch_size=min(self.batch_size, len(Xs)), early_stopping=early).fit(
             Xs, y, sample_weight=_balanced_weights(y, self.class_weight))
         return self._take(clf)
 
     def fit_epochs(self, X, y, classes=None):
         """Yield after every epoch (for ASHA): ``partial_fit`` one pass at a time."""
+        X, y = _fit_input(self, X, y)
         Xs = self._fit_scaler(X)
-        y = np.asarray(y)
         classes = np.unique(y) if classes is None else classes
         w = _balanced_weights(y, self.class_weight)
         clf = self._estimator(early_stopping=False, batch_size=min(self.batch_size, len(Xs)))  # a few labelled tiles: one batch
@@ -173,7 +205,7 @@ class MLPHead(_Standardised):
             yield epoch + 1
 
     def predict_proba(self, X) -> np.ndarray:
-        h = self._prep(X)
+        h = self._prep(_predict_input(self, X))
         for W, b in zip(self.coefs_[:-1], self.intercepts_[:-1]):
             h = np.maximum(h @ W + b, 0)
         z = h @ self.coefs_[-1] + self.intercepts_[-1]
@@ -196,6 +228,7 @@ class MLPHead(_Standardised):
         n = sum(1 for k in t if k.startswith("coef_"))
         head.coefs_ = [t[f"coef_{i}"] for i in range(n)]
         head.intercepts_ = [t[f"intercept_{i}"] for i in range(n)]
+        head.n_features_in_ = int(head.mean_.shape[0])
         return head
 
 
@@ -209,13 +242,13 @@ class KNNHead(_Standardised):
         self.weights = weights
 
     def fit(self, X, y):
+        X, y = _fit_input(self, X, y)
         self.X_ = _l2(np.asarray(X, dtype=np.float32))
-        y = np.asarray(y)
         self.classes_, self.y_ = np.unique(y, return_inverse=True)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        q = _l2(np.asarray(X, dtype=np.float32))
+        q = _l2(np.asarray(_predict_input(self, X), dtype=np.float32))
         k = min(self.n_neighbors, len(self.X_))
         out = np.zeros((len(q), len(self.classes_)), np.float64)
         for i in range(0, len(q), 2048):
@@ -236,6 +269,7 @@ class KNNHead(_Standardised):
         t = _load_tensors(folder, spec)
         head = cls(**spec.get("params", {}))
         head.X_, head.y_, head.classes_ = t["X"], t["y"], t["classes"]
+        head.n_features_in_ = int(head.X_.shape[1])
         return head
 
 
@@ -272,7 +306,7 @@ class XGBHead(ClassifierMixin, BaseEstimator):
         return xgb.XGBClassifier(**kw)
 
     def fit(self, X, y, eval_set=None, callbacks=None):
-        y = np.asarray(y)
+        X, y = _fit_input(self, X, y)
         self.classes_, yi = np.unique(y, return_inverse=True)
         clf = self._estimator(callbacks=callbacks) if callbacks else self._estimator()
         clf.fit(np.asarray(X, np.float32), yi, sample_weight=_balanced_weights(yi, self.class_weight),
@@ -281,11 +315,13 @@ class XGBHead(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        p = self.model_.predict_proba(np.asarray(X, np.float32))
+        X = np.asarray(_predict_input(self, X), np.float32)
+        p = self.model_.predict_proba(X)
         return p if p.ndim == 2 else np.column_stack([1 - p, p])
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        p = self.predict_proba(X)  # checks fitted and the input first
+        return self.classes_[np.argmax(p, axis=1)]
 
     def save(self, folder) -> dict:
         _save_tensors(self, folder, {"classes": np.asarray(self.classes_, np.int64)}, "head_classes.safetensors")
@@ -298,6 +334,7 @@ class XGBHead(ClassifierMixin, BaseEstimator):
         head.model_ = head._estimator()
         head.model_.load_model(str(Path(folder) / spec.get("file", "head.ubj")))
         head.classes_ = _load_tensors(folder, spec, "head_classes.safetensors")["classes"]
+        head.n_features_in_ = int(head.model_.n_features_in_)
         return head
 
 

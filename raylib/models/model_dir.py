@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ import numpy as np
 
 from raylib.errors import InputError
 from raylib.io import storage
-from raylib.models.backbones import Backbone, as_float_tensor, cache_dir, resolve_backbone
+from raylib.io.cache import cache_dir, cached
+from raylib.models.backbones import Backbone, as_float_tensor, resolve_backbone
 from raylib.models.heads import load_head
 from raylib.raster.patches import TRAINING_TILES
 
@@ -97,14 +97,9 @@ def _local_model_folder(uri: str) -> Path:
         raise InputError(f"Model directory {uri} has no {MANIFEST}.", "check the URI of the model directory.")
     remote = storage.read_bytes(manifest_uri)
     dest = cache_dir() / "s3-models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    if (dest / MANIFEST).exists() and (dest / MANIFEST).read_bytes() == remote:
-        return dest
-    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    storage.download_folder(uri, tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
+    # current when its manifest is the one at the URI (a model rewritten there is fetched again)
+    return cached(dest, lambda tmp: storage.download_folder(uri, tmp),
+                  lambda d: (d / MANIFEST).exists() and (d / MANIFEST).read_bytes() == remote)
 
 
 def refuse_pickles(folder: Path, uri: str) -> None:

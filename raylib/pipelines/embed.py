@@ -46,7 +46,7 @@ def _patch_id(source: str) -> str:
 
 def folder_records(cfg: EmbedConfig) -> tuple[list[dict], list[str]]:
     ps = patches.list_image_folder(cfg.data)
-    recs = [{"source": f, "label_index": int(y), "group": f, "row_off": -1, "col_off": -1}
+    recs = [{"source": f, "label_index": int(y), "group": f}
             for f, y in zip(ps.files, ps.labels)]
     return recs, ps.classes
 
@@ -72,7 +72,7 @@ def label_raster_records(cfg: EmbedConfig, info: tiling.SceneInfo, bands: list[i
     classes = sorted(set(names.values()))
     block = cfg.patch_size * 4  # spatial blocks of 4x4 patches: the unit of a group split
     recs = [{"source": f"{info.uri}#r{r}c{c}", "label_index": classes.index(names[v]),
-             "group": f"{info.uri}#block{r // block}_{c // block}", "row_off": r, "col_off": c}
+             "group": f"{info.uri}#block{r // block}_{c // block}"}
             for r, c, v, _ in kept]
     return recs, classes
 
@@ -93,64 +93,6 @@ def assign_split(recs: list[dict], cfg: EmbedConfig) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Ray stages
-
-
-def _to_unit(arr: np.ndarray, bands: list[int] | None, scale: float | None) -> np.ndarray:
-    """(C, H, W) any dtype -> float32 RGB in [0, 1]."""
-    if bands is not None:
-        arr = arr[[b - 1 for b in bands]]
-    elif arr.shape[0] != 3:
-        arr = arr[:3]
-    return patches.to_unit(arr, scale)
-
-
-def _resize(x: np.ndarray, size: int) -> np.ndarray:
-    return patches.resize_chw(x, size, antialias=False)  # as the embeddings were always made
-
-
-def read_patches(batch: dict, spec: dict) -> dict:
-    """CPU stage: decode files or read raster windows -> float32 RGB at the model input size."""
-    import rasterio
-
-    n = len(batch["idx"])
-    size = spec["input_size"]
-    pixels = np.zeros((n, 3, size, size), np.float32)
-    stats = np.zeros((n, 3, 2), np.float64)  # per-channel sum, sum of squares (native size)
-    npx = np.zeros(n, np.int64)
-    status = np.full(n, "ok", dtype=object)
-    error = np.full(n, "", dtype=object)
-    img = None
-    try:
-        if spec["image"]:
-            img = rasterio.open(storage.parse(spec["image"]).gdal_path)
-        for k in range(n):
-            src = str(batch["source"][k])
-            try:
-                if img is not None:
-                    p = spec["patch_size"]
-                    w = rasterio.windows.Window(int(batch["col_off"][k]), int(batch["row_off"][k]), p, p)
-                    arr = img.read(spec["bands"] or [1, 2, 3], window=w)
-                    x = _to_unit(arr, None, spec["scale"])
-                elif src.lower().endswith((".tif", ".tiff")):
-                    from rasterio.io import MemoryFile
-
-                    with MemoryFile(storage.read_bytes(src)) as mf, mf.open() as ds:
-                        arr = ds.read()
-                    if spec["bands"] and max(spec["bands"]) > arr.shape[0]:
-                        raise InputError(f"{src} has {arr.shape[0]} band(s); bands {spec['bands']} are needed.")
-                    x = _to_unit(arr, spec["bands"], spec["scale"])
-                else:
-                    x = patches.read_rgb(src).astype(np.float32) / 255.0
-                stats[k, :, 0] = x.sum(axis=(1, 2))
-                stats[k, :, 1] = (x.astype(np.float64) ** 2).sum(axis=(1, 2))
-                npx[k] = x.shape[1] * x.shape[2]
-                pixels[k] = _resize(x, size)
-            except Exception as exc:  # reported by file on the driver; nothing is dropped silently
-                status[k], error[k] = "error", f"{type(exc).__name__}: {exc}"
-    finally:
-        if img is not None:
-            img.close()
-    return {"idx": batch["idx"], "pixels": pixels, "stats": stats, "npx": npx, "status": status, "error": error}
 
 
 class Embedder:
@@ -212,17 +154,12 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     test = assign_split(recs, cfg)
     _prepare_output(cfg.out, cfg.overwrite)
     n = len(recs)
-    work = pa.table({
-        "idx": pa.array(np.arange(n, dtype=np.int64)),
-        "source": pa.array([r["source"] for r in recs]),
-        "row_off": pa.array([r["row_off"] for r in recs], pa.int32()),
-        "col_off": pa.array([r["col_off"] for r in recs], pa.int32()),
-    })
+    work = pa.table({"idx": pa.array(np.arange(n, dtype=np.int64)), "source": pa.array([r["source"] for r in recs])})
     ensure_ray(cfg.ray_address)
     ds = dataset_from_table(work, cfg.read_batch_size * 4)
-    spec = {"image": cfg.data if cfg.labels else None, "patch_size": cfg.patch_size, "bands": bands,
-            "scale": cfg.scale, "input_size": cfg.input_size}
-    ds = ds.map_batches(read_patches, fn_kwargs={"spec": spec}, batch_size=cfg.read_batch_size,
+    spec = {"bands": bands or [1, 2, 3], "scale": cfg.scale, "input_size": cfg.input_size,
+            "patch_size": cfg.patch_size if cfg.labels else None, "dtype": "float32"}
+    ds = ds.map_batches(patches.decode_batch, fn_kwargs={"spec": spec}, batch_size=cfg.read_batch_size,
                         batch_format="numpy", num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     ds = actor_stage(ds, Embedder, {"backbone": cfg.backbone, "input_size": cfg.input_size,
@@ -232,16 +169,10 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     res = collect(ds, n, {"embedding": (None, np.float32, 0.0), "stats": ((3, 2), np.float64, 0.0),
                           "npx": ((), np.int64, 0), "status": ((), object, "error"), "error": ((), object, "")},
                   what="embed")
-    bad = np.flatnonzero(res["status"] != "ok")
-    if len(bad):
-        shown = "; ".join(f"{recs[i]['source']}: {res['error'][i]}" for i in bad[:5])
-        raise InputError(f"{len(bad)} of {n} patches could not be read ({shown}"
-                         + (" ..." if len(bad) > 5 else "") + ").",
-                         "remove or replace those files; nothing was written.")
+    patches.raise_unreadable([(recs[i]["source"], res["error"][i]) for i in np.flatnonzero(res["status"] != "ok")],
+                             n, "remove or replace those files; nothing was written.")
     emb = res["embedding"]
-    tot = res["npx"].sum()
-    mean = res["stats"][:, :, 0].sum(0) / tot
-    std = np.sqrt(np.maximum(res["stats"][:, :, 1].sum(0) / tot - mean**2, 1e-12))
+    mean, std = patches.band_mean_std(res["stats"][:, :, 0].sum(0), res["stats"][:, :, 1].sum(0), int(res["npx"].sum()))
     d = emb.shape[1]
     table = pa.table({
         "tile_id": pa.array([_patch_id(r["source"]) for r in recs]),

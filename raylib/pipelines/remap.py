@@ -29,7 +29,7 @@ from raylib.io import storage
 from raylib.models.model_dir import MANIFEST, LandcoverModel
 
 log = logging.getLogger(__name__)
-MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"
+from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
 
 
 def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:

@@ -219,13 +219,29 @@ def resize_chw(x: np.ndarray, size: int, antialias: bool = True) -> np.ndarray:
     return t[0].numpy()
 
 
+def band_mean_std(total: np.ndarray, total_sq: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation from running sums of values and squares over ``n`` pixels."""
+    mean = np.asarray(total, np.float64) / max(n, 1)
+    return mean, np.sqrt(np.maximum(np.asarray(total_sq, np.float64) / max(n, 1) - mean**2, 1e-12))
+
+
+def raise_unreadable(bad: list[tuple[str, str]], n: int, fix: str = "remove or replace those files.") -> None:
+    """One error naming the first unreadable patches (source, error) of ``n``; nothing dropped silently."""
+    if bad:
+        shown = "; ".join(f"{src}: {err}" for src, err in bad[:5])
+        raise InputError(f"{len(bad)} of {n} patches could not be read ({shown}" + (" ..." if len(bad) > 5 else "")
+                         + ").", fix)
+
+
 def decode_batch(batch: dict, spec: dict) -> dict:
-    """Ray Data stage: read a batch of labelled patches (``source``) -> float16 pixels at
-    ``spec['input_size']`` in [0, 1], with per-band sums for statistics and a status per
-    row (a bad file is reported by name, never dropped silently)."""
+    """Ray Data stage, the one patch decoder (fine-tuning, embedding, scoring): a batch of
+    labelled patches (``source``: a file, or ``<image>#r<row>c<col>`` a window) -> pixels at
+    ``spec['input_size']`` in [0, 1] (bilinear, antialiased when shrinking; ``spec['dtype']``,
+    float16 by default), with per-band sums for statistics and a status per row (a bad file
+    is reported by name, never dropped silently)."""
     n = len(batch["idx"])
     c, s = len(spec["bands"]), spec["input_size"]
-    pixels = np.zeros((n, c, s, s), np.float16)
+    pixels = np.zeros((n, c, s, s), spec.get("dtype", "float16"))  # float16 to materialise, float32 to stream
     stats = np.zeros((n, c, 2), np.float64)  # per band: sum, sum of squares (native size)
     npx = np.zeros(n, np.int64)
     status = np.full(n, "ok", dtype=object)

@@ -202,7 +202,7 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
     else:
         gsd = float(cfg.gsd)
     return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
-def _raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
+def raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
     """When no scene at all can be mapped, that is one clear error (nothing is written)."""
     if not plans or any(p.failure is None for p in plans):
         return

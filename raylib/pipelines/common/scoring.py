@@ -23,7 +23,7 @@ class PatchScorer:
         self.both = both
 
     def __call__(self, batch: dict) -> dict:
-        from raylib.models.augment import N_VIEWS, dihedral
+        from raylib.models.augment import tta_probs
 
         n = len(batch["idx"])
         ok = np.asarray(batch["status"]) == "ok"
@@ -33,10 +33,7 @@ class PatchScorer:
         if net is not None:
             xt = net.prepare(x)
             plain = net.probs(xt)
-            if self.model.tta or self.both:
-                tta = sum((net.probs(dihedral(xt, k)) for k in range(1, N_VIEWS)), plain) / N_VIEWS
-            else:
-                tta = plain
+            tta = tta_probs(net.probs, xt, identity=plain) if self.model.tta or self.both else plain
             probs = (tta if self.model.tta else plain).cpu().numpy()
             plain = plain.cpu().numpy()
             feats = net.features(xt).cpu().numpy()
@@ -46,6 +43,8 @@ class PatchScorer:
         return {"idx": batch["idx"], "probs": probs.reshape(n, self.k), "plain": plain.reshape(n, self.k),
                 "features": feats.reshape(n, -1).astype(np.float32), "status": batch["status"],
                 "error": batch["error"]}
+
+
 def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None = None, both: bool = False,
                    batch_size: int = 64) -> dict:
     """Score a model on rows of a ``patches.LabelledSet``: the patches are decoded the way the
@@ -84,11 +83,8 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     res = collect(ds, len(rows), {"probs": ((k,), np.float32, np.nan), "plain": ((k,), np.float32, np.nan),
                                   "features": (None, np.float32, 0.0), "status": ((), object, "error"),
                                   "error": ((), object, "")})
-    bad = np.flatnonzero(res["status"] != "ok")
-    if len(bad):
-        shown = "; ".join(f"{ls.sources[rows[i]]}: {res['error'][i]}" for i in bad[:5])
-        raise InputError(f"{len(bad)} of {len(rows)} patches could not be read ({shown}"
-                         + (" ..." if len(bad) > 5 else "") + ").", "remove or replace those files.")
+    patches.raise_unreadable([(ls.sources[rows[i]], res["error"][i]) for i in np.flatnonzero(res["status"] != "ok")],
+                             len(rows))
     to_model = np.array([man.classes.index(c) if c in man.classes else -1 for c in ls.classes])
     y = to_model[ls.labels[rows]]
     out = {"metrics": metrics.classification_metrics(y, res["probs"].argmax(1), man.classes),

@@ -125,25 +125,19 @@ def local_folder(ref, kind: str) -> str:
     if isinstance(ref, str):
         return ref
     import hashlib
-    import shutil
 
     import ray
 
-    from raylib.models.backbones import cache_dir
+    from raylib.io.cache import cache_dir, cached
 
     files = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
     h = hashlib.sha256()
     for rel in sorted(files):
         h.update(rel.encode() + hashlib.sha256(files[rel]).digest())
-    dest = cache_dir() / kind / h.hexdigest()[:16]
-    if dest.exists():
-        return str(dest)
-    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    for rel, data in files.items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_bytes(data)
-    try:
-        tmp.rename(dest)
-    except OSError:  # another process on this node unpacked it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(dest)
+
+    def unpack(tmp):
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+
+    return str(cached(cache_dir() / kind / h.hexdigest()[:16], unpack))

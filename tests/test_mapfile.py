@@ -1,0 +1,52 @@
+"""formats.mapfile: the map's GeoParquet schema, built from an in-memory raster's tile grid."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from raylib.formats import mapfile
+from raylib.raster import tiling
+
+
+def _scene(mf: MemoryFile, width=40, height=30):
+    ds = mf.open(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32618",
+                 transform=from_origin(500000, 4400000, 10, 10))
+    ds.write(np.full((3, height, width), 100, np.uint8))
+    ds.close()
+    return tiling.open_scene(mf.name)
+
+
+def test_a_part_holds_every_tile_with_its_prediction_or_its_error(tmp_path):
+    with MemoryFile() as mf:
+        info = _scene(mf)
+        grid = tiling.GridSpec(tile_size=16, stride=16, gsd=None)
+        rows = tiling.make_manifest(info, grid)
+    n = rows.num_rows
+    assert n == 3 * 2  # 40 x 30 px in tiles of 16: 3 columns, 2 rows (edge tiles clipped)
+    probs = np.tile(np.array([[0.7, 0.3]], np.float32), (n, 1))
+    probs[1] = [0.45, 0.55]
+    status = np.array(["ok", "ok", "ok", "error", "ok", "ok"], object)
+    error = np.array(["", "", "", "timeout: the read did not answer", "", ""], object)
+    probs[3] = np.nan
+    t = mapfile.build_table(rows, probs, status, error, np.zeros(n, np.float32), ["forest", "water"], "m@1",
+                            unknown_below=0.6)
+    assert t.schema == mapfile.MAP_SCHEMA
+    assert t["label"].to_pylist() == ["forest", mapfile.UNKNOWN, "forest", None, "forest", "forest"]
+    assert t["label_index"].to_pylist() == [0, None, 0, None, 0, 0]
+    assert t["reason"].to_pylist() == [None, None, None, "timeout", None, None]
+    assert t["probs"].to_pylist()[3] is None and abs(t["confidence"].to_pylist()[1] - 0.55) < 1e-6
+    assert t["edge"].to_pylist() == [False, False, True, True, True, True]
+    uri = str(tmp_path / "part-00000.parquet")
+    mapfile.write_part(t, uri, ["forest", "water"], "m@1", {"grid": {"tile_size": 16}})
+    back = pq.read_table(uri)
+    assert back.num_rows == n and back.column_names == t.column_names
+    geo = json.loads(back.schema.metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
+    assert geo["columns"]["geometry"]["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+    lon0, lat0, lon1, lat1 = geo["columns"]["geometry"]["bbox"]
+    assert -76 < lon0 < lon1 < -74 and 39 < lat0 < lat1 < 40.5  # UTM 18N at 4,400 km north: near 39.7 N, 75 W
+    meta = json.loads(back.schema.metadata[b"landcover"])
+    assert meta["classes"] == ["forest", "water"] and meta["model_id"] == "m@1" and meta["grid"] == {"tile_size": 16}

@@ -1,0 +1,58 @@
+"""formats.mapstate: the record of an incremental map, what a run owes, debris."""
+
+import os
+
+import pytest
+
+from raylib.errors import ConfigError
+from raylib.formats import mapstate
+
+GRID = {"tile_size": 64, "stride": 64, "gsd": 10.0}
+
+
+def _scene(tmp_path, name: str, data: bytes = b"x") -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p)
+
+
+def test_record_roundtrip_and_what_a_run_owes(tmp_path):
+    out = str(tmp_path / "map")
+    os.makedirs(out)
+    a, b, c = (_scene(tmp_path, n) for n in ("a.tif", "b.tif", "c.tif"))
+    state = mapstate.MapState.load(out)
+    assert state.scenes == {} and state.model_id is None
+    plan = mapstate.plan_increment(state, [a, b], "m@1", GRID, remap=False, out=out)
+    assert plan.pending == [a, b] and plan.reasons == {a: "new", b: "new"}
+    assert mapstate.record(state, a, fingerprint=plan.fingerprints[a], parts=["part-a-0"], tiles=4, counts={"ok": 4},
+                           quicklook=None) == []
+    mapstate.record(state, b, fingerprint=plan.fingerprints[b], parts=["part-b-0"], tiles=4, counts={"error": 4},
+                    quicklook=None, failed="corrupt")
+    state.model_id, state.grid = "m@1", GRID
+    state.save(out)
+    state = mapstate.MapState.load(out)
+    assert state.committed_parts() == {"part-a-0", "part-b-0"} and state.scenes[b]["failed"] == "corrupt"
+    _scene(tmp_path, "a.tif", b"a rewritten scene")  # a new version: a new fingerprint
+    plan = mapstate.plan_increment(state, [a, b, c], "m@1", GRID, remap=False, out=out)
+    assert plan.pending == [a, b, c] and plan.reasons == {a: "changed", b: "retry", c: "new"}
+    replaced = mapstate.record(state, a, fingerprint=plan.fingerprints[a], parts=["part-a-1"], tiles=4, counts=None,
+                               quicklook=None)
+    assert replaced == ["part-a-0"]
+    plan = mapstate.plan_increment(state, [a], "m@1", GRID, remap=False, out=out)
+    assert plan.pending == [] and plan.unchanged == [a]
+    with pytest.raises(ConfigError, match="was mapped with model m@1; this run uses model m@2"):
+        mapstate.plan_increment(state, [a], "m@2", GRID, remap=False, out=out)
+    plan = mapstate.plan_increment(state, [a], "m@2", GRID, remap=True, out=out)
+    assert plan.reasons == {a: "remap"}
+
+
+def test_debris_is_what_the_record_does_not_list(tmp_path):
+    out = tmp_path / "map"
+    out.mkdir()
+    for name in ("part-a-0.parquet", "part-b-0.parquet", "part-c-0.parquet", "_summary.json"):
+        (out / name).write_text("x")
+    state = mapstate.MapState(scenes={"s": {"parts": ["part-a-0.parquet"]}})
+    gone = mapstate.remove_debris(state, str(out), keep={"part-c-0.parquet"})
+    assert gone == ["part-b-0.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["_summary.json", "part-a-0.parquet", "part-c-0.parquet"]
+    assert mapstate.scene_key("s3://b/k.tif") == mapstate.scene_key("s3://b/k.tif") != mapstate.scene_key("k.tif")

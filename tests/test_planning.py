@@ -1,0 +1,78 @@
+"""pipelines.common.planning on rasters made in memory (rasterio MemoryFile) and written as
+the scene files the planner fingerprints: grids, bands, scaling, and the scenes that cannot
+be mapped (their failure, not an exception)."""
+
+import numpy as np
+import pytest
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from raylib.config import MapConfig
+from raylib.errors import ConfigError
+from raylib.models.model_dir import ModelManifest
+from raylib.pipelines.common import planning
+from raylib.raster import tiling
+
+MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "b"], tile_size=16, gsd=10.0,
+                    bands={"channels": ["red", "green", "blue"], "mean": [0.3] * 3, "std": [0.1] * 3},
+                    metrics={}, created_by="")
+
+
+def _raster(path, count=4, dtype="uint16", crs="EPSG:32618", res=10.0, nodata=0) -> str:
+    with MemoryFile() as mf:
+        ds = mf.open(driver="GTiff", width=64, height=48, count=count, dtype=dtype, crs=crs, nodata=nodata,
+                     transform=from_origin(500000, 4400000, res, res))
+        rng = np.random.default_rng(0)
+        ds.write(rng.integers(100, 3000, (count, 48, 64)).astype(dtype))
+        ds.close()
+        path.write_bytes(mf.read())
+    return str(path)
+
+
+def _cfg(**kw):
+    return MapConfig(scenes=["unused"], out="/tmp/unused", **kw)
+
+
+def test_a_scene_is_planned_on_the_model_grid(tmp_path):
+    uri = _raster(tmp_path / "a.tif")
+    cfg = _cfg(bands=[3, 2, 1], scaling="match")
+    grid = planning.resolve_grid(cfg, MAN)
+    assert (grid.tile_size, grid.stride, grid.gsd) == (16, 16, 10.0)
+    plan = planning.plan_scene(uri, cfg, MAN, grid)
+    assert plan.failure is None and plan.bands == [3, 2, 1]
+    assert plan.layout.tile == (16, 16) and plan.n_tiles == 4 * 3
+    assert plan.radiometry["scaling"] == "match" and plan.scaler.fill_value == 0
+    spec = plan.read_spec(16)
+    assert '"bands": [3, 2, 1]' in spec and '"tile_size": 16' in spec
+
+
+def test_coarser_gsd_reads_larger_windows(tmp_path):
+    uri = _raster(tmp_path / "a.tif", res=30.0)
+    cfg = _cfg(bands=[1, 2, 3])
+    plan = planning.plan_scene(uri, cfg, MAN, planning.resolve_grid(cfg, MAN))
+    native = planning.plan_scene(uri, _cfg(bands=[1, 2, 3], gsd="native"), MAN,
+                                 planning.resolve_grid(_cfg(gsd="native"), MAN))
+    assert plan.failure is None and native.failure is None
+    assert plan.layout.tile == (5, 5)  # 16 px at 10 m = 160 m = 5.33 px at 30 m
+    assert native.layout.tile == (16, 16)
+
+
+def test_scenes_that_cannot_be_mapped_get_their_reason(tmp_path):
+    few = _raster(tmp_path / "few.tif", count=2)
+    no_crs = _raster(tmp_path / "nocrs.tif", crs=None)
+    cplx = _raster(tmp_path / "cplx.tif", dtype="complex64")
+    cfg = _cfg()
+    grid = planning.resolve_grid(cfg, MAN)
+    plans = planning.plan_scenes([few, no_crs, cplx], cfg, MAN, grid)
+    reasons = [p.failure[0] if p.failure else None for p in plans]
+    assert reasons == ["band_mismatch", "unsupported", "unsupported"], [p.failure for p in plans]
+    assert plans[0].layout is not None and plans[0].n_tiles == 12  # the header was read: its tiles become error rows
+    assert [p.start for p in plans] == [0, 12, 13]  # a scene without a grid has one row
+    with pytest.raises(Exception, match="has pixel type complex64|no CRS|band"):
+        planning.raise_if_nothing_mappable(plans)
+
+
+def test_bad_band_setting_is_a_config_error(tmp_path):
+    uri = _raster(tmp_path / "a.tif")
+    with pytest.raises(ConfigError, match="Unknown band preset 'no-such-preset'"):
+        planning.plan_scene(uri, _cfg(bands="no-such-preset"), MAN, tiling.GridSpec(16, 16, 10.0))
