@@ -12,6 +12,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raylib.errors import ConfigError
+from raylib.io import storage
 
 
 class _Config(BaseModel):
@@ -394,7 +395,6 @@ def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] 
     values: dict[str, Any] = {}
     source = "config"
     if path:
-        from raylib.io import storage
 
         source = f"config {path}"
         try:

@@ -25,12 +25,14 @@ _NATIVE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWE] \d+ \d+\] ")
 class Progress:
     """Units done of a total, their rate and the time left, on stderr."""
 
-    def __init__(self, what: str, total: int, unit: str = "tiles", stream=None):
+    def __init__(self, what: str, total: int, unit: str = "tiles", stream=None, initial: int = 0):
         self.what, self.total, self.unit = what, max(int(total), 0), unit
         self._stream = stream  # None: sys.stderr when written (a Progress may be pickled, e.g. by Tune)
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.enabled = os.environ.get("LANDCOVER_PROGRESS", "1") != "0" and self.total > 0
-        self.done, self.t0, self.last, self.last_tenth = 0, time.monotonic(), 0.0, 0
+        # ``initial``: units done before this run (a resumed job); the rate counts only this run's
+        self.done, self.base, self.t0, self.last_tenth = initial, initial, time.monotonic(), 0
+        self.last, self.printed = self.t0, False  # a pipe gets its first line at the first tenth
 
     @property
     def stream(self):
@@ -38,7 +40,7 @@ class Progress:
 
     def line(self) -> str:
         dt = max(time.monotonic() - self.t0, 1e-9)
-        rate = self.done / dt
+        rate = (self.done - self.base) / dt
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
         eta = f"ETA {int(left // 60)}m{int(left % 60):02d}s" if left == left else "ETA --"
         return (f"{self.what}: {self.done:,}/{self.total:,} {self.unit}  {rate:,.1f} {self.unit}/s  "
@@ -53,14 +55,14 @@ class Progress:
         if self.tty and (now - self.last >= 0.5 or self.done == self.total):
             self.stream.write("\r" + self.line() + "\x1b[K")
             self.stream.flush()
-            self.last = now
+            self.last, self.printed = now, True
         elif not self.tty and (tenth > self.last_tenth or now - self.last >= 60):
             self.stream.write(self.line() + "\n")
             self.stream.flush()
-            self.last, self.last_tenth = now, tenth
+            self.last, self.last_tenth, self.printed = now, tenth, True
 
     def close(self) -> None:
-        if self.enabled and self.tty and self.last:
+        if self.enabled and self.tty and self.printed:
             self.stream.write("\n")
             self.stream.flush()
 

@@ -195,7 +195,7 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
                 tiles, ids = [], []
                 wins = lay.windows()
                 for i, w in enumerate(wins):
-                    raw, inside = tiling.read_window(ds, int(w[2]), int(w[3]), int(w[4]), int(w[5]), lay.tile,
+                    raw, inside = tiling.read_window(ds, *tiling.window_box(w), lay.tile,
                                                      grid.tile_size, bands)
                     x, fill_fraction = scaler.apply(raw, inside)
                     if fill_fraction < 1.0:  # all-fill tiles are skipped, as the map job does

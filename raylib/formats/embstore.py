@@ -33,7 +33,9 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.errors import InputError
+from raylib.formats.mapfile import MAP_SCHEMA, _nullable, _ragged, geo_metadata
 from raylib.io import storage
+from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 
 META_KEY = b"landcover_store"
 ROW_GROUP = 1024
@@ -42,7 +44,6 @@ TILE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "gr
 
 
 def store_schema(dim: int) -> pa.Schema:
-    from raylib.formats.mapfile import MAP_SCHEMA
 
     fields = [MAP_SCHEMA.field(c) for c in TILE_COLUMNS]
     fields += [pa.field("datetime", pa.timestamp("s", tz="UTC")),
@@ -89,7 +90,6 @@ def acquired(uri: str):
 def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, error: np.ndarray,
                 fill_fraction: np.ndarray, stats: dict) -> pa.Table:
     """Store rows of one part: the tile columns of the map manifest ``rows`` and the results."""
-    from raylib.formats.mapfile import _nullable, _ragged
 
     ok = status == "ok"
     dim = embeddings.shape[1]
@@ -141,7 +141,6 @@ def write_part(table: pa.Table, uri: str, meta: dict) -> None:
     """One store part: rows in Z-order, row groups of ``ROW_GROUP`` rows (whole object or nothing)."""
     import pyarrow.parquet as pq
 
-    from raylib.formats.mapfile import geo_metadata
 
     table = table.take(pa.array(zorder(table)))
     bbox = None
@@ -227,7 +226,6 @@ def embeddings_of(table: pa.Table) -> np.ndarray:
 
 def stats_of(table: pa.Table) -> dict:
     """The spectral statistics of store rows as the arrays ``outputs.build_table`` takes."""
-    from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 
     n = table.num_rows
     out = {"band_mean": np.full((n, max_stats), np.nan, np.float32), "band_std": np.full((n, max_stats), np.nan, np.float32),

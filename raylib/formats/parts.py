@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raylib.io import storage
+from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 
 TMP = "_tmp"
 
@@ -88,7 +89,6 @@ class Buffer:
     """Results of one chunk while its rows come back from the pipeline (in any order)."""
 
     def __init__(self, chunk: Chunk, n_classes: int, embedding_dim: int | None = None):
-        from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 
         n = chunk.size
         self.embedding = np.zeros((n, embedding_dim or 0), np.float16)  # store runs only

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from raylib.errors import InputError
+from raylib.io import storage
 from raylib.io.cache import cache_dir, cached
 
 DEFAULT_BACKBONE = "default"
@@ -136,7 +137,6 @@ def resolve_backbone(ref: str) -> str:
     ``default`` -> the offline MobileNetV2; ``s3://...`` -> copied into the cache;
     an existing local folder -> itself; anything else is treated as a hub id.
     """
-    from raylib.io import storage
 
     if ref in (None, "", DEFAULT_BACKBONE):
         return str(default_backbone_dir())

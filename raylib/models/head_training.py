@@ -14,11 +14,12 @@ from raylib.eval import metrics
 from raylib.eval.reliability import reliability
 from raylib.io import storage
 from raylib.models import calibration
+from raylib.models.augment import degrade as degrade_fn
 from raylib.models.backbones import Backbone
 from raylib.models.calibration import oof_temperature
 from raylib.models.heads import LogisticHead
 from raylib.models.model_dir import created_by, write_model_dir
-from raylib.raster import patches
+from raylib.raster import patches, radiometry
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64, degr
     per-channel mean and std in [0, 1] units (of the images as they are)."""
     import torch
 
-    from raylib.models.augment import degrade as degrade_fn
 
     rng = np.random.default_rng(seed)
     embs, coarse, s1, s2, n = [], [], 0.0, 0.0, 0
@@ -71,7 +71,6 @@ def _reflectance(cfg: TrainHeadConfig) -> dict | None:
     stretch, fitted on the EuroSAT MS sample beside the data when it is there."""
     if cfg.reflectance == "none":
         return None
-    from raylib.raster import radiometry
 
     if not storage.parse(cfg.data).is_s3:
         ms = Path(cfg.data).parent / "eurosat-ms-sample"

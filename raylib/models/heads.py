@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from raylib.errors import InputError
+
 
 def _l2(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=1, keepdims=True)
@@ -344,7 +346,6 @@ HEADS = {h.kind: h for h in (LogisticHead, MLPHead, KNNHead, XGBHead)}
 def load_head(folder: str | Path, spec: dict):
     kind = spec.get("type")
     if kind not in HEADS:
-        from raylib.errors import InputError
 
         raise InputError(f"Model directory {folder} has an unknown head type {kind!r}.",
                          f"supported: {sorted(HEADS)}; upgrade landcover-ray if it is newer.")

@@ -33,8 +33,11 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.io import storage
 from raylib.io.cache import cache_dir, cached
-from raylib.models.backbones import Backbone, as_float_tensor, resolve_backbone
+from raylib.models.augment import tta_probs
+from raylib.models.backbones import Backbone, as_float_tensor, pick_device, resolve_backbone
+from raylib.models.calibration import OODScorer, apply_temperature
 from raylib.models.heads import load_head
+from raylib.models.tilefeatures import TileFeatures
 from raylib.raster.patches import TRAINING_TILES
 
 SCHEMA_VERSION = 1
@@ -82,7 +85,7 @@ class ModelManifest:
         return json.dumps(self.__dict__, indent=2)
 
 
-def _local_model_folder(uri: str) -> Path:
+def local_model_folder(uri: str) -> Path:
     """A local folder holding the model directory (S3 ones are copied to the cache)."""
     loc = storage.parse(uri)
     if not loc.is_s3:
@@ -122,7 +125,6 @@ class FinetunedNet:
         from transformers import AutoModelForImageClassification
         from transformers.utils import logging as hf_logging
 
-        from raylib.models.backbones import pick_device
 
         hf_logging.set_verbosity_error()
         self.device = pick_device(device)
@@ -176,7 +178,6 @@ class FinetunedNet:
             return pooled.flatten(1).float()
 
     def predict_proba(self, tiles, tta: bool = True) -> np.ndarray:
-        from raylib.models.augment import tta_probs
 
         x = self.prepare(tiles)
         p = tta_probs(self.probs, x) if tta else self.probs(x)
@@ -201,7 +202,6 @@ class LandcoverModel:
         self.temperature = float(manifest.inference.get("temperature", 1.0))
         self.features = None
         if (manifest.head or {}).get("features"):
-            from raylib.models.tilefeatures import TileFeatures
 
             self.features = TileFeatures.load(folder, manifest.head["features"])
         self.ood = None
@@ -209,7 +209,6 @@ class LandcoverModel:
         if ood and (folder / ood["file"]).exists():
             from safetensors.numpy import load_file
 
-            from raylib.models.calibration import OODScorer
 
             self.ood = OODScorer.from_tensors(load_file(str(folder / ood["file"])), ood.get("quantiles"))
 
@@ -227,7 +226,7 @@ class LandcoverModel:
 
     @staticmethod
     def read_manifest(uri: str) -> ModelManifest:
-        folder = _local_model_folder(uri)
+        folder = local_model_folder(uri)
         return ModelManifest.from_json((folder / MANIFEST).read_text(), storage.join(uri, MANIFEST))
 
     @classmethod
@@ -235,7 +234,7 @@ class LandcoverModel:
              tta: bool | None = None) -> "LandcoverModel":
         """``with_backbone=False`` skips the network (head models: the head alone scores
         stored embeddings). ``tta`` overrides the manifest's ``inference.tta``."""
-        folder = _local_model_folder(uri)
+        folder = local_model_folder(uri)
         refuse_pickles(folder, uri)
         manifest = ModelManifest.from_json((folder / MANIFEST).read_text(), storage.join(uri, MANIFEST))
         if manifest.kind == "finetuned":
@@ -273,7 +272,6 @@ class LandcoverModel:
 
         A head sees the embedding rounded to float16, as the embedding store holds it, so
         that a remap of the store gives exactly these probabilities."""
-        from raylib.models.calibration import apply_temperature
 
         if self.net is not None:
             probs = apply_temperature(self.net.predict_proba(tiles, tta=self.tta), self.temperature)
@@ -288,7 +286,6 @@ class LandcoverModel:
     def predict_embeddings(self, emb: np.ndarray, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Head models: stored embeddings (and, for heads that use them, the tiles' spectral
         statistics) -> (probabilities, out-of-distribution score)."""
-        from raylib.models.calibration import apply_temperature
 
         if self.head is None:
             raise InputError(f"Model {self.id} is a fine-tuned network; it has no head to apply to embeddings.",

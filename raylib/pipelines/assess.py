@@ -27,6 +27,7 @@ from raylib.eval import accuracy, reference, reports
 from raylib.eval.reliability import reliability, reliability_png
 from raylib.formats import mapfile
 from raylib.io import storage
+from raylib.models.model_dir import training_tile_ids
 
 SUCCESS = "_SUCCESS"
 
@@ -204,7 +205,6 @@ def _assess_map(cfg: AssessConfig):
     keep = ok[ref.rows]
     not_assessed = dict(ref.not_assessed)
     if cfg.exclude_training:
-        from raylib.models.model_dir import training_tile_ids
 
         trained = training_tile_ids(cfg.exclude_training)
         ids = np.asarray(table.column("tile_id").to_pylist(), dtype=object)

@@ -28,6 +28,7 @@ import numpy as np
 from raylib.config import EmbedConfig
 from raylib.errors import ConfigError, InputError
 from raylib.io import storage
+from raylib.models.backbones import Backbone
 from raylib.pipelines.common.stages import (actor_stage, collect, dataset_from_table, ensure_ray, pool_size,
                                             set_torch_threads)
 from raylib.raster import bands as bandlib
@@ -99,7 +100,6 @@ class Embedder:
     """Actor: loads the backbone once; embeds batches of patches."""
 
     def __init__(self, backbone: str, input_size: int, torch_threads: int | None, actors: int):
-        from raylib.models.backbones import Backbone
 
         set_torch_threads(torch_threads, actors)
         self.backbone = Backbone.from_pretrained(backbone, input_size=input_size)

@@ -20,11 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from raylib.config import MapConfig
 from raylib.errors import ConfigError, InputError
 from raylib.formats import embstore
 from raylib.io import storage
+from raylib.models.default import default_model_dir
+from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.labelled_tiles import labelled_tiles, map_settings
+from raylib.pipelines.common.planning import plan_scene, resolve_grid
 from raylib.raster.patches import TRAINING_TILES
+from raylib.raster.reading import read_tiles
 
 SCALE = 10000.0  # pixels are written as uint16 x this: finetune's default divisor for non-uint8 files
 MARKER = "_export.json"  # the export's summary, written last: marks a complete export folder
@@ -32,8 +37,6 @@ COLUMNS = [*embstore.TILE_COLUMNS, "status"]
 
 
 def _map_config(meta: dict, scene: str):
-    from raylib.config import MapConfig
-    from raylib.models.default import default_model_dir
 
     grid = meta["preprocessing"]["grid"]
     model = meta.get("model_uri")
@@ -52,9 +55,6 @@ def read_store_tiles(store: str, table, rows: np.ndarray) -> tuple[np.ndarray, l
     """Pixels (N, C, T, T) float32 of the store rows ``rows``, as the map's model saw them,
     and per tile its georeferencing (crs, transform). A scene that moved or changed is an
     error naming it."""
-    from raylib.models.model_dir import LandcoverModel
-    from raylib.pipelines.common.planning import plan_scene, resolve_grid
-    from raylib.raster.reading import read_tiles
 
     meta = embstore.read_meta(store)
     col = {c: table.column(c).to_pylist() for c in COLUMNS}
@@ -75,7 +75,7 @@ def read_store_tiles(store: str, table, rows: np.ndarray) -> tuple[np.ndarray, l
         wins = plan.layout.windows()
         for i, k in zip(members, local):
             r = int(rows[i])
-            if k >= len(wins) or (wins[k][2], wins[k][3]) != (col["row_off"][r], col["col_off"][r]):
+            if k >= len(wins) or (wins["row_off"][k], wins["col_off"][k]) != (col["row_off"][r], col["col_off"][r]):
                 raise InputError(f"Tile {col['tile_id'][r]} is not where the store put it in {scene}: the scene or "
                                  "the store's settings changed.", "build the store again from the scenes as they are.")
         spec = plan.read_spec(grid.tile_size, cfg.max_fill_fraction)

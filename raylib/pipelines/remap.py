@@ -30,6 +30,8 @@ from raylib.models.model_dir import MANIFEST, LandcoverModel
 
 log = logging.getLogger(__name__)
 from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
+from raylib.models.model_dir import local_model_folder
+from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
 
 
 def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
@@ -41,9 +43,8 @@ def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
     bb = manifest.backbone
     mine = bb.get("weights_hash")
     if mine is None:
-        from raylib.models.model_dir import _local_model_folder
 
-        folder = _local_model_folder(model_uri)
+        folder = local_model_folder(model_uri)
         ref = bb.get("source") or bb.get("ref") or ""
         mine = embstore.weights_hash(str(folder / bb["path"]) if bb.get("path") else None, ref)
     if mine != meta["weights_hash"] or (bb.get("input_size") != meta.get("input_size")):
@@ -60,7 +61,6 @@ def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
 
 def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: dict) -> dict:
     """Ray Data task: each row names a store part; its map part is written under ``_tmp/``."""
-    from raylib.pipelines.common.stages import local_folder
 
     model = LandcoverModel.load(local_folder(model_ref, "ray-models"), with_backbone=False)
     classes, mid = model.classes, model.id
@@ -92,7 +92,6 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
 def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     import ray
 
-    from raylib.pipelines.common.stages import ensure_ray, share_folder
 
     t0 = time.time()
     meta = embstore.read_meta(cfg.embeddings)
@@ -150,9 +149,8 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
 
 
 def _head_only(model_uri: str, tmp: Path) -> Path:
-    from raylib.models.model_dir import _local_model_folder
 
-    src = _local_model_folder(model_uri)
+    src = local_model_folder(model_uri)
     dst = tmp / "head"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("backbone", "model"))
     assert (dst / MANIFEST).exists()

@@ -22,7 +22,9 @@ import numpy as np
 
 from raylib.config import SimilarConfig
 from raylib.errors import InputError
+from raylib.eval import reference
 from raylib.formats import embstore
+from raylib.formats.mapfile import geo_metadata
 from raylib.io import storage
 
 CHUNK = 200_000
@@ -37,7 +39,6 @@ def resolve_tiles(spec: list[str] | None, table, what: str) -> np.ndarray:
     """Store rows named by ``spec``: tile ids, or a points/polygons file (the tiles they meet)."""
     if not spec:
         return np.zeros(0, np.int64)
-    from raylib.eval import reference
 
     ids = table.column("tile_id").to_pylist()
     if len(spec) == 1 and reference.is_vector(spec[0]):
@@ -158,7 +159,6 @@ def run_similar(cfg: SimilarConfig, argv: list[str] | None = None) -> dict:
     out = table.select(list(embstore.TILE_COLUMNS)).take(pa.array(idx))
     out = out.append_column("score", pa.array(score.astype(np.float32)))
     out = out.append_column("rank", pa.array(np.arange(1, len(idx) + 1, dtype=np.int32)))
-    from raylib.formats.mapfile import geo_metadata
 
     md = {b"geo": json.dumps(geo_metadata(None)).encode(),
           b"landcover": json.dumps({"kind": "similar", "embeddings": cfg.embeddings, "positives": cfg.positives,

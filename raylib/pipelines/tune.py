@@ -27,10 +27,18 @@ import time
 import numpy as np
 
 from raylib.config import TuneConfig
+from raylib.console import Progress
 from raylib.errors import ConfigError
 from raylib.eval import metrics
+from raylib.eval.report_files import write_report
+from raylib.formats.embtable import read_embeddings
 from raylib.io import storage
+from raylib.models import calibration
+from raylib.models.calibration import oof_temperature
 from raylib.models.heads import HEADS
+from raylib.models.model_dir import created_by, write_model_dir
+from raylib.pipelines.common.labelled_tiles import labelled_tiles, store_features, write_store_head
+from raylib.pipelines.common.stages import ensure_ray
 from raylib.raster import patches
 
 log = logging.getLogger(__name__)
@@ -133,7 +141,6 @@ def _TrialProgress(total: int):
     """A Tune callback: ``tune: done/total trials`` on stderr as trials finish."""
     from ray.tune import Callback
 
-    from raylib.console import Progress
 
     class TrialProgress(Callback):
         def __init__(self):
@@ -174,7 +181,6 @@ def store_data(cfg: TuneConfig):
     drawn tiles; the other labelled tiles are the test."""
     from sklearn.model_selection import StratifiedKFold
 
-    from raylib.pipelines.common.labelled_tiles import labelled_tiles, store_features
 
     lt = labelled_tiles(cfg)
     feats, X, emb = store_features(lt, cfg.features)
@@ -208,9 +214,6 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from raylib.formats.embtable import read_embeddings
-    from raylib.models.model_dir import created_by, write_model_dir
-    from raylib.pipelines.common.stages import ensure_ray
 
     t0 = time.time()
     families = cfg.families or list(FAMILIES)
@@ -261,7 +264,6 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
                                threads=max(1, int(cfg.cpus_per_trial)))
     test_metrics = metrics.classification_metrics(data["yte"], head.predict(data["Xte"]), classes)
     val_metrics = metrics.classification_metrics(data["yva"], head.predict(data["Xva"]), classes)
-    from raylib.models import calibration
 
     # the exported head's probabilities are temperature-scaled on the validation rows;
     # its out-of-distribution statistics come from the rows it was fitted on
@@ -284,7 +286,6 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
         "refit_validation_score": float(val_score), "test": test_metrics,
         "seconds": round(time.time() - t0, 1),
     }
-    from raylib.eval.report_files import write_report
 
     te = split == "test"
     write_report(cfg.out, f"{manifest.id} (best of {len(df)} trials) on the test split", test_metrics,
@@ -315,8 +316,6 @@ def _export_store_head(cfg: TuneConfig, data: dict, store: dict, best_config: di
                        families: list[str], argv, t0: float) -> dict:
     """Refit the best configuration on every drawn tile; export it as a head of the store
     (its features, training tiles and preprocessing, like train-head --embeddings)."""
-    from raylib.models.calibration import oof_temperature
-    from raylib.pipelines.common.labelled_tiles import write_store_head
 
     threads = max(1, int(cfg.cpus_per_trial))
     head, _ = fit_head(best_config, data, cfg.max_epochs, cfg.max_rounds, threads=threads)

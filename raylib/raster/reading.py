@@ -10,6 +10,7 @@ numpy, rasterio and this package's light modules (not torch or scikit-learn).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +28,33 @@ def _watchdog() -> resilience.Watchdog:
     return _WATCHDOG
 
 
+@dataclass(frozen=True)
+class ReadSpec:
+    """What a read task needs to read one scene's tiles (no pixels). It travels as JSON in the
+    read units (one dictionary-encoded string per scene) and is typed again on arrival."""
+
+    uri: str
+    gdal_path: str
+    bands: list[int]  # 1-based file bands, in the model's channel order
+    layout: tiling.Layout
+    tile_size: int  # output pixels per tile side
+    gain: list[float]  # scaling: value * gain + offset, per model band
+    offset: list[float]
+    fill_value: float | None
+    target_mean: list[float]  # what a fill pixel becomes (the model's mean)
+    max_fill_fraction: float = 1.0
+    stats: dict | None = None  # per-tile statistics: file bands, their gain/offset, spectral roles, units
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__, layout=self.layout.to_dict())
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ReadSpec":
+        d = json.loads(text)
+        return cls(**{**d, "layout": tiling.Layout.from_dict(d["layout"])})
+
+
 def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
     """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
     float32 pixels, one output row per tile, with an error row for every tile that failed.
@@ -37,8 +65,8 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
     units = [(str(s), int(b), int(lo), int(hi))
              for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
     n = sum(hi - lo for _, _, lo, hi in units)
-    first = json.loads(units[0][0])
-    c, t = len(first["bands"]), first["tile_size"]
+    first = ReadSpec.from_json(units[0][0])
+    c, t = len(first.bands), first.tile_size
     out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, c, t, t), np.float32),
            "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
            "error": np.full(n, "", dtype=object),
@@ -63,23 +91,22 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
 
 
 class _SceneReader:
-    """Reads the tiles of read units of one scene (``spec``: the JSON of
-    ``ScenePlan.read_spec``) into the output arrays of ``read_tiles``; one open dataset for
-    all of them, ``close()`` when done."""
+    """Reads the tiles of read units of one scene (``spec``: a ``ReadSpec`` as JSON) into the
+    output arrays of ``read_tiles``; one open dataset for all of them, ``close()`` when done."""
 
     def __init__(self, spec: str, read_timeout: float, read_retries: int):
-        self.key, self.spec = spec, json.loads(spec)
+        self.key, self.spec = spec, ReadSpec.from_json(spec)
         self.timeout, self.retries = read_timeout, read_retries
         d = self.spec
-        self.layout = tiling.Layout.from_dict(d["layout"])
-        self.tile = d["tile_size"]
-        self.stats = d.get("stats")
-        model_bands = list(d["bands"])
+        self.layout = d.layout
+        self.tile = d.tile_size
+        self.stats = d.stats
+        model_bands = list(d.bands)
         extra = [b for b in (self.stats["bands"] if self.stats else []) if b not in model_bands]
         self.read_bands = model_bands + extra  # one read for the model's bands and the statistics' others
         self.stat_pos = [self.read_bands.index(b) for b in self.stats["bands"]] if self.stats else []
-        self.scaler = bandlib.Scaler(np.asarray(d["gain"], np.float32), np.asarray(d["offset"], np.float32),
-                                     d["fill_value"], np.asarray(d["target_mean"], np.float32))
+        self.scaler = bandlib.Scaler(np.asarray(d.gain, np.float32), np.asarray(d.offset, np.float32),
+                                     d.fill_value, np.asarray(d.target_mean, np.float32))
         self.wd = _watchdog()
         self.ds = None
 
@@ -87,8 +114,8 @@ class _SceneReader:
         import rasterio
 
         if self.ds is None:
-            self.ds = self.wd.call(lambda: rasterio.open(self.spec["gdal_path"]), self.timeout,
-                                   f"opening {self.spec['uri']}")
+            self.ds = self.wd.call(lambda: rasterio.open(self.spec.gdal_path), self.timeout,
+                                   f"opening {self.spec.uri}")
         return self.ds
 
     def close(self, _exc=None) -> None:
@@ -113,8 +140,8 @@ class _SceneReader:
         return resilience.retrying(once, retries=self.retries, on_retry=on_retry)
 
     def read(self, lo: int, hi: int, base: int, out: dict, k0: int) -> None:
-        lay, t, bands, uri = self.layout, self.tile, self.read_bands, self.spec["uri"]
-        c = len(self.spec["bands"])
+        lay, t, bands, uri = self.layout, self.tile, self.read_bands, self.spec.uri
+        c = len(self.spec.bands)
         status, error = out["status"], out["error"]
         out["idx"][k0:k0 + hi - lo] = np.arange(base + lo, base + hi)
         raw_all = inside_all = None
@@ -142,7 +169,7 @@ class _SceneReader:
                     status[k], error[k] = "error", given_up
                 else:
                     def window(bs):
-                        return self._read(lambda ds: tiling.read_window(ds, *(int(v) for v in w[2:6]),
+                        return self._read(lambda ds: tiling.read_window(ds, *tiling.window_box(w),
                                                                         tuple(lay.tile), t, bs),
                                           f"reading a window of {uri}", out["retries"], k)
 
@@ -196,7 +223,7 @@ class _SceneReader:
             out["fill_fraction"][sl][ok] = ff
             nodata = np.flatnonzero(ok)[ff >= 1.0] + k0
             status[nodata], error[nodata] = "error", "all_nodata: the tile holds only fill/nodata pixels"
-            limit = self.spec.get("max_fill_fraction", 1.0)
+            limit = self.spec.max_fill_fraction
             over = (ff < 1.0) & (ff > limit)
             mostly = np.flatnonzero(ok)[over] + k0
             status[mostly] = "error"
@@ -206,7 +233,7 @@ class _SceneReader:
 
     def _statistics(self, raw: np.ndarray, inside: np.ndarray, out: dict, rows: np.ndarray) -> None:
         st = self.stats
-        valid = bandlib.valid_mask(raw[:, :len(self.spec["bands"])], inside, self.scaler.fill_value)
+        valid = bandlib.valid_mask(raw[:, :len(self.spec.bands)], inside, self.scaler.fill_value)
         res = bandlib.tile_statistics(raw[:, self.stat_pos], valid, np.asarray(st["gain"], np.float32),
                                       np.asarray(st["offset"], np.float32), st["roles"], self.scaler.fill_value)
         s = len(self.stat_pos)

@@ -23,6 +23,7 @@ import numpy as np
 
 from raylib.errors import InputError
 from raylib.io import storage
+from raylib.io.resilience import classify
 
 # --------------------------------------------------------------------------- grid spec
 
@@ -69,7 +70,6 @@ def _explain_open_failure(uri: str, exc: Exception) -> InputError:
                               reason="not_found")
     elif not __import__("os").path.exists(loc.key):
         return InputError(f"Scene {uri} does not exist.", "check the path.", reason="not_found")
-    from raylib.io.resilience import classify
 
     reason, _ = classify(exc)
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -163,6 +163,16 @@ def _polygon_wkb(xs, ys) -> bytes:
     return struct.pack("<BIII", 1, 3, 1, n) + np.column_stack([xs, ys]).astype("<f8").tobytes()
 
 
+# one tile's window in a scene's native pixels, and its place in the scene's grid
+WINDOW = np.dtype([("grid_row", np.int64), ("grid_col", np.int64), ("row_off", np.int64), ("col_off", np.int64),
+                   ("height", np.int64), ("width", np.int64)])
+
+
+def window_box(w) -> tuple[int, int, int, int]:
+    """(row_off, col_off, height, width) of one ``WINDOW`` record, as ints."""
+    return int(w["row_off"]), int(w["col_off"]), int(w["height"]), int(w["width"])
+
+
 @dataclass(frozen=True)
 class Layout:
     """One scene's tile grid in native pixels: window size, window starts along each axis."""
@@ -178,16 +188,18 @@ class Layout:
         return len(self.row_offs) * len(self.col_offs)
 
     def windows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Tiles ``start..stop`` (row-major): int64 array of (grid_row, grid_col, row_off,
-        col_off, height, width) rows; edge windows are clipped to the scene."""
+        """Tiles ``start..stop`` (row-major) as a ``WINDOW`` array (fields ``grid_row``,
+        ``grid_col``, ``row_off``, ``col_off``, ``height``, ``width``); edge windows are
+        clipped to the scene."""
         stop = self.n_tiles if stop is None else stop
         k = np.arange(start, stop, dtype=np.int64)
-        gi, gj = np.divmod(k, len(self.col_offs))
-        r = np.asarray(self.row_offs, np.int64)[gi]
-        c = np.asarray(self.col_offs, np.int64)[gj]
-        h = np.minimum(self.tile[0], self.height - r)
-        w = np.minimum(self.tile[1], self.width - c)
-        return np.stack([gi, gj, r, c, h, w], axis=1).reshape(-1, 6)
+        out = np.empty(len(k), WINDOW)
+        out["grid_row"], out["grid_col"] = np.divmod(k, len(self.col_offs))
+        out["row_off"] = np.asarray(self.row_offs, np.int64)[out["grid_row"]]
+        out["col_off"] = np.asarray(self.col_offs, np.int64)[out["grid_col"]]
+        out["height"] = np.minimum(self.tile[0], self.height - out["row_off"])
+        out["width"] = np.minimum(self.tile[1], self.width - out["col_off"])
+        return out
 
     def to_dict(self) -> dict:
         return {"height": self.height, "width": self.width, "tile": list(self.tile),
@@ -215,7 +227,7 @@ def make_manifest(info: SceneInfo, grid: GridSpec, start: int = 0, stop: int | N
     lay = layout(info, grid)
     arr = lay.windows(start, stop)
     th, tw = lay.tile
-    r0, c0, hh, ww = arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5]
+    r0, c0, hh, ww = arr["row_off"], arr["col_off"], arr["height"], arr["width"]
     # 4 corners (+ closing) per tile, in native CRS, then to lon/lat (OGC:CRS84 axis order)
     pc = np.stack([c0, c0 + ww, c0 + ww, c0, c0], axis=1).astype(float)
     pr = np.stack([r0, r0, r0 + hh, r0 + hh, r0], axis=1).astype(float)
@@ -238,8 +250,8 @@ def make_manifest(info: SceneInfo, grid: GridSpec, start: int = 0, stop: int | N
             "col_off": pa.array(c0, pa.int32()),
             "width": pa.array(ww, pa.int32()),
             "height": pa.array(hh, pa.int32()),
-            "grid_row": pa.array(arr[:, 0], pa.int32()),
-            "grid_col": pa.array(arr[:, 1], pa.int32()),
+            "grid_row": pa.array(arr["grid_row"], pa.int32()),
+            "grid_col": pa.array(arr["grid_col"], pa.int32()),
             "edge": pa.array((hh < th) | (ww < tw)),
             "scene_crs": pa.array([info.crs] * len(arr), pa.string()),
             "geometry": pa.array(geoms, pa.binary()),
@@ -304,7 +316,7 @@ def row_segments(wins: np.ndarray) -> list[np.ndarray]:
     """Split ``Layout.windows`` rows (row-major) into runs of one grid row each."""
     if not len(wins):
         return []
-    cuts = np.flatnonzero(np.diff(wins[:, 0])) + 1
+    cuts = np.flatnonzero(np.diff(wins["grid_row"])) + 1
     return np.split(wins, cuts)
 
 
@@ -312,7 +324,7 @@ def row_aligned(wins: np.ndarray, native_tile: tuple[int, int], tile_size: int) 
     """True when the tiles of one grid row start on whole output pixels of their common
     bounding window (always for non-overlapping grids and for native-resolution grids), so
     that one resampled read of the window equals the tiles side by side."""
-    return not ((wins[:, 3] - wins[0, 3]) * tile_size % native_tile[1]).any()
+    return not ((wins["col_off"] - wins["col_off"][0]) * tile_size % native_tile[1]).any()
 
 
 def read_row(ds, wins: np.ndarray, native_tile: tuple[int, int], tile_size: int,
@@ -330,11 +342,11 @@ def read_row(ds, wins: np.ndarray, native_tile: tuple[int, int], tile_size: int,
 
     th, tw = native_tile
     n = len(wins)
-    full = np.flatnonzero(wins[:, 5] == tw)
+    full = np.flatnonzero(wins["width"] == tw)
     out = inside = None
     if len(full):
-        r0, h = int(wins[0, 2]), int(wins[0, 4])
-        c0, c1 = int(wins[full[0], 3]), int(wins[full[-1], 3]) + tw
+        r0, h = int(wins["row_off"][0]), int(wins["height"][0])
+        c0, c1 = int(wins["col_off"][full[0]]), int(wins["col_off"][full[-1]]) + tw
         oh = max(1, min(tile_size, round(h * tile_size / th)))
         ow = (c1 - c0) * tile_size // tw
         resampling = Resampling.bilinear if (th, tw) != (tile_size, tile_size) else Resampling.nearest
@@ -342,11 +354,11 @@ def read_row(ds, wins: np.ndarray, native_tile: tuple[int, int], tile_size: int,
                        resampling=resampling)
         out = np.zeros((n, len(bands), tile_size, tile_size), dtype=data.dtype)
         inside = np.zeros((n, tile_size, tile_size), dtype=bool)
-        for k, x in zip(full.tolist(), ((wins[full, 3] - c0) * tile_size // tw).tolist()):
+        for k, x in zip(full.tolist(), ((wins["col_off"][full] - c0) * tile_size // tw).tolist()):
             out[k, :, :oh, :] = data[:, :, x:x + tile_size]
             inside[k, :oh, :] = True
-    for k in np.flatnonzero(wins[:, 5] != tw).tolist():  # clipped by the right edge
-        px, ins = read_window(ds, *(int(v) for v in wins[k, 2:6]), native_tile, tile_size, bands)
+    for k in np.flatnonzero(wins["width"] != tw).tolist():  # clipped by the right edge
+        px, ins = read_window(ds, *window_box(wins[k]), native_tile, tile_size, bands)
         if out is None:
             out = np.zeros((n, len(bands), tile_size, tile_size), dtype=px.dtype)
             inside = np.zeros((n, tile_size, tile_size), dtype=bool)

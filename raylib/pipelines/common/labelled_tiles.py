@@ -16,6 +16,7 @@ from raylib.eval import reference
 from raylib.formats import embstore
 from raylib.io import storage
 from raylib.models import calibration
+from raylib.models.model_dir import created_by, write_model_dir
 from raylib.models.tilefeatures import TileFeatures
 from raylib.raster.patches import TRAINING_TILES
 
@@ -134,7 +135,6 @@ def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray,
                      *, name: str, metrics: dict, temperature: float, argv: list[str] | None):
     """A model directory for a head trained on tiles of the store: the store's backbone and
     preprocessing (so remap and map accept it), its features, ``training_tiles.parquet``."""
-    from raylib.models.model_dir import created_by, write_model_dir
 
     meta = lt.meta
     names = [lt.classes[i] for i in class_index]

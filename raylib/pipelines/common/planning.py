@@ -4,7 +4,6 @@ each scene (``ScenePlan``), laid out on one global tile index.
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from raylib.io import resilience, storage
 from raylib.models.model_dir import ModelManifest
 from raylib.raster import bands as bandlib
 from raylib.raster import radiometry, tiling
+from raylib.raster.reading import ReadSpec
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 @dataclass
@@ -39,14 +39,12 @@ class ScenePlan:
         return self.layout.n_tiles if self.layout else 1
 
     def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0) -> str:
-        """What a read task needs for this scene (small JSON; no pixels)."""
-        return json.dumps({
-            "uri": self.uri, "gdal_path": storage.parse(self.uri).gdal_path, "bands": self.bands,
-            "layout": self.layout.to_dict(), "tile_size": tile_size,
-            "gain": self.scaler.gain.tolist(), "offset": self.scaler.offset.tolist(),
-            "fill_value": self.scaler.fill_value, "target_mean": self.scaler.target_mean.tolist(),
-            "max_fill_fraction": max_fill_fraction, "stats": self.stats,
-        })
+        """What a read task needs for this scene: a ``ReadSpec`` as JSON (small; no pixels)."""
+        return ReadSpec(uri=self.uri, gdal_path=storage.parse(self.uri).gdal_path, bands=list(self.bands),
+                        layout=self.layout, tile_size=tile_size, gain=self.scaler.gain.tolist(),
+                        offset=self.scaler.offset.tolist(), fill_value=self.scaler.fill_value,
+                        target_mean=self.scaler.target_mean.tolist(), max_fill_fraction=max_fill_fraction,
+                        stats=self.stats).to_json()
 
     def manifest_rows(self, grid: tiling.GridSpec, lo: int, hi: int):
         """Map-schema manifest columns of this scene's global tiles ``lo..hi``."""

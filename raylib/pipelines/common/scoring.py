@@ -8,14 +8,17 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.eval import metrics
 from raylib.io import storage
+from raylib.models.augment import tta_probs
 from raylib.models.model_dir import LandcoverModel
+from raylib.pipelines.common.stages import (actor_stage, collect, dataset_from_table, ensure_ray, local_folder,
+                                            set_torch_threads, share_folder)
+from raylib.raster import patches
 
 
 class PatchScorer:
     """Actor: loads a model once; class probabilities (with and without TTA) and features of patches."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int, both: bool):
-        from raylib.pipelines.common.stages import local_folder, set_torch_threads
 
         set_torch_threads(torch_threads, actors)
         self.model = LandcoverModel.load(local_folder(model_ref, "ray-models"))
@@ -23,7 +26,6 @@ class PatchScorer:
         self.both = both
 
     def __call__(self, batch: dict) -> dict:
-        from raylib.models.augment import tta_probs
 
         n = len(batch["idx"])
         ok = np.asarray(batch["status"]) == "ok"
@@ -55,8 +57,6 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     (the model's class indices)."""
     import pyarrow as pa
 
-    from raylib.pipelines.common.stages import actor_stage, collect, dataset_from_table, ensure_ray, share_folder
-    from raylib.raster import patches
 
     model = LandcoverModel.load(model_uri, with_backbone=False)  # the network loads in the actor
     man = model.manifest

@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import os
 
+from raylib.console import Progress
+from raylib.io.cache import cache_dir, cached
+
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +77,6 @@ def collect(ds, n: int, fields: dict[str, tuple], what: str | None = None, unit:
     """
     import numpy as np
 
-    from raylib.console import Progress
 
     progress = Progress(what, n, unit) if what else None
     done = np.zeros(n, bool)
@@ -128,7 +130,6 @@ def local_folder(ref, kind: str) -> str:
 
     import ray
 
-    from raylib.io.cache import cache_dir, cached
 
     files = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
     h = hashlib.sha256()

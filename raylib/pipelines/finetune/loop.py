@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from raylib.models.augment import radiometric_jitter, random_dihedral
+from raylib.models.backbones import build_classifier, classifier_parameter_names
+from raylib.pipelines.common.stages import local_folder
 from raylib.pipelines.finetune.recipe import one_cycle
 
 
@@ -52,7 +55,6 @@ def build(config: dict, backbone_dir: str):
     """The classifier (same initialisation on every worker) and the names of its head's parameters."""
     import torch
 
-    from raylib.models.backbones import build_classifier, classifier_parameter_names
 
     torch.manual_seed(config["seed"])
     model = build_classifier(backbone_dir, config["classes"], len(config["mean"]), config["rgb"])
@@ -118,7 +120,6 @@ def train_epoch(model, net, optimizer, batches, *, config: dict, frozen: bool, h
     last learning rate."""
     import torch
 
-    from raylib.models.augment import radiometric_jitter, random_dihedral
 
     train_mode(model, head_names, frozen)
     spe, cuda = config["steps_per_epoch"], device.type == "cuda"
@@ -247,7 +248,6 @@ def train_loop(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from raylib.pipelines.common.stages import local_folder
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

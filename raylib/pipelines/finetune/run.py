@@ -36,8 +36,13 @@ import time
 import numpy as np
 
 from raylib.config import FinetuneConfig
-from raylib.errors import ConfigError, InputError
+from raylib.console import Progress
+from raylib.errors import ConfigError, InputError, LandcoverError
 from raylib.io import storage
+from raylib.models.backbones import build_classifier, resolve_backbone
+from raylib.models.model_dir import MANIFEST, created_by, write_finetuned_dir
+from raylib.pipelines.common.scoring import score_labelled
+from raylib.pipelines.common.stages import dataset_from_table, ensure_ray, share_folder
 from raylib.pipelines.finetune.loop import train_loop
 from raylib.pipelines.finetune.recipe import band_plan, class_weights, fingerprint
 from raylib.raster import patches
@@ -85,7 +90,6 @@ def _decode(ls: patches.LabelledSet, rows: np.ndarray, spec: dict, read_cpus: fl
     """Decoded, materialised Ray Dataset of ``rows``; raises naming unreadable files."""
     import pyarrow as pa
 
-    from raylib.pipelines.common.stages import dataset_from_table
 
     table = pa.table({"idx": pa.array(rows.astype(np.int64)),
                       "source": pa.array([ls.sources[i] for i in rows]),
@@ -107,9 +111,6 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from raylib.models.backbones import build_classifier, resolve_backbone
-    from raylib.models.model_dir import MANIFEST, created_by, write_finetuned_dir
-    from raylib.pipelines.common.stages import ensure_ray, share_folder
 
     t0 = time.time()
     if cfg.freeze_epochs >= cfg.epochs:
@@ -178,7 +179,8 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     )
     log.info("fine-tuning %s on %d patches (%d val) of %d classes, %d workers%s", cfg.backbone, len(fit_rows),
              len(val_rows), len(ls.classes), cfg.workers, " (resuming)" if resuming else "")
-    result = trainer.fit()
+    with _EpochProgress(storage.join(storage_path, name), cfg.epochs):
+        result = trainer.fit()
     if result.error:
         raise result.error
     best = result.get_best_checkpoint(metric="val_balanced_accuracy", mode="max") or result.checkpoint
@@ -217,7 +219,6 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
         created_by=created_by(argv), extra_files={patches.TRAINING_TILES: tiles} if tiles is not None else None)
     test = {}
     if len(test_rows):
-        from raylib.pipelines.common.scoring import score_labelled
 
         scored = score_labelled(cfg.out, ls, test_rows, ray_address=cfg.ray_address, both=True)
         test = {"test": scored["metrics"], "test_without_tta": scored["metrics_plain"]}
@@ -227,3 +228,52 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
             "best_epoch": state["best_epoch"], "best_val_balanced_accuracy": state["best"],
             "stopped_early": state["stopped_early"], "resumed_from": state["resumed_from"], **test,
             "run": storage.join(storage_path, name), "seconds": round(time.time() - t0, 1)}
+
+
+class _EpochProgress:
+    """``finetune: 3/15 epochs  0.2 epochs/s  ETA 1m02s`` on stderr while ``trainer.fit()``
+    runs: a thread reads the epoch of the newest checkpoint's ``state.json`` in the run
+    folder every few seconds (the workers and Ray Train's controller print nothing here)."""
+
+    def __init__(self, run_uri: str, epochs: int):
+        import threading
+
+
+        self.run_uri, self.stop, self.epochs = run_uri, threading.Event(), epochs
+        self.progress = None
+        self.seen, self.read = 0, set()
+        self.make = lambda initial: Progress("finetune", epochs, "epochs", initial=initial)
+        self.thread = threading.Thread(target=self._watch, name="finetune-progress", daemon=True)
+
+    def _epoch(self) -> int:
+        newest = self.seen
+        for uri in storage.folder_files(self.run_uri):
+            if uri.endswith("/state.json") and uri not in self.read:
+                try:
+                    newest = max(newest, int(json.loads(storage.read_bytes(uri))["epoch"]))
+                    self.read.add(uri)
+                except (LandcoverError, OSError, ValueError, KeyError):
+                    pass  # a checkpoint being written (or already removed): looked at again next time
+        return newest
+
+    def _watch(self) -> None:
+        while not self.stop.wait(3.0):
+            try:
+                n = self._epoch()
+            except Exception:  # a progress line never fails the run (e.g. a storage hiccup)
+                continue
+            if n > self.seen:
+                self.progress.update(n - self.seen)
+                self.seen = n
+
+    def __enter__(self):
+        self.seen = self._epoch()  # a resumed run starts where it stopped
+        self.progress = self.make(self.seen)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.progress.close()
+

@@ -3,7 +3,6 @@ status and reason, quick-look label grids, and where its embedding store goes.""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,12 +12,9 @@ from raylib.eval import reports
 from raylib.failpoints import failpoint
 from raylib.formats import embstore, mapfile, parts
 from raylib.io import storage
-from raylib.models.model_dir import ModelManifest
+from raylib.models.model_dir import ModelManifest, local_model_folder
 from raylib.pipelines.common.planning import ScenePlan
 from raylib.raster import tiling
-
-log = logging.getLogger(__name__)
-
 
 EMBEDDINGS = "embeddings"  # the embedding store beside a map (landcover map --embeddings)
 
@@ -148,10 +144,9 @@ class StoreOutput:
 
 def store_meta(cfg: MapConfig, manifest: ModelManifest, model_uri: str, grid: dict) -> dict:
     """The store's identity: backbone, weights hash, preprocessing (and its hash)."""
-    from raylib.models.model_dir import _local_model_folder
 
     bb = manifest.backbone
-    folder = _local_model_folder(model_uri)
+    folder = local_model_folder(model_uri)
     bb_folder = str(folder / bb["path"]) if bb.get("path") else (
         str(folder / manifest.backbone.get("path", "model")) if manifest.kind == "finetuned" else None)
     ref = bb.get("source") or bb.get("ref") or manifest.id

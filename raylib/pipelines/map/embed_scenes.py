@@ -1,17 +1,14 @@
-"""``landcover embed --scenes``: the map job writing only the embedding store.
-"""
+"""``landcover embed --scenes``: the map job writing only the embedding store."""
 
 from __future__ import annotations
 
-from raylib.config import EmbedConfig
+from raylib.config import EmbedConfig, MapConfig
+from raylib.pipelines.map.run import run_map
 
 
 def embed_scenes(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     """``landcover embed --scenes``: the map job's read stage and backbone, writing only the
     embedding store (at ``out``, resumable like a map)."""
-    from raylib.config import MapConfig
-    from raylib.pipelines.map.run import run_map
-
     fields = ("scenes", "out", "model", "tile_size", "gsd", "bands", "fill_value", "scaling", "scale", "sensor",
               "sun_elevation", "spectral_bands", "batch_size", "read_batch_size", "actors", "actor_cpus", "read_cpus",
               "num_gpus", "torch_threads", "overwrite", "ray_address")

@@ -3,15 +3,11 @@ the store, embeddings) for blocks of read tiles."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.stages import local_folder, set_torch_threads
 from raylib.raster.reading import model_batches, rows_out
-
-log = logging.getLogger(__name__)
 
 
 class Predictor:

@@ -37,6 +37,7 @@ from raylib.failpoints import failpoint
 from raylib.formats import mapfile, parts
 from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
 from raylib.io import storage
+from raylib.models.default import default_model_dir
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.planning import (expand_scenes, job_fingerprint, plan_scenes, raise_if_nothing_mappable,
                                               resolve_grid)
@@ -55,7 +56,6 @@ NOT_FAILURES = ("all_nodata", "mostly_fill")
 def _model_uri(cfg: MapConfig) -> str:
     if cfg.model:
         return cfg.model
-    from raylib.models.default import default_model_dir
 
     return default_model_dir()
 

@@ -5,7 +5,7 @@ import rasterio
 from raylib.errors import ConfigError, InputError
 from raylib.raster import bands, tiling
 
-from .conftest import LANDSAT, LANDSAT_B2, NAIP
+from ..conftest import LANDSAT, LANDSAT_B2, NAIP
 
 
 def test_presets_and_auto():

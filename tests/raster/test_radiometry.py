@@ -14,7 +14,7 @@ from raylib.models.model_dir import ModelManifest
 from raylib.pipelines.common.planning import scaling_mode
 from raylib.raster import bands, radiometry, tiling
 
-from .conftest import DATA, LANDSAT, NAIP
+from ..conftest import DATA, LANDSAT, NAIP
 
 NC_IMAGE = DATA / "labelled-scenes" / "nc-wake-landsat7-landclass96" / "image_landsat7_2000.tif"
 

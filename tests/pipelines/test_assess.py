@@ -17,7 +17,7 @@ from raylib.eval import reference
 from raylib.formats import mapfile
 from raylib.raster import tiling
 
-from .conftest import DATA, REPO
+from ..conftest import DATA, REPO
 
 NC = DATA / "labelled-scenes" / "nc-wake-landsat7-landclass96"
 IMAGE, LABELS, NATIVE = NC / "image_landsat7_2000.tif", NC / "label_landclass96.tif", NC / "landclass96_native_grid.tif"
@@ -39,7 +39,7 @@ def by_hand(purity=0.5):
     with rasterio.open(LABELS) as ds:
         lab = ds.read(1)
     out = {}
-    for k, (_, _, r, c, h, w) in enumerate(wins.tolist()):
+    for k, (_, _, r, c, h, w) in enumerate(wins.tolist()):  # WINDOW records
         v = lab[r:r + h, c:c + w]
         v = v[v != 0]
         if not v.size:

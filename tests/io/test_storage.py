@@ -7,7 +7,7 @@ import rasterio
 from raylib.errors import InputError, StorageError
 from raylib.io import storage
 
-from .conftest import NAIP, S3_SECRET
+from ..conftest import NAIP, S3_SECRET
 
 
 def test_parse():

@@ -12,6 +12,7 @@ from raylib.errors import ConfigError
 from raylib.models.model_dir import ModelManifest
 from raylib.pipelines.common import planning
 from raylib.raster import tiling
+from raylib.raster.reading import ReadSpec
 
 MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "b"], tile_size=16, gsd=10.0,
                     bands={"channels": ["red", "green", "blue"], "mean": [0.3] * 3, "std": [0.1] * 3},
@@ -42,8 +43,9 @@ def test_a_scene_is_planned_on_the_model_grid(tmp_path):
     assert plan.failure is None and plan.bands == [3, 2, 1]
     assert plan.layout.tile == (16, 16) and plan.n_tiles == 4 * 3
     assert plan.radiometry["scaling"] == "match" and plan.scaler.fill_value == 0
-    spec = plan.read_spec(16)
-    assert '"bands": [3, 2, 1]' in spec and '"tile_size": 16' in spec
+    spec = ReadSpec.from_json(plan.read_spec(16))  # what a read task gets, typed again
+    assert spec.bands == [3, 2, 1] and spec.tile_size == 16 and spec.layout == plan.layout
+    assert spec.uri == uri and spec.fill_value == 0 and ReadSpec.from_json(spec.to_json()) == spec
 
 
 def test_coarser_gsd_reads_larger_windows(tmp_path):

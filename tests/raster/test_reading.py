@@ -10,11 +10,11 @@ from rasterio.transform import from_origin
 from raylib.raster import bands as bandlib
 from raylib.raster import reading, tiling
 
-from .conftest import DATA, LANDSAT, NAIP
+from ..conftest import DATA, LANDSAT, NAIP
 
 
 def per_tile(ds, wins, lay, t, bands):
-    got = [tiling.read_window(ds, *map(int, w[2:6]), lay.tile, t, bands) for w in wins]
+    got = [tiling.read_window(ds, *tiling.window_box(w), lay.tile, t, bands) for w in wins]
     return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
 
 
@@ -137,7 +137,7 @@ def test_tile_statistics_of_all_bands_in_reflectance():
     out = reading.read_tiles({"spec": np.array([plan.read_spec(64)]), "base": np.array([0]), "lo": np.array([0]),
                               "hi": np.array([16])}, read_timeout=30, read_retries=0)
     k = 9  # grid (1, 1): an interior tile
-    r0, c0 = plan.layout.windows()[k][2:4]
+    r0, c0 = tiling.window_box(plan.layout.windows()[k])[:2]
     with rasterio.open(img) as ds:
         raw = ds.read(window=rasterio.windows.Window(int(c0), int(r0), 64, 64)).astype(np.float64)
     rho = raw * np.array(plan.stats["gain"])[:, None, None] + np.array(plan.stats["offset"])[:, None, None]

@@ -11,7 +11,7 @@ from raylib.models.backbones import build_classifier, default_backbone_dir, find
 from raylib.pipelines.finetune import band_plan, class_weights, one_cycle
 from raylib.raster.patches import LabelledSet
 
-from .conftest import DATA
+from ..conftest import DATA
 
 
 def test_class_weights():

@@ -5,7 +5,7 @@ import pytest
 
 from raylib.cli import main
 
-from .conftest import EUROSAT, eurosat_subset
+from ..conftest import EUROSAT, eurosat_subset
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ import rasterio
 from raylib.errors import InputError
 from raylib.raster import tiling
 
-from .conftest import LANDSAT, NAIP
+from ..conftest import LANDSAT, NAIP
 
 
 def coverage(table, info):
