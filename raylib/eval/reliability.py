@@ -8,6 +8,8 @@ import io
 import numpy as np
 
 N_BINS = 15
+
+
 def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> dict:
     """Expected calibration error and the per-bin figures of a reliability diagram."""
     confidence = np.asarray(confidence, float)
@@ -25,6 +27,8 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BIN
         bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(m.sum()), "accuracy": acc,
                      "confidence": conf})
     return {"ece": float(ece), "n": int(len(confidence)), "bins": bins}
+
+
 def reliability_png(rel: dict, title: str = "reliability diagram") -> bytes:
     """Accuracy per confidence bin (bars) against the diagonal of perfect calibration."""
     from PIL import Image, ImageDraw

@@ -141,7 +141,6 @@ def write_part(table: pa.Table, uri: str, meta: dict) -> None:
     """One store part: rows in Z-order, row groups of ``ROW_GROUP`` rows (whole object or nothing)."""
     import pyarrow.parquet as pq
 
-
     table = table.take(pa.array(zorder(table)))
     bbox = None
     ok = table.column("geometry").is_valid()

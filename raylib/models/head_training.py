@@ -31,7 +31,6 @@ def embed_files(backbone: Backbone, files: list[str], batch_size: int = 64, degr
     per-channel mean and std in [0, 1] units (of the images as they are)."""
     import torch
 
-
     rng = np.random.default_rng(seed)
     embs, coarse, s1, s2, n = [], [], 0.0, 0.0, 0
     for i in range(0, len(files), batch_size):

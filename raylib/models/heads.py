@@ -350,4 +350,3 @@ def load_head(folder: str | Path, spec: dict):
         raise InputError(f"Model directory {folder} has an unknown head type {kind!r}.",
                          f"supported: {sorted(HEADS)}; upgrade landcover-ray if it is newer.")
     return HEADS[kind].load(folder, spec)
-

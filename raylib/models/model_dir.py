@@ -125,7 +125,6 @@ class FinetunedNet:
         from transformers import AutoModelForImageClassification
         from transformers.utils import logging as hf_logging
 
-
         hf_logging.set_verbosity_error()
         self.device = pick_device(device)
         self.model = AutoModelForImageClassification.from_pretrained(folder, use_safetensors=True)
@@ -208,7 +207,6 @@ class LandcoverModel:
         ood = manifest.inference.get("ood")
         if ood and (folder / ood["file"]).exists():
             from safetensors.numpy import load_file
-
 
             self.ood = OODScorer.from_tensors(load_file(str(folder / ood["file"])), ood.get("quantiles"))
 

@@ -195,5 +195,3 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     counts = {c: int(sum(1 for r in recs if r["label_index"] == i)) for i, c in enumerate(classes)}
     return {"out": cfg.out, "rows": n, "dim": d, "classes": counts, "train": int((~test).sum()),
             "test": int(test.sum()), "seconds": round(time.time() - t0, 2)}
-
-

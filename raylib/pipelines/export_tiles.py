@@ -51,12 +51,10 @@ def _map_config(meta: dict, scene: str):
                      **{k: v for k, v in map_settings(meta).items() if v is not None})
 
 
-def read_store_tiles(store: str, table, rows: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-    """Pixels (N, C, T, T) float32 of the store rows ``rows``, as the map's model saw them,
-    and per tile its georeferencing (crs, transform). A scene that moved or changed is an
-    error naming it."""
-
-    meta = embstore.read_meta(store)
+def read_store_tiles(meta: dict, table, rows: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """Pixels (N, C, T, T) float32 of the store rows ``rows`` (of a store with metadata
+    ``meta``), as the map's model saw them, and per tile its georeferencing (crs,
+    transform). A scene that moved or changed is an error naming it."""
     col = {c: table.column(c).to_pylist() for c in COLUMNS}
     pixels, geo = None, [None] * len(rows)
     by_scene: dict[str, list[int]] = {}
@@ -110,7 +108,7 @@ def export_tiles(cfg, argv: list[str] | None = None) -> dict:
         raise ConfigError(f"{cfg.out} already holds exported tiles.", "pass --overwrite, or choose another --out.")
     lt = labelled_tiles(cfg, columns=COLUMNS)
     rows = lt.rows[lt.train]
-    pixels, geo = read_store_tiles(cfg.embeddings, lt.table, rows)
+    pixels, geo = read_store_tiles(lt.meta, lt.table, rows)
     storage.clear_own_folder(cfg.out, MARKER, "a folder of exported tiles")  # checked above; written from here
     channels = lt.meta["preprocessing"]["model_bands"].get("channels") or []
     ids = lt.tile_ids(lt.train)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from raylib.config import RemapConfig
-from raylib.errors import ConfigError, InputError
+from raylib.errors import InputError
 from raylib.eval import reports
 from raylib.failpoints import failpoint
 from raylib.formats import embstore, mapfile, parts
@@ -92,7 +92,6 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
 def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     import ray
 
-
     t0 = time.time()
     meta = embstore.read_meta(cfg.embeddings)
     files = embstore.part_files(cfg.embeddings)
@@ -100,7 +99,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     check_head(manifest, cfg.model, meta, cfg.embeddings)
     job = parts.digest({"store": sorted(storage.basename(f) for f in files), "store_meta": meta["preprocessing_hash"],
                         "model": manifest.id, "bbox": cfg.bbox, "unknown_below": cfg.unknown_below})
-    resumed = _prepare(cfg, job)
+    resumed = mapfile.prepare_output(cfg.out, job, cfg.overwrite)
     done = parts.existing(cfg.out) if resumed else {}
     names = [storage.basename(f) for f in files]
     done = {n: u for n, u in done.items() if n in names}
@@ -155,22 +154,6 @@ def _head_only(model_uri: str, tmp: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("backbone", "model"))
     assert (dst / MANIFEST).exists()
     return dst
-
-
-def _prepare(cfg: RemapConfig, job: str) -> bool:
-    """Make ``out`` ready; True when it resumes an unfinished remap of the same job."""
-    storage.check_bucket(cfg.out)
-    if storage.exists(storage.join(cfg.out, SUCCESS)) and not cfg.overwrite:
-        raise ConfigError(f"{cfg.out} already holds a finished map.", "pass --overwrite, or choose another --out.")
-    marker = storage.join(cfg.out, MARKER)
-    if storage.exists(marker) and not cfg.overwrite and not storage.exists(storage.join(cfg.out, SUCCESS)):
-        try:
-            if json.loads(storage.read_bytes(marker)).get("job") == job:
-                return True
-        except ValueError:
-            pass
-    storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
-    return False
 
 
 def _quicklooks(cfg: RemapConfig, table, manifest) -> list[str]:

@@ -137,10 +137,9 @@ def fit_head(config: dict, data: dict, max_epochs: int, max_rounds: int, report=
     return head, score
 
 
-def _TrialProgress(total: int):
+def _trial_progress(total: int):
     """A Tune callback: ``tune: done/total trials`` on stderr as trials finish."""
     from ray.tune import Callback
-
 
     class TrialProgress(Callback):
         def __init__(self):
@@ -181,7 +180,6 @@ def store_data(cfg: TuneConfig):
     drawn tiles; the other labelled tiles are the test."""
     from sklearn.model_selection import StratifiedKFold
 
-
     lt = labelled_tiles(cfg)
     feats, X, emb = store_features(lt, cfg.features)
     used = np.array(sorted(set(lt.y[lt.train].tolist())))
@@ -213,7 +211,6 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
-
 
     t0 = time.time()
     families = cfg.families or list(FAMILIES)
@@ -247,7 +244,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(name=cfg.name, storage_path=cfg.storage_path or storage.join(cfg.out, "_tune"),
-                                  verbose=0, callbacks=[_TrialProgress(cfg.trials)]),
+                                  verbose=0, callbacks=[_trial_progress(cfg.trials)]),
     )
     results = tuner.fit()
     df = results.get_dataframe()

@@ -230,7 +230,6 @@ class _SceneReader:
             error[mostly] = [f"mostly_fill: {f:.0%} of the tile's pixels in the scene are fill (more than "
                              f"max_fill_fraction {limit:g})" for f in ff[over]]
 
-
     def _statistics(self, raw: np.ndarray, inside: np.ndarray, out: dict, rows: np.ndarray) -> None:
         st = self.stats
         valid = bandlib.valid_mask(raw[:, :len(self.spec.bands)], inside, self.scaler.fill_value)

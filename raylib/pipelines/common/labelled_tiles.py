@@ -21,6 +21,8 @@ from raylib.models.tilefeatures import TileFeatures
 from raylib.raster.patches import TRAINING_TILES
 
 STORE_COLUMNS = list(embstore.TILE_COLUMNS) + ["embedding", "band_mean", "band_std", "ndvi", "ndwi", "status"]
+
+
 def tile_labels(table, cfg) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """(store rows, class index, class names, what was not used) of the labelled tiles."""
     labels = cfg.labels
@@ -54,6 +56,8 @@ def tile_labels(table, cfg) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     else:
         ref = reference.raster_reference(table, labels, cw, cfg.purity)
     return ref.rows, ref.group, list(cw.groups), dict(ref.not_assessed)
+
+
 @dataclass
 class LabelledTiles:
     """The labelled tiles of a store and the labelling budget drawn from them.
@@ -89,6 +93,8 @@ class LabelledTiles:
         pq.write_table(pa.table({"tile_id": pa.array(self.tile_ids(self.train)),
                                  "label": pa.array([self.classes[v] for v in self.y[self.train]])}), buf)
         return buf.getvalue()
+
+
 def labelled_tiles(cfg, columns: list[str] | None = None) -> LabelledTiles:
     """Read the store, label its tiles from ``cfg.labels`` (+ crosswalk) and draw
     ``cfg.per_class`` of each class with ``cfg.seed``; clear errors for labels that hit no
@@ -119,6 +125,8 @@ def labelled_tiles(cfg, columns: list[str] | None = None) -> LabelledTiles:
         chosen.append(np.sort(rng.choice(idx, size=k, replace=False)))
         counts[classes[c]] = int(k)
     return LabelledTiles(table, meta, ok, rows, y, classes, np.concatenate(chosen), counts, unused)
+
+
 def store_features(lt: LabelledTiles, mode: str) -> tuple[TileFeatures, np.ndarray, np.ndarray]:
     """(features fitted on every embedding of the store, feature rows of the labelled tiles
     (aligned with ``lt.rows``), their embeddings)."""
@@ -131,6 +139,8 @@ def store_features(lt: LabelledTiles, mode: str) -> tuple[TileFeatures, np.ndarr
     emb = emb_all[ok_pos[lt.rows]]
     st = {k: stats_all[k][lt.rows] for k in ("band_mean", "band_std", "ndvi", "ndwi")}
     return feats, feats.transform(emb, st), emb
+
+
 def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray, feats: TileFeatures, emb_tr,
                      *, name: str, metrics: dict, temperature: float, argv: list[str] | None):
     """A model directory for a head trained on tiles of the store: the store's backbone and
@@ -153,11 +163,15 @@ def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray,
             "map_settings": map_settings(meta)},
         extra_files={TRAINING_TILES: lt.training_tiles_parquet()},
     )
+
+
 def map_settings(meta: dict) -> dict:
     """The map flags the store was made with (a map with a head of it should use them)."""
     pre = meta["preprocessing"]
     return {k: pre.get(k) for k in ("bands", "scaling", "sensor", "fill_value", "scale", "sun_elevation",
                                     "spectral_bands")}
+
+
 def _source_backbone(meta: dict) -> str | None:
     """The backbone folder of the model the store was made with, when it is at hand."""
     from pathlib import Path

@@ -18,6 +18,8 @@ from raylib.raster import radiometry, tiling
 from raylib.raster.reading import ReadSpec
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
+
+
 @dataclass
 class ScenePlan:
     """One scene's place in the run: its grid and read settings, or why it cannot be mapped."""
@@ -51,6 +53,8 @@ class ScenePlan:
         if self.layout is None:
             return tiling.unreadable_scene_row(self.uri, grid)
         return tiling.make_manifest(self.info, grid, lo - self.start, hi - self.start)
+
+
 def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
     """Scene URIs, with folders/prefixes expanded to every .tif/.tiff under them (other
     objects under a prefix are appended to ``skipped``)."""
@@ -70,6 +74,8 @@ def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str
             out.append(storage.parse(uri).uri)
     seen: set[str] = set()
     return [u for u in out if not (u in seen or seen.add(u))]
+
+
 def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
     """Header, band choice and radiometric scaling of one scene, filled into ``plan`` as
     they are learnt (raises on a bad scene; what was learnt before stays)."""
@@ -122,6 +128,8 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
                        "roles": {r: b for r, b in roles.items()}}
     return plan
+
+
 def scaling_mode(scaling: str, sensor: str | None, manifest: ModelManifest, uri: str) -> str:
     """The scaling a scene gets: ``auto`` is reflectance for the sensors where it mapped
     better than ``match`` (``radiometry.AUTO_REFLECTANCE``; BENCHMARKS.md "Map accuracy") and
@@ -139,7 +147,11 @@ def scaling_mode(scaling: str, sensor: str | None, manifest: ModelManifest, uri:
             raise ConfigError(f"scaling: reflectance needs the model's reflectance stretch, and model {manifest.id} "
                               "records none.", "use scaling: match, or a model trained with --reflectance.")
     return scaling
+
+
 _planner = threading.local()
+
+
 def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
                fingerprint: str | None = None) -> ScenePlan:
     """``_plan_scene`` with a time limit and retries. A scene that cannot be mapped gets a
@@ -165,6 +177,8 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
         learnt = attempt["plan"]
         return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
                          failure=(reason, msg))
+
+
 def plan_scenes(uris: list[str], cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
                 fingerprints: dict | None = None) -> list[ScenePlan]:
     """Plan every scene (``cfg.plan_threads`` at a time: headers are latency-bound, and a
@@ -190,6 +204,8 @@ def plan_scenes(uris: list[str], cfg: MapConfig, manifest: ModelManifest, grid: 
         p.start = start
         start += p.n_tiles
     return plans
+
+
 def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
     tile = cfg.tile_size or manifest.tile_size
     stride = cfg.stride or tile
@@ -200,6 +216,8 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
     else:
         gsd = float(cfg.gsd)
     return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
+
+
 def raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
     """When no scene at all can be mapped, that is one clear error (nothing is written)."""
     if not plans or any(p.failure is None for p in plans):
@@ -210,6 +228,8 @@ def raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
     more = f" (and {len(plans) - 5} more)" if len(plans) > 5 else ""
     raise InputError(f"None of the {len(plans)} scenes can be mapped: {shown}{more}.",
                      "check the scenes and the bands/fill_value settings.")
+
+
 def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid: dict) -> str:
     """What makes two runs the same job: the parts of one are valid for the other."""
     return parts.digest({

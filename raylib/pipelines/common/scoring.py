@@ -57,7 +57,6 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     (the model's class indices)."""
     import pyarrow as pa
 
-
     model = LandcoverModel.load(model_uri, with_backbone=False)  # the network loads in the actor
     man = model.manifest
     unknown = sorted({ls.classes[i] for i in np.unique(ls.labels[rows])} - set(man.classes))

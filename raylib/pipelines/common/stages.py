@@ -77,7 +77,6 @@ def collect(ds, n: int, fields: dict[str, tuple], what: str | None = None, unit:
     """
     import numpy as np
 
-
     progress = Progress(what, n, unit) if what else None
     done = np.zeros(n, bool)
     out = {k: np.full((n, *shape), fill, dtype=dt) for k, (shape, dt, fill) in fields.items() if shape is not None}
@@ -129,7 +128,6 @@ def local_folder(ref, kind: str) -> str:
     import hashlib
 
     import ray
-
 
     files = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
     h = hashlib.sha256()

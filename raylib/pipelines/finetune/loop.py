@@ -55,7 +55,6 @@ def build(config: dict, backbone_dir: str):
     """The classifier (same initialisation on every worker) and the names of its head's parameters."""
     import torch
 
-
     torch.manual_seed(config["seed"])
     model = build_classifier(backbone_dir, config["classes"], len(config["mean"]), config["rgb"])
     return model, set(classifier_parameter_names(model))
@@ -119,7 +118,6 @@ def train_epoch(model, net, optimizer, batches, *, config: dict, frozen: bool, h
     phase, the phase's epochs); ``norm`` = (mean, std) tensors. Returns the losses and the
     last learning rate."""
     import torch
-
 
     train_mode(model, head_names, frozen)
     spe, cuda = config["steps_per_epoch"], device.type == "cuda"
@@ -247,7 +245,6 @@ def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
     import torch
-
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

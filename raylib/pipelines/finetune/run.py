@@ -90,7 +90,6 @@ def _decode(ls: patches.LabelledSet, rows: np.ndarray, spec: dict, read_cpus: fl
     """Decoded, materialised Ray Dataset of ``rows``; raises naming unreadable files."""
     import pyarrow as pa
 
-
     table = pa.table({"idx": pa.array(rows.astype(np.int64)),
                       "source": pa.array([ls.sources[i] for i in rows]),
                       "label": pa.array(ls.labels[rows].astype(np.int64))})
@@ -110,7 +109,6 @@ def _decode(ls: patches.LabelledSet, rows: np.ndarray, spec: dict, read_cpus: fl
 def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
-
 
     t0 = time.time()
     if cfg.freeze_epochs >= cfg.epochs:
@@ -238,11 +236,8 @@ class _EpochProgress:
     def __init__(self, run_uri: str, epochs: int):
         import threading
 
-
-        self.run_uri, self.stop, self.epochs = run_uri, threading.Event(), epochs
-        self.progress = None
-        self.seen, self.read = 0, set()
-        self.make = lambda initial: Progress("finetune", epochs, "epochs", initial=initial)
+        self.run_uri, self.epochs, self.stop = run_uri, epochs, threading.Event()
+        self.progress, self.seen, self.read = None, 0, set()
         self.thread = threading.Thread(target=self._watch, name="finetune-progress", daemon=True)
 
     def _epoch(self) -> int:
@@ -268,7 +263,7 @@ class _EpochProgress:
 
     def __enter__(self):
         self.seen = self._epoch()  # a resumed run starts where it stopped
-        self.progress = self.make(self.seen)
+        self.progress = Progress("finetune", self.epochs, "epochs", initial=self.seen)
         self.thread.start()
         return self
 
@@ -276,4 +271,3 @@ class _EpochProgress:
         self.stop.set()
         self.thread.join(timeout=10)
         self.progress.close()
-

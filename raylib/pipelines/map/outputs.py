@@ -11,16 +11,11 @@ failed scenes, then records them and removes the parts they replace.
 
 from __future__ import annotations
 
-import json
-import logging
-
 from raylib.config import MapConfig
 from raylib.errors import ConfigError
-from raylib.formats import embstore, mapstate, parts
+from raylib.formats import embstore, mapfile, mapstate, parts
 from raylib.formats.mapfile import MARKER, SUCCESS
 from raylib.io import storage
-
-log = logging.getLogger(__name__)
 
 
 class FullOutput:
@@ -42,7 +37,7 @@ class FullOutput:
     def chunks(self, plans, job: str) -> tuple[list[parts.Chunk], bool]:
         """The parts this job consists of, and whether an earlier run of it may have written some."""
         chunks = parts.global_chunks(sum(p.n_tiles for p in plans), self.cfg.rows_per_part)
-        return chunks, self._prepare(job)
+        return chunks, mapfile.prepare_output(self.cfg.out, job, self.cfg.overwrite)
 
     def quicklook_tag(self, i: int, uri: str) -> str:
         return f"{i:03d}"
@@ -50,25 +45,6 @@ class FullOutput:
     def finish(self, plans, run, quicklooks: dict, model_id: str, grid: dict, store) -> dict:
         """After the parts are committed; returns what the summary adds (nothing)."""
         return {}
-
-    def _prepare(self, job: str) -> bool:
-        """Make ``out`` ready for this job; True when it resumes an unfinished run of it."""
-        cfg = self.cfg
-        storage.check_bucket(cfg.out)
-        marker = storage.join(cfg.out, MARKER)
-        if storage.exists(storage.join(cfg.out, SUCCESS)):
-            if not cfg.overwrite:
-                raise ConfigError(f"{cfg.out} already holds a finished map.", "pass --overwrite, or choose another --out.")
-        elif storage.exists(marker) and not cfg.overwrite:
-            try:
-                same = json.loads(storage.read_bytes(marker)).get("job") == job
-            except ValueError:
-                same = False
-            if same:
-                return True
-            log.warning("%s holds an unfinished run with other settings or scene versions; starting over", cfg.out)
-        storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
-        return False
 
 
 class IncrementalOutput:

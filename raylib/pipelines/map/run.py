@@ -235,5 +235,3 @@ def _stream(cfg: MapConfig, run: MapRun, units: list[dict], model_uri: str, pred
         run.write(k)
     progress.close()
     return first or time.time()
-
-
