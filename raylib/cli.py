@@ -68,7 +68,10 @@ def _coerce(cls, values: dict) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """``landcover ...``; ``started``: when the command started (default: the process's start
+    for a real command line, else now)."""
+    console.mark_started(started or (console.process_started() if argv is None else None))
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry(verb: str) -> None:
     """``jobs/<verb>.py``: ``landcover <verb>`` with the script's arguments; exits with its code."""
-    sys.exit(main([verb, *sys.argv[1:]]))
+    sys.exit(main([verb, *sys.argv[1:]], started=console.process_started()))
 
 
 # --------------------------------------------------------------------------- what each verb prints

@@ -51,9 +51,19 @@ class MapConfig(_Config):
     read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
     torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: node cores / actors, at most 8)")
-    plan_threads: int = Field(4, gt=0, le=64, description="scene headers read at once by the driver while planning")
-    read_units_per_task: int = Field(4, gt=0, description="read units (read_batch_size tiles each) per Ray Data input block")
-    rows_per_part: int = Field(4096, gt=0, description="rows per output Parquet part (the unit of resume)")
+    plan_threads: int = Field(4, gt=0, le=64, description="scene headers read at once by a task of the pipeline")
+    scenes_per_task: int | None = Field(
+        None, gt=0, le=4096, description="scenes planned and read by one task of the pipeline (default: 1, up to 8 "
+                                         "when there are more than 16 scenes per CPU of the cluster)")
+    read_units_per_task: int = Field(4, gt=0, description="read units (read_batch_size tiles each) one read packs "
+                                                          "together (small scenes share one)")
+    part_mb: float = Field(128.0, gt=0, description="target size of an output Parquet part, MB (parts are cut by bytes)")
+    row_group_rows: int = Field(8192, gt=0, description="rows per Parquet row group (sorted along a Z-order curve; "
+                                                         "a bbox query reads only the row groups it touches)")
+    partition_by: list[Literal["zone", "year", "date"]] | None = Field(
+        None, description="hive-partition the map's parts by the scenes' CRS (zone=32614), acquisition year (year=2020) "
+                          "or date (date=2020-05-18), in this order of folders (not with incremental)")
+    rows_per_part: int | None = Field(None, gt=0, description="also cut a part at this many rows (default: by part_mb only)")
     read_timeout: float = Field(60.0, gt=0, description="seconds one read (header, window) may take before it is abandoned")
     read_retries: int = Field(5, ge=0, le=20, description="retries with backoff of a read that failed transiently (network, 5xx, timeout)")
     max_fill_fraction: float = Field(
@@ -68,6 +78,15 @@ class MapConfig(_Config):
     remap: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
     ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+
+    @model_validator(mode="after")
+    def _partitions(self):
+        if self.partition_by and self.incremental:
+            raise ValueError("partition_by is for whole maps: an incremental map keeps each scene in parts of its own "
+                             "(drop one of them)")
+        if self.partition_by and len(set(self.partition_by)) != len(self.partition_by):
+            raise ValueError("partition_by names a key twice")
+        return self
 
     @field_validator("gsd")
     @classmethod

@@ -22,6 +22,32 @@ import time
 _NATIVE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWE] \d+ \d+\] ")
 
 
+_STARTED: list[float] = []
+
+
+def mark_started(at: float | None = None) -> None:
+    """The CLI's start (``at``; default now): a job's timings count from it."""
+    _STARTED[:] = [at or time.time()]
+
+
+def take_started() -> float | None:
+    """The start marked by the CLI, once (a job's timings count from it)."""
+    return _STARTED.pop() if _STARTED else None
+
+
+def process_started() -> float | None:
+    """When this process started (the command's start: interpreter and imports included),
+    as a Unix time; None where the system does not tell."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 class Progress:
     """Units done of a total, their rate and the time left, on stderr."""
 
@@ -45,6 +71,11 @@ class Progress:
         eta = f"ETA {int(left // 60)}m{int(left % 60):02d}s" if left == left else "ETA --"
         return (f"{self.what}: {self.done:,}/{self.total:,} {self.unit}  {rate:,.1f} {self.unit}/s  "
                 f"{eta if self.done < self.total else 'done'}")
+
+    def grow(self, total: int) -> None:
+        """A new total (the map learns its tiles as its scenes are planned)."""
+        self.total = max(int(total), self.done)
+        self.enabled = os.environ.get("LANDCOVER_PROGRESS", "1") != "0" and self.total > 0
 
     def update(self, n: int) -> None:
         self.done = min(self.total, self.done + int(n))

@@ -157,7 +157,9 @@ def write_part(table: pa.Table, uri: str, meta: dict) -> None:
 
 
 def part_files(uri: str) -> list[str]:
-    return [u for u in storage.folder_files(uri) if u.endswith(".parquet") and "/_" not in u[len(uri):]]
+    rel = len(storage.as_prefix(uri))
+    return [u for u in storage.folder_files(uri)
+            if u.endswith(".parquet") and "/_" not in "/" + u[rel:] and "/." not in "/" + u[rel:]]
 
 
 def read_meta(uri: str) -> dict:

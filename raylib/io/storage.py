@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 import posixpath
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,18 +220,33 @@ def exists(uri: str) -> bool:
         raise explain_s3_error(exc, uri) from None
 
 
+_LISTED: dict[str, str] = {}  # S3 URI -> fingerprint, from the listings this process made
+
+
+def forget_listings() -> None:
+    """Fingerprints come from requests made after this (a job calls it as it starts)."""
+    _LISTED.clear()
+
+
+def _s3_fingerprint(size: int, etag: str) -> str:
+    return f"size={size};etag={etag.strip(chr(34))}"
+
+
 def fingerprint(uri: str) -> str:
     """What identifies this version of an object: S3 ETag and size, or a local file's size
-    and modification time (ns). A rewritten scene gets a new fingerprint."""
+    and modification time (ns). A rewritten scene gets a new fingerprint. Objects found by
+    ``list_files`` in this process cost no request (a listing carries size and ETag)."""
     loc = parse(uri)
     if not loc.is_s3:
         st = os.stat(loc.key)
         return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+    if loc.uri in _LISTED:
+        return _LISTED[loc.uri]
     try:
         head = s3_client().head_object(Bucket=loc.bucket, Key=loc.key)
     except Exception as exc:
         raise explain_s3_error(exc, uri) from None
-    return f"size={head['ContentLength']};etag={head.get('ETag', '').strip(chr(34))}"
+    return _s3_fingerprint(head["ContentLength"], head.get("ETag", ""))
 
 
 def check_bucket(uri: str) -> None:
@@ -260,6 +276,7 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> list[str]:
             for page in pages:
                 for obj in page.get("Contents", []):
                     out.append(f"s3://{loc.bucket}/{obj['Key']}")
+                    _LISTED[out[-1]] = _s3_fingerprint(obj["Size"], obj.get("ETag", ""))
         except Exception as exc:
             raise explain_s3_error(exc, uri) from None
     else:
@@ -384,6 +401,23 @@ def download_folder(uri: str, dest: str | os.PathLike) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(read_bytes(f))
     return dest
+
+
+def upload_file(path: str | os.PathLike, uri: str) -> None:
+    """Copy one local file to ``uri`` (S3: a multipart upload, complete or absent; local: a
+    copy made complete by a rename)."""
+    loc = parse(uri)
+    if loc.is_s3:
+        try:
+            s3_client().upload_file(str(path), loc.bucket, loc.key)
+        except Exception as exc:
+            raise explain_s3_error(exc, uri) from None
+        return
+    dst = Path(loc.key)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".tmp-{dst.name}")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, dst)
 
 
 def upload_folder(src: str | os.PathLike, uri: str) -> None:

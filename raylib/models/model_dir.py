@@ -25,7 +25,6 @@ import io
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,52 +36,13 @@ from raylib.models.augment import tta_probs
 from raylib.models.backbones import Backbone, as_float_tensor, pick_device, resolve_backbone
 from raylib.models.calibration import OODScorer, apply_temperature
 from raylib.models.heads import load_head
+from raylib.models.manifest import MANIFEST, ModelManifest
 from raylib.models.tilefeatures import TileFeatures
 from raylib.raster.patches import TRAINING_TILES
 
-SCHEMA_VERSION = 1
-MANIFEST = "model.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".npy")
 DEFAULT_MODEL_NAME = "eurosat-mobilenetv2-logreg"
 CALIBRATION = "calibration.safetensors"  # out-of-distribution statistics of the training embeddings
-
-
-@dataclass
-class ModelManifest:
-    id: str
-    kind: str
-    backbone: dict
-    head: dict
-    classes: list[str]
-    bands: dict  # {"channels": [...], "mean": [...], "std": [...]}
-    tile_size: int
-    gsd: float | None
-    metrics: dict
-    created_by: str
-    schema_version: int = SCHEMA_VERSION
-    inference: dict = field(default_factory=dict)  # {"tta": bool} for fine-tuned models
-    training: dict = field(default_factory=dict)  # recipe and history of a fine-tuned model
-
-    @classmethod
-    def from_json(cls, text: str, where: str) -> "ModelManifest":
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where} is not valid JSON ({exc}).", "rewrite the model directory with landcover train-head.") from None
-        known = set(cls.__dataclass_fields__)
-        missing = sorted(k for k in ("id", "kind", "backbone", "head", "classes", "bands", "tile_size") if k not in raw)
-        if missing:
-            raise InputError(f"{where} lacks {missing}.", "rewrite the model directory with landcover train-head.")
-        if raw.get("schema_version", 1) > SCHEMA_VERSION:
-            raise InputError(f"{where} has schema_version {raw['schema_version']}, newer than this landcover-ray "
-                             f"understands ({SCHEMA_VERSION}).", "upgrade landcover-ray.")
-        raw.setdefault("gsd", None)
-        raw.setdefault("metrics", {})
-        raw.setdefault("created_by", "")
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2)
 
 
 def local_model_folder(uri: str) -> Path:

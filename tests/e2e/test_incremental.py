@@ -9,6 +9,7 @@ import pytest
 from raylib.cli import main
 from raylib.config import MapConfig
 from raylib.errors import ConfigError
+from raylib.formats import mapstate
 from raylib.formats.mapfile import read_map
 from raylib.io import storage
 from raylib.pipelines.map.run import run_map
@@ -51,7 +52,7 @@ def test_only_new_and_changed_scenes_are_mapped(ray_session, bucket, test_model,
     assert t.num_rows == 96 and len(set(t["tile_id"].to_pylist())) == 96
     after = {r["tile_id"]: r["probs"] for r in t.to_pylist() if r["scene"] == prefix + "a.tif"}
     assert set(after) == set(before) and any(after[k] != before[k] for k in after)  # new pixels, new numbers
-    state = json.loads(storage.read_bytes(out + "/_state.json"))
+    state = {"scenes": mapstate.MapState.load(out).scenes}  # the record (a Parquet log under _state/)
     assert set(state["scenes"]) == {prefix + "a.tif", prefix + "b.tif"}
     parts = {u.rsplit("/", 1)[1] for u in storage.list_files(out + "/") if u.rsplit("/", 1)[1].startswith("part-")}
     assert parts == {p for s in state["scenes"].values() for p in s["parts"]}

@@ -168,3 +168,49 @@ def test_prefix_expands_to_every_tif(bucket):
         f"s3://data/scenes/{p.name}" for p in (LANDSAT, LANDSAT_B2, NAIP))
     with pytest.raises(Exception, match="No .tif/.tiff scenes under"):
         expand_scenes(["s3://data/empty-prefix/"])
+
+
+def test_hive_partitions_by_zone_and_year_resume_and_a_bbox_filter_reads_only_its_row_groups(
+        ray_session, bucket, test_model, tmp_path):
+    """Two scenes in two UTM zones and two years: parts under zone=/year= folders (pyarrow
+    reads the keys back as columns), small row groups each within one scene, and a run that
+    lost one of its parts redoes only that part's tiles."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    out = tmp_path / "map"
+    cfg = MapConfig(scenes=[S3_NAIP, S3_LANDSAT], out=str(out), model=test_model["uri"], gsd="native",
+                    tile_size=64, bands=[1, 2, 3], fill_value=0, partition_by=["zone", "year"], rows_per_part=200,
+                    row_group_rows=50, quicklook=False)
+    s = run_map(cfg)
+    naip_zone = tiling.open_scene(str(NAIP)).crs.split(":")[1]
+    landsat_zone = tiling.open_scene(str(LANDSAT)).crs.split(":")[1]
+    folders = sorted(str(p.parent.relative_to(out)) for p in out.rglob("part-*.parquet"))
+    assert set(folders) == {f"zone={naip_zone}/year=2015", f"zone={landsat_zone}/year=2020"}, folders
+    ds = pads.dataset(str(out), format="parquet", partitioning="hive", ignore_prefixes=["_", "."])
+    t = ds.to_table(columns=["tile_id", "scene", "zone", "year"])
+    assert t.num_rows == s["tiles"] and len(set(t["tile_id"].to_pylist())) == t.num_rows
+    by_scene = {sc: {(z, y) for sc2, z, y in zip(*(t[c].to_pylist() for c in ("scene", "zone", "year"))) if sc2 == sc}
+                for sc in (S3_NAIP, S3_LANDSAT)}
+    assert by_scene == {S3_NAIP: {(int(naip_zone), 2015)}, S3_LANDSAT: {(int(landsat_zone), 2020)}}
+    assert s["parts"] == len(folders) and all(pq.read_metadata(p).num_rows <= 200 for p in out.rglob("part-*.parquet"))
+    # a bbox query on the NAIP scene's footprint reads only row groups of the NAIP partition
+    naip = t.filter(pc.equal(t["scene"], S3_NAIP))
+    bb = pads.dataset(str(out), format="parquet", partitioning="hive", ignore_prefixes=["_", "."]).to_table(
+        filter=pc.field("scene") == S3_NAIP, columns=["bbox"])["bbox"].combine_chunks()
+    x0, x1 = pc.min(bb.field("xmin")).as_py(), pc.max(bb.field("xmax")).as_py()
+    flt = (pc.field("bbox", "xmin") <= x1) & (pc.field("bbox", "xmax") >= x0)
+    groups = [rg for f in ds.get_fragments() for rg in f.split_by_row_group(flt)]
+    assert groups and all(f"zone={naip_zone}" in g.path for g in groups)
+    assert ds.to_table(filter=flt, columns=["scene"])["scene"].to_pylist().count(S3_NAIP) == naip.num_rows
+    # a killed run's parts minus one: the re-run redoes only that part's tiles
+    victim = sorted(out.rglob("part-*.parquet"))[-1]
+    lost = pq.read_metadata(victim).num_rows
+    for name in ("_SUCCESS", "_summary.json"):
+        (out / name).unlink()
+    victim.unlink()
+    again = run_map(cfg)
+    assert again["tiles_computed"] == lost and again["parts_resumed"] == s["parts"] - 1
+    t2 = pads.dataset(str(out), format="parquet", partitioning="hive", ignore_prefixes=["_", "."]).to_table(
+        columns=["tile_id"])
+    assert sorted(t2["tile_id"].to_pylist()) == sorted(t["tile_id"].to_pylist())

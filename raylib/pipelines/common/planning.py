@@ -1,18 +1,19 @@
 """Planning a map: scene headers, band choice, radiometric scaling and the tile grid of
-each scene (``ScenePlan``), laid out on one global tile index.
+each scene (``ScenePlan``). Runs in the map's plan tasks (``pipelines.map.source``), in
+``export-tiles``, and on the driver for the first scene (its configuration errors surface
+at once).
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from raylib.config import MapConfig
 from raylib.errors import ConfigError, InputError, LandcoverError
 from raylib.formats import parts
 from raylib.io import resilience, storage
-from raylib.models.model_dir import ModelManifest
+from raylib.models.manifest import ModelManifest
 from raylib.raster import bands as bandlib
 from raylib.raster import radiometry, tiling
 from raylib.raster.reading import ReadSpec
@@ -32,9 +33,8 @@ class ScenePlan:
     fingerprint: str | None = None
     failure: tuple[str, str] | None = None  # (reason, message)
     radiometry: dict | None = None  # the scaling this scene got, and where its constants came from
+    retries: int = 0  # header reads retried after transient faults
     stats: dict | None = None  # per-tile statistics: file bands, their units (gain, offset), spectral roles
-    start: int = 0  # first global tile index
-    parts: list[str] = field(default_factory=list)
 
     @property
     def n_tiles(self) -> int:
@@ -48,17 +48,12 @@ class ScenePlan:
                         target_mean=self.scaler.target_mean.tolist(), max_fill_fraction=max_fill_fraction,
                         stats=self.stats).to_json()
 
-    def manifest_rows(self, grid: tiling.GridSpec, lo: int, hi: int):
-        """Map-schema manifest columns of this scene's global tiles ``lo..hi``."""
-        if self.layout is None:
-            return tiling.unreadable_scene_row(self.uri, grid)
-        return tiling.make_manifest(self.info, grid, lo - self.start, hi - self.start)
-
 
 def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
     """Scene URIs, with folders/prefixes expanded to every .tif/.tiff under them (other
     objects under a prefix are appended to ``skipped``)."""
     out: list[str] = []
+    storage.forget_listings()  # this job's listings give the scenes' fingerprints, no older one
     for uri in uris:
         if storage.is_prefix(uri):
             storage.check_bucket(uri)
@@ -166,8 +161,15 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
         return _planner.watchdog.call(lambda: _plan_scene(attempt["plan"], cfg, manifest, grid), cfg.read_timeout,
                                       f"reading the header of {uri}")
 
+    retried = [0]
+
+    def count(_exc):
+        retried[0] += 1
+
     try:
-        return resilience.retrying(once, retries=cfg.read_retries)
+        plan = resilience.retrying(once, retries=cfg.read_retries, on_retry=count)
+        plan.retries = retried[0]
+        return plan
     except ConfigError:
         raise
     except Exception as exc:
@@ -176,34 +178,7 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
             msg = resilience.redact(str(exc))
         learnt = attempt["plan"]
         return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
-                         failure=(reason, msg))
-
-
-def plan_scenes(uris: list[str], cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
-                fingerprints: dict | None = None) -> list[ScenePlan]:
-    """Plan every scene (``cfg.plan_threads`` at a time: headers are latency-bound, and a
-    fixed number keeps the driver's memory independent of the number of scenes) and lay
-    them out on one global tile index."""
-    if not uris:
-        return []
-    fps = fingerprints or {}
-    watchdogs: list[resilience.Watchdog] = []
-
-    def init():  # one helper thread per planning thread, reused for its scenes
-        _planner.watchdog = resilience.Watchdog()
-        watchdogs.append(_planner.watchdog)
-
-    try:
-        with ThreadPoolExecutor(max_workers=min(cfg.plan_threads, len(uris)), initializer=init) as pool:
-            plans = list(pool.map(lambda u: plan_scene(u, cfg, manifest, grid, fps.get(u)), uris))
-    finally:
-        for wd in watchdogs:
-            wd.close()
-    start = 0
-    for p in plans:
-        p.start = start
-        start += p.n_tiles
-    return plans
+                         failure=(reason, msg), retries=retried[0])
 
 
 def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
@@ -218,23 +193,18 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
     return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
 
 
-def raise_if_nothing_mappable(plans: list[ScenePlan]) -> None:
-    """When no scene at all can be mapped, that is one clear error (nothing is written)."""
-    if not plans or any(p.failure is None for p in plans):
-        return
-    if len(plans) == 1:
-        raise InputError(plans[0].failure[1])
-    shown = " | ".join(f"{p.uri}: {p.failure[0]}" for p in plans[:5])
-    more = f" (and {len(plans) - 5} more)" if len(plans) > 5 else ""
-    raise InputError(f"None of the {len(plans)} scenes can be mapped: {shown}{more}.",
-                     "check the scenes and the bands/fill_value settings.")
+def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, model_id: str, grid: dict) -> str:
+    """What makes two runs the same job: the parts of one are valid for the other. The scene
+    list (and the versions already known, in incremental maps); each part records the
+    versions of the scenes it holds, and a resumed run checks them (``map.run``)."""
+    import hashlib
 
-
-def job_fingerprint(cfg: MapConfig, plans: list[ScenePlan], model_id: str, grid: dict) -> str:
-    """What makes two runs the same job: the parts of one are valid for the other."""
+    h = hashlib.sha256()
+    for u in uris:
+        h.update(u.encode() + b"\0" + (fingerprints or {}).get(u, "").encode() + b"\n")
     return parts.digest({
-        "scenes": [(p.uri, p.fingerprint) for p in plans], "model_id": model_id, "grid": grid,
+        "scenes": h.hexdigest(), "model_id": model_id, "grid": grid,
         "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
-                                                  "max_fill_fraction", "sensor", "sun_elevation",
+                                                  "part_mb", "max_fill_fraction", "sensor", "sun_elevation",
                                                   "spectral_bands", "unknown_below", "embeddings")},
     })

@@ -1,4 +1,6 @@
-"""The map's quick-looks: a class map per scene beside an RGB thumbnail."""
+"""The map's quick-looks: a class map per scene beside an RGB thumbnail, drawn by a Ray task
+as soon as the scene's last tile is back (the driver keeps no label grid of a finished
+scene)."""
 
 from __future__ import annotations
 
@@ -7,48 +9,83 @@ import os
 
 import numpy as np
 
-from raylib.config import MapConfig
 from raylib.eval import reports
 from raylib.io import resilience, storage
-from raylib.models.model_dir import ModelManifest
 from raylib.raster import tiling
 
 log = logging.getLogger(__name__)
 
 
-def write_quicklooks(cfg: MapConfig, run, manifest: ModelManifest, tag) -> dict[int, str]:
-    """One PNG per mapped scene: the class of every tile beside an RGB thumbnail; ``tag(i,
-    uri)`` names it (the output strategy's)."""
+def write_quicklook(out: str, tag: str, meta: dict, labels: np.ndarray, classes: list[str], model_id: str,
+                    rgb: list[int], read_timeout: float, read_retries: int) -> str:
+    """One PNG: the class of every tile of the scene (``labels``, its grid) beside an RGB
+    thumbnail of the scene (``meta``: ``source.scene_meta``). Returns its URI."""
     import rasterio
 
-    out = {}
-    rgb = manifest.bands.get("rgb") or [0, 1, 2]  # where R, G, B are among the model's bands
-    for i, p in enumerate(run.plans):
-        if p.failure or i not in run.labels:
-            continue
-        thumb = None
-        try:
-            def read_thumb():
-                with rasterio.open(storage.parse(p.uri).gdal_path) as ds:
-                    return tiling.decimated_read(ds, p.bands, max_side=512, fill=p.scaler.fill_value)
+    uri, fill = meta["uri"], meta["fill"]
+    thumb = None
+    try:
+        def read_thumb():
+            with rasterio.open(storage.parse(uri).gdal_path) as ds:
+                return tiling.decimated_read(ds, meta["bands"], max_side=512, fill=fill)
 
-            wd = resilience.Watchdog(storage.rasterio_env)
+        wd = resilience.Watchdog(storage.rasterio_env)
+        try:
+            sample = resilience.retrying(lambda: wd.call(read_thumb, read_timeout, f"reading a thumbnail of {uri}"),
+                                         retries=read_retries)
+        finally:
+            wd.close()
+        valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
+        if sample.shape[0] >= 3:
+            thumb = reports.stretch(sample[rgb], valid)
+    except Exception as exc:  # a quick-look is a picture: its loss is logged, the map stands
+        log.warning("no thumbnail for %s: %s", uri, resilience.classify(exc)[1])
+    info = meta["info"]
+    png = reports.quicklook_png(f"{uri}  |  model {model_id}", labels, classes, thumb, (info["height"], info["width"]),
+                                tuple(meta["tile"]))
+    stem = os.path.splitext(storage.basename(uri))[0]
+    dest = storage.join(out, "_quicklook", f"{tag}-{stem}.png")
+    storage.write_bytes(dest, png)
+    return dest
+
+
+class Quicklooks:
+    """Quick-looks drawn by Ray tasks while the run goes; ``result()`` waits for them."""
+
+    MAX_IN_FLIGHT = 16
+
+    def __init__(self, out: str, classes: list[str], model_id: str, rgb: list[int], read_timeout: float,
+                 read_retries: int, tag):
+        self.args = (classes, model_id, rgb, read_timeout, read_retries)
+        self.out, self.tag = out, tag  # tag(meta) -> the PNG's name prefix (the output strategy's)
+        self.pending: dict = {}  # ref -> scene uri
+        self.written: dict[str, str] = {}  # scene uri -> PNG uri
+        self._task = None
+
+    def submit(self, meta: dict, labels: np.ndarray) -> None:
+        import ray
+
+        if self._task is None:
+            self._task = ray.remote(num_cpus=0.25, max_retries=2)(write_quicklook)
+        while len(self.pending) >= self.MAX_IN_FLIGHT:
+            self._harvest(block=True)
+        ref = self._task.remote(self.out, self.tag(meta), meta, labels, *self.args)
+        self.pending[ref] = meta["uri"]
+        self._harvest(block=False)
+
+    def _harvest(self, block: bool) -> None:
+        import ray
+
+        ready, _ = ray.wait(list(self.pending), num_returns=1 if block else len(self.pending),
+                            timeout=None if block else 0)
+        for ref in ready:
+            uri = self.pending.pop(ref)
             try:
-                sample = resilience.retrying(lambda: wd.call(read_thumb, cfg.read_timeout,
-                                                             f"reading a thumbnail of {p.uri}"),
-                                             retries=cfg.read_retries)
-            finally:
-                wd.close()
-            fill = p.scaler.fill_value
-            valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
-            if sample.shape[0] >= 3:
-                thumb = reports.stretch(sample[rgb], valid)
-        except Exception as exc:  # a quick-look is a picture: its loss is logged, the map stands
-            log.warning("no thumbnail for %s: %s", p.uri, resilience.classify(exc)[1])
-        png = reports.quicklook_png(f"{p.uri}  |  model {manifest.id}", run.labels[i], manifest.classes, thumb,
-                                    (p.info.height, p.info.width), p.layout.tile)
-        stem = os.path.splitext(storage.basename(p.uri))[0]
-        uri = storage.join(cfg.out, "_quicklook", f"{tag(i, p.uri)}-{stem}.png")
-        storage.write_bytes(uri, png)
-        out[i] = uri
-    return out
+                self.written[uri] = ray.get(ref)
+            except Exception as exc:  # a picture: logged, the map stands
+                log.warning("no quick-look for %s: %s", uri, exc)
+
+    def result(self) -> dict[str, str]:
+        while self.pending:
+            self._harvest(block=True)
+        return self.written

@@ -1,0 +1,202 @@
+"""The map job's first stages, on Ray workers: planning and reading.
+
+The driver hands Ray Data the scene list only (an Arrow array in the object store) and a
+range of scene numbers. A *plan task* plans a few scenes (header, bands, radiometric
+scaling: ``planning.plan_scene``) and emits their *read units* (tiles ``lo..hi`` of one scene
+in grid order, minus the tiles a killed run of the same job already wrote), packed into
+read tasks of up to ``read_batch_size * read_units_per_task`` tiles; a *read task* reads its
+units (``reading.read_tiles``) and adds the tiles' manifest columns (tile id, window,
+footprint). So planning overlaps reading and the
+model, and the driver holds no plan: each unit's first row carries its scene's record
+(``meta``: URI, version, tile count, radiometry, grid) to the driver with the rows.
+
+A scene that cannot be mapped is one row per unit (``span`` > 0: it stands for tiles
+``idx .. idx + span`` of the scene, or its one row when the header is unreadable) that the
+driver expands into error rows: no pixels travel for it.
+
+Imports stay light (no torch, scikit-learn, transformers): read workers never load them.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from raylib.config import MapConfig
+from raylib.errors import ConfigError
+from raylib.models.manifest import ModelManifest
+from raylib.pipelines.common.planning import ScenePlan, plan_scene
+from raylib.raster import bands as bandlib
+from raylib.raster import tiling
+from raylib.raster.reading import read_tiles
+
+MANIFEST_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
+                    "scene_crs", "geometry")
+BBOX = ("xmin", "ymin", "xmax", "ymax")
+_SHARED: dict = {}
+
+
+def _shared(ref):
+    """An object put in the object store once by the driver (the scene list, the tiles done
+    by an earlier run), fetched once per worker."""
+    if ref is None:
+        return None
+    import ray
+
+    key = ref.hex()
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = ray.get(ref)
+    return _SHARED[key]
+
+
+def unit_ranges(n: int, step: int, done: list | None = None) -> list[tuple[int, int]]:
+    """Tile ranges ``[lo, hi)`` of at most ``step`` tiles covering ``0..n`` minus the ranges
+    ``done``."""
+    todo = np.ones(n, bool)
+    for lo, hi in done or ():
+        todo[lo:hi] = False
+    out = []
+    k = 0
+    while k < n:
+        if not todo[k]:
+            k += 1
+            continue
+        hi = k
+        while hi < n and todo[hi] and hi - k < step:
+            hi += 1
+        out.append((k, hi))
+        k = hi
+    return out
+
+
+def all_done(d: dict | None) -> bool:
+    """An earlier run of the job wrote every tile of the scene (``partwriter.done_scenes``)."""
+    return bool(d) and sum(hi - lo for lo, hi in d["ranges"]) >= d["tiles"]
+
+
+def _plan(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+    """``plan_scene``; a configuration error that only this scene meets (the driver planned
+    the first scene, so the settings themselves are sound) is the scene's failure."""
+    try:
+        return plan_scene(uri, cfg, manifest, grid)
+    except ConfigError as exc:
+        return ScenePlan(uri, failure=("config", str(exc)))
+
+
+def scene_meta(plan: ScenePlan) -> dict:
+    """The scene's record, carried to the driver on the first row of each of its units."""
+    info = plan.info
+    return {"uri": plan.uri, "fingerprint": plan.fingerprint, "tiles": plan.n_tiles,
+            "failure": list(plan.failure) if plan.failure else None,
+            "info": dict(info.__dict__) if info else None, "radiometry": plan.radiometry,
+            "grid_shape": [len(plan.layout.row_offs), len(plan.layout.col_offs)] if plan.layout else None,
+            "tile": list(plan.layout.tile) if plan.layout else None, "bands": plan.bands,
+            "fill": plan.scaler.fill_value if plan.scaler else None, "retries": plan.retries}
+
+
+def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest,
+               grid: tiling.GridSpec) -> dict:
+    """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
+    to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task)."""
+    uris = _shared(uris_ref)
+    done = _shared(done_ref) or {}
+    scenes = [int(s) for s in batch["id"]]
+    todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
+        plans = list(pool.map(lambda s: _plan(uris[s].as_py(), cfg, manifest, grid), todo))
+    step = cfg.read_batch_size * cfg.read_units_per_task
+    tasks: list[list[tuple]] = []
+    size = step  # tiles in the last task
+    for s, plan in zip(todo, plans):
+        meta = json.dumps({**scene_meta(plan), "index": s})
+        spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction)
+        ranges = (done.get(plan.uri) or {}).get("ranges")
+        for lo, hi in unit_ranges(plan.n_tiles, step, ranges):
+            n = hi - lo if spec else 1  # a failure record is one row, whatever it stands for
+            if size + n > step:
+                tasks.append([])
+                size = 0
+            tasks[-1].append((s, lo, hi, spec, meta))
+            size += n
+    cols = ("scene_idx", "lo", "hi", "spec", "meta")
+    out = {k: np.empty(len(tasks), object) for k in cols}
+    for i, units in enumerate(tasks):
+        for k, col in zip(cols, zip(*units)):
+            out[k][i] = np.asarray(col, np.int64 if k in ("scene_idx", "lo", "hi") else object)
+    return out
+
+
+def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
+                  channels: int):
+    """The pipeline's first stage, one Ray task per few scenes: plan them, then read their
+    units, yielding each read task's tiles as they are read (Ray Data cuts the yields into
+    blocks of about ``block_bytes``), so the model gets the first tiles while the rest of
+    the scenes are still being read and planned."""
+    tasks = plan_units(batch, uris_ref=uris_ref, done_ref=done_ref, cfg=cfg, manifest=manifest, grid=grid)
+    for i in range(len(tasks["lo"])):
+        yield read_units({k: v[i:i + 1] for k, v in tasks.items()}, grid=grid, channels=channels,
+                         read_timeout=cfg.read_timeout, read_retries=cfg.read_retries)
+
+
+def block_bytes(cfg: MapConfig, channels: int, tile_size: int) -> int:
+    """Ray Data's block size for this job: a little under one read unit of tiles, so that a
+    unit's tiles travel as one block (neither coalesced with the next nor cut), whatever the
+    tile size and bands."""
+    return int(0.9 * cfg.read_batch_size * channels * tile_size * tile_size * 4)
+
+
+def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int) -> dict:
+    """Read task: read units -> tiles (scaled pixels, statistics, manifest columns), or one
+    record per unit of a scene that cannot be mapped."""
+    parts = []
+    flat = {k: np.concatenate([np.asarray(v) for v in batch[k]]) for k in ("scene_idx", "lo", "hi", "spec", "meta")}
+    for s, lo, hi, spec, meta in zip(flat["scene_idx"], flat["lo"], flat["hi"], flat["spec"], flat["meta"]):
+        m = json.loads(meta)
+        if spec:
+            out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, read_timeout, read_retries)
+            out.update(_manifest_columns(m, grid, int(lo), int(hi)))
+            out["span"] = np.zeros(hi - lo, np.int64)
+        else:
+            out = _failure_record(m, grid, channels, int(lo), int(hi))
+        n = len(out["idx"])
+        out["scene_idx"] = np.full(n, s, np.int64)
+        out["meta"] = np.full(n, "", object)
+        out["meta"][0] = meta
+        parts.append(out)
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _manifest_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> dict:
+    info = tiling.SceneInfo(**{**meta["info"], "transform": tuple(meta["info"]["transform"]),
+                               "res": tuple(meta["info"]["res"])})
+    t = tiling.make_manifest(info, grid, lo, hi)
+    out = {("uri" if k == "scene" else k): t.column(k).to_numpy(zero_copy_only=False) for k in MANIFEST_COLUMNS}
+    bb = t.column("bbox").combine_chunks()
+    for k in BBOX:
+        out["bbox_" + k] = bb.field(k).to_numpy(zero_copy_only=False).astype(np.float64)
+    return out
+
+
+def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, hi: int) -> dict:
+    reason, msg = meta["failure"]
+    t = grid.tile_size
+    out = {"idx": np.array([lo], np.int64), "pixels": np.zeros((1, channels, t, t), np.float32),
+           "fill_fraction": np.ones(1, np.float32), "status": np.array(["error"], object),
+           "error": np.array([f"{reason}: {msg}"], object), "retries": np.zeros(1, np.int32),
+           "band_mean": np.full((1, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "band_std": np.full((1, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "n_stats": np.zeros(1, np.int8), "ndvi": np.full(1, np.nan, np.float32),
+           "ndwi": np.full(1, np.nan, np.float32), "span": np.array([hi - lo], np.int64)}
+    for k in MANIFEST_COLUMNS:
+        out["uri" if k == "scene" else k] = np.array([None], object)
+    for k in ("row_off", "col_off", "width", "height", "grid_row", "grid_col"):
+        out[k] = np.zeros(1, np.int32)
+    out["edge"] = np.zeros(1, bool)
+    for k in BBOX:
+        out["bbox_" + k] = np.full(1, np.nan)
+    return out

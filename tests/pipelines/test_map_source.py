@@ -1,0 +1,86 @@
+"""pipelines.map.source without Ray: the plan task's read units (lazily cut, minus the tiles
+an earlier run wrote) and the read task's rows, on rasters written to disk."""
+
+import json
+
+import numpy as np
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from raylib.config import MapConfig
+from raylib.models.manifest import ModelManifest
+from raylib.pipelines.common import planning
+from raylib.pipelines.map import source
+
+MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "b"], tile_size=16, gsd=10.0,
+                    bands={"channels": ["red", "green", "blue"], "mean": [0.3] * 3, "std": [0.1] * 3},
+                    metrics={}, created_by="")
+
+
+class _Ref:
+    """Stands in for an object-store reference (``source._shared`` fetches it once)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def hex(self):
+        return str(id(self))
+
+
+def _raster(path, count=3) -> str:
+    with MemoryFile() as mf:
+        ds = mf.open(driver="GTiff", width=64, height=48, count=count, dtype="uint16", crs="EPSG:32618", nodata=0,
+                     transform=from_origin(500000, 4400000, 10.0, 10.0))
+        ds.write(np.random.default_rng(0).integers(100, 3000, (count, 48, 64)).astype("uint16"))
+        ds.close()
+        path.write_bytes(mf.read())
+    return str(path)
+
+
+def test_unit_ranges_cover_the_scene_minus_what_is_done():
+    assert source.unit_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert source.unit_ranges(10, 4, done=[[0, 3], [5, 6]]) == [(3, 5), (6, 10)]
+    assert source.unit_ranges(10, 4, done=[[0, 10]]) == []
+    got = np.zeros(37, int)
+    for lo, hi in source.unit_ranges(37, 5, done=[[4, 9], [20, 21]]):
+        assert hi - lo <= 5
+        got[lo:hi] += 1
+    want = np.ones(37, int)
+    want[4:9] = want[20] = 0
+    assert (got == want).all()  # every tile not done exactly once
+
+
+def test_plan_task_emits_units_and_failures_with_the_scene_record(tmp_path, monkeypatch):
+    good, bad = _raster(tmp_path / "good.tif"), _raster(tmp_path / "few.tif", count=2)
+    uris = [good, bad]
+    monkeypatch.setattr(source, "_shared", lambda ref: ref.value if ref is not None else None)
+    cfg = MapConfig(scenes=uris, out=str(tmp_path / "out"), read_batch_size=4, read_units_per_task=1,
+                    bands=[1, 2, 3])
+    grid = planning.resolve_grid(cfg, MAN)
+    import pyarrow as pa
+
+    done = {good: {"ranges": [[0, 2]], "tiles": 12}}
+    tasks = source.plan_units({"id": np.array([0, 1])}, uris_ref=_Ref(pa.array(uris)), done_ref=_Ref(done), cfg=cfg,
+                              manifest=MAN, grid=grid)
+    packed = [list(zip(t, lo, hi, sp != "")) for t, lo, hi, sp in zip(tasks["scene_idx"], tasks["lo"], tasks["hi"],
+                                                                     tasks["spec"])]
+    # scene 0: 12 tiles, 0..2 done; tasks of up to 4 tiles, where a failure record (scene 1: band_mismatch,
+    # standing for 4 tiles) counts as one row
+    assert packed == [[(0, 2, 6, True)], [(0, 6, 10, True)], [(0, 10, 12, True), (1, 0, 4, False), (1, 4, 8, False)],
+                      [(1, 8, 12, False)]]
+    units = {k: np.concatenate([np.asarray(v) for v in tasks[k]]) for k in tasks}
+    metas = [json.loads(m) for m in units["meta"]]
+    assert metas[0]["uri"] == good and metas[0]["tiles"] == 12 and metas[0]["failure"] is None
+    assert metas[-1]["failure"][0] == "band_mismatch" and metas[-1]["index"] == 1
+
+    one = {k: np.array([v[:1]], object) for k, v in units.items()}  # a read task of one unit
+    out = source.read_units(one, grid=grid, channels=3, read_timeout=10, read_retries=0)
+    n = int(units["hi"][0] - units["lo"][0])
+    assert len(out["idx"]) == n and list(out["idx"]) == list(range(int(units["lo"][0]), int(units["hi"][0])))
+    assert out["pixels"].shape == (n, 3, 16, 16) and (out["status"] == "ok").all() and (out["span"] == 0).all()
+    assert out["meta"][0] == units["meta"][0] and (out["meta"][1:] == "").all()
+    assert set(out["uri"]) == {good} and len(set(out["tile_id"])) == n and np.isfinite(out["bbox_xmin"]).all()
+    fail = source.read_units({k: np.array([v[-1:]], object) for k, v in units.items()}, grid=grid, channels=3,
+                             read_timeout=10, read_retries=0)
+    assert len(fail["idx"]) == 1 and fail["idx"][0] == 8 and fail["span"][0] == 4 and fail["status"][0] == "error"
+    assert fail["error"][0].startswith("band_mismatch: ")
