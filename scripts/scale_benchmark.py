@@ -228,7 +228,7 @@ def noop(n: int, work: Path) -> dict:
 
 
 def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("_state*") if p.is_file())
+    return sum(p.stat().st_size for p in (folder / "_state").rglob("*") if p.is_file())
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def test_scenes_that_cannot_be_mapped_get_their_reason(tmp_path):
     reasons = [p.failure[0] if p.failure else None for p in plans]
     assert reasons == ["band_mismatch", "unsupported", "unsupported"], [p.failure for p in plans]
     assert plans[0].layout is not None and plans[0].n_tiles == 12  # the header was read: its tiles become error rows
-    assert [p.n_tiles for p in plans[1:]] == [1, 1]  # a scene without a grid has one row
+    assert [p.n_tiles for p in plans[1:]] == [1, 12]  # no CRS: no grid, one row; complex64: its header was read
     assert "complex64" in plans[2].failure[1]
 
 

@@ -60,7 +60,8 @@ def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str
             everything = storage.list_files(uri)
             found = [u for u in everything if u.lower().endswith(storage.RASTER_SUFFIXES)]
             if skipped is not None:
-                skipped.extend(u for u in everything if u not in set(found))
+                kept = set(found)  # once: a prefix may hold 100,000s of scenes
+                skipped.extend(u for u in everything if u not in kept)
             if not found:
                 raise InputError(f"No .tif/.tiff scenes under {uri}.", "check the prefix; scenes must end in .tif or .tiff.")
             out.extend(found)

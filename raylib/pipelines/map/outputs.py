@@ -108,9 +108,7 @@ class FullOutput(_Output):
                 storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
         parts.remove_tmp_debris(cfg.out, keep=set(self.resumed))
         self._drop_orphan_store_parts(set(self.resumed))
-        first = 1 + max([_index(n) for n in self.resumed] + [-1])
-        self._writer = None
-        self._first = first
+        self._first = 1 + max([_index(n) for n in self.resumed] + [-1])
 
     def start(self, map_meta: dict, scene_record) -> None:
         self.map_meta, self.scene_record = map_meta, scene_record

@@ -1,6 +1,5 @@
-"""The map's quick-looks: a class map per scene beside an RGB thumbnail, drawn by a Ray task
-as soon as the scene's last tile is back (the driver keeps no label grid of a finished
-scene)."""
+"""The map's quick-looks: a class map per scene beside an RGB thumbnail, drawn as soon as
+the scene's last tile is back (the driver keeps no label grid of a finished scene)."""
 
 from __future__ import annotations
 
@@ -50,42 +49,42 @@ def write_quicklook(out: str, tag: str, meta: dict, labels: np.ndarray, classes:
 
 
 class Quicklooks:
-    """Quick-looks drawn by Ray tasks while the run goes; ``result()`` waits for them."""
+    """Quick-looks drawn while the run goes, by a few threads of the driver (a thumbnail
+    read and a PNG each; the label grid is handed over, so the driver keeps none of a
+    finished scene); ``result()`` waits for them."""
 
-    MAX_IN_FLIGHT = 16
+    THREADS = 2
 
     def __init__(self, out: str, classes: list[str], model_id: str, rgb: list[int], read_timeout: float,
                  read_retries: int, tag):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.args = (classes, model_id, rgb, read_timeout, read_retries)
         self.out, self.tag = out, tag  # tag(meta) -> the PNG's name prefix (the output strategy's)
-        self.pending: dict = {}  # ref -> scene uri
+        self.pool = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="quicklook")
+        self.pending: dict = {}  # future -> scene uri
         self.written: dict[str, str] = {}  # scene uri -> PNG uri
-        self._task = None
 
     def submit(self, meta: dict, labels: np.ndarray) -> None:
-        import ray
-
-        if self._task is None:
-            self._task = ray.remote(num_cpus=0.25, max_retries=2)(write_quicklook)
-        while len(self.pending) >= self.MAX_IN_FLIGHT:
+        while len(self.pending) >= 4 * self.THREADS:  # bounded: a slow store does not pile up grids
             self._harvest(block=True)
-        ref = self._task.remote(self.out, self.tag(meta), meta, labels, *self.args)
-        self.pending[ref] = meta["uri"]
+        fut = self.pool.submit(write_quicklook, self.out, self.tag(meta), meta, labels, *self.args)
+        self.pending[fut] = meta["uri"]
         self._harvest(block=False)
 
     def _harvest(self, block: bool) -> None:
-        import ray
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-        ready, _ = ray.wait(list(self.pending), num_returns=1 if block else len(self.pending),
-                            timeout=None if block else 0)
-        for ref in ready:
-            uri = self.pending.pop(ref)
+        done, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in done:
+            uri = self.pending.pop(fut)
             try:
-                self.written[uri] = ray.get(ref)
+                self.written[uri] = fut.result()
             except Exception as exc:  # a picture: logged, the map stands
                 log.warning("no quick-look for %s: %s", uri, exc)
 
     def result(self) -> dict[str, str]:
         while self.pending:
             self._harvest(block=True)
+        self.pool.shutdown()
         return self.written
