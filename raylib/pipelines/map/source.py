@@ -1,14 +1,15 @@
 """The map job's first stages, on Ray workers: planning and reading.
 
-The driver hands Ray Data the scene list only (an Arrow array in the object store) and a
-range of scene numbers. A *plan task* plans a few scenes (header, bands, radiometric
-scaling: ``planning.plan_scene``) and emits their *read units* (tiles ``lo..hi`` of one scene
-in grid order, minus the tiles a killed run of the same job already wrote), packed into
-read tasks of up to ``read_batch_size * read_units_per_task`` tiles; a *read task* reads its
-units (``reading.read_tiles``) and adds the tiles' manifest columns (tile id, window,
-footprint). So planning overlaps reading and the
-model, and the driver holds no plan: each unit's first row carries its scene's record
-(``meta``: URI, version, tile count, radiometry, grid) to the driver with the rows.
+The driver hands Ray Data the scene list only (an Arrow array in the object store) and
+blocks of scene numbers. Each task of the first stage (``plan_and_read``) plans its few
+scenes (header, bands, radiometric scaling: ``planning.plan_scene``), cuts their *read
+units* (tiles ``lo..hi`` of one scene in grid order, minus the tiles a killed run of the same
+job already wrote), packs them into reads of up to ``read_batch_size * read_units_per_task``
+tiles (``plan_units``), and reads them one after the other (``read_units``:
+``reading.read_tiles`` plus the tiles' manifest columns: tile id, window, footprint),
+yielding the tiles as it goes. So planning overlaps reading and the model, and the driver
+holds no plan: each unit's first row carries its scene's record (``meta``: URI, version,
+tile count, radiometry, grid) to the driver with the rows.
 
 A scene that cannot be mapped is one row per unit (``span`` > 0: it stands for tiles
 ``idx .. idx + span`` of the scene, or its one row when the header is unreadable) that the
@@ -47,7 +48,8 @@ def _shared(ref):
 
     key = ref.hex()
     if key not in _SHARED:
-        _SHARED.clear()
+        if len(_SHARED) >= 4:  # the objects of an earlier job on this worker
+            _SHARED.clear()
         _SHARED[key] = ray.get(ref)
     return _SHARED[key]
 
