@@ -81,6 +81,8 @@ class Ingest:
         sc = self.inflight.get(uri)
         if sc is not None:
             return sc
+        if uri in self.records:
+            raise RuntimeError(f"rows of {uri} came back after the scene was complete")
         n = int(meta["tiles"])
         failure = meta["failure"]
         self.read_retries += int(meta.get("retries", 0))
