@@ -57,6 +57,11 @@ class MapConfig(_Config):
                                          "when there are more than 16 scenes per CPU of the cluster)")
     read_units_per_task: int = Field(4, gt=0, description="read units (read_batch_size tiles each) one read packs "
                                                           "together (small scenes share one)")
+    block_tiles: int | None = Field(
+        None, gt=0, le=65536, description="tiles per Ray Data block into the model (default: a read task's tiles, "
+                                          "read_batch_size * read_units_per_task, when the model actors have GPUs: an "
+                                          "actor's cost per block is fixed; read_batch_size on CPU, where a big block "
+                                          "holds the actor for seconds)")
     part_mb: float = Field(128.0, gt=0, description="target size of an output Parquet part, MB (parts are cut by bytes)")
     row_group_rows: int = Field(8192, gt=0, description="rows per Parquet row group (sorted along a Z-order curve; "
                                                          "a bbox query reads only the row groups it touches)")

@@ -14,7 +14,7 @@ pipeline's, not this CPU's model.
 2. ``--duty``: in one Ray session (warmed up), the README's Landsat scene in 16 copies, and
    its 16 sub-windows in 256 copies (the same tiles in 16x the scenes): the simulated
    device's busy time over the whole run (from ``run_map``'s start to its end: planning,
-   start-up and the tail included).
+   start-up and the tail included), with a GPU actor's blocks (``block_tiles`` 1,024).
 3. The largest map of (1): a bbox query of ~1 % of its area with pyarrow dataset filters on
    the ``bbox`` covering column: row groups and bytes read against the whole map.
 4. ``--noop N``: an incremental map whose state records N scenes, run again with nothing new.
@@ -127,7 +127,10 @@ def duty(sizes: list[int], work: Path, rate: float) -> list[dict]:
     from raylib.pipelines.map.run import run_map
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    base = dict(quicklook=False, bands="landsat8-b234", fill_value=0)
+    # the simulated device stands for a GPU, but its actors ask for none: give them a GPU
+    # actor's blocks (a read task's tiles); SCALE_MAP='{...}' overrides map settings
+    base = dict(quicklook=False, bands="landsat8-b234", fill_value=0, block_tiles=1024,
+                **json.loads(os.environ.get("SCALE_MAP", "{}")))
     run_map(MapConfig(scenes=vrt_copies(work / "warm", NAIP, 1), out=str(work / "warm-map"), quicklook=False,
                       bands="naip"), predictor=device(rate, str(work / "warm.log")))
     out = []

@@ -69,3 +69,16 @@ def test_boolean_flags_switch_both_ways_and_unset_keeps_the_file(tmp_path):
     args = _parser().parse_args(["finetune", "--config", str(f)])
     cfg = load(FinetuneConfig, str(f), _coerce(FinetuneConfig, {k: getattr(args, k) for k in FinetuneConfig.model_fields}))
     assert cfg.tta is False  # the file's value stands when the flag is not given
+
+
+@pytest.mark.parametrize("value,extra,needle", [
+    (["zone", "month"], {}, "partition_by"),  # an unknown key names the field and the allowed ones
+    (["zone", "zone"], {}, "names a key twice"),
+    (["year"], {"incremental": True}, "whole maps"),
+])
+def test_bad_partition_by_is_one_clear_message(value, extra, needle):
+    with pytest.raises(ConfigError) as e:
+        config.validate(MapConfig, {"scenes": ["a"], "out": "o", "partition_by": value, **extra})
+    assert needle in str(e.value)
+    if value == ["zone", "month"]:
+        assert "'zone'" in str(e.value) and "'date'" in str(e.value)

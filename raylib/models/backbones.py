@@ -291,20 +291,10 @@ class Backbone:
     def from_pretrained(cls, ref: str = DEFAULT_BACKBONE, device: str = "auto", input_size: int | None = None,
                         pooling: str = "auto") -> "Backbone":
         import torch
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()  # the head-less load report is expected noise
-        hf_logging.disable_progress_bar()
         folder = resolve_backbone(ref)
         device = pick_device(device)
-        try:
-            model = AutoModel.from_pretrained(folder, use_safetensors=True if Path(folder).exists() else None)
-        except OSError as exc:
-            raise InputError(
-                f"Cannot load backbone {ref!r}: {str(exc).splitlines()[0]}",
-                "give a local folder written by save_pretrained(), an s3:// folder, or a reachable hub id.",
-            ) from None
+        model = _native(folder) or _transformers(folder, ref)
         model.eval().to(device)
         if device == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -340,6 +330,31 @@ class Backbone:
             else:
                 out = self.model(pixel_values=x)
             return self._pool(out).float().cpu().numpy()
+
+
+def _native(folder: str):
+    """A local MobileNetV2 folder in plain torch (``models.mobilenet_v2``: the same weights
+    and outputs without importing transformers), or None."""
+    if not Path(folder).exists():
+        return None
+    from raylib.models import mobilenet_v2
+
+    return mobilenet_v2.load(folder)
+
+
+def _transformers(folder: str, ref: str):
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the head-less load report is expected noise
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(folder, use_safetensors=True if Path(folder).exists() else None)
+    except OSError as exc:
+        raise InputError(
+            f"Cannot load backbone {ref!r}: {str(exc).splitlines()[0]}",
+            "give a local folder written by save_pretrained(), an s3:// folder, or a reachable hub id.",
+        ) from None
 
 
 def _hub_preprocessor(hub_id: str) -> Preprocessor:

@@ -11,7 +11,6 @@ from pathlib import Path
 from raylib.config import TrainHeadConfig
 from raylib.errors import InputError
 from raylib.io.cache import cache_dir, cached
-from raylib.models.head_training import train_head_on_folder
 from raylib.models.model_dir import DEFAULT_MODEL_NAME, MANIFEST
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,8 @@ def default_model_dir(per_class: int = 300) -> str:
     out = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{DEFAULT_MODEL_VERSION}"
 
     def build(tmp: Path) -> None:
+        from raylib.models.head_training import train_head_on_folder  # (scikit-learn, torch: first use only)
+
         data = find_eurosat()
         log.warning("building the default model (first use): MobileNetV2 + logistic regression on %d EuroSAT "
                     "patches per class from %s -> %s", per_class, data, out)

@@ -13,11 +13,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from raylib.errors import InputError
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
+from raylib.models.saved_heads import knn_proba, l2
+from raylib.models.saved_heads import load_tensors as _load_tensors
+from raylib.models.saved_heads import logistic_scores, mlp_scores, scores_to_proba, standardise
 
 
 def _save_tensors(head, folder, tensors: dict, file: str = "head.safetensors") -> dict:
@@ -29,10 +27,6 @@ def _save_tensors(head, folder, tensors: dict, file: str = "head.safetensors") -
     return {"type": head.kind, "file": file, "params": head.get_params()}
 
 
-def _load_tensors(folder, spec: dict, file: str | None = None) -> dict:
-    from safetensors.numpy import load_file
-
-    return load_file(str(Path(folder) / (file or spec.get("file", "head.safetensors"))))
 
 
 def _fit_input(head, X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -65,29 +59,19 @@ def _balanced_weights(y: np.ndarray, class_weight) -> np.ndarray | None:
     return compute_sample_weight(class_weight, y)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class _Standardised(ClassifierMixin, BaseEstimator):
     """Shared: optional L2 normalisation, then standardisation learned in ``fit``."""
 
     def _fit_scaler(self, X):
         X = np.asarray(X, dtype=np.float32)
-        Xn = _l2(X) if self.l2_normalize else X
+        Xn = l2(X) if self.l2_normalize else X
         self.mean_ = Xn.mean(axis=0).astype(np.float32)
         sd = Xn.std(axis=0)
         self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
         return (Xn - self.mean_) / self.scale_
 
     def _prep(self, X):
-        X = np.asarray(X, dtype=np.float32)
-        if self.l2_normalize:
-            X = _l2(X)
-        return (X - self.mean_) / self.scale_
+        return standardise(X, self.mean_, self.scale_, self.l2_normalize)
 
     def predict(self, X) -> np.ndarray:
         p = self.predict_proba(X)  # checks fitted and the input first
@@ -120,7 +104,7 @@ class LogisticHead(_Standardised):
         return self
 
     def _scores(self, X) -> np.ndarray:
-        return self._prep(_predict_input(self, X)) @ self.coef_.T + self.intercept_
+        return logistic_scores(self._prep(_predict_input(self, X)), self.coef_, self.intercept_)
 
     def decision_function(self, X) -> np.ndarray:
         """Class scores (n, k); for two classes, the positive class's score (n,), as scikit-learn."""
@@ -128,11 +112,7 @@ class LogisticHead(_Standardised):
         return z[:, 0] if z.shape[1] == 1 else z
 
     def predict_proba(self, X) -> np.ndarray:
-        z = self._scores(X).astype(np.float64)
-        if z.shape[1] == 1:  # binary: sklearn's sigmoid form
-            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.column_stack([1 - p1, p1])
-        return _softmax(z)
+        return scores_to_proba(self._scores(X).astype(np.float64))
 
     # ------------------------------------------------------------------ safe persistence
 
@@ -207,14 +187,7 @@ class MLPHead(_Standardised):
             yield epoch + 1
 
     def predict_proba(self, X) -> np.ndarray:
-        h = self._prep(_predict_input(self, X))
-        for W, b in zip(self.coefs_[:-1], self.intercepts_[:-1]):
-            h = np.maximum(h @ W + b, 0)
-        z = h @ self.coefs_[-1] + self.intercepts_[-1]
-        if z.shape[1] == 1:
-            p1 = 1.0 / (1.0 + np.exp(-z[:, 0].astype(np.float64)))
-            return np.column_stack([1 - p1, p1])
-        return _softmax(z)
+        return scores_to_proba(mlp_scores(self._prep(_predict_input(self, X)), self.coefs_, self.intercepts_))
 
     def save(self, folder) -> dict:
         t = {"mean": self.mean_, "scale": self.scale_, "classes": np.asarray(self.classes_, np.int64)}
@@ -245,22 +218,12 @@ class KNNHead(_Standardised):
 
     def fit(self, X, y):
         X, y = _fit_input(self, X, y)
-        self.X_ = _l2(np.asarray(X, dtype=np.float32))
+        self.X_ = l2(np.asarray(X, dtype=np.float32))
         self.classes_, self.y_ = np.unique(y, return_inverse=True)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        q = _l2(np.asarray(_predict_input(self, X), dtype=np.float32))
-        k = min(self.n_neighbors, len(self.X_))
-        out = np.zeros((len(q), len(self.classes_)), np.float64)
-        for i in range(0, len(q), 2048):
-            sim = q[i : i + 2048] @ self.X_.T
-            nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-            s = np.take_along_axis(sim, nn, axis=1)
-            w = 1.0 / np.maximum(1.0 - s, 1e-6) if self.weights == "distance" else np.ones_like(s)
-            rows = np.repeat(np.arange(len(nn)), k)
-            np.add.at(out[i : i + 2048], (rows, self.y_[nn].ravel()), w.ravel())
-        return out / out.sum(axis=1, keepdims=True)
+        return knn_proba(_predict_input(self, X), self.X_, self.y_, len(self.classes_), self.n_neighbors, self.weights)
 
     def save(self, folder) -> dict:
         return _save_tensors(self, folder, {"X": self.X_, "y": self.y_.astype(np.int64),

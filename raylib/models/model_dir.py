@@ -35,8 +35,8 @@ from raylib.io.cache import cache_dir, cached
 from raylib.models.augment import tta_probs
 from raylib.models.backbones import Backbone, as_float_tensor, pick_device, resolve_backbone
 from raylib.models.calibration import OODScorer, apply_temperature
-from raylib.models.heads import load_head
 from raylib.models.manifest import MANIFEST, ModelManifest
+from raylib.models.saved_heads import load_saved_head
 from raylib.models.tilefeatures import TileFeatures
 from raylib.raster.patches import TRAINING_TILES
 
@@ -201,7 +201,7 @@ class LandcoverModel:
         if manifest.kind != "head":
             raise InputError(f"Model {uri} is of kind {manifest.kind!r}, which this version cannot run.",
                              "upgrade landcover-ray.")
-        head = load_head(folder, manifest.head)
+        head = load_saved_head(folder, manifest.head)
         bb = None
         if with_backbone:
             spec = manifest.backbone

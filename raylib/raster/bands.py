@@ -130,22 +130,41 @@ def tile_statistics(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset
     (role -> position in the S bands) has those bands; NaN where a tile has no valid pixel
     or an index has no bands. A pixel equal to ``fill_value`` in one band is left out of
     that band's figures (some sensors' bands have fill of their own)."""
-    n = len(raw)
-    x = raw.astype(np.float32) * gain[None, :, None, None].astype(np.float32) + offset[None, :, None, None].astype(np.float32)
+    n, s = raw.shape[:2]
+    gain, offset = np.asarray(gain, np.float32), np.asarray(offset, np.float32)
     band_valid = valid[:, None] if fill_value is None else valid[:, None] & (raw != _as_pixel(fill_value, raw.dtype))
-    m = band_valid.astype(np.float32)
-    cnt = m.sum(axis=(2, 3))
+    x = raw.astype(np.float32)
+    # mean and spread in the file's units, then scaled (one multiply per figure, not per pixel);
+    # the tiles with every pixel valid (most of them) without the mask's extra passes
+    mean_raw, var = np.empty((n, s), np.float32), np.empty((n, s), np.float32)
+    full = band_valid.all(axis=(1, 2, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (x * m).sum(axis=(2, 3)) / cnt
-        std = np.sqrt(np.maximum(((x - mean[:, :, None, None]) ** 2 * m).sum(axis=(2, 3)) / cnt, 0.0))
-        out = {"band_mean": mean.astype(np.float32), "band_std": std.astype(np.float32)}
+        if full.any():
+            xf = x if full.all() else x[full]
+            cnt = np.float32(raw.shape[2] * raw.shape[3])
+            mf = xf.sum(axis=(2, 3)) / cnt
+            d = xf - mf[:, :, None, None]
+            mean_raw[full], var[full] = mf, np.einsum("nshw,nshw->ns", d, d) / cnt
+        if not full.all():
+            part = ~full
+            m = np.broadcast_to(band_valid, raw.shape)[part].astype(np.float32)
+            xp = x[part]
+            cnt = m.sum(axis=(2, 3))
+            mp = np.einsum("nshw,nshw->ns", xp, m) / cnt
+            d = (xp - mp[:, :, None, None]) * m
+            mean_raw[part], var[part] = mp, np.einsum("nshw,nshw->ns", d, d) / cnt
+        out = {"band_mean": (mean_raw * gain + offset).astype(np.float32),
+               "band_std": (np.sqrt(np.maximum(var, 0.0)) * np.abs(gain)).astype(np.float32)}
         for name, (a, b) in {"ndvi": ("nir", "red"), "ndwi": ("green", "nir")}.items():
             if a in roles and b in roles:
-                pa, pb = x[:, roles[a]], x[:, roles[b]]
-                both = band_valid[:, roles[a]] & band_valid[:, roles[b]] if fill_value is not None else valid
-                idx = np.where(both, (pa - pb) / np.where(np.abs(pa + pb) > 1e-6, pa + pb, np.nan), np.nan)
-                cnt_i = np.isfinite(idx).sum(axis=(1, 2))
-                out[name] = np.where(cnt_i > 0, np.nansum(idx, axis=(1, 2)) / np.maximum(cnt_i, 1), np.nan).astype(np.float32)
+                ia, ib = roles[a], roles[b]
+                pa, pb = x[:, ia] * gain[ia] + offset[ia], x[:, ib] * gain[ib] + offset[ib]
+                both = band_valid[:, ia] & band_valid[:, ib] if fill_value is not None else valid
+                den = pa + pb
+                ok = both & (np.abs(den) > 1e-6)
+                idx = np.divide(pa - pb, den, out=np.zeros_like(pa), where=ok)
+                cnt_i = ok.sum(axis=(1, 2))
+                out[name] = np.where(cnt_i > 0, idx.sum(axis=(1, 2)) / np.maximum(cnt_i, 1), np.nan).astype(np.float32)
             else:
                 out[name] = np.full(n, np.nan, np.float32)
     return out

@@ -60,6 +60,11 @@ class SceneInfo:
     nodata: float | None
     is_projected: bool
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SceneInfo":
+        """From ``dict(info.__dict__)`` after a JSON round trip (the scene's record)."""
+        return cls(**{**d, "transform": tuple(d["transform"]), "res": tuple(d["res"])})
+
 
 def _explain_open_failure(uri: str, exc: Exception) -> InputError:
     """Why a scene cannot be opened, with the fix."""

@@ -34,6 +34,29 @@ def test_embed_shapes_and_pooling():
     np.testing.assert_allclose(bb.embed(x), e, rtol=1e-4, atol=1e-5)  # MobileNetV2's pooler is a spatial mean
 
 
+def test_native_mobilenet_v2_is_the_transformers_model():
+    """The default backbone loads in plain torch (no transformers import in a model actor),
+    with the transformers model's outputs bit for bit; other configurations are left to it."""
+    from transformers import AutoModel
+
+    from raylib.models import mobilenet_v2
+
+    folder = default_backbone_dir()
+    native, ref = mobilenet_v2.load(str(folder)), AutoModel.from_pretrained(folder).eval()
+    assert isinstance(Backbone.from_pretrained("default", device="cpu").model, mobilenet_v2.MobileNetV2)
+    x = torch.from_numpy(np.random.default_rng(2).normal(size=(3, 3, 96, 80)).astype(np.float32))
+    with torch.inference_mode():
+        a, b = native(pixel_values=x), ref(pixel_values=x)
+    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(a.pooler_output, b.pooler_output.flatten(1), rtol=0, atol=0)
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    assert mobilenet_v2.supported(config)
+    assert not mobilenet_v2.supported({**config, "depth_multiplier": 0.75})
+    assert not mobilenet_v2.supported({**config, "model_type": "resnet"})
+
+
 def test_backbone_from_s3_folder(bucket):
     uri = "s3://data/backbones/mnv2/"
     storage.upload_folder(default_backbone_dir(), uri)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
@@ -33,6 +35,7 @@ def test_binary_head():
 import pytest  # noqa: E402
 
 from raylib.models.heads import HEADS  # noqa: E402
+from raylib.models.saved_heads import load_saved_head  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["logistic_regression", "mlp", "knn", "xgboost"])
@@ -49,6 +52,12 @@ def test_every_head_family_fits_and_round_trips_without_pickle(kind, tmp_path):
     loaded = HEADS[kind].load(tmp_path, spec)
     np.testing.assert_allclose(loaded.predict_proba(X[300:]), p, atol=1e-6)
     assert loaded.get_params() == head.get_params()
+    saved = load_saved_head(tmp_path, json.loads(json.dumps(spec)))  # as a model directory's actor loads it
+    assert type(saved).__name__ == ("XGBHead" if kind == "xgboost" else "SavedHead")
+    np.testing.assert_array_equal(saved.predict_proba(X[300:]), loaded.predict_proba(X[300:]))
+    np.testing.assert_array_equal(saved.classes_, head.classes_)
+    with pytest.raises(ValueError, match="features"):
+        saved.predict_proba(X[300:, :5])
 
 
 def test_mlp_epochs_report_progress():

@@ -56,3 +56,18 @@ def test_model_dir_on_s3(test_model, bucket):
     assert a.id == b.id
     x = np.random.default_rng(2).random((3, 3, 64, 64), dtype=np.float32)
     np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))
+
+
+def test_a_model_actor_starts_without_scikit_learn_or_transformers(test_model):
+    """The map's model actor loads a head model with the numpy heads and the plain-torch
+    MobileNetV2: scikit-learn and transformers (about 6 s of imports on 2 cores) stay out."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from raylib.pipelines.map.predictor import Predictor\n"
+            f"p = Predictor({test_model['uri']!r}, 1)\n"
+            "p.model.predict(np.zeros((2, 3, 64, 64), np.float32))\n"
+            "print(sorted(m for m in ('sklearn', 'transformers', 'xgboost') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

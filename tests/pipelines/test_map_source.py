@@ -84,3 +84,37 @@ def test_plan_task_emits_units_and_failures_with_the_scene_record(tmp_path, monk
                              read_timeout=10, read_retries=0)
     assert len(fail["idx"]) == 1 and fail["idx"][0] == 8 and fail["span"][0] == 4 and fail["status"][0] == "error"
     assert fail["error"][0].startswith("band_mismatch: ")
+
+
+def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monkeypatch):
+    good, bad = _raster(tmp_path / "good.tif"), _raster(tmp_path / "few.tif", count=2)
+    uris = [good, bad]
+    monkeypatch.setattr(source, "_shared", lambda ref: ref.value if ref is not None else None)
+    cfg = MapConfig(scenes=uris, out=str(tmp_path / "out"), read_batch_size=4, read_units_per_task=2, bands=[1, 2, 3])
+    grid = planning.resolve_grid(cfg, MAN)
+    import pyarrow as pa
+
+    blocks = source.first_blocks(2, 8, 3)
+    assert [b.to_pydict() for b in blocks] == [{"id": [0], "head": [3]}, {"id": [0, 1], "head": [-3, 0]}]
+
+    def units(uris, block, done=None):
+        t = source.plan_units({k: np.asarray(v) for k, v in block.to_pydict().items()}, uris_ref=_Ref(pa.array(uris)),
+                              done_ref=_Ref(done or {}), cfg=cfg, manifest=MAN, grid=grid)
+        return [[(s, lo, hi) for s, lo, hi in zip(*u)] for u in zip(t["scene_idx"], t["lo"], t["hi"])]
+
+    assert units(uris, blocks[0]) == [[(0, 0, 3)]]
+    # the rest of scene 0 (12 tiles), then scene 1's failure records: every tile once
+    assert units(uris, blocks[1]) == [[(0, 3, 11)], [(0, 11, 12), (1, 0, 8), (1, 8, 12)]]
+    assert units(uris, blocks[1], {good: {"ranges": [[5, 12]], "tiles": 12}}) == [[(0, 3, 5), (1, 0, 8), (1, 8, 12)]]
+    # a scene 0 that cannot be mapped has all its records in its whole block, none in the first
+    assert units(uris[::-1], blocks[0]) == []
+    assert sum(hi - lo for u in units(uris[::-1], blocks[1]) for s, lo, hi in u if s == 0) == 12
+    assert source.first_blocks(0, 8, 3) == []
+
+
+def test_blocks_are_a_read_unit_on_cpu_and_a_read_task_on_gpu(tmp_path):
+    cfg = MapConfig(scenes=["a.tif"], out=str(tmp_path))
+    assert source.block_tiles(cfg) == 256
+    assert source.block_tiles(cfg.model_copy(update={"num_gpus": 1.0})) == 1024
+    assert source.block_tiles(cfg.model_copy(update={"block_tiles": 100})) == 100
+    assert source.block_bytes(cfg, 3, 64) == int(1.1 * 256 * 3 * 64 * 64 * 4)

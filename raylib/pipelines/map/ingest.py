@@ -188,9 +188,7 @@ class Ingest:
         if meta["info"] is None:
             man = tiling.unreadable_scene_row(uri, self.grid)
         else:
-            info = tiling.SceneInfo(**{**meta["info"], "transform": tuple(meta["info"]["transform"]),
-                                       "res": tuple(meta["info"]["res"])})
-            man = tiling.make_manifest(info, self.grid, lo, lo + span)
+            man = tiling.make_manifest(tiling.SceneInfo.from_dict(meta["info"]), self.grid, lo, lo + span)
         n = man.num_rows
         probs = np.full((n, len(self.manifest.classes)), np.nan, np.float32)
         status = np.full(n, "error", object)

@@ -51,7 +51,7 @@ from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, s
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
-from raylib.pipelines.map.source import all_done, block_bytes, plan_and_read
+from raylib.pipelines.map.source import all_done, block_bytes, first_blocks, plan_and_read
 from raylib.pipelines.map.store import StoreOutput, store_meta
 
 log = logging.getLogger(__name__)
@@ -250,10 +250,9 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     channels = len(manifest.bands["channels"])
     # one scene per task unless there are many (small scenes share a task; big ones spread)
     per = cfg.scenes_per_task or max(1, min(8, n // max(1, 16 * int(ray.cluster_resources().get("CPU", 1)))))
-    # scene numbers in blocks of ``per`` (from_arrow: no read tasks, whose default whole CPU
-    # would keep them from fusing with the plan-and-read tasks)
-    ids = pa.table({"id": pa.array(range(n), pa.int64())})
-    ds = ray.data.from_arrow([ids.slice(i, per) for i in range(0, n, per)])
+    # scene numbers in blocks of ``per``, after a small first block (from_arrow: no read
+    # tasks, whose default whole CPU would keep them from fusing with the plan-and-read tasks)
+    ds = ray.data.from_arrow(first_blocks(n, per, cfg.batch_size))
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size)
     ds = ds.map_batches(plan_and_read, fn_kwargs={"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg,
                                                   "manifest": manifest, "grid": grid, "channels": channels},

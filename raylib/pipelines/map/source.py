@@ -99,13 +99,32 @@ def scene_meta(plan: ScenePlan) -> dict:
             "fill": plan.scaler.fill_value if plan.scaler else None, "retries": plan.retries}
 
 
+def first_blocks(n: int, per: int, head: int) -> list:
+    """The first stage's input: scene numbers in blocks of ``per``, with a column ``head``.
+    The job's first block is the first ``head`` tiles of scene 0 alone (``head`` > 0), and
+    scene 0 then comes again with those tiles left out (``-head``): one small read task
+    reaches the model first, so the first rows come back after ``head`` tiles, not after a
+    whole read unit."""
+    import pyarrow as pa
+
+    heads = np.zeros(n, np.int64)
+    blocks = []
+    if head and n:
+        heads[0] = -head
+        blocks.append(pa.table({"id": pa.array([0], pa.int64()), "head": pa.array([head], pa.int64())}))
+    ids = pa.table({"id": pa.array(np.arange(n), pa.int64()), "head": pa.array(heads)})
+    return blocks + [ids.slice(i, per) for i in range(0, n, per)]
+
+
 def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest,
                grid: tiling.GridSpec) -> dict:
     """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
-    to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task)."""
+    to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task).
+    ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them."""
     uris = _shared(uris_ref)
     done = _shared(done_ref) or {}
     scenes = [int(s) for s in batch["id"]]
+    heads = dict(zip(scenes, (int(h) for h in batch.get("head", np.zeros(len(scenes), np.int64)))))
     todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
     with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
         plans = list(pool.map(lambda s: _plan(uris[s].as_py(), cfg, manifest, grid), todo))
@@ -115,8 +134,17 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
     for s, plan in zip(todo, plans):
         meta = json.dumps({**scene_meta(plan), "index": s})
         spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction)
-        ranges = (done.get(plan.uri) or {}).get("ranges")
-        for lo, hi in unit_ranges(plan.n_tiles, step, ranges):
+        ranges = list((done.get(plan.uri) or {}).get("ranges") or [])
+        n_tiles, head = plan.n_tiles, heads[s]
+        if not spec:  # a scene that cannot be mapped: its records come with its whole block
+            if head > 0:
+                continue
+            head = 0
+        if head > 0:  # the job's first, small read task
+            n_tiles = min(head, n_tiles)
+        elif head < 0:
+            ranges.append([0, -head])
+        for lo, hi in unit_ranges(n_tiles, step, ranges):
             n = hi - lo if spec else 1  # a failure record is one row, whatever it stands for
             if size + n > step:
                 tasks.append([])
@@ -135,7 +163,7 @@ def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: Mod
                   channels: int):
     """The pipeline's first stage, one Ray task per few scenes: plan them, then read their
     units, yielding each read task's tiles as they are read (Ray Data cuts the yields into
-    blocks of about ``block_bytes``), so the model gets the first tiles while the rest of
+    blocks of up to ``block_bytes``), so the model gets the first tiles while the rest of
     the scenes are still being read and planned."""
     tasks = plan_units(batch, uris_ref=uris_ref, done_ref=done_ref, cfg=cfg, manifest=manifest, grid=grid)
     for i in range(len(tasks["lo"])):
@@ -143,11 +171,25 @@ def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: Mod
                          read_timeout=cfg.read_timeout, read_retries=cfg.read_retries)
 
 
+def block_tiles(cfg: MapConfig) -> int:
+    """Tiles per Ray Data block into the model (``cfg.block_tiles``, else by device).
+
+    The model actor pays a fixed cost per block (fetching it, the batch conversions, the
+    task's round trip): with a 2,000 tiles/s device, blocks of 256 tiles kept it busy 60 %
+    of the time and blocks of a whole read task (1,024) 75 %, so GPU actors take a read
+    task's tiles as one block. On CPU the model is the bottleneck anyway, and a block of
+    1,024 tiles holds the actor for seconds, during which the rows it has already returned
+    wait to be fetched from it (measured: the README scene's first rows 8 s later), so CPU
+    actors take one read unit. The first rows never wait for a big block (``first_blocks``)."""
+    if cfg.block_tiles:
+        return cfg.block_tiles
+    return cfg.read_batch_size * (cfg.read_units_per_task if cfg.num_gpus else 1)
+
+
 def block_bytes(cfg: MapConfig, channels: int, tile_size: int) -> int:
-    """Ray Data's block size for this job: a little under one read unit of tiles, so that a
-    unit's tiles travel as one block (neither coalesced with the next nor cut), whatever the
-    tile size and bands."""
-    return int(0.9 * cfg.read_batch_size * channels * tile_size * tile_size * 4)
+    """Ray Data's block size for this job: ``block_tiles`` of scaled pixels, with a margin
+    so that a unit of that many tiles is neither cut nor coalesced with the next."""
+    return int(1.1 * block_tiles(cfg) * channels * tile_size * tile_size * 4)
 
 
 def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int) -> dict:
@@ -174,9 +216,7 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
 
 
 def _manifest_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> dict:
-    info = tiling.SceneInfo(**{**meta["info"], "transform": tuple(meta["info"]["transform"]),
-                               "res": tuple(meta["info"]["res"])})
-    t = tiling.make_manifest(info, grid, lo, hi)
+    t = tiling.make_manifest(tiling.SceneInfo.from_dict(meta["info"]), grid, lo, hi)
     out = {("uri" if k == "scene" else k): t.column(k).to_numpy(zero_copy_only=False) for k in MANIFEST_COLUMNS}
     bb = t.column("bbox").combine_chunks()
     for k in BBOX:
