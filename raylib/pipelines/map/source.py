@@ -187,8 +187,9 @@ def block_tiles(cfg: MapConfig) -> int:
 
 
 def block_bytes(cfg: MapConfig, channels: int, tile_size: int) -> int:
-    """Ray Data's block size for this job: ``block_tiles`` of scaled pixels, with a margin
-    so that a unit of that many tiles is neither cut nor coalesced with the next."""
+    """Ray Data's block size target for this job: ``block_tiles`` of scaled pixels, plus a
+    margin, so that a read of exactly that many tiles stays one block; a bigger read is
+    sliced into blocks of about that many."""
     return int(1.1 * block_tiles(cfg) * channels * tile_size * tile_size * 4)
 
 
