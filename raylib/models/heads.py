@@ -2,7 +2,9 @@
 
 ``LogisticHead`` = optional L2 normalisation -> standardisation -> multinomial logistic
 regression.  Its fitted state is a handful of arrays, stored as safetensors plus a JSON
-of parameters, so loading a model directory never executes pickle.
+of parameters, so loading a model directory never executes pickle. The prediction maths
+lives in ``models.saved_heads``, which a model directory's heads are loaded with for
+prediction (no scikit-learn import in the map's model actors).
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ def _save_tensors(head, folder, tensors: dict, file: str = "head.safetensors") -
     Path(folder).mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(Path(folder) / file))
     return {"type": head.kind, "file": file, "params": head.get_params()}
-
-
 
 
 def _fit_input(head, X, y) -> tuple[np.ndarray, np.ndarray]:
