@@ -114,6 +114,10 @@ class TrainHeadConfig(_Config):
     purity: float = Field(0.5, gt=0, le=1, description="raster labels: a tile's majority class must cover this share")
     features: Literal["embedding", "spectral", "embedding+spectral"] = Field(
         "embedding+spectral", description="with --embeddings: what the head sees (spectral: the per-tile band statistics, NDVI, NDWI)")
+    pixels: bool = Field(
+        False, description="with --embeddings: also a pixel classifier of the drawn tiles' spectral bands (read from "
+                           "their scenes; labelled pixel by pixel from a class raster), averaged with the tile head: "
+                           "such a model maps imagery (landcover map), not a store (remap)")
     out: str = Field(description="model directory to write (local or s3://)")
     backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
     input_size: int = Field(128, gt=0, description="backbone input size in pixels")
@@ -139,6 +143,8 @@ class TrainHeadConfig(_Config):
             raise ValueError("give either --data (an image folder) or --embeddings with --labels (an embedding store)")
         if self.embeddings is not None and self.labels is None:
             raise ValueError("--embeddings needs --labels (a class raster, points/polygons, or a CSV tile_id,label)")
+        if self.pixels and self.embeddings is None:
+            raise ValueError("--pixels trains on tiles of an embedding store: give --embeddings and --labels")
         return self
 
     @field_validator("degrade")

@@ -7,6 +7,9 @@ the store; timed), then for K labelled tiles per class and a few seeds, side by 
 - ``train-head --embeddings --labels <reference raster> --per-class K``, every reference
   group labelled, and only the three assessed groups labelled (a crosswalk without the
   others' codes); ``remap`` (timed); ``assess --exclude-training``;
+- ``train-head --pixels`` (both labellings): the tile head and a pixel classifier of the
+  same tiles' pixels, each labelled by the raster; ``map`` with it (it needs the imagery)
+  and ``assess --exclude-training``;
 - ``tune --embeddings --labels ... --per-class K`` (largest K; the three groups);
 - ``export-tiles`` + ``finetune`` on the same K tiles' windows read from the scene, then
   ``map`` with the fine-tuned network and ``assess --exclude-training``.
@@ -15,7 +18,7 @@ Prints balanced accuracy over the scene's main groups (tiles not used for traini
 remap vs map speed.
 
     .venv/bin/python scripts/adapt_benchmark.py --out /tmp/adapt [--ks 5,10,20] [--seeds 0,1,2] \
-        [--tune-trials 24] [--finetune-seeds 0]
+        [--tune-trials 24] [--finetune-seeds 0] [--pixel-seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> int:
     ap.add_argument("--features", default="embedding+spectral")
     ap.add_argument("--tune-trials", type=int, default=24, help="trials of landcover tune --labels (0: skip)")
     ap.add_argument("--finetune-seeds", default="0", help="seeds of the fine-tune comparison ('': skip)")
+    ap.add_argument("--pixel-seeds", default="0,1,2", help="seeds of the train-head --pixels way ('': skip)")
     ap.add_argument("--scenes", default="", help="comma-separated substrings of the scene names to run (default: all)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -128,6 +132,21 @@ def main() -> int:
                     first = first or rec
                 if bas:
                     row(name, k, way, bas, first)
+        for k in ks if args.pixel_seeds else []:
+            for way, cw in ways.items():
+                bas, first = [], None
+                for seed in [int(x) for x in args.pixel_seeds.split(",")]:
+                    what = f"pixels-{'all' if cw == str(s['crosswalk']) else 'three'}-k{k}-s{seed}"
+                    head = str(out / tag / f"head-{what}")
+                    train_head(TrainHeadConfig(embeddings=store, labels=str(s["reference"]), crosswalk=cw,
+                                               per_class=k, seed=seed, features=args.features, pixels=True, out=head))
+                    pmap = str(out / tag / f"map-{what}")
+                    run_map(MapConfig(scenes=[str(s["scene"])], out=pmap, model=head, overwrite=True,
+                                      quicklook=seed == 0, **s["map"]))
+                    ba, rec = assess(pmap, head, what)
+                    bas.append(ba)
+                    first = first or rec
+                row(name, k, f"{way} + a pixel classifier (train-head --pixels, then map)", bas, first)
         if args.tune_trials:
             k = max(ks)
             bas, first = [], None

@@ -83,3 +83,11 @@ def test_bad_partition_by_is_one_clear_message(value, extra, needle):
     assert needle in str(e.value)
     if value == ["zone", "month"]:
         assert "'zone'" in str(e.value) and "'date'" in str(e.value)
+
+
+def test_pixels_goes_with_a_store():
+    from raylib.config import TrainHeadConfig
+
+    with pytest.raises(ConfigError, match="--pixels trains on tiles of an embedding store"):
+        config.validate(TrainHeadConfig, {"data": "imgs", "out": "m", "pixels": True})
+    assert config.validate(TrainHeadConfig, {"embeddings": "s", "labels": "l.csv", "out": "m", "pixels": True}).pixels

@@ -272,6 +272,32 @@ def raster_reference(table, uri: str, crosswalk: Crosswalk, purity: float = 0.5)
                          np.asarray(out_purity, np.float64), reasons, dict(sorted(codes_seen.items())))
 
 
+def raster_pixel_groups(uri: str, crosswalk: Crosswalk, grids: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """The reference group of every pixel of some tiles' own grids: ``grids`` one
+    ``{"crs", "transform"}`` per tile (``shape`` pixels each), the class raster reprojected
+    onto each (nearest neighbour) -> (N, H, W) group index, -1 for nodata, outside the
+    raster, or a code the crosswalk leaves out (a pixel classifier's training labels)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    out = np.full((len(grids), *shape), -1, np.int64)
+    gidx = {g: i for i, g in enumerate(crosswalk.groups)}
+    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as src:
+        nodata = src.nodata
+        lut: dict[float, int] = {}
+        for i, g in enumerate(grids):
+            dst = np.full(shape, np.nan)
+            reproject(rasterio.band(src, 1), dst, dst_transform=rasterio.Affine(*g["transform"]), dst_crs=g["crs"],
+                      resampling=Resampling.nearest, src_nodata=nodata, dst_nodata=np.nan)
+            valid = np.isfinite(dst) & ((dst != nodata) if nodata is not None else True)
+            for v in np.unique(dst[valid]):
+                if float(v) not in lut:
+                    grp = crosswalk.reference_group(_code_str(v))
+                    lut[float(v)] = gidx[grp] if grp is not None else -1
+                out[i][valid & (dst == v)] = lut[float(v)]
+    return out
+
+
 def _code_str(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 

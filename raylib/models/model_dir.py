@@ -219,6 +219,21 @@ class LandcoverModel:
         return self.predict(tiles)[0]
 
     @property
+    def pixel_classes(self) -> list[int] | None:
+        """Positions in ``classes`` of the pixel classifier's classes (``models.pixel_head``),
+        or None for a model without one."""
+        spec = (self.manifest.head or {}).get("pixels")
+        return [int(c) for c in spec["classes"]] if spec else None
+
+    def with_pixels(self, probs: np.ndarray, pixel_probs: np.ndarray) -> np.ndarray:
+        """The tile head's probabilities combined with the pixel classifier's tile means
+        (``pixel_probs``, computed by the map's read tasks; NaN rows: a tile without them,
+        which keeps the tile head's)."""
+        from raylib.models.pixel_head import combine
+
+        return combine(probs, pixel_probs, self.pixel_classes)
+
+    @property
     def needs_statistics(self) -> bool:
         """True when the head reads the tiles' spectral statistics beside the embedding."""
         return self.features is not None and self.features.mode != "embedding"
@@ -260,8 +275,10 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
                     copy_backbone: bool = True, reflectance: dict | None = None,
                     training: dict | None = None, temperature: float | None = None,
                     ood=None, features=None, backbone_extra: dict | None = None,
-                    bands: dict | None = None, extra_files: dict[str, bytes] | None = None) -> ModelManifest:
-    """Write a model directory (local or S3). The backbone folder is copied in when local."""
+                    bands: dict | None = None, extra_files: dict[str, bytes] | None = None,
+                    pixel_head=None) -> ModelManifest:
+    """Write a model directory (local or S3). The backbone folder is copied in when local.
+    ``pixel_head``: a ``models.pixel_head.PixelHead`` beside the head (``head.pixels``)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmpd:
@@ -269,8 +286,10 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
         head_spec = head.save(tmp)
         if features is not None:  # tilefeatures.TileFeatures: what the head sees beside/instead of the embedding
             head_spec["features"] = features.save(tmp)
-        for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
+        if pixel_head is not None:
+            head_spec["pixels"] = pixel_head.save(tmp)
+        for fname, data in (extra_files or {}).items():
+            (tmp / fname).write_bytes(data)
         bb_folder = resolve_backbone(backbone_ref)
         if copy_backbone and Path(bb_folder).exists():
             shutil.copytree(bb_folder, tmp / "backbone", ignore=shutil.ignore_patterns("*.tmp*"))
@@ -289,6 +308,9 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
         payload = (tmp / head_spec["file"]).read_bytes() + json.dumps(bb_spec).encode() + json.dumps(inference).encode()
         if (tmp / CALIBRATION).exists():
             payload += (tmp / CALIBRATION).read_bytes()
+        if pixel_head is not None:
+            payload += json.dumps(head_spec["pixels"]).encode() + b"".join(
+                p.read_bytes() for p in sorted((tmp / head_spec["pixels"]["folder"]).rglob("*")) if p.is_file())
         digest = hashlib.sha256(payload).hexdigest()
         manifest = ModelManifest(
             id=f"{name}@{digest[:10]}",

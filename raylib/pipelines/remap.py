@@ -40,6 +40,11 @@ def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
     if manifest.kind != "head":
         raise InputError(f"Model {model_uri} is a fine-tuned network ({manifest.kind}); remap applies a head to "
                          "stored embeddings.", "use a head model (landcover train-head or tune).")
+    if (manifest.head or {}).get("pixels"):
+        raise InputError(f"Model {model_uri} has a pixel classifier (train-head --pixels), which needs the tiles' "
+                         f"pixels; the store {store} holds their embeddings only.",
+                         f"map the scenes with it: landcover map --model {model_uri} (with the store's map settings), "
+                         "or train a head without --pixels for remap.")
     bb = manifest.backbone
     mine = bb.get("weights_hash")
     if mine is None:

@@ -1,6 +1,9 @@
 """``landcover train-head``: a logistic-regression head on an image folder
 (``models.head_training``), or on a few labelled tiles of an embedding store.
 
+With ``pixels``, also a pixel classifier of the drawn tiles' spectral bands
+(``common.pixel_training``), which the map averages with the tile head.
+
 Store labels: a class raster (each tile's majority class with a purity threshold, read
 exactly as ``landcover assess`` reads a reference), points/polygons (the tiles they fall
 in), or a CSV of ``tile_id,label``; a crosswalk maps codes to classes as in ``assess``.
@@ -18,6 +21,7 @@ from raylib.models.calibration import oof_temperature
 from raylib.models.head_training import train_head_on_folder
 from raylib.models.heads import LogisticHead
 from raylib.pipelines.common.labelled_tiles import labelled_tiles, store_features, write_store_head
+from raylib.pipelines.common.pixel_training import train_pixel_head
 
 STORE_C = 0.1  # few labelled tiles: a stronger regularisation mapped better (NC Wake, 20 per class: 0.79 vs 0.78 at 0.5)
 
@@ -34,8 +38,11 @@ def train_head_on_store(cfg, argv: list[str] | None = None):
     metrics = {"labelled_tiles": lt.counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": lt.unused,
                "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "calibration": cal,
                "embeddings": cfg.embeddings}
+    pixel_head = None
+    if cfg.pixels:
+        pixel_head, metrics["pixels"] = train_pixel_head(cfg, lt, used)
     manifest = write_store_head(cfg.out, lt, head, used, feats, emb[lt.train], name=cfg.name, metrics=metrics,
-                                temperature=temperature, argv=argv)
+                                temperature=temperature, argv=argv, pixel_head=pixel_head)
     return manifest, {"labelled_tiles": lt.counts, "classes": [lt.classes[i] for i in used], "not_used": lt.unused}
 
 

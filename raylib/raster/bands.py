@@ -170,6 +170,47 @@ def tile_statistics(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset
     return out
 
 
+def pixel_features(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset: np.ndarray,
+                   stride: int = 2, window: int = 0) -> np.ndarray:
+    """Per-pixel spectral features of tiles for a pixel classifier: raw (N, S, H, W) in the
+    file's units, every ``stride``-th pixel of each side -> float32 (N, P, F): each band in
+    physical units ``raw * gain + offset``, the normalised difference ``(a - b) / (a + b)``
+    of every pair of bands (NDVI, NDWI, NDBI and their kin, whatever the sensor's band
+    order), and with ``window`` > 0 each band's mean and standard deviation over the valid
+    pixels of the ``window`` x ``window`` pixels around it (texture: a house among lawns and
+    a lawn look alike pixel by pixel): F = S + S (S - 1) / 2 (+ 2 S). Pixels outside
+    ``valid`` (N, H, W) are NaN in every feature."""
+    gain, offset = np.asarray(gain, np.float32), np.asarray(offset, np.float32)
+    full = raw.astype(np.float32) * gain[None, :, None, None] + offset[None, :, None, None]
+    x = full[:, :, ::stride, ::stride]
+    n, s = x.shape[:2]
+    x = x.reshape(n, s, -1).transpose(0, 2, 1)  # (N, P, S)
+    i, j = np.triu_indices(s, k=1)
+    a, b = x[:, :, i], x[:, :, j]
+    den = a + b
+    nd = np.divide(a - b, den, out=np.zeros_like(a), where=np.abs(den) > 1e-6)
+    parts = [x, nd]
+    if window:
+        from scipy import ndimage
+
+        m = valid[:, None].astype(np.float32)
+        size = (1, 1, window, window)
+        cnt = np.maximum(ndimage.uniform_filter(m, size, mode="constant"), 1e-6)
+        mean = ndimage.uniform_filter(full * m, size, mode="constant") / cnt
+        sq = ndimage.uniform_filter(full * full * m, size, mode="constant") / cnt
+        sd = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+        for v in (mean, sd):
+            parts.append(v[:, :, ::stride, ::stride].reshape(n, s, -1).transpose(0, 2, 1))
+    out = np.concatenate(parts, axis=2).astype(np.float32)
+    out[~valid[:, ::stride, ::stride].reshape(n, -1)] = np.nan
+    return out
+
+
+def pixel_feature_count(n_bands: int, window: int) -> int:
+    """F of ``pixel_features`` for ``n_bands`` bands."""
+    return n_bands + n_bands * (n_bands - 1) // 2 + (2 * n_bands if window else 0)
+
+
 def mirror_fill(x: np.ndarray, valid: np.ndarray, passes: int = 8) -> None:
     """Fill the pixels of ``x`` (C, H, W) where ``valid`` (H, W) is False, in place, with
     valid pixels mirrored across the valid region's border: each empty pixel takes the

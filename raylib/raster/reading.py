@@ -55,9 +55,24 @@ class ReadSpec:
         return cls(**{**d, "layout": tiling.Layout.from_dict(d["layout"])})
 
 
-def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
+class PixelFn:
+    """What a read task computes from each tile's pixels beside the model's input: ``fn``
+    maps ``bands.pixel_features`` (N, P, F) of the statistics' bands (``n_bands`` bands,
+    every ``stride``-th pixel, texture over ``window`` pixels) to ``width`` numbers per tile (a pixel classifier's mean class
+    probabilities, or the features themselves), written to the ``pixel_out`` column (NaN
+    where a tile has no statistics). Kept a plain interface so that this layer knows no
+    model."""
+
+    def __init__(self, fn, width: int, n_bands: int, stride: int, window: int = 0):
+        self.fn, self.width, self.n_bands, self.stride = fn, int(width), int(n_bands), int(stride)
+        self.window = int(window)
+
+
+def read_tiles(batch: dict, read_timeout: float, read_retries: int, pixel_fn: PixelFn | None = None) -> dict:
     """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
     float32 pixels, one output row per tile, with an error row for every tile that failed.
+    With ``pixel_fn``, also its ``pixel_out`` column (a scene without its ``n_bands``
+    statistics bands gives error rows, reason ``band_mismatch``).
 
     Each grid row of a unit is one read of its bounding window (``tiling.read_row``); a
     row whose read fails for a non-transient reason (a damaged block) is read again tile by
@@ -75,13 +90,15 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int) -> dict:
            "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
+    if pixel_fn is not None:
+        out["pixel_out"] = np.full((n, pixel_fn.width), np.nan, np.float32)
     k, reader = 0, None
     try:
         for spec, base, lo, hi in units:
             if reader is None or reader.key != spec:  # units of one scene share the open dataset
                 if reader is not None:
                     reader.close()
-                reader = _SceneReader(spec, read_timeout, read_retries)
+                reader = _SceneReader(spec, read_timeout, read_retries, pixel_fn)
             reader.read(lo, hi, base, out, k)
             k += hi - lo
     finally:
@@ -94,8 +111,9 @@ class _SceneReader:
     """Reads the tiles of read units of one scene (``spec``: a ``ReadSpec`` as JSON) into the
     output arrays of ``read_tiles``; one open dataset for all of them, ``close()`` when done."""
 
-    def __init__(self, spec: str, read_timeout: float, read_retries: int):
+    def __init__(self, spec: str, read_timeout: float, read_retries: int, pixel_fn: PixelFn | None = None):
         self.key, self.spec = spec, ReadSpec.from_json(spec)
+        self.pixel_fn = pixel_fn
         self.timeout, self.retries = read_timeout, read_retries
         d = self.spec
         self.layout = d.layout
@@ -144,6 +162,12 @@ class _SceneReader:
         c = len(self.spec.bands)
         status, error = out["status"], out["error"]
         out["idx"][k0:k0 + hi - lo] = np.arange(base + lo, base + hi)
+        have = len(self.stats["bands"]) if self.stats else 0
+        if self.pixel_fn is not None and have != self.pixel_fn.n_bands:
+            status[k0:k0 + hi - lo] = "error"
+            error[k0:k0 + hi - lo] = (f"band_mismatch: the model's pixel classifier reads {self.pixel_fn.n_bands} "
+                                      f"spectral band(s), {uri} gives {have}")
+            return
         raw_all = inside_all = None
         no_stats = np.zeros(hi - lo, bool)  # tiles read with the model's bands alone (no statistics)
         given_up = None  # a transient failure that outlived its retries: the rest of the unit gets it too
@@ -239,6 +263,10 @@ class _SceneReader:
         out["band_mean"][rows, :s], out["band_std"][rows, :s] = res["band_mean"], res["band_std"]
         out["n_stats"][rows] = s
         out["ndvi"][rows], out["ndwi"][rows] = res["ndvi"], res["ndwi"]
+        if self.pixel_fn is not None and len(rows):
+            pf = self.pixel_fn
+            f = bandlib.pixel_features(raw[:, self.stat_pos], valid, st["gain"], st["offset"], pf.stride, pf.window)
+            out["pixel_out"][rows] = self.pixel_fn.fn(f)
 
 
 def rows_out(batch: dict, probs: np.ndarray) -> dict:

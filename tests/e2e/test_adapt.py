@@ -179,3 +179,83 @@ def test_export_tiles_reads_the_windows_the_map_read(store, test_model, tmp_path
     assert cos.min() > 0.999, cos
     capsys.readouterr()
     assert main(args) == 2 and "already holds exported tiles" in capsys.readouterr().err
+
+
+def test_pixel_classifier_maps_imagery_not_the_store(store, tmp_path, capsys):
+    """train-head --pixels: a pixel classifier of the drawn tiles' pixels, labelled pixel by
+    pixel from the raster, beside the tile head. remap refuses it; the map averages the two:
+    a tile's probabilities are the mean of the same tile head's (remapped without the pixel
+    classifier) and of its pixels' (read again as the map read them); the adapted map beats
+    the tile head alone on the held-out tiles."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from raylib.formats.mapfile import read_map
+    from raylib.models.pixel_head import PixelHead, combine
+    from raylib.pipelines.common.store_tiles import read_store_tiles
+    from raylib.raster.reading import PixelFn
+
+    head = tmp_path / "pix"
+    assert main(["train-head", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+                 "--crosswalk", str(CROSSWALK), "--per-class", "20", "--seed", "0", "--pixels", "--out", str(head)]) == 0
+    man = json.loads((head / "model.json").read_text())
+    px = man["metrics"]["pixels"]
+    assert px["bands"] == 6 and px["stride"] == 2 and px["window"] == 9 and px["labels"] == "pixel by pixel from the class raster"
+    assert set(px["pixels_per_class"]) == set(man["classes"]) and 50_000 < px["training_pixels"] <= 63 * 32 * 32
+    spec = man["head"]["pixels"]
+    assert spec["classes"] == [0, 1, 2, 3]
+    capsys.readouterr()
+    rc = main(["remap", "--embeddings", store, "--model", str(head), "--out", str(tmp_path / "refused")])
+    assert rc == 2 and "has a pixel classifier" in capsys.readouterr().err
+    mapped = tmp_path / "map"
+    assert main(["map", "--scenes", str(NC / "image_landsat7_2000.tif"), "--bands", "3,2,1", "--sensor",
+                 "landsat-etm-l1", "--model", str(head), "--out", str(mapped), "--no-quicklook"]) == 0
+    plain = tmp_path / "plain"  # the same tile head without the pixel classifier
+    shutil.copytree(head, plain)
+    del man["head"]["pixels"]
+    (plain / "model.json").write_text(json.dumps(man))
+    assert main(["remap", "--embeddings", store, "--model", str(plain), "--out", str(tmp_path / "remap"),
+                 "--no-quicklook"]) == 0
+    a = read_map(str(mapped)).sort_by("tile_id")
+    b = read_map(str(tmp_path / "remap")).sort_by("tile_id")
+    assert a["tile_id"].to_pylist() == b["tile_id"].to_pylist() and a["status"].to_pylist() == b["status"].to_pylist()
+    t = embstore.read(store, columns=[*embstore.TILE_COLUMNS, "status"])
+    ids = t["tile_id"].to_pylist()
+    ok = [i for i, s in enumerate(t["status"].to_pylist()) if s == "ok"]
+    rows = np.array(ok[::20])  # a sample of the mapped tiles, read again
+    ph = PixelHead.load(head, spec)
+    _, _, extra = read_store_tiles(embstore.read_meta(store), t, rows,
+                                   PixelFn(ph.tile_proba, ph.width, ph.n_bands, ph.stride, ph.window))
+    pos = {tid: i for i, tid in enumerate(a["tile_id"].to_pylist())}
+    take = [pos[ids[r]] for r in rows]
+    tile_head = np.array([b["probs"][i].as_py() for i in take], np.float32)
+    want = combine(tile_head, extra["pixel_out"], spec["classes"])
+    np.testing.assert_allclose(np.array([a["probs"][i].as_py() for i in take]), want, atol=1e-5)
+    scores = {}
+    for name, m in (("pixels", mapped), ("tile head", tmp_path / "remap")):
+        rep = tmp_path / f"assess-{name}"
+        assert main(["assess", "--map", str(m), "--reference", str(NC / "label_landclass96.tif"),
+                     "--crosswalk", str(CROSSWALK), "--exclude-training", str(head), "--out", str(rep)]) == 0
+        r = json.loads((rep / "assessment.json").read_text())
+        counts, g = np.array(r["confusion"]["counts"]), r["groups"]
+        scores[name] = np.mean([counts[i, i] / counts[:, i].sum()
+                                for i in (g.index(x) for x in ("forest", "developed", "herbaceous_shrub"))])
+    assert scores["pixels"] > max(0.75, scores["tile head"]), scores
+    assert pq.read_table(head / "training_tiles.parquet").num_rows == 63
+    # a scene without the six bands the pixel classifier reads: every tile an error row that says so
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(NC / "image_landsat7_2000.tif") as src:
+        w = Window(100, 100, 64, 64)
+        prof = dict(src.profile, count=3, width=64, height=64, transform=src.window_transform(w))
+        with rasterio.open(tmp_path / "three.tif", "w", **prof) as dst:
+            dst.write(src.read([1, 2, 3], window=w))
+    capsys.readouterr()
+    main(["map", "--scenes", str(tmp_path / "three.tif"), "--bands", "3,2,1", "--model", str(head),
+          "--out", str(tmp_path / "three"), "--no-quicklook"])
+    summary = json.loads((tmp_path / "three" / "_summary.json").read_text())
+    assert summary["error_reasons"] == {"band_mismatch": summary["tiles"]} and summary["tiles"] == 9, summary
+    t3 = read_map(str(tmp_path / "three"))
+    assert "pixel classifier reads 6 spectral band(s)" in t3["error"][0].as_py()

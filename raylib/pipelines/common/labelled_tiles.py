@@ -142,7 +142,7 @@ def store_features(lt: LabelledTiles, mode: str) -> tuple[TileFeatures, np.ndarr
 
 
 def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray, feats: TileFeatures, emb_tr,
-                     *, name: str, metrics: dict, temperature: float, argv: list[str] | None):
+                     *, name: str, metrics: dict, temperature: float, argv: list[str] | None, pixel_head=None):
     """A model directory for a head trained on tiles of the store: the store's backbone and
     preprocessing (so remap and map accept it), its features, ``training_tiles.parquet``."""
 
@@ -161,7 +161,7 @@ def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray,
         training={"embeddings": metrics.get("embeddings"), "training_tiles": TRAINING_TILES, "store": {
             k: meta[k] for k in ("backbone", "weights_hash", "preprocessing_hash", "model_id")},
             "map_settings": map_settings(meta)},
-        extra_files={TRAINING_TILES: lt.training_tiles_parquet()},
+        extra_files={TRAINING_TILES: lt.training_tiles_parquet()}, pixel_head=pixel_head,
     )
 
 

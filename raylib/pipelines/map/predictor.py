@@ -39,6 +39,8 @@ class Predictor:
                 emb[sel] = e
             else:
                 probs[sel], ood[sel] = self.model.predict(x, stats=stats)
+        if "pixel_out" in batch:  # the read tasks ran the model's pixel classifier
+            probs = self.model.with_pixels(probs, batch.pop("pixel_out"))
         out = {**rows_out(batch, probs), "ood": ood}
         if self.embeddings:
             out["embedding"] = emb if emb is not None else np.zeros((n, 0), np.float16)

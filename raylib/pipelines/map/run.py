@@ -53,6 +53,7 @@ from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
 from raylib.pipelines.map.source import all_done, block_bytes, first_blocks, plan_and_read
 from raylib.pipelines.map.store import StoreOutput, store_meta
+from raylib.raster.reading import PixelFn
 
 log = logging.getLogger(__name__)
 # reasons that describe the data, not a failure of the run (not counted in the error share)
@@ -235,6 +236,19 @@ def _summary(cfg: MapConfig, ingest: Ingest, output, scenes: dict, uris: list[st
     }
 
 
+def pixel_fn(model_uri: str, manifest: ModelManifest) -> PixelFn | None:
+    """The model's pixel classifier (``models.pixel_head``) as the read tasks run it, or None
+    for a model without one."""
+    spec = (manifest.head or {}).get("pixels")
+    if not spec:
+        return None
+    from raylib.models.model_dir import local_model_folder
+    from raylib.models.pixel_head import PixelHead
+
+    head = PixelHead.load(local_model_folder(model_uri), spec)
+    return PixelFn(head.tile_proba, head.width, head.n_bands, head.stride, head.window)
+
+
 def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_uri: str, manifest: ModelManifest,
             grid, predictor: type | None) -> None:
     """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each) ->
@@ -255,7 +269,8 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     ds = ray.data.from_arrow(first_blocks(n, per, cfg.batch_size))
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size)
     ds = ds.map_batches(plan_and_read, fn_kwargs={"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg,
-                                                  "manifest": manifest, "grid": grid, "channels": channels},
+                                                  "manifest": manifest, "grid": grid, "channels": channels,
+                                                  "pixel_fn": pixel_fn(model_uri, manifest)},
                         batch_size=None, num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     local_model = not storage.parse(model_uri).is_s3

@@ -31,7 +31,7 @@ from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import ScenePlan, plan_scene
 from raylib.raster import bands as bandlib
 from raylib.raster import tiling
-from raylib.raster.reading import read_tiles
+from raylib.raster.reading import PixelFn, read_tiles
 
 MANIFEST_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
                     "scene_crs", "geometry")
@@ -160,7 +160,7 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
 
 
 def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
-                  channels: int):
+                  channels: int, pixel_fn=None):
     """The pipeline's first stage, one Ray task per few scenes: plan them, then read their
     units, yielding each read task's tiles as they are read (Ray Data cuts the yields into
     blocks of up to ``block_bytes``), so the model gets the first tiles while the rest of
@@ -168,7 +168,7 @@ def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: Mod
     tasks = plan_units(batch, uris_ref=uris_ref, done_ref=done_ref, cfg=cfg, manifest=manifest, grid=grid)
     for i in range(len(tasks["lo"])):
         yield read_units({k: v[i:i + 1] for k, v in tasks.items()}, grid=grid, channels=channels,
-                         read_timeout=cfg.read_timeout, read_retries=cfg.read_retries)
+                         read_timeout=cfg.read_timeout, read_retries=cfg.read_retries, pixel_fn=pixel_fn)
 
 
 def block_tiles(cfg: MapConfig) -> int:
@@ -193,19 +193,23 @@ def block_bytes(cfg: MapConfig, channels: int, tile_size: int) -> int:
     return int(1.1 * block_tiles(cfg) * channels * tile_size * tile_size * 4)
 
 
-def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int) -> dict:
-    """Read task: read units -> tiles (scaled pixels, statistics, manifest columns), or one
-    record per unit of a scene that cannot be mapped."""
+def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int,
+               pixel_fn: PixelFn | None = None) -> dict:
+    """Read task: read units -> tiles (scaled pixels, statistics, manifest columns, and with
+    ``pixel_fn`` its ``pixel_out``), or one record per unit of a scene that cannot be mapped."""
     parts = []
     flat = {k: np.concatenate([np.asarray(v) for v in batch[k]]) for k in ("scene_idx", "lo", "hi", "spec", "meta")}
     for s, lo, hi, spec, meta in zip(flat["scene_idx"], flat["lo"], flat["hi"], flat["spec"], flat["meta"]):
         m = json.loads(meta)
         if spec:
-            out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, read_timeout, read_retries)
+            out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, read_timeout, read_retries,
+                             pixel_fn)
             out.update(_manifest_columns(m, grid, int(lo), int(hi)))
             out["span"] = np.zeros(hi - lo, np.int64)
         else:
             out = _failure_record(m, grid, channels, int(lo), int(hi))
+            if pixel_fn is not None:
+                out["pixel_out"] = np.full((1, pixel_fn.width), np.nan, np.float32)
         n = len(out["idx"])
         out["scene_idx"] = np.full(n, s, np.int64)
         out["meta"] = np.full(n, "", object)
