@@ -62,6 +62,10 @@ class MapConfig(_Config):
                                           "read_batch_size * read_units_per_task, when the model actors have GPUs: an "
                                           "actor's cost per block is fixed; read_batch_size on CPU, where a big block "
                                           "holds the actor for seconds)")
+    actor_concurrency: int | None = Field(
+        None, gt=0, le=64, description="blocks one model actor takes at once: it fetches, converts and returns "
+                                       "blocks while its model runs one (default: 8 when the actors have GPUs, where "
+                                       "a block's fixed costs would leave the device idle; 1 on CPU)")
     part_mb: float = Field(128.0, gt=0, description="target size of an output Parquet part, MB (parts are cut by bytes)")
     row_group_rows: int = Field(8192, gt=0, description="rows per Parquet row group (sorted along a Z-order curve; "
                                                          "a bbox query reads only the row groups it touches)")

@@ -128,9 +128,9 @@ def duty(sizes: list[int], work: Path, rate: float) -> list[dict]:
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     # the simulated device stands for a GPU, but its actors ask for none: give them a GPU
-    # actor's blocks (a read task's tiles); SCALE_MAP='{...}' overrides map settings
-    base = dict(quicklook=False, bands="landsat8-b234", fill_value=0, block_tiles=1024,
-                **json.loads(os.environ.get("SCALE_MAP", "{}")))
+    # actor's blocks (a read task's tiles) and concurrency; SCALE_MAP='{...}' overrides map settings
+    base = {**dict(quicklook=False, bands="landsat8-b234", fill_value=0, block_tiles=1024, actor_concurrency=8),
+            **json.loads(os.environ.get("SCALE_MAP", "{}"))}
     run_map(MapConfig(scenes=vrt_copies(work / "warm", NAIP, 1), out=str(work / "warm-map"), quicklook=False,
                       bands="naip"), predictor=device(rate, str(work / "warm.log")))
     out = []

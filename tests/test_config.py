@@ -27,6 +27,7 @@ def test_unknown_key_is_named_with_suggestion(tmp_path):
     ("scaling", "magic", "scaling"),
     ("batch_size", "many", "batch_size"),
     ("block_tiles", 0, "block_tiles"),
+    ("actor_concurrency", 0, "actor_concurrency"),
 ])
 def test_bad_values_name_the_field(field, value, needle):
     with pytest.raises(ConfigError) as e:

@@ -111,10 +111,11 @@ def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, buck
     n, labels = duckdb.sql(f"select count(*), count(distinct label) from read_parquet('{out}/*.parquet')").fetchall()[0]
     assert n == 48 and labels >= 1
     assert (tmp_path / "naip" / "_quicklook").is_dir()
-    # same input, same grid -> same ids and predictions; a finished map is not clobbered
+    # same input, same grid -> same ids and predictions, also with small blocks taken several at
+    # once by the actor (actor_concurrency: GPU actors' default); a finished map is not clobbered
     with pytest.raises(ConfigError, match="already holds a finished map"):
         run_map(cfg)
-    run_map(cfg.model_copy(update={"overwrite": True}))
+    run_map(cfg.model_copy(update={"overwrite": True, "actor_concurrency": 3, "block_tiles": 8}))
     again = read_map(out).sort_by("tile_id")
     first = table.sort_by("tile_id")
     assert again["tile_id"].equals(first["tile_id"]) and again["label"].equals(first["label"])

@@ -118,3 +118,10 @@ def test_blocks_are_a_read_unit_on_cpu_and_a_read_task_on_gpu(tmp_path):
     assert source.block_tiles(cfg.model_copy(update={"num_gpus": 1.0})) == 1024
     assert source.block_tiles(cfg.model_copy(update={"block_tiles": 100})) == 100
     assert source.block_bytes(cfg, 3, 64) == int(1.1 * 256 * 3 * 64 * 64 * 4)
+
+
+def test_gpu_actors_take_several_blocks_at_once_and_cpu_actors_one(tmp_path):
+    cfg = MapConfig(scenes=["a.tif"], out=str(tmp_path))
+    assert source.actor_concurrency(cfg) == 1
+    assert source.actor_concurrency(cfg.model_copy(update={"num_gpus": 0.5})) == 8
+    assert source.actor_concurrency(cfg.model_copy(update={"actor_concurrency": 3})) == 3

@@ -53,14 +53,26 @@ def set_torch_threads(torch_threads: int | None, actors: int) -> int:
 
 
 def actor_stage(ds, cls, constructor_kwargs: dict, *, actors: int, batch_size: int, actor_cpus: float,
-                num_gpus: float):
-    """``ds.map_batches`` with a callable class on an autoscaling actor pool (1..actors)."""
+                num_gpus: float, concurrency: int = 1):
+    """``ds.map_batches`` with a callable class on an autoscaling actor pool (1..actors).
+
+    ``concurrency`` > 1: each actor takes that many calls at once (and twice as many blocks
+    in flight), so it fetches, converts and returns blocks while its model runs one; the
+    model itself still runs one call at a time (Ray's ``max_concurrent_calls_per_actor``
+    without true multi-threading)."""
     from ray.data import ActorPoolStrategy
 
+    more = {}
+    if concurrency > 1:
+        import inspect
+
+        more["max_tasks_in_flight_per_actor"] = 2 * concurrency
+        if "max_concurrent_calls_per_actor" in inspect.signature(ActorPoolStrategy).parameters:  # Ray >= 2.5x
+            more["max_concurrent_calls_per_actor"] = concurrency
     return ds.map_batches(
         cls,
         fn_constructor_kwargs=constructor_kwargs,
-        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        compute=ActorPoolStrategy(min_size=1, max_size=actors, **more),
         batch_size=batch_size,
         batch_format="numpy",
         num_cpus=actor_cpus,

@@ -51,7 +51,7 @@ from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, s
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
-from raylib.pipelines.map.source import all_done, block_bytes, first_blocks, plan_and_read
+from raylib.pipelines.map.source import actor_concurrency, all_done, block_bytes, first_blocks, plan_and_read
 from raylib.pipelines.map.store import StoreOutput, store_meta
 from raylib.raster.reading import PixelFn
 
@@ -278,7 +278,8 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     ds = actor_stage(ds, predictor or Predictor,
                      {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors, "tta": cfg.tta,
                       "batch_size": cfg.batch_size, "embeddings": ingest.store},
-                     actors=actors, batch_size=None, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
+                     actors=actors, batch_size=None, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus,
+                     concurrency=actor_concurrency(cfg))
     log.info("mapping %d scenes", n)
     progress = Progress("embed" if ingest.store_only else "map", 0)
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
