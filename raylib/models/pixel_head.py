@@ -3,7 +3,7 @@ bands, the tile's class probabilities the mean over its valid pixels.
 
 A head on a store learns from one label per tile; a class raster labels every pixel of a
 labelled tile (~480 per 640 m Landsat tile). A classifier of the drawn tiles' pixels uses
-those labels, and its tile probabilities, averaged with the tile head's, map NC Wake better
+those labels, and its tile probabilities, mixed with the tile head's, map NC Wake better
 with a few labelled tiles per class than either alone (BENCHMARKS.md, "Embed once"). It needs
 the tiles' pixels, so a model with one maps imagery (``landcover map``), not a store
 (``remap`` refuses it).
@@ -51,9 +51,9 @@ def tile_proba(head, feats: np.ndarray) -> np.ndarray:
 
 
 def combine(probs: np.ndarray, pixel_probs: np.ndarray, classes: list[int]) -> np.ndarray:
-    """Mean of the tile head's probabilities (N, K) and the pixel classifier's (N, len(classes)),
-    ``classes`` their positions among the K; a row of NaN pixel probabilities (a tile whose
-    statistics could not be read) keeps the tile head's."""
+    """The pixel classifier's tile probabilities (N, len(classes); ``classes`` their positions
+    among the K) weighted ``PIXEL_WEIGHT`` against the tile head's (N, K); a row of NaN pixel
+    probabilities (a tile whose statistics could not be read) keeps the tile head's."""
     full = np.zeros(probs.shape, np.float32)
     full[:, classes] = pixel_probs
     have = np.isfinite(pixel_probs).all(axis=1)

@@ -58,10 +58,10 @@ class ReadSpec:
 class PixelFn:
     """What a read task computes from each tile's pixels beside the model's input: ``fn``
     maps ``bands.pixel_features`` (N, P, F) of the statistics' bands (``n_bands`` bands,
-    every ``stride``-th pixel, texture over ``window`` pixels) to ``width`` numbers per tile (a pixel classifier's mean class
-    probabilities, or the features themselves), written to the ``pixel_out`` column (NaN
-    where a tile has no statistics). Kept a plain interface so that this layer knows no
-    model."""
+    every ``stride``-th pixel, texture over ``window`` pixels) to ``width`` numbers per
+    tile (a pixel classifier's mean class probabilities, or the features themselves),
+    written to the ``pixel_out`` column (NaN where a tile has no statistics). A plain
+    interface, so that this layer knows no model."""
 
     def __init__(self, fn, width: int, n_bands: int, stride: int, window: int = 0):
         self.fn, self.width, self.n_bands, self.stride = fn, int(width), int(n_bands), int(stride)

@@ -192,10 +192,10 @@ def actor_concurrency(cfg: MapConfig) -> int:
     Each block costs the actor a fixed time besides the model (fetching it, the batch
     conversions, returning its rows). With one call at a time that time leaves the device
     idle; with several, Ray fetches and returns blocks in other threads while the model
-    runs (one at a time). Measured with a 2,000 tiles/s simulated device: the whole run's
-    duty 0.80 -> 0.87 on 16 scenes, busy 0.87 -> 0.96 from the first block to the last
-    (BENCHMARKS.md). On CPU the model is the bottleneck and one call at a time keeps the
-    first rows early."""
+    runs (one at a time). Measured with a 2,000 tiles/s simulated device, 1 -> 8: the whole
+    run's duty 0.84 -> 0.88 on 16 scenes and 0.63 -> 0.90 on 256, busy 0.97 of the time
+    from the first block to the last (BENCHMARKS.md). On CPU the model is the bottleneck
+    and one call at a time keeps the first rows early."""
     if cfg.actor_concurrency:
         return cfg.actor_concurrency
     return 8 if cfg.num_gpus else 1
