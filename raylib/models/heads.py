@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from raylib.errors import InputError
 from raylib.models.saved_heads import knn_proba, l2
 from raylib.models.saved_heads import load_tensors as _load_tensors
-from raylib.models.saved_heads import logistic_scores, mlp_scores, scores_to_proba, standardise
+from raylib.models.saved_heads import logistic_scores, mlp_layers, mlp_scores, scores_to_proba, standardise
 
 
 def _save_tensors(head, folder, tensors: dict, file: str = "head.safetensors") -> dict:
@@ -200,9 +200,7 @@ class MLPHead(_Standardised):
         t = _load_tensors(folder, spec)
         head = cls(**spec.get("params", {}))
         head.mean_, head.scale_, head.classes_ = t["mean"], t["scale"], t["classes"]
-        n = sum(1 for k in t if k.startswith("coef_"))
-        head.coefs_ = [t[f"coef_{i}"] for i in range(n)]
-        head.intercepts_ = [t[f"intercept_{i}"] for i in range(n)]
+        head.coefs_, head.intercepts_ = mlp_layers(t)
         head.n_features_in_ = int(head.mean_.shape[0])
         return head
 

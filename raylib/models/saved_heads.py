@@ -69,6 +69,12 @@ def knn_proba(X: np.ndarray, train: np.ndarray, y: np.ndarray, n_classes: int, n
     return out / out.sum(axis=1, keepdims=True)
 
 
+def mlp_layers(t: dict) -> tuple[list, list]:
+    """An MLP head's saved weights (``coef_0``, ``intercept_0``, ...) -> (coefs, intercepts)."""
+    n = sum(1 for k in t if k.startswith("coef_"))
+    return [t[f"coef_{i}"] for i in range(n)], [t[f"intercept_{i}"] for i in range(n)]
+
+
 def load_tensors(folder, spec: dict, file: str | None = None) -> dict:
     from safetensors.numpy import load_file
 
@@ -86,8 +92,7 @@ class SavedHead:
             self.n_features_in_ = int(tensors["X"].shape[1])
         else:
             self.n_features_in_ = int(tensors["mean"].shape[0])
-            self.coefs = [tensors[f"coef_{i}"] for i in range(sum(1 for k in tensors if k.startswith("coef_")))]
-            self.intercepts = [tensors[f"intercept_{i}"] for i in range(len(self.coefs))]
+            self.coefs, self.intercepts = mlp_layers(tensors)
 
     def _input(self, X) -> np.ndarray:
         X = np.asarray(X)

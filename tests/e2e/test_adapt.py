@@ -225,12 +225,12 @@ def test_pixel_classifier_maps_imagery_not_the_store(store, tmp_path, capsys):
     ok = [i for i, s in enumerate(t["status"].to_pylist()) if s == "ok"]
     rows = np.array(ok[::20])  # a sample of the mapped tiles, read again
     ph = PixelHead.load(head, spec)
-    _, _, extra = read_store_tiles(embstore.read_meta(store), t, rows,
-                                   PixelFn(ph.tile_proba, ph.width, ph.n_bands, ph.stride, ph.window))
+    _, _, pixel_out = read_store_tiles(embstore.read_meta(store), t, rows,
+                                       PixelFn(ph.tile_proba, ph.width, ph.n_bands, ph.stride, ph.window))
     pos = {tid: i for i, tid in enumerate(a["tile_id"].to_pylist())}
     take = [pos[ids[r]] for r in rows]
     tile_head = np.array([b["probs"][i].as_py() for i in take], np.float32)
-    want = combine(tile_head, extra["pixel_out"], spec["classes"])
+    want = combine(tile_head, pixel_out, spec["classes"])
     np.testing.assert_allclose(np.array([a["probs"][i].as_py() for i in take]), want, atol=1e-5)
     scores = {}
     for name, m in (("pixels", mapped), ("tile head", tmp_path / "remap")):

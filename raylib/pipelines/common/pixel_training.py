@@ -14,19 +14,17 @@ import numpy as np
 
 from raylib.errors import InputError
 from raylib.eval import reference
-from raylib.formats import embstore
 from raylib.models.pixel_head import STRIDE, WINDOW, PixelHead, fit_pixel_head
 from raylib.pipelines.common.store_tiles import read_store_tiles
 from raylib.raster.bands import pixel_feature_count
 from raylib.raster.reading import PixelFn
 
 
-def train_pixel_head(cfg, lt, used: np.ndarray) -> tuple[PixelHead, dict]:
+def train_pixel_head(cfg, lt, used: np.ndarray, n_bands: int) -> tuple[PixelHead, dict]:
     """(the pixel classifier, what it was trained on) for the drawn tiles ``lt.train`` of a
-    store; ``used``: the tile head's classes (indices into ``lt.classes``), in its order."""
+    store; ``used``: the tile head's classes (indices into ``lt.classes``), in its order;
+    ``n_bands``: the store's statistics bands (``TileFeatures.n_bands``)."""
     rows = lt.rows[lt.train]
-    n_stats = embstore.stats_of(lt.table)["n_stats"]
-    n_bands = int(n_stats[lt.ok].max()) if lt.ok.any() else 0
     if n_bands < 1:
         raise InputError(f"The store {cfg.embeddings} has no per-tile spectral statistics, which a pixel "
                          "classifier reads.", "build the store again with this version (landcover map --embeddings).")
@@ -34,8 +32,8 @@ def train_pixel_head(cfg, lt, used: np.ndarray) -> tuple[PixelHead, dict]:
     side = len(range(0, tile, STRIDE))
     width = pixel_feature_count(n_bands, WINDOW)
     fn = PixelFn(lambda f: f.reshape(len(f), -1), side * side * width, n_bands, STRIDE, WINDOW)
-    _, geo, extra = read_store_tiles(lt.meta, lt.table, rows, fn)
-    feats = extra["pixel_out"].reshape(len(rows), side * side, width)
+    _, geo, pixel_out = read_store_tiles(lt.meta, lt.table, rows, fn)
+    feats = pixel_out.reshape(len(rows), side * side, width)
     raster = not cfg.labels.lower().endswith(".csv") and not reference.is_vector(cfg.labels)
     if raster:  # the classes of raster labels are the crosswalk's groups, in its order
         full = reference.raster_pixel_groups(cfg.labels, reference.load_crosswalk(cfg.crosswalk), geo, (tile, tile))

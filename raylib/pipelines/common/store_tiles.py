@@ -38,13 +38,15 @@ def _map_config(meta: dict, scene: str):
                      **{k: v for k, v in map_settings(meta).items() if v is not None})
 
 
-def read_store_tiles(meta: dict, table, rows: np.ndarray, pixel_fn=None) -> tuple[np.ndarray, list[dict], dict]:
+def read_store_tiles(meta: dict, table, rows: np.ndarray,
+                     pixel_fn=None) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
     """Pixels (N, C, T, T) float32 of the store rows ``rows`` (of a store with metadata
     ``meta``), as the map's model saw them, per tile its georeferencing (crs, transform),
-    and the read stage's other columns (with ``pixel_fn``, its ``pixel_out``). A scene that
-    moved or changed is an error naming it."""
+    and with ``pixel_fn`` the read stage's ``pixel_out`` (N, width) (else None). A scene
+    that moved or changed is an error naming it."""
     col = {c: table.column(c).to_pylist() for c in COLUMNS}
-    pixels, geo, extra = None, [None] * len(rows), {}
+    pixels, geo = None, [None] * len(rows)
+    pixel_out = None if pixel_fn is None else np.full((len(rows), pixel_fn.width), np.nan, np.float32)
     by_scene: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_scene.setdefault(col["scene"][int(r)], []).append(i)
@@ -75,9 +77,8 @@ def read_store_tiles(meta: dict, table, rows: np.ndarray, pixel_fn=None) -> tupl
         if pixels is None:
             pixels = np.zeros((len(rows), *out["pixels"].shape[1:]), np.float32)
         pixels[members] = out["pixels"]
-        for k, v in out.items():
-            if k not in ("pixels", "idx", "status", "error"):
-                extra.setdefault(k, np.zeros((len(rows), *v.shape[1:]), v.dtype))[members] = v
+        if pixel_out is not None:
+            pixel_out[members] = out["pixel_out"]
         a, b, c, d, e, f = plan.info.transform[:6]
         th, tw = plan.layout.tile
         for i in members:
@@ -85,4 +86,4 @@ def read_store_tiles(meta: dict, table, rows: np.ndarray, pixel_fn=None) -> tupl
             x0, y0 = a * col["col_off"][r] + b * col["row_off"][r] + c, d * col["col_off"][r] + e * col["row_off"][r] + f
             sx, sy = tw / grid.tile_size, th / grid.tile_size  # native pixels per output pixel
             geo[i] = {"crs": plan.info.crs, "transform": (a * sx, b * sy, x0, d * sx, e * sy, y0)}
-    return pixels, geo, extra
+    return pixels, geo, pixel_out

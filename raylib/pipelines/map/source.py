@@ -222,9 +222,7 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
             out.update(_manifest_columns(m, grid, int(lo), int(hi)))
             out["span"] = np.zeros(hi - lo, np.int64)
         else:
-            out = _failure_record(m, grid, channels, int(lo), int(hi))
-            if pixel_fn is not None:
-                out["pixel_out"] = np.full((1, pixel_fn.width), np.nan, np.float32)
+            out = _failure_record(m, grid, channels, int(lo), int(hi), pixel_fn)
         n = len(out["idx"])
         out["scene_idx"] = np.full(n, s, np.int64)
         out["meta"] = np.full(n, "", object)
@@ -244,7 +242,10 @@ def _manifest_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> di
     return out
 
 
-def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, hi: int) -> dict:
+def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, hi: int,
+                    pixel_fn: PixelFn | None = None) -> dict:
+    """One row standing for the tiles ``lo..hi`` of a scene that cannot be mapped, with every
+    column a read task gives (so blocks of both kinds concatenate)."""
     reason, msg = meta["failure"]
     t = grid.tile_size
     out = {"idx": np.array([lo], np.int64), "pixels": np.zeros((1, channels, t, t), np.float32),
@@ -254,6 +255,8 @@ def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, h
            "band_std": np.full((1, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "n_stats": np.zeros(1, np.int8), "ndvi": np.full(1, np.nan, np.float32),
            "ndwi": np.full(1, np.nan, np.float32), "span": np.array([hi - lo], np.int64)}
+    if pixel_fn is not None:
+        out["pixel_out"] = np.full((1, pixel_fn.width), np.nan, np.float32)
     for k in MANIFEST_COLUMNS:
         out["uri" if k == "scene" else k] = np.array([None], object)
     for k in ("row_off", "col_off", "width", "height", "grid_row", "grid_col"):
