@@ -18,7 +18,7 @@ MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "
 
 
 class _Ref:
-    """Stands in for an object-store reference (``source._shared`` fetches it once)."""
+    """Stands in for an object-store reference (``source.shared`` fetches it once)."""
 
     def __init__(self, value):
         self.value = value
@@ -53,7 +53,7 @@ def test_unit_ranges_cover_the_scene_minus_what_is_done():
 def test_plan_task_emits_units_and_failures_with_the_scene_record(tmp_path, monkeypatch):
     good, bad = _raster(tmp_path / "good.tif"), _raster(tmp_path / "few.tif", count=2)
     uris = [good, bad]
-    monkeypatch.setattr(source, "_shared", lambda ref: ref.value if ref is not None else None)
+    monkeypatch.setattr(source, "shared", lambda ref: ref.value if ref is not None else None)
     cfg = MapConfig(scenes=uris, out=str(tmp_path / "out"), read_batch_size=4, read_units_per_task=1,
                     bands=[1, 2, 3])
     grid = planning.resolve_grid(cfg, MAN)
@@ -89,16 +89,16 @@ def test_plan_task_emits_units_and_failures_with_the_scene_record(tmp_path, monk
 def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monkeypatch):
     good, bad = _raster(tmp_path / "good.tif"), _raster(tmp_path / "few.tif", count=2)
     uris = [good, bad]
-    monkeypatch.setattr(source, "_shared", lambda ref: ref.value if ref is not None else None)
+    monkeypatch.setattr(source, "shared", lambda ref: ref.value if ref is not None else None)
     cfg = MapConfig(scenes=uris, out=str(tmp_path / "out"), read_batch_size=4, read_units_per_task=2, bands=[1, 2, 3])
     grid = planning.resolve_grid(cfg, MAN)
     import pyarrow as pa
 
     blocks = source.first_blocks(2, 8, 3)
-    assert [b.to_pydict() for b in blocks] == [{"id": [0], "head": [3]}, {"id": [0, 1], "head": [-3, 0]}]
+    assert [{k: v.tolist() for k, v in b.items()} for b in blocks] == [{"id": [0], "head": [3]}, {"id": [0, 1], "head": [-3, 0]}]
 
     def units(uris, block, done=None):
-        t = source.plan_units({k: np.asarray(v) for k, v in block.to_pydict().items()}, uris_ref=_Ref(pa.array(uris)),
+        t = source.plan_units(block, uris_ref=_Ref(pa.array(uris)),
                               done_ref=_Ref(done or {}), cfg=cfg, manifest=MAN, grid=grid)
         return [[(s, lo, hi) for s, lo, hi in zip(*u)] for u in zip(t["scene_idx"], t["lo"], t["hi"])]
 

@@ -51,7 +51,7 @@ from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, s
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
-from raylib.pipelines.map.source import actor_concurrency, all_done, block_bytes, first_blocks, plan_and_read
+from raylib.pipelines.map.source import actor_concurrency, all_done, block_bytes
 from raylib.pipelines.map.store import StoreOutput, store_meta
 from raylib.raster.reading import PixelFn
 
@@ -251,8 +251,9 @@ def pixel_fn(model_uri: str, manifest: ModelManifest) -> PixelFn | None:
 
 def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_uri: str, manifest: ModelManifest,
             grid, predictor: type | None) -> None:
-    """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each) ->
-    the model actors -> the driver (``ingest``), block by block."""
+    """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each, the
+    read tasks of ``SceneDatasource``) -> the model actors -> the driver (``ingest``), block
+    by block."""
     import pyarrow as pa
     import ray
 
@@ -264,14 +265,14 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     channels = len(manifest.bands["channels"])
     # one scene per task unless there are many (small scenes share a task; big ones spread)
     per = cfg.scenes_per_task or max(1, min(8, n // max(1, 16 * int(ray.cluster_resources().get("CPU", 1)))))
-    # scene numbers in blocks of ``per``, after a small first block (from_arrow: no read
-    # tasks, whose default whole CPU would keep them from fusing with the plan-and-read tasks)
-    ds = ray.data.from_arrow(first_blocks(n, per, cfg.batch_size))
+    # scene numbers in blocks of ``per``, after a small first block; each block one read task
+    from raylib.pipelines.map.scene_datasource import SceneDatasource
+
+    args_ref = ray.put({"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
+                        "channels": channels, "pixel_fn": pixel_fn(model_uri, manifest)})
+    scenes = SceneDatasource(n, per, cfg.batch_size, args_ref)
+    ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size)
-    ds = ds.map_batches(plan_and_read, fn_kwargs={"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg,
-                                                  "manifest": manifest, "grid": grid, "channels": channels,
-                                                  "pixel_fn": pixel_fn(model_uri, manifest)},
-                        batch_size=None, num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = share_folder(model_uri) if local_model else model_uri

@@ -1,10 +1,11 @@
 """The map job's first stages, on Ray workers: planning and reading.
 
 The driver hands Ray Data the scene list only (an Arrow array in the object store) and
-blocks of scene numbers. Each task of the first stage (``plan_and_read``) plans its few
-scenes (header, bands, radiometric scaling: ``planning.plan_scene``), cuts their *read
-units* (tiles ``lo..hi`` of one scene in grid order, minus the tiles a killed run of the same
-job already wrote), packs them into reads of up to ``read_batch_size * read_units_per_task``
+blocks of scene numbers (``first_blocks``), each the read task of a Ray Data datasource
+(``map.scene_datasource``). Each read task (``plan_and_read``) plans its few scenes
+(header, bands, radiometric scaling: ``planning.plan_scene``), cuts their *read units*
+(tiles ``lo..hi`` of one scene in grid order, minus the tiles a killed run of the same job
+already wrote), packs them into reads of up to ``read_batch_size * read_units_per_task``
 tiles (``plan_units``), and reads them one after the other (``read_units``:
 ``reading.read_tiles`` plus the tiles' manifest columns: tile id, window, footprint),
 yielding the tiles as it goes. So planning overlaps reading and the model, and the driver
@@ -39,7 +40,7 @@ BBOX = ("xmin", "ymin", "xmax", "ymax")
 _SHARED: dict = {}
 
 
-def _shared(ref):
+def shared(ref):
     """An object put in the object store once by the driver (the scene list, the tiles done
     by an earlier run), fetched once per worker."""
     if ref is None:
@@ -99,21 +100,19 @@ def scene_meta(plan: ScenePlan) -> dict:
             "fill": plan.scaler.fill_value if plan.scaler else None, "retries": plan.retries}
 
 
-def first_blocks(n: int, per: int, head: int) -> list:
-    """The first stage's input: scene numbers in blocks of ``per``, with a column ``head``.
-    The job's first block is the first ``head`` tiles of scene 0 alone (``head`` > 0), and
-    scene 0 then comes again with those tiles left out (``-head``): one small read task
-    reaches the model first, so the first rows come back after ``head`` tiles, not after a
-    whole read unit."""
-    import pyarrow as pa
-
+def first_blocks(n: int, per: int, head: int) -> list[dict]:
+    """The first stage's input: scene numbers in blocks of ``per`` (``{"id", "head"}``
+    arrays), each block one read task of ``SceneDatasource``. The job's first block is the
+    first ``head`` tiles of scene 0 alone (``head`` > 0), and scene 0 then comes again with
+    those tiles left out (``-head``): one small read task reaches the model first, so the
+    first rows come back after ``head`` tiles, not after a whole read unit."""
     heads = np.zeros(n, np.int64)
     blocks = []
     if head and n:
         heads[0] = -head
-        blocks.append(pa.table({"id": pa.array([0], pa.int64()), "head": pa.array([head], pa.int64())}))
-    ids = pa.table({"id": pa.array(np.arange(n), pa.int64()), "head": pa.array(heads)})
-    return blocks + [ids.slice(i, per) for i in range(0, n, per)]
+        blocks.append({"id": np.zeros(1, np.int64), "head": np.array([head], np.int64)})
+    ids = np.arange(n, dtype=np.int64)
+    return blocks + [{"id": ids[i:i + per], "head": heads[i:i + per]} for i in range(0, n, per)]
 
 
 def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest,
@@ -121,8 +120,8 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
     """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
     to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task).
     ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them."""
-    uris = _shared(uris_ref)
-    done = _shared(done_ref) or {}
+    uris = shared(uris_ref)
+    done = shared(done_ref) or {}
     scenes = [int(s) for s in batch["id"]]
     heads = dict(zip(scenes, (int(h) for h in batch.get("head", np.zeros(len(scenes), np.int64)))))
     todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
