@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 import typing
 from dataclasses import dataclass
@@ -47,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _negative_values(argv: list[str]) -> list[str]:
+    """``--bbox -78.9,35.7,...`` as ``--bbox=-78.9,35.7,...``: argparse takes a value that
+    starts with '-' and is not a plain number for an option."""
+    out: list[str] = []
+    for tok in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-\d", tok):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def _coerce(cls, values: dict) -> dict:
     """CLI strings -> values pydantic can validate ("3,2,1" -> [3, 2, 1], "none" -> None)."""
     out = {}
@@ -73,7 +86,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     for a real command line, else now)."""
     console.mark_started(started or (console.process_started() if argv is None else None))
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_negative_values(argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     verb = VERBS[args.verb]

@@ -6,6 +6,7 @@ Unknown keys and bad values are rejected with a message naming the field.
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -22,8 +23,25 @@ class _Config(BaseModel):
 class MapConfig(_Config):
     """``landcover map`` / ``jobs/map.py``."""
 
-    scenes: list[str] = Field(min_length=1, description="scene URIs: local paths, s3://bucket/key, or a prefix/folder")
+    scenes: list[str] | None = Field(None, min_length=1,
+                                     description="scene URIs: local paths, s3://bucket/key, or a prefix/folder")
     out: str = Field(description="output dataset folder (local or s3://)")
+    stac: str | None = Field(
+        None, description="map the items of a STAC API URL, a static catalog / collection / item JSON (local, s3:// "
+                          "or http), or a stac-geoparquet file, instead of --scenes")
+    collections: list[str] | None = Field(None, description="--stac: only items of these collections")
+    bbox: Union[list[float], str, None] = Field(
+        None, description="--stac: only items intersecting W,S,E,N in degrees (write --bbox=W,S,E,N)")
+    datetime: str | None = Field(
+        None, description="--stac: only items in this date or interval (2020-05-01/2020-09-30, 2020, 2020-05-01/..)")
+    max_cloud: float | None = Field(None, ge=0, le=100, description="--stac: only items with eo:cloud_cover <= this (%)")
+    query: Union[dict, str, None] = Field(
+        None, description="--stac with an API: the query extension's filter as JSON, e.g. "
+                          "'{\"platform\": {\"eq\": \"landsat-8\"}}'")
+    max_items: int | None = Field(None, gt=0, description="--stac: map at most this many items (the first by date)")
+    stac_bands: list[str] | None = Field(
+        None, description="--stac: the band assets to read, in the model's channel order, by common name (red, "
+                          "green, blue, nir, ...) or asset key (default: the model's channel names)")
     model: str | None = Field(None, description="model directory (default: the built-in EuroSAT model)")
     tile_size: int | None = Field(None, gt=0, description="tile size in model-input pixels (default: the model's)")
     stride: int | None = Field(None, gt=0, description="grid stride in pixels (default: tile_size)")
@@ -90,12 +108,34 @@ class MapConfig(_Config):
 
     @model_validator(mode="after")
     def _partitions(self):
+        if bool(self.scenes) == bool(self.stac):
+            raise ValueError("give scenes (files, folders, prefixes) or stac (a catalog to search), one of them")
+        if not self.stac:
+            given = [k for k in ("collections", "bbox", "datetime", "max_cloud", "query", "max_items", "stac_bands")
+                     if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} select(s) STAC items: give stac too, or leave them out")
+        elif self.bands is not None or self.spectral_bands is not None:
+            raise ValueError("bands / spectral_bands are file band numbers: with stac, name the band assets with "
+                             "stac_bands (e.g. red,green,blue)")
         if self.partition_by and self.incremental:
             raise ValueError("partition_by is for whole maps: an incremental map keeps each scene in parts of its own "
                              "(drop one of them)")
         if self.partition_by and len(set(self.partition_by)) != len(self.partition_by):
             raise ValueError("partition_by names a key twice")
         return self
+
+    @field_validator("query")
+    @classmethod
+    def _query_json(cls, v):
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError as exc:
+                raise ValueError(f"is not JSON ({exc}); give e.g. '{{\"platform\": {{\"eq\": \"landsat-8\"}}}}'")
+            if not isinstance(v, dict):
+                raise ValueError("must be a JSON object of property: {operator: value}")
+        return v
 
     @field_validator("gsd")
     @classmethod

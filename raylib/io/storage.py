@@ -302,10 +302,21 @@ def folder_files(uri: str) -> list[str]:
     return list_files(as_prefix(uri))
 
 
+# An output folder's ``_inputs/``: inputs a run derived and keeps beside its output (a STAC
+# search's items, the scenes of ``landcover map --stac``). A folder holding only them is
+# empty to the checks below, and clearing an output for a new run keeps them.
+INPUTS = "_inputs"
+
+
+def _outputs_in(uri: str) -> list[str]:
+    inputs = join(uri, INPUTS) + "/"
+    return [u for u in folder_files(uri) if not u.startswith(inputs)]
+
+
 def check_own_folder(uri: str, marker: str, what: str) -> bool:
-    """Whether the folder ``uri`` holds anything; refuse a non-empty folder that is not ours
-    (has no ``marker``), naming it."""
-    if not folder_files(uri):
+    """Whether the folder ``uri`` holds anything (its ``_inputs/`` aside); refuse a
+    non-empty folder that is not ours (has no ``marker``), naming it."""
+    if not _outputs_in(uri):
         return False
     if not exists(join(uri, marker)):
         raise ConfigError(f"{uri} is not empty and is not {what}; refusing to write into it.",
@@ -314,9 +325,22 @@ def check_own_folder(uri: str, marker: str, what: str) -> bool:
 
 
 def clear_own_folder(uri: str, marker: str, what: str) -> None:
-    """Empty the folder ``uri`` for a new output when it is ours (``check_own_folder``)."""
-    if check_own_folder(uri, marker, what):
+    """Empty the folder ``uri`` for a new output when it is ours (``check_own_folder``),
+    keeping its ``_inputs/``."""
+    if not check_own_folder(uri, marker, what):
+        return
+    loc = parse(uri)
+    if not folder_files(join(uri, INPUTS)):
         delete_prefix(as_prefix(uri))
+    elif not loc.is_s3:
+        for name in os.listdir(loc.key):
+            if name != INPUTS:
+                delete_prefix(os.path.join(loc.key, name))
+    else:
+        keys = [parse(u).key for u in _outputs_in(uri)]
+        for i in range(0, len(keys), 1000):
+            s3_client().delete_objects(
+                Bucket=loc.bucket, Delete={"Objects": [{"Key": k} for k in keys[i: i + 1000]], "Quiet": True})
 
 
 def is_prefix(uri: str) -> bool:

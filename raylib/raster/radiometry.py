@@ -56,14 +56,17 @@ TM = {1: (-1.52, 193.0, 1983.0), 2: (-2.84, 365.0, 1796.0), 3: (-1.17, 264.0, 15
       4: (-1.51, 221.0, 1031.0), 5: (-0.37, 30.2, 220.0), 7: (-0.15, 16.5, 83.44)}
 STACK_ORDER = {"landsat-etm-l1": [1, 2, 3, 4, 5, 7], "landsat-tm-l1": [1, 2, 3, 4, 5, 7]}
 
+# the scene's own band scale and offset give reflectance (a STAC item's raster:bands, a
+# GeoTIFF's scale/offset tags): chosen when the file name names no sensor and a band has them
+FILE_SCALE = "file-scale"
 SENSORS = ("landsat-oli-l1", "landsat-etm-l1", "landsat-tm-l1", "landsat-c2-l2", "sentinel2-l1c", "sentinel2-l2a",
-           "sentinel2-l1c-pre04", "sentinel2-l2a-pre04", "naip")
+           "sentinel2-l1c-pre04", "sentinel2-l2a-pre04", "naip", FILE_SCALE)
 # sensors whose scenes ``scaling: auto`` brings in as reflectance (BENCHMARKS.md "Map accuracy"):
 # NAIP maps better as its 8-bit display values than matched (Chesapeake), OLI and the
 # calibrated products go as reflectance; Landsat 7/4-5 DN (uncertain gains and sun angle
 # without an MTL) mapped better with per-scene match on NC Wake.
 AUTO_REFLECTANCE = ("naip", "landsat-oli-l1", "landsat-c2-l2", "sentinel2-l1c", "sentinel2-l2a",
-                    "sentinel2-l1c-pre04", "sentinel2-l2a-pre04")
+                    "sentinel2-l1c-pre04", "sentinel2-l2a-pre04", FILE_SCALE)
 # the pixel type each preset is made for (a scene of another type is refused with a message)
 SENSOR_DTYPES = {"landsat-etm-l1": ("uint8",), "landsat-tm-l1": ("uint8",), "naip": ("uint8",)}
 LANDSAT_ID = re.compile(r"\b(L[COTEM]0[4-9])_(L1\w\w|L2\w\w)_\d{6}_(\d{8})_")
@@ -212,11 +215,30 @@ def sensor_band_numbers(sensor: str, file_bands: list[int], descriptions, count:
     return nums
 
 
+def file_scale(scales, offsets) -> tuple[np.ndarray, np.ndarray] | None:
+    """The file's per-band (scale, offset) (GDAL band metadata; a STAC item's
+    ``raster:bands`` in its VRT), or None when every band is 1 and 0 (none given)."""
+    a = np.asarray([1.0 if s is None else float(s) for s in scales], float)
+    c = np.asarray([0.0 if o is None else float(o) for o in offsets], float)
+    if np.all(a == 1.0) and np.all(c == 0.0):
+        return None
+    return a, c
+
+
 def transform(sensor: str, uri: str, file_bands: list[int], descriptions, count: int, dtype: str,
-              centre_lonlat=None, sun_elevation: float | None = None) -> SensorTransform:
-    """The DN -> reflectance map of the selected bands of one scene."""
+              centre_lonlat=None, sun_elevation: float | None = None,
+              file_scales: tuple[np.ndarray, np.ndarray] | None = None) -> SensorTransform:
+    """The DN -> reflectance map of the selected bands of one scene (``file_scales``: the
+    file's own band scale and offset, for ``file-scale``)."""
     if sensor not in SENSORS:
         raise ConfigError(f"Unknown sensor {sensor!r}.", f"use one of {', '.join(SENSORS)}, or leave it unset.")
+    if sensor == FILE_SCALE:
+        if file_scales is None:
+            raise ConfigError(f"sensor {FILE_SCALE}: scene {uri} has no band scale or offset.",
+                              "leave sensor unset, or give the scene's sensor.")
+        idx = [b - 1 for b in file_bands]
+        return SensorTransform(file_scales[0][idx], file_scales[1][idx], sensor,
+                               {"sensor": sensor, "source": "the bands' scale and offset (STAC raster:bands)"})
     if sensor in SENSOR_DTYPES and dtype not in SENSOR_DTYPES[sensor]:
         raise ConfigError(f"Scene {uri} is {dtype}, but sensor {sensor} is {SENSOR_DTYPES[sensor][0]}.",
                           "set the right sensor, or scaling: match.")

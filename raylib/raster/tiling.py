@@ -87,13 +87,14 @@ def _explain_open_failure(uri: str, exc: Exception) -> InputError:
     )
 
 
-def open_scene(uri: str) -> SceneInfo:
-    """Open a scene's header (no pixels read) and describe it."""
+def open_scene(uri: str, gdal_path: str | None = None) -> SceneInfo:
+    """Open a scene's header (no pixels read) and describe it (``gdal_path``: what GDAL
+    opens for it, when not the file at ``uri``: a STAC item's VRT)."""
     import rasterio
 
     loc = storage.parse(uri)
     try:
-        with storage.rasterio_env(), rasterio.open(loc.gdal_path) as ds:
+        with storage.rasterio_env(), rasterio.open(gdal_path or loc.gdal_path) as ds:
             crs = ds.crs
             if crs is None:
                 raise InputError(f"Scene {uri} has no CRS.", "georeference it (gdal_edit.py -a_srs) before mapping.",

@@ -15,7 +15,7 @@ from raylib.formats import parts
 from raylib.io import resilience, storage
 from raylib.models.manifest import ModelManifest
 from raylib.raster import bands as bandlib
-from raylib.raster import radiometry, tiling
+from raylib.raster import radiometry, scene_source, tiling
 from raylib.raster.reading import ReadSpec
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
@@ -26,6 +26,7 @@ class ScenePlan:
     """One scene's place in the run: its grid and read settings, or why it cannot be mapped."""
 
     uri: str
+    gdal_path: str | None = None  # what GDAL opens: the file, or a STAC item's VRT (``raster.scene_source``)
     info: tiling.SceneInfo | None = None
     layout: tiling.Layout | None = None
     bands: list[int] | None = None
@@ -42,7 +43,8 @@ class ScenePlan:
 
     def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0) -> str:
         """What a read task needs for this scene: a ``ReadSpec`` as JSON (small; no pixels)."""
-        return ReadSpec(uri=self.uri, gdal_path=storage.parse(self.uri).gdal_path, bands=list(self.bands),
+        return ReadSpec(uri=self.uri, gdal_path=self.gdal_path or storage.parse(self.uri).gdal_path,
+                        bands=list(self.bands),
                         layout=self.layout, tile_size=tile_size, gain=self.scaler.gain.tolist(),
                         offset=self.scaler.offset.tolist(), fill_value=self.scaler.fill_value,
                         target_mean=self.scaler.target_mean.tolist(), max_fill_fraction=max_fill_fraction,
@@ -78,22 +80,31 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     import rasterio
 
     uri = plan.uri
-    plan.info = info = tiling.open_scene(uri)
+    needed = len(manifest.bands["channels"])
+    stac_item = scene_source.is_stac_item(uri)
+    if stac_item and len(scene_channels(cfg, manifest)) != needed:
+        raise ConfigError(f"stac_bands names {len(scene_channels(cfg, manifest))} band(s) but model {manifest.id} "
+                          f"takes {needed}.", f"give {needed} names, in the model's channel order.")
+    plan.gdal_path = path = scene_source.gdal_path(uri, scene_channels(cfg, manifest))
+    plan.info = info = tiling.open_scene(uri, path)
     plan.layout = tiling.layout(info, grid)
     if info.dtype not in SUPPORTED_DTYPES:
         raise InputError(f"Scene {uri} has pixel type {info.dtype}, which cannot be scaled to model input.",
                          f"convert it to one of {', '.join(SUPPORTED_DTYPES)}.", reason="unsupported")
     if plan.fingerprint is None:
         plan.fingerprint = storage.fingerprint(uri)
-    needed = len(manifest.bands["channels"])
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
-    sensor = radiometry.scene_sensor(cfg.sensor, cfg.bands, uri)
-    mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
-    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
+    with storage.rasterio_env(), rasterio.open(path) as ds:
         # header facts first: after a damaged block in the statistics read, GDAL's error state
         # would fail these calls
         colorinterp, descriptions = ds.colorinterp, ds.descriptions
-        plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
+        file_scale = radiometry.file_scale(ds.scales, ds.offsets)
+        sensor = radiometry.scene_sensor(cfg.sensor, cfg.bands, uri) or (radiometry.FILE_SCALE if file_scale else None)
+        mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
+        if stac_item:  # its VRT holds the model's channels first, in order (``scene_source``)
+            plan.bands = list(range(1, needed + 1))
+        else:
+            plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
         sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
         stat_bands = list(range(1, min(info.count, bandlib.MAX_STAT_BANDS) + 1))
         tf_bands = sorted(set(stat_bands) | set(plan.bands))  # the model may read a band past the statistics'
@@ -101,12 +112,13 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         if sensor and sensor != "naip":  # one DN -> reflectance map for the model's and the statistics' bands
             try:
                 sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype,
-                                                 tiling.centre_lonlat(info), cfg.sun_elevation)
+                                                 tiling.centre_lonlat(info), cfg.sun_elevation, file_scales=file_scale)
             except ConfigError:
                 if mode == "reflectance":
                     raise
         elif mode == "reflectance":
-            sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype)
+            sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype,
+                                             file_scales=file_scale)
         roles = radiometry.spectral_roles(sensor, descriptions, info.count, colorinterp, cfg.spectral_bands)
     model_tf = sensor_tf.select([tf_bands.index(b) for b in plan.bands]) if sensor_tf else None
     stat_tf = sensor_tf.select([tf_bands.index(b) for b in stat_bands]) if sensor_tf else None
@@ -180,6 +192,11 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
         learnt = attempt["plan"]
         return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
                          failure=(reason, msg), retries=retried[0])
+
+
+def scene_channels(cfg: MapConfig, manifest: ModelManifest) -> tuple[str, ...]:
+    """The band names a STAC item's scene reads, in the model's channel order."""
+    return tuple(cfg.stac_bands or manifest.bands.get("channels") or ())
 
 
 def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:

@@ -46,7 +46,7 @@ from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
 from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
-from raylib.pipelines.common.planning import expand_scenes, job_fingerprint, plan_scene, resolve_grid
+from raylib.pipelines.common.planning import expand_scenes, job_fingerprint, plan_scene, resolve_grid, scene_channels
 from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, share_folder
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
@@ -100,7 +100,8 @@ def _ray_ready() -> bool:
 
 def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | None = None,
             store_only: bool = False) -> dict:
-    """Map every scene in ``cfg.scenes`` into a GeoParquet dataset at ``cfg.out`` (with
+    """Map every scene in ``cfg.scenes`` (or every item a search of ``cfg.stac`` selects)
+    into a GeoParquet dataset at ``cfg.out`` (with
     ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run;
     with ``cfg.embeddings``: and the embedding store under ``out/embeddings``).
     ``store_only`` writes the embedding store alone, at ``out`` (``landcover embed
@@ -111,7 +112,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     # Cheap checks first (buckets reachable, prefixes hold scenes), before the default
     # model may take a minute to build.
     skipped: list[str] = []
-    scenes = expand_scenes(cfg.scenes, skipped)
+    scenes = expand_scenes(cfg.scenes, skipped) if cfg.scenes else None
     storage.check_bucket(cfg.out)
     model_uri = _model_uri(cfg)
     from raylib.models.model_dir import LandcoverModel
@@ -125,6 +126,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     output.open()
     if store:
         output.check_store()
+    if scenes is None:  # --stac: the items' JSON, written under out (so after its checks)
+        from raylib.pipelines.map.stac_input import stac_scenes
+
+        scenes = stac_scenes(cfg)
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
     ray_start = _RayStarter(cfg.ray_address) if uris else None
     if uris:  # the first scene planned here, while Ray starts: the settings' errors surface at once
@@ -144,7 +149,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     if cfg.quicklook and not store_only:
         rgb = manifest.bands.get("rgb") or [0, 1, 2]  # where R, G, B are among the model's bands
         quicklooks = Quicklooks(cfg.out, manifest.classes, manifest.id, rgb, cfg.read_timeout, cfg.read_retries,
-                                output.quicklook_tag)
+                                output.quicklook_tag, scene_channels(cfg, manifest))
 
     def scene_done(sc):
         output.scene_done(sc)
