@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     args = _parser().parse_args(_negative_values(argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # an HTTP client's retries (a STAC API that does not answer) end in one error line
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     verb = VERBS[args.verb]
     values = {k: getattr(args, k) for k in verb.config.model_fields}
     try:

@@ -47,6 +47,10 @@ class MapConfig(_Config):
     stride: int | None = Field(None, gt=0, description="grid stride in pixels (default: tile_size)")
     gsd: Union[float, Literal["native", "model"]] = Field(
         "model", description="target ground sampling distance in metres; 'model' (default) or 'native'")
+    grid: Literal["scene", "ground"] = Field(
+        "scene", description="scene: tiles from each scene's corner, ids per scene; ground: tiles on lines at whole "
+                             "multiples of the grid step in the scene's projected CRS, so overlapping scenes and "
+                             "dates share tile ids (scenes are resampled to the grid's GSD)")
     bands: Union[list[int], str, None] = Field(
         None, description="1-based band indices in the model's channel order (e.g. [3,2,1]) or a preset")
     fill_value: float | None = Field(None, description="fill value when the scene has no nodata tag (e.g. 0)")
@@ -84,6 +88,9 @@ class MapConfig(_Config):
         None, gt=0, le=64, description="blocks one model actor takes at once: it fetches, converts and returns "
                                        "blocks while its model runs one (default: 8 when the actors have GPUs, where "
                                        "a block's fixed costs would leave the device idle; 1 on CPU)")
+    driver_first_block: bool = Field(
+        True, description="the driver maps the first batch_size tiles itself while Ray starts (the first rows in "
+                          "seconds); false keeps the model off the driver (a big model on a small head node)")
     part_mb: float = Field(128.0, gt=0, description="target size of an output Parquet part, MB (parts are cut by bytes)")
     row_group_rows: int = Field(8192, gt=0, description="rows per Parquet row group (sorted along a Z-order curve; "
                                                          "a bbox query reads only the row groups it touches)")

@@ -282,9 +282,12 @@ def main() -> None:
         from raylib.raster.bands import band_indices
 
         band_list = band_indices(args.bands, len(manifest.bands["channels"]))
+        # the pipeline's own figures: no first block mapped by the driver (driver_first_block),
+        # whose model would share the cores and the driver's memory with what is measured
         base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, bands=args.bands,
-                    fill_value=args.fill_value, **extra)
-        mem_base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, **extra)
+                    fill_value=args.fill_value, driver_first_block=False, **extra)
+        mem_base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, driver_first_block=False,
+                        **extra)
         say("machine", f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                        f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB")
         say("model", manifest.id)

@@ -18,14 +18,19 @@ from raylib.io import resilience, storage
 from raylib.raster import bands as bandlib
 from raylib.raster import tiling
 
-_WATCHDOG: resilience.Watchdog | None = None
+_WATCHDOG: tuple[dict, resilience.Watchdog] | None = None
 
 
 def _watchdog() -> resilience.Watchdog:
+    """The process's read helper, its GDAL settings entered once; a new one when the
+    settings changed (a process whose S3 endpoint or region was set after its first read)."""
     global _WATCHDOG
-    if _WATCHDOG is None:
-        _WATCHDOG = resilience.Watchdog(storage.rasterio_env)
-    return _WATCHDOG
+    opts = storage.gdal_options()
+    if _WATCHDOG is None or _WATCHDOG[0] != opts:
+        if _WATCHDOG is not None:
+            _WATCHDOG[1].close()
+        _WATCHDOG = (opts, resilience.Watchdog(storage.rasterio_env))
+    return _WATCHDOG[1]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,23 @@ class PixelFn:
         self.window = int(window)
 
 
+def empty_rows(n: int, channels: int, tile_size: int, pixel_fn: PixelFn | None = None) -> dict:
+    """The columns of ``read_tiles`` for ``n`` tiles, before any is read: zero pixels, fill
+    fraction 1, status ok, statistics NaN (and ``pixel_out`` NaN with ``pixel_fn``)."""
+    t = tile_size
+    out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, channels, t, t), np.float32),
+           "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
+           "error": np.full(n, "", dtype=object),
+           "retries": np.zeros(n, np.int32),  # retries each tile's read needed (evidence of weathered faults)
+           # per-tile spectral statistics (NaN where not computed); a scene uses the first n_stats bands
+           "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
+           "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
+    if pixel_fn is not None:
+        out["pixel_out"] = np.full((n, pixel_fn.width), np.nan, np.float32)
+    return out
+
+
 def read_tiles(batch: dict, read_timeout: float, read_retries: int, pixel_fn: PixelFn | None = None) -> dict:
     """CPU stage: each input row is a read unit (tiles ``lo..hi`` of one scene) -> scaled
     float32 pixels, one output row per tile, with an error row for every tile that failed.
@@ -81,17 +103,7 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int, pixel_fn: Pi
              for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
     n = sum(hi - lo for _, _, lo, hi in units)
     first = ReadSpec.from_json(units[0][0])
-    c, t = len(first.bands), first.tile_size
-    out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, c, t, t), np.float32),
-           "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
-           "error": np.full(n, "", dtype=object),
-           "retries": np.zeros(n, np.int32),  # retries each tile's read needed (evidence of weathered faults)
-           # per-tile spectral statistics (NaN where not computed); a scene uses the first n_stats bands
-           "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
-           "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
-           "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
-    if pixel_fn is not None:
-        out["pixel_out"] = np.full((n, pixel_fn.width), np.nan, np.float32)
+    out = empty_rows(n, len(first.bands), first.tile_size, pixel_fn)
     k, reader = 0, None
     try:
         for spec, base, lo, hi in units:

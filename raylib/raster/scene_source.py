@@ -9,7 +9,7 @@ import json
 
 from raylib.errors import InputError
 from raylib.io import storage
-from raylib.raster import stac_vrt
+from raylib.raster import stac_vrt, tiling
 
 # bands the per-tile statistics use when an item has them (after the model's channels)
 EXTRA_BANDS = ("nir", "swir16")
@@ -19,16 +19,45 @@ def is_stac_item(uri: str) -> bool:
     return uri.lower().endswith(".json")
 
 
-def gdal_path(uri: str, channels: tuple[str, ...] = ()) -> str:
-    """A GDAL path for the scene: a file's path, or a STAC item's VRT XML (``channels``: the
-    band names the model reads, in its order; ``EXTRA_BANDS`` follow where the item has them)."""
-    if not is_stac_item(uri):
+def gdal_path(uri: str, channels: tuple[str, ...] = (), grid: tiling.GridSpec | None = None,
+              fill: float | None = None) -> str:
+    """A GDAL path for the scene: a file's path, or a VRT (``channels``: the band names a
+    STAC item's scene reads, in the model's order; ``EXTRA_BANDS`` follow where the item has
+    them). On a ground grid (``grid.ground``) the VRT of a file or an item is laid on the
+    ground grid at the grid's GSD (``tiling.ground_window``), ``fill`` outside the scene
+    where it has no nodata."""
+    ground = grid if grid is not None and grid.ground else None
+    if not is_stac_item(uri) and ground is None:
         return storage.parse(uri).gdal_path
-    return _item_vrt(uri, tuple(channels), storage.fingerprint(uri))
+    return _vrt(uri, tuple(channels), storage.fingerprint(uri), ground, fill)
 
 
 @functools.lru_cache(maxsize=64)
-def _item_vrt(uri: str, channels: tuple[str, ...], _version: str) -> str:
+def _vrt(uri: str, channels: tuple[str, ...], _version: str, ground, fill) -> str:
+    item, bands = _item_bands(uri, channels) if is_stac_item(uri) else _file_bands(uri)
+    grids = [stac_vrt.asset_grid(b) for b in bands]
+    crs = {g.crs_wkt for g in grids}
+    if len(crs) > 1:
+        raise InputError(f"STAC item {item.get('id')}: its band assets are in different CRSs.",
+                         "give items whose band assets share one projection.", reason="unsupported")
+    if ground is None:
+        return stac_vrt.item_vrt(item, bands, grids)
+    import rasterio.crs
+
+    if not grids[0].crs_wkt or not rasterio.crs.CRS.from_wkt(grids[0].crs_wkt).is_projected:
+        raise InputError(f"Scene {uri} is not in a projected CRS: a ground grid is laid in metres.",
+                         "reproject it (e.g. to its UTM zone), or map it with grid: scene.", reason="unsupported")
+    res = ground.gsd or min(abs(g.transform[0]) for g in grids)
+    xs, ys = [], []
+    for g in grids:
+        a, _, c, _, e, f = g.transform
+        xs += [c, c + a * g.width]
+        ys += [f, f + e * g.height]
+    window = tiling.ground_window((min(xs), min(ys), max(xs), max(ys)), res, ground)
+    return stac_vrt.item_vrt(item, bands, grids, bounds=window, res=res, fill=fill)
+
+
+def _item_bands(uri: str, channels: tuple[str, ...]) -> tuple[dict, list[stac_vrt.BandAsset]]:
     try:
         item = json.loads(storage.read_bytes(uri))
     except json.JSONDecodeError as exc:
@@ -48,9 +77,20 @@ def _item_vrt(uri: str, channels: tuple[str, ...], _version: str) -> str:
                 bands += stac_vrt.pick_bands(item, [name])
             except InputError:
                 pass
-    grids = [stac_vrt.asset_grid(b) for b in bands]
-    crs = {g.crs_wkt for g in grids}
-    if len(crs) > 1:
-        raise InputError(f"STAC item {item.get('id')}: its band assets are in different CRSs.",
-                         "give items whose band assets share one projection.", reason="unsupported")
-    return stac_vrt.item_vrt(item, bands, grids)
+    return item, bands
+
+
+def _file_bands(uri: str) -> tuple[dict, list[stac_vrt.BandAsset]]:
+    """A GeoTIFF as an 'item' of one asset holding every band (its descriptions kept)."""
+    info = tiling.open_scene(uri)
+    import rasterio
+
+    with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
+        names = [d or "" for d in ds.descriptions]
+        scales, offsets = ds.scales, ds.offsets
+        colors = [c.name.capitalize() if c.name != "undefined" else None for c in ds.colorinterp]
+    bands = [stac_vrt.BandAsset(name=names[i], asset="file", href=uri, band=i + 1, color=colors[i],
+                                scale=scales[i] if scales[i] != 1.0 or offsets[i] != 0.0 else None,
+                                offset=offsets[i] if scales[i] != 1.0 or offsets[i] != 0.0 else None,
+                                nodata=info.nodata) for i in range(info.count)]
+    return {"id": storage.basename(uri)}, bands

@@ -33,6 +33,7 @@ class BandAsset:
     offset: float | None = None
     nodata: float | None = None
     categorical: bool = False  # class codes (a cloud mask): resampled nearest, never averaged
+    color: str | None = None  # GDAL colour interpretation (a file's bands: Red, Green, ...)
 
 
 def _bands_of(asset: dict) -> list[dict]:
@@ -149,15 +150,17 @@ def asset_grid(band: BandAsset) -> AssetGrid:
 
 
 def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
-             bounds: tuple[float, float, float, float] | None = None) -> str:
-    """The VRT XML of ``bands`` on the finest of their grids (``bounds``: a window of it,
-    x0, y0, x1, y1 in its CRS; default the union of the assets). Pixels stay the assets'
-    values (an asset of a coarser grid is resampled bilinearly; a categorical asset such as
-    a cloud mask, nearest); each band's ``raster:bands`` scale and offset become the VRT
-    band's scale and offset, which planning turns into reflectance (``radiometry``)."""
+             bounds: tuple[float, float, float, float] | None = None, res: float | None = None,
+             fill: float | None = None) -> str:
+    """The VRT XML of ``bands`` on the finest of their grids (``bounds``: a window, x0, y0,
+    x1, y1 in its CRS, default the union of the assets; ``res``: another pixel size). Pixels
+    stay the assets' values (an asset of another grid is resampled bilinearly; a categorical
+    asset such as a cloud mask, nearest); each band's ``raster:bands`` scale and offset become
+    the VRT band's scale and offset, which planning turns into reflectance (``radiometry``).
+    Outside the assets the VRT holds their nodata, else ``fill``."""
     fine = min(range(len(grids)), key=lambda i: abs(grids[i].transform[0]))
     g = grids[fine]
-    res_x, res_y = g.transform[0], g.transform[4]
+    res_x, res_y = (res, -res) if res else (g.transform[0], g.transform[4])
     for b, gr in zip(bands, grids):
         if gr.transform[1] or gr.transform[3]:
             raise InputError(f"STAC item {item.get('id')}: asset {b.asset} is rotated.", "give north-up assets.",
@@ -181,7 +184,7 @@ def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
         # the VRT's window in this asset's pixels (fractional where the grids differ: GDAL resamples)
         sx, sy = (x0 - c) / a, (f - y1) / -e
         sw, sh = (x1 - x0) / a, (y1 - y0) / -e
-        nodata = b.nodata if b.nodata is not None else gr.nodata
+        nodata = b.nodata if b.nodata is not None else (gr.nodata if gr.nodata is not None else fill)
         src = (f'<SourceFilename relativeToVRT="0">{escape(gdal_path(b.href))}</SourceFilename>'
                f"<SourceBand>{b.band}</SourceBand>"
                f'<SrcRect xOff="{_num_text(sx)}" yOff="{_num_text(sy)}" xSize="{_num_text(sw)}" '
@@ -191,7 +194,8 @@ def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
                 + (f"<NODATA>{_num_text(nodata)}</NODATA>" if nodata is not None else "") + "</ComplexSource>")
         parts.append(f'<VRTRasterBand dataType="{dtype}" band="{k}">'
                      + (f"<NoDataValue>{_num_text(nodata)}</NoDataValue>" if nodata is not None else "")
-                     + f"<Description>{escape(b.name)}</Description>"
+                     + (f"<Description>{escape(b.name)}</Description>" if b.name else "")
+                     + (f"<ColorInterp>{b.color}</ColorInterp>" if b.color else "")
                      + (f"<Offset>{b.offset!r}</Offset>" if b.offset is not None else "")
                      + (f"<Scale>{b.scale!r}</Scale>" if b.scale is not None else "")
                      + f"{body}</VRTRasterBand>")

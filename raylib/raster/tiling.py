@@ -33,6 +33,9 @@ class GridSpec:
     tile_size: int
     stride: int
     gsd: float | None = None  # None: native resolution
+    # a ground grid: tiles on lines at whole multiples of the grid step in the scene's projected
+    # CRS, the same for every scene and date (``ground_window``, ``ground_tile_id``)
+    ground: bool = False
 
     def __post_init__(self):
         if self.tile_size <= 0 or self.stride <= 0:
@@ -44,7 +47,12 @@ class GridSpec:
             )
 
     def key(self) -> str:
-        return f"t{self.tile_size}s{self.stride}g{self.gsd if self.gsd else 'native'}"
+        return f"t{self.tile_size}s{self.stride}g{self.gsd if self.gsd else 'native'}" + ("-ground" if self.ground else "")
+
+    def as_dict(self) -> dict:
+        """The grid as the map's metadata and the run's records hold it (``ground`` only when set)."""
+        return {"tile_size": self.tile_size, "stride": self.stride, "gsd": self.gsd,
+                **({"ground": True} if self.ground else {})}
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,27 @@ def tile_id(scene: str, row_off: int, col_off: int, height: int, width: int, gri
     return hashlib.sha1(s.encode()).hexdigest()[:20]
 
 
+def ground_window(bounds: tuple[float, float, float, float], res: float, grid: GridSpec) -> tuple[float, ...]:
+    """The ground grid's window over ``bounds`` (x0, y0, x1, y1 in a projected CRS) at pixel
+    size ``res``: its corners on whole multiples of the grid step (``stride`` pixels) and a
+    whole number of tiles across, covering the bounds. Returns (x0, y0, x1, y1)."""
+    step, span = grid.stride * res, grid.tile_size * res
+    bx0, by0, bx1, by1 = bounds
+    x0 = math.floor(bx0 / step + 1e-9) * step
+    y1 = math.ceil(by1 / step - 1e-9) * step
+    cols = max(1, math.ceil((bx1 - x0 - span) / step - 1e-9) + 1)
+    rows = max(1, math.ceil((y1 - by0 - span) / step - 1e-9) + 1)
+    return x0, y1 - (rows - 1) * step - span, x0 + (cols - 1) * step + span, y1
+
+
+def ground_tile_id(crs: str, x0: float, y1: float, res: float, grid: GridSpec) -> str:
+    """The id of the ground-grid tile whose top-left corner is (x0, y1): the CRS, pixel size,
+    tile size, stride and grid position only, whatever scene or date it was read from."""
+    step = grid.stride * res
+    s = f"ground|{crs}|{res:g}|{grid.tile_size}|{grid.stride}|{round(x0 / step)}|{round(y1 / step)}"
+    return hashlib.sha1(s.encode()).hexdigest()[:20]
+
+
 def _polygon_wkb(xs, ys) -> bytes:
     """WKB (little-endian) of a closed ring polygon."""
     n = len(xs)
@@ -247,7 +276,10 @@ def make_manifest(info: SceneInfo, grid: GridSpec, start: int = 0, stop: int | N
     lon = np.asarray(lon, float).reshape(x.shape)
     lat = np.asarray(lat, float).reshape(x.shape)
     geoms = [_polygon_wkb(lon[i], lat[i]) for i in range(len(arr))]
-    ids = [tile_id(info.uri, int(r), int(cc), int(h), int(w), grid) for (_, _, r, cc, h, w) in arr.tolist()]
+    if grid.ground:  # the scene is a VRT on the ground grid (``scene_source``): tiles are whole steps from 0
+        ids = [ground_tile_id(info.crs, float(a * cc + c), float(e * r + f), a, grid) for r, cc in zip(r0, c0)]
+    else:
+        ids = [tile_id(info.uri, int(r), int(cc), int(h), int(w), grid) for (_, _, r, cc, h, w) in arr.tolist()]
     return pa.table(
         {
             "tile_id": pa.array(ids, pa.string()),

@@ -68,6 +68,7 @@ def test_map_landsat_from_s3_to_s3(ray_session, bucket, test_model):
     summary = run_map(cfg)
     grid = tiling.GridSpec(64, 64, None)
     assert summary["tiles"] == 32 * 30 == 960
+    assert summary["tiles_on_driver"] == 128  # the first batch, mapped while Ray started; the rest by the pipeline
     table = read_map(out)
     classes = test_model["manifest"].classes
     d = check_map(table, LANDSAT, S3_LANDSAT, grid, classes, test_model["manifest"].id)
@@ -115,7 +116,11 @@ def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, buck
     # once by the actor (actor_concurrency: GPU actors' default); a finished map is not clobbered
     with pytest.raises(ConfigError, match="already holds a finished map"):
         run_map(cfg)
-    run_map(cfg.model_copy(update={"overwrite": True, "actor_concurrency": 3, "block_tiles": 8}))
+    assert summary["tiles_on_driver"] == 48  # the whole scene is smaller than a batch: the driver mapped it
+    # ... and the pipeline alone (driver_first_block: false) gives the same rows
+    again_summary = run_map(cfg.model_copy(update={"overwrite": True, "actor_concurrency": 3, "block_tiles": 8,
+                                                   "driver_first_block": False}))
+    assert again_summary["tiles_on_driver"] == 0 and again_summary["counts"] == {"ok": 48}
     again = read_map(out).sort_by("tile_id")
     first = table.sort_by("tile_id")
     assert again["tile_id"].equals(first["tile_id"]) and again["label"].equals(first["label"])

@@ -89,3 +89,27 @@ def test_bad_searches_are_one_clear_line(case, ray_session, s3_catalog, test_mod
     assert rc == 2
     assert needle in err and "Fix:" in err and err.count("\n") == 1
     assert not os.path.exists(out)
+
+
+def test_a_ground_grid_shares_tile_ids_across_dates_and_sources(ray_session, s3_catalog, test_model, tmp_path):
+    from ..conftest import NAIP
+
+    naip = [str(NAIP).replace("20150926", d) for d in ("20100629", "20150926", "20200831")]
+    s = run_map(MapConfig(scenes=naip, grid="ground", model=test_model["uri"], out=str(tmp_path / "naip")))
+    assert s["tiles"] == 3 * 56 and s["grid"]["ground"] is True
+    t = read_map(str(tmp_path / "naip")).to_pydict()
+    per_id: dict = {}
+    for tid, scene, geom in zip(t["tile_id"], t["scene"], t["geometry"]):
+        per_id.setdefault(tid, []).append((scene, geom))
+    assert len(per_id) == 56 and all(len(v) == 3 and len({g for _, g in v}) == 1 for v in per_id.values())
+    # a STAC item and a GeoTIFF of the same pixels, on the ground grid: the same tiles, ids and predictions
+    base = dict(model=test_model["uri"], fill_value=0, grid="ground")
+    run_map(MapConfig(scenes=[str(s3_catalog["scene"])], bands="landsat8-b234", out=str(tmp_path / "tif"), **base))
+    run_map(MapConfig(stac=s3_catalog["catalog"], datetime="2020-05", out=str(tmp_path / "item"), **base))
+    tif, item = (read_map(str(tmp_path / k)).sort_by("tile_id") for k in ("tif", "item"))
+    assert item["tile_id"].equals(tif["tile_id"]) and item.num_rows == 13 * 13  # 7,680 m across: 13 tiles of 640 m
+    assert item["label"].equals(tif["label"]) and item["status"].equals(tif["status"])
+    ok = np.array(item["status"].to_pylist()) == "ok"
+    assert 0 < ok.sum() < 13 * 13  # the grid's margin beyond the window is nodata
+    probs = [np.array([p for p, k in zip(t["probs"].to_pylist(), ok) if k], float) for t in (item, tif)]
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)

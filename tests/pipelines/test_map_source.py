@@ -4,6 +4,7 @@ an earlier run wrote) and the read task's rows, on rasters written to disk."""
 import json
 
 import numpy as np
+import pytest
 from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
@@ -110,6 +111,9 @@ def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monke
     assert units(uris[::-1], blocks[0]) == []
     assert sum(hi - lo for u in units(uris[::-1], blocks[1]) for s, lo, hi in u if s == 0) == 12
     assert source.first_blocks(0, 8, 3) == []
+    # the driver maps scene 0's head itself: no block of its own, scene 0 without it
+    assert [{k: v.tolist() for k, v in b.items()} for b in source.first_blocks(2, 8, 3, on_driver=True)] == \
+        [{"id": [0, 1], "head": [-3, 0]}]
 
 
 def test_blocks_are_a_read_unit_on_cpu_and_a_read_task_on_gpu(tmp_path):
@@ -125,3 +129,41 @@ def test_gpu_actors_take_several_blocks_at_once_and_cpu_actors_one(tmp_path):
     assert source.actor_concurrency(cfg) == 1
     assert source.actor_concurrency(cfg.model_copy(update={"num_gpus": 0.5})) == 8
     assert source.actor_concurrency(cfg.model_copy(update={"actor_concurrency": 3})) == 3
+
+
+class _EchoModel:
+    """Stands in for the model actor class: the block's tile numbers as 'probabilities'."""
+
+    fail = False
+
+    def __init__(self, model_ref, torch_threads=None, actors=1, tta=None, batch_size=64, embeddings=False):
+        if self.fail:
+            raise RuntimeError("no model here")
+        self.model_ref = model_ref
+
+    def __call__(self, batch):
+        return {**batch, "probs": np.stack([batch["idx"], batch["idx"]], 1).astype(np.float32)}
+
+
+def test_the_driver_maps_scene_0s_first_tiles_with_the_read_and_model_code(tmp_path):
+    from raylib.pipelines.map.driver_head import DriverHead
+
+    uri = _raster(tmp_path / "s.tif")
+    cfg = MapConfig(scenes=[uri], out=str(tmp_path / "out"), bands=[1, 2, 3], batch_size=5)
+    grid = planning.resolve_grid(cfg, MAN)
+    plan = planning.plan_scene(uri, cfg, MAN, grid)
+    head = DriverHead(plan, 5, cfg, grid, 3, _EchoModel, "m", False)
+    rows = head.take(wait=True)
+    assert rows["idx"].tolist() == [0, 1, 2, 3, 4] and rows["pixels"].shape == (5, 3, 16, 16)
+    assert json.loads(rows["meta"][0])["uri"] == uri and (rows["status"] == "ok").all()
+    assert head.take() is None and head.take(wait=True) is None  # once
+    # a model that cannot load on the driver: nothing to take, and waiting for it raises
+    _EchoModel.fail = True
+    try:
+        bad = DriverHead(plan, 5, cfg, grid, 3, _EchoModel, "m", False)
+        bad.done.wait()
+        assert bad.take() is None
+        with pytest.raises(RuntimeError, match="no model here"):
+            bad.take(wait=True)
+    finally:
+        _EchoModel.fail = False

@@ -109,3 +109,47 @@ def test_open_scene_errors(tmp_path):
 def test_bad_grid():
     with pytest.raises(InputError, match="stride"):
         tiling.GridSpec(64, 128)
+
+
+def test_the_ground_grid_window_is_on_whole_steps_and_covers_the_bounds():
+    g = tiling.GridSpec(64, 64, 10.0, ground=True)
+    x0, y0, x1, y1 = tiling.ground_window((485900.0, 5205630.0, 490570.0, 5209245.0), 10.0, g)
+    assert (x0, y1) == (485760.0, 5209600.0)  # 759 and 8140 steps of 640 m
+    assert x0 <= 485900 and y0 <= 5205630 and x1 >= 490570 and y1 >= 5209245
+    assert ((x1 - x0) / 640, (y1 - y0) / 640) == (8, 7)  # whole tiles, no partial edge
+    # overlapping tiles (stride 32): whole steps of 320 m, and a whole tile at the end
+    o = tiling.GridSpec(64, 32, 10.0, ground=True)
+    x0, y0, x1, y1 = tiling.ground_window((100.0, 0.0, 1000.0, 500.0), 10.0, o)
+    assert x0 == 0.0 and y1 == 640.0 and (x1 - x0 - 640) % 320 == 0 and x1 >= 1000 and y0 <= 0
+    # ids depend on the CRS, pixel size, tile, stride and position only
+    a = tiling.ground_tile_id("EPSG:32614", 485760.0, 5209600.0, 10.0, g)
+    assert a == tiling.ground_tile_id("EPSG:32614", 485760.0 + 1e-7, 5209600.0, 10.0, g)
+    assert a != tiling.ground_tile_id("EPSG:32615", 485760.0, 5209600.0, 10.0, g)
+    assert a != tiling.ground_tile_id("EPSG:32614", 486400.0, 5209600.0, 10.0, g)
+    assert g.key() != tiling.GridSpec(64, 64, 10.0).key() and g.as_dict()["ground"] is True
+    assert "ground" not in tiling.GridSpec(64, 64, 10.0).as_dict()
+
+
+def test_three_dates_of_a_place_share_ground_tile_ids():
+    from raylib.raster import scene_source
+
+    g = tiling.GridSpec(64, 64, 10.0, ground=True)
+    ids, geoms = [], []
+    for date in ("20100629", "20150926", "20200831"):  # the 2020 quad is 1 m off the others
+        uri = str(NAIP).replace("20150926", date)
+        info = tiling.open_scene(uri, scene_source.gdal_path(uri, (), g))
+        m = tiling.make_manifest(info, g)
+        assert info.transform[:6] == (10.0, 0.0, 485760.0, 0.0, -10.0, 5209600.0)
+        assert m.num_rows == 8 * 7 and not any(m["edge"].to_pylist())
+        ids.append(m["tile_id"].to_pylist())
+        geoms.append(m["geometry"].to_pylist())
+    assert ids[0] == ids[1] == ids[2] and len(set(ids[0])) == 56
+    assert geoms[0] == geoms[2]
+    # the scene grid's ids are per scene
+    assert not set(tiling.make_manifest(tiling.open_scene(str(NAIP)), g.__class__(64, 64, 10.0))["tile_id"].to_pylist()) \
+        & set(ids[0])
+    # the VRT reads the scene's pixels on the ground grid: the overlap with the file agrees
+    with rasterio.open(scene_source.gdal_path(str(NAIP), (), g)) as v, rasterio.open(NAIP) as f:
+        assert v.count == f.count and v.colorinterp[:3] == f.colorinterp[:3]
+        band, inside = v.read(1), v.read_masks(1) > 0  # outside the quad: its nodata
+        assert 0.6 < inside.mean() < 0.95 and abs(float(band[inside].mean()) - float(f.read(1).mean())) < 1.5

@@ -85,7 +85,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     if stac_item and len(scene_channels(cfg, manifest)) != needed:
         raise ConfigError(f"stac_bands names {len(scene_channels(cfg, manifest))} band(s) but model {manifest.id} "
                           f"takes {needed}.", f"give {needed} names, in the model's channel order.")
-    plan.gdal_path = path = scene_source.gdal_path(uri, scene_channels(cfg, manifest))
+    plan.gdal_path = path = scene_source.gdal_path(uri, scene_channels(cfg, manifest), grid, cfg.fill_value)
     plan.info = info = tiling.open_scene(uri, path)
     plan.layout = tiling.layout(info, grid)
     if info.dtype not in SUPPORTED_DTYPES:
@@ -208,7 +208,7 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
         gsd = manifest.gsd
     else:
         gsd = float(cfg.gsd)
-    return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd)
+    return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd, ground=cfg.grid == "ground")
 
 
 def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, model_id: str, grid: dict) -> str:

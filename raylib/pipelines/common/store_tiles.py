@@ -34,6 +34,7 @@ def _map_config(meta: dict, scene: str):
         model = default_model_dir()  # the built-in model, built again on this machine
     return MapConfig(scenes=[scene], out=".", model=model, tile_size=grid["tile_size"], stride=grid["stride"],
                      gsd=grid["gsd"] if grid["gsd"] is not None else "native",
+                     grid="ground" if grid.get("ground") else "scene",
                      max_fill_fraction=meta["preprocessing"].get("max_fill_fraction", 0.9),
                      **{k: v for k, v in map_settings(meta).items() if v is not None})
 

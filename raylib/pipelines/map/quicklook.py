@@ -16,17 +16,18 @@ log = logging.getLogger(__name__)
 
 
 def write_quicklook(out: str, tag: str, meta: dict, labels: np.ndarray, classes: list[str], model_id: str,
-                    rgb: list[int], read_timeout: float, read_retries: int, channels: tuple[str, ...] = ()) -> str:
+                    rgb: list[int], read_timeout: float, read_retries: int, channels: tuple[str, ...] = (),
+                    grid=None, fill: float | None = None) -> str:
     """One PNG: the class of every tile of the scene (``labels``, its grid) beside an RGB
-    thumbnail of the scene (``meta``: ``source.scene_meta``; ``channels``: the band names a
-    STAC item's scene reads). Returns its URI."""
+    thumbnail of the scene (``meta``: ``source.scene_meta``; ``channels``, ``grid``, ``fill``:
+    what ``scene_source.gdal_path`` needs for a STAC item or a ground grid). Returns its URI."""
     import rasterio
 
     uri, fill = meta["uri"], meta["fill"]
     thumb = None
     try:
         def read_thumb():
-            with rasterio.open(scene_source.gdal_path(uri, channels)) as ds:
+            with rasterio.open(scene_source.gdal_path(uri, channels, grid, fill)) as ds:
                 return tiling.decimated_read(ds, meta["bands"], max_side=512, fill=fill)
 
         wd = resilience.Watchdog(storage.rasterio_env)
@@ -57,10 +58,10 @@ class Quicklooks:
     THREADS = 2
 
     def __init__(self, out: str, classes: list[str], model_id: str, rgb: list[int], read_timeout: float,
-                 read_retries: int, tag, channels: tuple[str, ...] = ()):
+                 read_retries: int, tag, channels: tuple[str, ...] = (), grid=None, fill: float | None = None):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.args = (classes, model_id, rgb, read_timeout, read_retries, channels)
+        self.args = (classes, model_id, rgb, read_timeout, read_retries, channels, grid, fill)
         self.out, self.tag = out, tag  # tag(meta) -> the PNG's name prefix (the output strategy's)
         self.pool = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="quicklook")
         self.pending: dict = {}  # future -> scene uri

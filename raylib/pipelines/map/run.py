@@ -48,6 +48,7 @@ from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import expand_scenes, job_fingerprint, plan_scene, resolve_grid, scene_channels
 from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, share_folder
+from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
@@ -119,7 +120,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
 
     manifest = LandcoverModel.read_manifest(model_uri)
     grid = resolve_grid(cfg, manifest)
-    grid_dict = {"tile_size": grid.tile_size, "stride": grid.stride, "gsd": grid.gsd}
+    grid_dict = grid.as_dict()
     store = StoreOutput(store_meta(cfg, manifest, model_uri, grid_dict), only=store_only) \
         if (cfg.embeddings or store_only) else None
     output = output_for(cfg, store)
@@ -132,10 +133,12 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         scenes = stac_scenes(cfg)
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
     ray_start = _RayStarter(cfg.ray_address) if uris else None
+    head = first = None
     if uris:  # the first scene planned here, while Ray starts: the settings' errors surface at once
         first = plan_scene(uris[0], cfg, manifest, grid)
         if first.failure and len(uris) == 1 and not cfg.incremental:
             raise InputError(first.failure[1])
+        head = _driver_head(cfg, first, manifest, grid, model_uri, predictor, store is not None)
     job = job_fingerprint(cfg, uris, fingerprints, manifest.id, grid_dict) + ("-store" if store_only else "")
     output.prepare(job)
     done = output.done()
@@ -149,7 +152,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     if cfg.quicklook and not store_only:
         rgb = manifest.bands.get("rgb") or [0, 1, 2]  # where R, G, B are among the model's bands
         quicklooks = Quicklooks(cfg.out, manifest.classes, manifest.id, rgb, cfg.read_timeout, cfg.read_retries,
-                                output.quicklook_tag, scene_channels(cfg, manifest))
+                                output.quicklook_tag, scene_channels(cfg, manifest), grid, cfg.fill_value)
 
     def scene_done(sc):
         output.scene_done(sc)
@@ -158,7 +161,12 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
 
     ingest.on_scene_done = scene_done
     todo = [u for u in uris if not all_done(done.get(u))]
+    if head and uris[0] in done:  # a resumed scene 0: the pipeline maps what is left of it
+        head = None
     if todo:
+        while not ray_start.ready.wait(0.05):  # the driver's first rows may be back before Ray is up
+            for rows in _head_rows(head):
+                ingest.add(rows)
         ray_start.wait()
         timings["ray_ready"] = time.time() - t0
     storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
@@ -167,7 +175,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     failpoint("planned")  # (the name it had when the driver planned: the pipeline starts now)
     t1 = time.time()
     if todo:
-        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor)
+        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first)
         timings["first_row_s"] = ingest.first_row - t0
     output.close()
     ingest.check_complete(uris, done)
@@ -183,6 +191,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     timings["quicklooks_wait"] = time.time() - t1
     summary = _summary(cfg, ingest, output, scenes_seen, uris, skipped, pictures, model_uri, manifest, grid_dict,
                        store, timings, time.time() - t0)
+    summary["tiles_on_driver"] = head.tiles if head and head.taken and head.error is None else 0
     summary.update(output.finish(ingest, scenes_seen, pictures, manifest.id, grid_dict))
     storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
     failpoint("summary_written")
@@ -254,8 +263,26 @@ def pixel_fn(model_uri: str, manifest: ModelManifest) -> PixelFn | None:
     return PixelFn(head.tile_proba, head.width, head.n_bands, head.stride, head.window)
 
 
+def _driver_head(cfg: MapConfig, first, manifest: ModelManifest, grid, model_uri: str, predictor: type | None,
+                 store: bool) -> DriverHead | None:
+    """Scene 0's first ``batch_size`` tiles mapped by the driver while Ray starts
+    (``map.driver_head``), unless asked not to or scene 0 cannot be mapped."""
+    if not cfg.driver_first_block or first.failure or not cfg.batch_size:
+        return None
+    from raylib.pipelines.map.predictor import Predictor
+
+    return DriverHead(first, min(cfg.batch_size, first.n_tiles), cfg, grid, len(manifest.bands["channels"]),
+                      predictor or Predictor, model_uri, store, pixel_fn(model_uri, manifest))
+
+
+def _head_rows(head: DriverHead | None, wait: bool = False) -> list[dict]:
+    """The driver's first rows, once, when they are ready (``wait``: wait for them)."""
+    rows = head.take(wait) if head else None
+    return [] if rows is None else [rows]
+
+
 def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_uri: str, manifest: ModelManifest,
-            grid, predictor: type | None) -> None:
+            grid, predictor: type | None, head: DriverHead | None = None, first=None) -> None:
     """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each, the
     read tasks of ``SceneDatasource``) -> the model actors -> the driver (``ingest``), block
     by block."""
@@ -264,6 +291,9 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
 
     from raylib.pipelines.map.predictor import Predictor
 
+    if head is not None and head.done.is_set() and head.error is not None:  # the pipeline maps those tiles
+        log.warning("the driver could not map the first tiles (%s); the pipeline maps them", head.error)
+        head = None
     uris_ref = ray.put(pa.array(uris, pa.string()))
     done_ref = ray.put({u: d for u, d in done.items()}) if done else None
     n = len(uris)
@@ -274,8 +304,9 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     from raylib.pipelines.map.scene_datasource import SceneDatasource
 
     args_ref = ray.put({"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
-                        "channels": channels, "pixel_fn": pixel_fn(model_uri, manifest)})
-    scenes = SceneDatasource(n, per, cfg.batch_size, args_ref)
+                        "channels": channels, "pixel_fn": pixel_fn(model_uri, manifest),
+                        "known": {0: first} if first is not None else None})  # scene 0: planned by the driver
+    scenes = SceneDatasource(n, per, head.tiles if head else cfg.batch_size, args_ref, on_driver=head is not None)
     ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size)
     actors = pool_size(cfg.actors, cfg.num_gpus)
@@ -288,10 +319,20 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
                      concurrency=actor_concurrency(cfg))
     log.info("mapping %d scenes", n)
     progress = Progress("embed" if ingest.store_only else "map", 0)
-    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+    progress.grow(ingest.tiles_known)
+    progress.update(ingest.rows)  # the driver's first rows, when they came before Ray was up
+
+    def add(batch):
         rows = ingest.rows
         ingest.add(batch)
         progress.grow(ingest.tiles_known)
         progress.update(ingest.rows - rows)
+
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        add(batch)
+        for rows in _head_rows(head):
+            add(rows)
+    for rows in _head_rows(head, wait=True):
+        add(rows)
     ingest.finish()
     progress.close()

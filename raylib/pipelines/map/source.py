@@ -30,9 +30,8 @@ from raylib.config import MapConfig
 from raylib.errors import ConfigError
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import ScenePlan, plan_scene
-from raylib.raster import bands as bandlib
 from raylib.raster import tiling
-from raylib.raster.reading import PixelFn, read_tiles
+from raylib.raster.reading import PixelFn, empty_rows, read_tiles
 
 MANIFEST_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
                     "scene_crs", "geometry")
@@ -100,33 +99,36 @@ def scene_meta(plan: ScenePlan) -> dict:
             "fill": plan.scaler.fill_value if plan.scaler else None, "retries": plan.retries}
 
 
-def first_blocks(n: int, per: int, head: int) -> list[dict]:
+def first_blocks(n: int, per: int, head: int, on_driver: bool = False) -> list[dict]:
     """The first stage's input: scene numbers in blocks of ``per`` (``{"id", "head"}``
     arrays), each block one read task of ``SceneDatasource``. The job's first block is the
     first ``head`` tiles of scene 0 alone (``head`` > 0), and scene 0 then comes again with
     those tiles left out (``-head``): one small read task reaches the model first, so the
-    first rows come back after ``head`` tiles, not after a whole read unit."""
+    first rows come back after ``head`` tiles, not after a whole read unit. ``on_driver``:
+    the driver maps those tiles itself (``map.driver_head``), so no block has them."""
     heads = np.zeros(n, np.int64)
     blocks = []
     if head and n:
         heads[0] = -head
-        blocks.append({"id": np.zeros(1, np.int64), "head": np.array([head], np.int64)})
+        if not on_driver:
+            blocks.append({"id": np.zeros(1, np.int64), "head": np.array([head], np.int64)})
     ids = np.arange(n, dtype=np.int64)
     return blocks + [{"id": ids[i:i + per], "head": heads[i:i + per]} for i in range(0, n, per)]
 
 
 def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest,
-               grid: tiling.GridSpec) -> dict:
+               grid: tiling.GridSpec, known: dict | None = None) -> dict:
     """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
     to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task).
-    ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them."""
+    ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them.
+    ``known``: plans the driver already made, by scene number (scene 0's), not made again."""
     uris = shared(uris_ref)
     done = shared(done_ref) or {}
     scenes = [int(s) for s in batch["id"]]
     heads = dict(zip(scenes, (int(h) for h in batch.get("head", np.zeros(len(scenes), np.int64)))))
     todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
     with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
-        plans = list(pool.map(lambda s: _plan(uris[s].as_py(), cfg, manifest, grid), todo))
+        plans = list(pool.map(lambda s: (known or {}).get(s) or _plan(uris[s].as_py(), cfg, manifest, grid), todo))
     step = cfg.read_batch_size * cfg.read_units_per_task
     tasks: list[list[tuple]] = []
     size = step  # tiles in the last task
@@ -159,12 +161,13 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
 
 
 def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
-                  channels: int, pixel_fn=None):
+                  channels: int, pixel_fn=None, known: dict | None = None):
     """The pipeline's first stage, one Ray task per few scenes: plan them, then read their
     units, yielding each read task's tiles as they are read (Ray Data cuts the yields into
     blocks of up to ``block_bytes``), so the model gets the first tiles while the rest of
     the scenes are still being read and planned."""
-    tasks = plan_units(batch, uris_ref=uris_ref, done_ref=done_ref, cfg=cfg, manifest=manifest, grid=grid)
+    tasks = plan_units(batch, uris_ref=uris_ref, done_ref=done_ref, cfg=cfg, manifest=manifest, grid=grid,
+                       known=known)
     for i in range(len(tasks["lo"])):
         yield read_units({k: v[i:i + 1] for k, v in tasks.items()}, grid=grid, channels=channels,
                          read_timeout=cfg.read_timeout, read_retries=cfg.read_retries, pixel_fn=pixel_fn)
@@ -246,16 +249,9 @@ def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, h
     """One row standing for the tiles ``lo..hi`` of a scene that cannot be mapped, with every
     column a read task gives (so blocks of both kinds concatenate)."""
     reason, msg = meta["failure"]
-    t = grid.tile_size
-    out = {"idx": np.array([lo], np.int64), "pixels": np.zeros((1, channels, t, t), np.float32),
-           "fill_fraction": np.ones(1, np.float32), "status": np.array(["error"], object),
-           "error": np.array([f"{reason}: {msg}"], object), "retries": np.zeros(1, np.int32),
-           "band_mean": np.full((1, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
-           "band_std": np.full((1, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
-           "n_stats": np.zeros(1, np.int8), "ndvi": np.full(1, np.nan, np.float32),
-           "ndwi": np.full(1, np.nan, np.float32), "span": np.array([hi - lo], np.int64)}
-    if pixel_fn is not None:
-        out["pixel_out"] = np.full((1, pixel_fn.width), np.nan, np.float32)
+    out = empty_rows(1, channels, grid.tile_size, pixel_fn)
+    out.update(idx=np.array([lo], np.int64), status=np.array(["error"], object),
+               error=np.array([f"{reason}: {msg}"], object), span=np.array([hi - lo], np.int64))
     for k in MANIFEST_COLUMNS:
         out["uri" if k == "scene" else k] = np.array([None], object)
     for k in ("row_off", "col_off", "width", "height", "grid_row", "grid_col"):
