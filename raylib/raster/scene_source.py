@@ -1,6 +1,7 @@
 """What GDAL opens for a scene URI: the file itself (a GeoTIFF/COG, local or ``/vsis3/``),
-or, for a STAC item's JSON (``landcover map --stac``), a VRT of its band assets
-(``stac_vrt``), built once per process and item."""
+or a VRT (``stac_vrt``), built once per process and scene version: of a STAC item's band
+assets (its JSON, ``landcover map --stac``), and, on a ground grid, of the file's or the
+item's bands laid on the grid (``tiling.ground_window``)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def gdal_path(uri: str, channels: tuple[str, ...] = (), grid: tiling.GridSpec | 
 @functools.lru_cache(maxsize=64)
 def _vrt(uri: str, channels: tuple[str, ...], _version: str, ground, fill) -> str:
     item, bands = _item_bands(uri, channels) if is_stac_item(uri) else _file_bands(uri)
-    grids = [stac_vrt.asset_grid(b) for b in bands]
+    grids = stac_vrt.asset_grids(bands)
     crs = {g.crs_wkt for g in grids}
     if len(crs) > 1:
         raise InputError(f"STAC item {item.get('id')}: its band assets are in different CRSs.",

@@ -135,18 +135,26 @@ class AssetGrid:
     nodata: float | None
 
 
-def asset_grid(band: BandAsset) -> AssetGrid:
-    """An asset's grid, from its header (a range request for a COG)."""
+def asset_grids(bands: list[BandAsset]) -> list[AssetGrid]:
+    """Each band's grid, from its asset's header (one read per asset, a range request for a
+    COG, whatever the number of bands taken from it)."""
     import rasterio
 
-    try:
-        with storage.rasterio_env(), rasterio.open(gdal_path(band.href)) as ds:
-            return AssetGrid(ds.width, ds.height, tuple(ds.transform)[:6], ds.crs.to_wkt() if ds.crs else "",
-                             ds.dtypes[band.band - 1] if band.band <= ds.count else ds.dtypes[0], ds.nodata)
-    except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"Asset {band.asset} ({band.href}) cannot be read ({msg}).",
-                         "check the asset's href and access to it.", reason="read_error") from None
+    heads: dict[str, tuple] = {}
+    out = []
+    for band in bands:
+        if band.href not in heads:
+            try:
+                with storage.rasterio_env(), rasterio.open(gdal_path(band.href)) as ds:
+                    heads[band.href] = (ds.width, ds.height, tuple(ds.transform)[:6],
+                                        ds.crs.to_wkt() if ds.crs else "", ds.dtypes, ds.nodata)
+            except Exception as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"Asset {band.asset} ({band.href}) cannot be read ({msg}).",
+                                 "check the asset's href and access to it.", reason="read_error") from None
+        w, h, tf, crs, dtypes, nodata = heads[band.href]
+        out.append(AssetGrid(w, h, tf, crs, dtypes[band.band - 1] if band.band <= len(dtypes) else dtypes[0], nodata))
+    return out
 
 
 def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],

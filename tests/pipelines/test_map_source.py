@@ -4,7 +4,6 @@ an earlier run wrote) and the read task's rows, on rasters written to disk."""
 import json
 
 import numpy as np
-import pytest
 from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
@@ -104,8 +103,9 @@ def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monke
         return [[(s, lo, hi) for s, lo, hi in zip(*u)] for u in zip(t["scene_idx"], t["lo"], t["hi"])]
 
     assert units(uris, blocks[0]) == [[(0, 0, 3)]]
-    # the rest of scene 0 (12 tiles), then scene 1's failure records: every tile once
-    assert units(uris, blocks[1]) == [[(0, 3, 11)], [(0, 11, 12), (1, 0, 8), (1, 8, 12)]]
+    # the rest of scene 0 (12 tiles; its first read unit a read of its own), then scene 1's
+    # failure records: every tile once
+    assert units(uris, blocks[1]) == [[(0, 3, 7)], [(0, 7, 11), (0, 11, 12), (1, 0, 8), (1, 8, 12)]]
     assert units(uris, blocks[1], {good: {"ranges": [[5, 12]], "tiles": 12}}) == [[(0, 3, 5), (1, 0, 8), (1, 8, 12)]]
     # a scene 0 that cannot be mapped has all its records in its whole block, none in the first
     assert units(uris[::-1], blocks[0]) == []
@@ -134,36 +134,46 @@ def test_gpu_actors_take_several_blocks_at_once_and_cpu_actors_one(tmp_path):
 class _EchoModel:
     """Stands in for the model actor class: the block's tile numbers as 'probabilities'."""
 
-    fail = False
-
     def __init__(self, model_ref, torch_threads=None, actors=1, tta=None, batch_size=64, embeddings=False):
-        if self.fail:
-            raise RuntimeError("no model here")
         self.model_ref = model_ref
 
     def __call__(self, batch):
         return {**batch, "probs": np.stack([batch["idx"], batch["idx"]], 1).astype(np.float32)}
 
 
-def test_the_driver_maps_scene_0s_first_tiles_with_the_read_and_model_code(tmp_path):
+class _NoModel(_EchoModel):
+    def __init__(self, *a, **k):
+        raise RuntimeError("no model here")
+
+
+def _taken(head, timeout=120):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = head.take()
+        if rows is not None or head.error is not None:
+            return rows
+        time.sleep(0.05)
+    raise AssertionError("the child process sent nothing")
+
+
+def test_a_child_of_the_driver_maps_scene_0s_first_tiles_with_the_read_and_model_code(tmp_path):
     from raylib.pipelines.map.driver_head import DriverHead
 
     uri = _raster(tmp_path / "s.tif")
     cfg = MapConfig(scenes=[uri], out=str(tmp_path / "out"), bands=[1, 2, 3], batch_size=5)
     grid = planning.resolve_grid(cfg, MAN)
-    plan = planning.plan_scene(uri, cfg, MAN, grid)
-    head = DriverHead(plan, 5, cfg, grid, 3, _EchoModel, "m", False)
-    rows = head.take(wait=True)
+    head = DriverHead(uri, cfg, MAN, grid, 3, _EchoModel, "m", False)
+    rows = _taken(head)
+    assert head.tiles == 5
     assert rows["idx"].tolist() == [0, 1, 2, 3, 4] and rows["pixels"].shape == (5, 3, 16, 16)
     assert json.loads(rows["meta"][0])["uri"] == uri and (rows["status"] == "ok").all()
-    assert head.take() is None and head.take(wait=True) is None  # once
-    # a model that cannot load on the driver: nothing to take, and waiting for it raises
-    _EchoModel.fail = True
-    try:
-        bad = DriverHead(plan, 5, cfg, grid, 3, _EchoModel, "m", False)
-        bad.done.wait()
-        assert bad.take() is None
-        with pytest.raises(RuntimeError, match="no model here"):
-            bad.take(wait=True)
-    finally:
-        _EchoModel.fail = False
+    assert head.taken and head.take() is None and not head.proc.is_alive()  # once; the child is done
+    # a model that cannot load: no rows, the error kept (the pipeline maps the tiles)
+    bad = DriverHead(uri, cfg, MAN, grid, 3, _NoModel, "m", False)
+    assert _taken(bad) is None and "no model here" in bad.error and not bad.taken
+    # stopped before it is back: nothing, ever
+    late = DriverHead(uri, cfg, MAN, grid, 3, _EchoModel, "m", False)
+    late.stop()
+    assert late.take() is None and not late.proc.is_alive()

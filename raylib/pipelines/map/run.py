@@ -134,11 +134,15 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
     ray_start = _RayStarter(cfg.ray_address) if uris else None
     head = first = None
+    if uris and not ray_start.ready.is_set():  # (a warm session's pipeline starts at once: no child)
+        head = _driver_head(cfg, uris[0], manifest, grid, model_uri, predictor, store is not None)
     if uris:  # the first scene planned here, while Ray starts: the settings' errors surface at once
         first = plan_scene(uris[0], cfg, manifest, grid)
+        if first.failure and head:  # the pipeline gives its records
+            head.stop()
+            head = None
         if first.failure and len(uris) == 1 and not cfg.incremental:
             raise InputError(first.failure[1])
-        head = _driver_head(cfg, first, manifest, grid, model_uri, predictor, store is not None)
     job = job_fingerprint(cfg, uris, fingerprints, manifest.id, grid_dict) + ("-store" if store_only else "")
     output.prepare(job)
     done = output.done()
@@ -162,6 +166,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     ingest.on_scene_done = scene_done
     todo = [u for u in uris if not all_done(done.get(u))]
     if head and uris[0] in done:  # a resumed scene 0: the pipeline maps what is left of it
+        head.stop()
         head = None
     if todo:
         while not ray_start.ready.wait(0.05):  # the driver's first rows may be back before Ray is up
@@ -191,7 +196,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     timings["quicklooks_wait"] = time.time() - t1
     summary = _summary(cfg, ingest, output, scenes_seen, uris, skipped, pictures, model_uri, manifest, grid_dict,
                        store, timings, time.time() - t0)
-    summary["tiles_on_driver"] = head.tiles if head and head.taken and head.error is None else 0
+    summary["tiles_on_driver"] = head.tiles if head and head.taken else 0
     summary.update(output.finish(ingest, scenes_seen, pictures, manifest.id, grid_dict))
     storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
     failpoint("summary_written")
@@ -263,21 +268,19 @@ def pixel_fn(model_uri: str, manifest: ModelManifest) -> PixelFn | None:
     return PixelFn(head.tile_proba, head.width, head.n_bands, head.stride, head.window)
 
 
-def _driver_head(cfg: MapConfig, first, manifest: ModelManifest, grid, model_uri: str, predictor: type | None,
+def _driver_head(cfg: MapConfig, uri: str, manifest: ModelManifest, grid, model_uri: str, predictor: type | None,
                  store: bool) -> DriverHead | None:
-    """Scene 0's first ``batch_size`` tiles mapped by the driver while Ray starts
-    (``map.driver_head``), unless asked not to or scene 0 cannot be mapped."""
-    if not cfg.driver_first_block or first.failure or not cfg.batch_size:
+    """Scene 0's first ``batch_size`` tiles mapped beside the driver while Ray starts
+    (``map.driver_head``: a child process), unless asked not to."""
+    if not cfg.driver_first_block or not cfg.batch_size:
         return None
-    from raylib.pipelines.map.predictor import Predictor
-
-    return DriverHead(first, min(cfg.batch_size, first.n_tiles), cfg, grid, len(manifest.bands["channels"]),
-                      predictor or Predictor, model_uri, store, pixel_fn(model_uri, manifest))
+    return DriverHead(uri, cfg, manifest, grid, len(manifest.bands["channels"]), predictor, model_uri, store,
+                      pixel_fn(model_uri, manifest))
 
 
-def _head_rows(head: DriverHead | None, wait: bool = False) -> list[dict]:
-    """The driver's first rows, once, when they are ready (``wait``: wait for them)."""
-    rows = head.take(wait) if head else None
+def _head_rows(head: DriverHead | None) -> list[dict]:
+    """The first rows mapped beside the driver, once, when they are back."""
+    rows = head.take() if head else None
     return [] if rows is None else [rows]
 
 
@@ -291,9 +294,11 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
 
     from raylib.pipelines.map.predictor import Predictor
 
-    if head is not None and head.done.is_set() and head.error is not None:  # the pipeline maps those tiles
-        log.warning("the driver could not map the first tiles (%s); the pipeline maps them", head.error)
-        head = None
+    if head is not None:  # its rows count only when back before the pipeline starts; else the pipeline maps them
+        for rows in _head_rows(head):
+            ingest.add(rows)
+        head.stop()
+        head = head if head.taken else None
     uris_ref = ray.put(pa.array(uris, pa.string()))
     done_ref = ray.put({u: d for u, d in done.items()}) if done else None
     n = len(uris)
@@ -330,9 +335,5 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
 
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
         add(batch)
-        for rows in _head_rows(head):
-            add(rows)
-    for rows in _head_rows(head, wait=True):
-        add(rows)
     ingest.finish()
     progress.close()

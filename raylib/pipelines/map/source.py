@@ -120,8 +120,8 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
                grid: tiling.GridSpec, known: dict | None = None) -> dict:
     """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
     to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task).
-    ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them.
-    ``known``: plans the driver already made, by scene number (scene 0's), not made again."""
+    ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them,
+    the first read unit a read of its own. ``known``: plans the driver already made, by scene number (scene 0's), not made again."""
     uris = shared(uris_ref)
     done = shared(done_ref) or {}
     scenes = [int(s) for s in batch["id"]]
@@ -145,9 +145,16 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
             n_tiles = min(head, n_tiles)
         elif head < 0:
             ranges.append([0, -head])
-        for lo, hi in unit_ranges(n_tiles, step, ranges):
+        units = unit_ranges(n_tiles, step, ranges)
+        # the job's first big read starts small (one read unit, a read of its own): the model
+        # gets its first full block a read unit after the start, not a whole read task after
+        ramp = head < 0 and bool(spec) and bool(units)
+        if ramp and units[0][1] - units[0][0] > cfg.read_batch_size:
+            lo, hi = units[0]
+            units[0:1] = [(lo, lo + cfg.read_batch_size), (lo + cfg.read_batch_size, hi)]
+        for i, (lo, hi) in enumerate(units):
             n = hi - lo if spec else 1  # a failure record is one row, whatever it stands for
-            if size + n > step:
+            if size + n > step or (ramp and i <= 1):
                 tasks.append([])
                 size = 0
             tasks[-1].append((s, lo, hi, spec, meta))
