@@ -147,12 +147,10 @@ def search(q: StacQuery) -> list[dict]:
     else:
         items = _static_items(src)
     out = [it for it in items if matches(it, q, interval)]
-    if q.max_items is not None:
-        out = out[: q.max_items]
     out.sort(key=lambda it: (str((it.get("properties") or {}).get("datetime")
                                  or (it.get("properties") or {}).get("start_datetime") or ""),
                              str(it.get("collection") or ""), str(it.get("id"))))
-    return out
+    return out if q.max_items is None else out[: q.max_items]  # the first by date, whatever the source's order
 
 
 # --------------------------------------------------------------------------- sources

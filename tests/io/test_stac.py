@@ -58,6 +58,7 @@ def test_a_static_catalog_is_walked_and_filtered(catalog):
     assert ids(stac.search(stac.StacQuery(src, collections=("landsat-test",)))) == ["a", "b"]
     assert ids(stac.search(stac.StacQuery(src, datetime="2020-05-01/2020-05-31"))) == ["a"]
     assert ids(stac.search(stac.StacQuery(src, max_cloud=20))) == ["a", "c"]
+    assert ids(stac.search(stac.StacQuery(src, max_items=2))) == ["a", "b"]  # the first by date
     a = stac.search(stac.StacQuery(src, max_items=1))[0]
     w, s, e, n = a["bbox"]
     assert ids(stac.search(stac.StacQuery(src, bbox=(w - 1, s - 1, w + 0.001, s + 0.001)))) == ["a", "b", "c"]
