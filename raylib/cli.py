@@ -132,7 +132,11 @@ def _report_map(cfg, summary) -> int:
     print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
     if summary.get("embeddings"):
         print(f"embedding store: {summary['embeddings']}  (readers of the map folder skip it: "
-              f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings']))")
+              f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings', 'composite']))")
+    if summary.get("composite"):
+        c = summary["composite"]
+        print(f"composite ({c['method']}): {c['path']}  ({c['tiles']} ground tiles, {c['clear_tiles']} with a clear "
+              f"observation, from {c['observations']} observations)")
     for q in summary["quicklooks"]:
         print(f"quick-look: {q}")
     if summary["result"] != "ok":

@@ -32,6 +32,9 @@ class MapConfig(_Config):
     collections: list[str] | None = Field(None, description="--stac: only items of these collections")
     bbox: Union[list[float], str, None] = Field(
         None, description="--stac: only items intersecting W,S,E,N in degrees (write --bbox=W,S,E,N)")
+    aoi: str | None = Field(
+        None, description="area of interest: polygons (GeoJSON, GeoParquet, GeoPackage; local or s3://); only tiles "
+                          "meeting it are mapped (and with --stac, only items meeting it are searched)")
     datetime: str | None = Field(
         None, description="--stac: only items in this date or interval (2020-05-01/2020-09-30, 2020, 2020-05-01/..)")
     max_cloud: float | None = Field(None, ge=0, le=100, description="--stac: only items with eo:cloud_cover <= this (%)")
@@ -42,15 +45,27 @@ class MapConfig(_Config):
     stac_bands: list[str] | None = Field(
         None, description="--stac: the band assets to read, in the model's channel order, by common name (red, "
                           "green, blue, nir, ...) or asset key (default: the model's channel names)")
+    cloud_asset: str | None = Field(
+        None, description="--stac: the items' quality asset, read into per-tile cloud_fraction / shadow_fraction / "
+                          "snow_fraction (default: scl, qa_pixel, or an asset whose classification names cloud; "
+                          "'none': no cloud screening)")
+    max_tile_cloud: float = Field(
+        0.3, ge=0, le=1, description="a tile whose cloud and cloud-shadow share of its pixels is above this is an "
+                                     "error row (reason cloudy; needs a quality asset)")
+    composite: Literal["best", "mean"] | None = Field(
+        None, description="also write an area map under <out>/composite, one row per ground tile: the clearest "
+                          "observation (best) or the mean class probabilities of the clear ones (mean), with n_obs "
+                          "(implies grid: ground)")
     model: str | None = Field(None, description="model directory (default: the built-in EuroSAT model)")
     tile_size: int | None = Field(None, gt=0, description="tile size in model-input pixels (default: the model's)")
     stride: int | None = Field(None, gt=0, description="grid stride in pixels (default: tile_size)")
     gsd: Union[float, Literal["native", "model"]] = Field(
         "model", description="target ground sampling distance in metres; 'model' (default) or 'native'")
-    grid: Literal["scene", "ground"] = Field(
-        "scene", description="scene: tiles from each scene's corner, ids per scene; ground: tiles on lines at whole "
-                             "multiples of the grid step in the scene's projected CRS, so overlapping scenes and "
-                             "dates share tile ids (scenes are resampled to the grid's GSD)")
+    grid: Literal["scene", "ground"] | None = Field(
+        None, description="scene: tiles from each scene's corner, ids per scene; ground: tiles on lines at whole "
+                          "multiples of the grid step in the scene's projected CRS, so overlapping scenes and dates "
+                          "share tile ids (scenes are resampled to the grid's GSD). Default: ground with --stac or "
+                          "--composite, else scene (the ids of maps made before the ground grid)")
     bands: Union[list[int], str, None] = Field(
         None, description="1-based band indices in the model's channel order (e.g. [3,2,1]) or a preset")
     fill_value: float | None = Field(None, description="fill value when the scene has no nodata tag (e.g. 0)")
@@ -104,7 +119,9 @@ class MapConfig(_Config):
         0.9, ge=0, le=1, description="a tile with more than this share of fill among its pixels in the scene is an error row (reason mostly_fill)")
     unknown_below: float | None = Field(
         None, gt=0, lt=1, description="label a tile 'unknown' (status ok) when its top probability is below this")
-    max_error_share: float = Field(0.05, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata not counted)")
+    max_error_share: float = Field(
+        0.05, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata, "
+                                      "mostly_fill, cloudy not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
     embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under <out>/embeddings")
@@ -118,13 +135,19 @@ class MapConfig(_Config):
         if bool(self.scenes) == bool(self.stac):
             raise ValueError("give scenes (files, folders, prefixes) or stac (a catalog to search), one of them")
         if not self.stac:
-            given = [k for k in ("collections", "bbox", "datetime", "max_cloud", "query", "max_items", "stac_bands")
+            given = [k for k in ("collections", "bbox", "datetime", "max_cloud", "query", "max_items", "stac_bands",
+                                 "cloud_asset")
                      if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} select(s) STAC items: give stac too, or leave them out")
         elif self.bands is not None or self.spectral_bands is not None:
             raise ValueError("bands / spectral_bands are file band numbers: with stac, name the band assets with "
                              "stac_bands (e.g. red,green,blue)")
+        if self.composite and self.grid == "scene":
+            raise ValueError("composite groups the observations of each ground tile: leave grid out, or set it to "
+                             "ground")
+        if self.aoi is not None and self.bbox is not None:
+            raise ValueError("give aoi (polygons) or bbox (a box), not both: the AOI's box is what the search uses")
         if self.partition_by and self.incremental:
             raise ValueError("partition_by is for whole maps: an incremental map keeps each scene in parts of its own "
                              "(drop one of them)")

@@ -64,13 +64,22 @@ def _cog(data: np.ndarray, prof: dict, path: Path, factor: int = 1) -> None:
 
 def item(folder: Path, item_id: str = ITEM_ID, datetime: str = "2020-05-18T13:30:00Z", cloud: float = 5.0,
          coarse_red: bool = False, scale: float | None = None, offset: float | None = None,
-         collection: str = "landsat-test", bands: dict | None = None) -> dict:
+         collection: str = "landsat-test", bands: dict | None = None,
+         quality: tuple[str, np.ndarray, dict] | None = None, crs: str | None = None,
+         origin: tuple[float, float] | None = None) -> dict:
     """An item whose band assets are COGs written into ``folder`` (hrefs relative to the
-    item's JSON in ``folder``)."""
+    item's JSON in ``folder``); ``quality``: a quality asset (key, its pixels on the
+    window's grid, more of its STAC fields); ``crs`` and ``origin`` (x, y of its top-left
+    corner) place the same pixels elsewhere (another UTM zone)."""
     import rasterio
     from rasterio.warp import transform_bounds
 
     data, prof = window_profile()
+    if crs or origin:
+        tf = prof["transform"]
+        x, y = origin or (tf.c, tf.f)
+        prof.update(crs=rasterio.crs.CRS.from_string(crs or str(prof["crs"])),
+                    transform=rasterio.Affine(tf.a, 0, x, 0, tf.e, y))
     folder.mkdir(parents=True, exist_ok=True)
     assets = {}
     for name, b in (bands or BANDS).items():
@@ -84,13 +93,18 @@ def item(folder: Path, item_id: str = ITEM_ID, datetime: str = "2020-05-18T13:30
         assets[name] = {"href": href, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
                         "roles": ["data"], "eo:bands": [{"name": f"B{b + 1}", "common_name": name}],
                         "raster:bands": [raster]}
+    if quality is not None:
+        key, mask, extra = quality
+        href = f"{item_id}_{key}.tif"
+        _cog(mask, dict(prof, dtype=str(mask.dtype), nodata=None), folder / href)
+        assets[key] = {"href": href, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                       "roles": ["data"], **extra}
     assets["thumbnail"] = {"href": f"{item_id}_thumb.png", "type": "image/png", "roles": ["thumbnail"]}
     tf = prof["transform"]
     x0, y1 = tf.c, tf.f
     x1, y0 = x0 + tf.a * prof["width"], y1 + tf.e * prof["height"]
     w, s, e, n = transform_bounds(prof["crs"], "EPSG:4326", x0, y0, x1, y1)
-    with rasterio.open(LANDSAT) as ds:
-        epsg = ds.crs.to_epsg()
+    epsg = prof["crs"].to_epsg()
     return {
         "type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": collection,
         "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
@@ -144,3 +158,52 @@ def geoparquet(items: list[dict], path: Path) -> Path:
 
     to_parquet(parse_stac_items_to_arrow(items), path)
     return path
+
+
+def scl_mask() -> np.ndarray:
+    """A Sentinel-2 SCL-coded mask of the 256 x 256 window, laid on its 64-pixel tiles:
+    tiles (0, 0) and (1, 0) cloud (9), tile (0, 1) half cloud shadow (3), tile (2, 0) a
+    share 10/64 cloud (8), tile (3, 3) half snow (11); the rest
+    vegetation (4)."""
+    m = np.full((256, 256), 4, np.uint8)
+    m[0:128, 0:64] = 9
+    m[0:64, 64:96] = 3
+    m[128:138, 0:64] = 8
+    m[192:224, 192:256] = 11
+    return m
+
+
+NAIP_DATES = {"20100629": "2010-06-29T17:00:00Z", "20150926": "2015-09-26T17:00:00Z",
+              "20200831": "2020-08-31T17:00:00Z"}
+
+
+def naip_item(folder: Path, date: str, mask: np.ndarray | None = None) -> dict:
+    """A STAC item of the shipped NAIP scene of ``date`` (its one 4-band asset, absolute
+    href) with, when ``mask`` is given, an SCL-coded quality COG on the scene's grid
+    written into ``<folder>/<item id>/`` (``folder``: the collection's, as
+    ``static_catalog`` lays it out)."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    from .conftest import NAIP
+
+    src = Path(str(NAIP).replace("20150926", date))
+    with rasterio.open(src) as ds:
+        prof = ds.profile.copy()
+        w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    item_id = src.stem
+    assets = {"image": {"href": str(src), "type": "image/tiff; application=geotiff", "roles": ["data"],
+                        "eo:bands": [{"name": b, "common_name": b} for b in ("red", "green", "blue", "nir")]}}
+    if mask is not None:
+        (folder / item_id).mkdir(parents=True, exist_ok=True)
+        p = dict(prof, count=1, dtype="uint8", nodata=None)
+        for k in ("blockxsize", "blockysize", "tiled", "compress", "photometric", "interleave"):
+            p.pop(k, None)
+        _cog(mask, p, folder / item_id / f"{item_id}_scl.tif")
+        assets["scl"] = {"href": f"{item_id}_scl.tif",
+                         "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data"]}
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": "naip-test", "bbox": [w, s, e, n],
+        "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+        "properties": {"datetime": NAIP_DATES[date]}, "assets": assets, "links": [],
+    }

@@ -20,6 +20,7 @@ import numpy as np
 
 from raylib.errors import InputError
 from raylib.io import storage
+from raylib.raster import aoi
 
 # why a tile got no reference group
 NO_REFERENCE = "no_reference"  # no labelled reference pixel (outside the raster, or nodata)
@@ -321,27 +322,12 @@ VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".parquet", ".geoparquet", ".sh
 def read_vector(uri: str, class_column: str | None):
     """Points/polygons (with a class column unless ``class_column`` is None), in EPSG:4326
     (GeoJSON, GPKG, GeoParquet, ...)."""
-    import geopandas as gpd
-
-    local = storage.parse(uri)
-    try:
-        if local.uri.lower().endswith((".parquet", ".geoparquet")):
-            fs, path = storage.arrow_filesystem(uri)
-            with fs.open_input_file(path) as f:
-                gdf = gpd.read_parquet(f)
-        else:
-            gdf = gpd.read_file(local.gdal_path if local.is_s3 else local.uri)
-    except Exception as exc:
-        raise InputError(f"Cannot read the reference {uri} as points/polygons: {exc}",
-                         "give a GeoJSON, GeoPackage or GeoParquet file.") from None
+    gdf = aoi.read_features(uri, "reference")
     if class_column is not None and class_column not in gdf.columns:
         raise InputError(f"The reference {uri} has no column {class_column!r} (columns: "
                          f"{[c for c in gdf.columns if c != gdf.geometry.name]}).",
                          "name the class column with --class-column.")
-    if gdf.crs is None:
-        raise InputError(f"The reference {uri} has no CRS.", "write the file with its CRS (GeoJSON is WGS 84).")
-    gdf = gdf[~gdf.geometry.is_empty & gdf.geometry.notna()]
-    return gdf.to_crs(4326)
+    return gdf
 
 
 def vector_reference(table, uri: str, crosswalk: Crosswalk, class_column: str = "class",

@@ -32,6 +32,8 @@ CYCLE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103
 NO_DATA = (0, 0, 0)
 UNKNOWN = (200, 200, 200)
 UNKNOWN_INDEX = -2  # label-grid value of a tile labelled 'unknown' (below --unknown-below)
+CLOUDY = (255, 255, 255)
+CLOUDY_INDEX = -3  # label-grid value of a tile under cloud (reason cloudy)
 
 
 def palette(classes: list[str]) -> list[tuple[int, int, int]]:
@@ -55,11 +57,12 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
                   scene_hw: tuple[int, int], native_tile: tuple[int, int]) -> bytes:
     """PNG: RGB thumbnail (left) and the per-tile class map (right) at the same scale, legend below.
 
-    ``label_grid``: (rows, cols) class index per tile, -1 for error/no-data tiles.
+    ``label_grid``: (rows, cols) class index per tile, -1 for error/no-data tiles,
+    ``UNKNOWN_INDEX`` for unknown ones, ``CLOUDY_INDEX`` for cloudy ones.
     """
     from PIL import Image, ImageDraw
 
-    pal = np.array(palette(classes) + [NO_DATA, UNKNOWN], np.uint8)
+    pal = np.array(palette(classes) + [NO_DATA, UNKNOWN, CLOUDY], np.uint8)
     H, W = scene_hw
     side = 512
     f = side / max(H, W)
@@ -69,13 +72,13 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     full_rows = np.minimum((np.arange(ph) / f // th).astype(int), label_grid.shape[0] - 1)
     full_cols = np.minimum((np.arange(pw) / f // tw).astype(int), label_grid.shape[1] - 1)
     lab = label_grid[np.ix_(full_rows, full_cols)]
-    cmap = pal[np.where(lab == UNKNOWN_INDEX, len(classes) + 1, np.where(lab < 0, len(classes), lab))]
+    k = len(classes)
+    cmap = pal[np.select([lab == UNKNOWN_INDEX, lab == CLOUDY_INDEX, lab < 0], [k + 1, k + 2, k], lab)]
     panels = [Image.fromarray(cmap)]
     if rgb_thumb is not None:
         panels.insert(0, Image.fromarray(rgb_thumb).resize((pw, ph), Image.BILINEAR))
     used = sorted({int(v) for v in np.unique(label_grid) if v >= 0})
-    if (label_grid == UNKNOWN_INDEX).any():
-        used.append(UNKNOWN_INDEX)
+    used += [i for i in (UNKNOWN_INDEX, CLOUDY_INDEX) if (label_grid == i).any()]
     legend_rows = (len(used) + 2) // 3 + 1
     gap, head, leg = 8, 22, legend_rows * 18 + 8
     img = Image.new("RGB", (len(panels) * pw + (len(panels) + 1) * gap, head + ph + gap + leg), (255, 255, 255))
@@ -87,17 +90,21 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     for j, ci in enumerate(used + [-1]):
         x = gap + (j % 3) * 180
         y = y0 + (j // 3) * 18
-        colour = tuple(int(v) for v in (pal[ci] if ci >= 0 else UNKNOWN if ci == UNKNOWN_INDEX else NO_DATA))
+        special = {UNKNOWN_INDEX: (UNKNOWN, "unknown (low confidence)"), CLOUDY_INDEX: (CLOUDY, "cloud / shadow"),
+                   -1: (NO_DATA, "no data / error")}
+        colour = tuple(int(v) for v in pal[ci]) if ci >= 0 else special[ci][0]
         draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
-        name = classes[ci] if ci >= 0 else "unknown (low confidence)" if ci == UNKNOWN_INDEX else "no data / error"
+        name = classes[ci] if ci >= 0 else special[ci][1]
         draw.text((x + 18, y), name, fill=(0, 0, 0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], captions: list[str]) -> bytes:
-    """PNG: class grids (one pixel block per tile, -1 = none) side by side, legend below."""
+def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], captions: list[str],
+                     none_label: str = "not mapped / not assessed") -> bytes:
+    """PNG: class grids (one pixel block per tile, -1 = none, named ``none_label`` in the
+    legend) side by side, legend below."""
     from PIL import Image, ImageDraw
 
     pal = np.array(palette(classes) + [NO_DATA], np.uint8)
@@ -110,14 +117,15 @@ def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], ca
     ph = max([p.height for p in panels], default=20)
     gap, head = 8, 36
     leg = ((len(classes) + 1 + 2) // 3) * 18 + 8
-    img = Image.new("RGB", (max(len(panels), 1) * (pw + gap) + gap, head + ph + gap + leg), (255, 255, 255))
+    width = max(max(len(panels), 1) * (pw + gap) + gap, 3 * 180 + gap)  # (the legend's three columns)
+    img = Image.new("RGB", (width, head + ph + gap + leg), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     draw.text((gap, 5), title, fill=(0, 0, 0))
     for i, (p, cap) in enumerate(zip(panels, captions)):
         img.paste(p, (gap + i * (pw + gap), head))
         draw.text((gap + i * (pw + gap), head - 14), cap, fill=(0, 0, 0))
     y0 = head + ph + gap
-    for j, name in enumerate(classes + ["not mapped / not assessed"]):
+    for j, name in enumerate(classes + [none_label]):
         x, y = gap + (j % 3) * 180, y0 + (j // 3) * 18
         colour = tuple(int(v) for v in pal[j])
         draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))

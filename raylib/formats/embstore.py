@@ -26,16 +26,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from raylib.errors import InputError
-from raylib.formats.mapfile import MAP_SCHEMA, _nullable, _ragged, geo_metadata
+from raylib.formats.mapfile import CLOUD_COLUMNS, MAP_SCHEMA, _nullable, _ragged, geo_metadata
 from raylib.io import storage
 from raylib.raster.bands import MAX_STAT_BANDS as max_stats
+from raylib.raster.tiling import acquired
 
 META_KEY = b"landcover_store"
 ROW_GROUP = 1024
@@ -46,10 +46,12 @@ TILE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "gr
 def store_schema(dim: int) -> pa.Schema:
 
     fields = [MAP_SCHEMA.field(c) for c in TILE_COLUMNS]
-    fields += [pa.field("datetime", pa.timestamp("s", tz="UTC")),
+    fields += [pa.field("datetime", pa.timestamp("s", tz="UTC")), MAP_SCHEMA.field("item_id"),
+               MAP_SCHEMA.field("collection"),
                pa.field("embedding", pa.list_(pa.float16(), dim)),
                MAP_SCHEMA.field("band_mean"), MAP_SCHEMA.field("band_std"), MAP_SCHEMA.field("ndvi"),
-               MAP_SCHEMA.field("ndwi"), MAP_SCHEMA.field("fill_fraction"), MAP_SCHEMA.field("status"),
+               MAP_SCHEMA.field("ndwi"), MAP_SCHEMA.field("fill_fraction"),
+               *[MAP_SCHEMA.field(c) for c in CLOUD_COLUMNS], MAP_SCHEMA.field("status"),
                MAP_SCHEMA.field("reason"), MAP_SCHEMA.field("error")]
     return pa.schema(fields)
 
@@ -71,22 +73,6 @@ def preprocessing_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def acquired(uri: str):
-    """The acquisition date a scene's file name tells (Landsat / Sentinel-2 product ids, NAIP
-    quarter quads ``m_..._YYYYMMDD``), as a UTC timestamp, or None."""
-    import datetime as dt
-
-    name = storage.basename(uri)
-    for pat in (r"_L[12]\w\w_\d{6}_(\d{8})_", r"_MSI(?:L1C|L2A)_(\d{8})T", r"^m_\d{7}_[ns][ew]_\d{2}_\d_(\d{8})"):
-        m = re.search(pat, name)
-        if m:
-            try:
-                return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.timezone.utc)
-            except ValueError:
-                return None
-    return None
-
-
 def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, error: np.ndarray,
                 fill_fraction: np.ndarray, stats: dict) -> pa.Table:
     """Store rows of one part: the tile columns of the map manifest ``rows`` and the results."""
@@ -95,10 +81,18 @@ def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, erro
     dim = embeddings.shape[1]
     flat = pa.array(np.nan_to_num(embeddings, nan=0.0).astype(np.float16).reshape(-1), pa.float16())
     emb = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~ok))
-    dates = {u: acquired(u) for u in set(rows.column("scene").to_pylist())}
+    if "datetime" in rows.column_names:  # the map's own column (a STAC item's datetime)
+        when = rows.column("datetime").cast(pa.timestamp("s", tz="UTC"))
+    else:
+        dates = {u: acquired(u) for u in set(rows.column("scene").to_pylist())}
+        when = pa.array([dates[u] for u in rows.column("scene").to_pylist()], pa.timestamp("s", tz="UTC"))
+    n = rows.num_rows
     cols = {c: rows.column(c) for c in TILE_COLUMNS}
     cols.update(
-        datetime=pa.array([dates[u] for u in rows.column("scene").to_pylist()], pa.timestamp("s", tz="UTC")),
+        {c: rows.column(c) if c in rows.column_names else pa.nulls(n, pa.string()) for c in ("item_id", "collection")},
+        **{c: _nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
+           for c in CLOUD_COLUMNS},
+        datetime=when,
         embedding=emb,
         band_mean=_ragged(stats["band_mean"], stats["n_stats"]),
         band_std=_ragged(stats["band_std"], stats["n_stats"]),
@@ -238,6 +232,7 @@ def stats_of(table: pa.Table) -> dict:
         pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         out[name][rows, pos] = np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32)
         out["n_stats"] = lengths.astype(np.int8)
-    for name in ("ndvi", "ndwi"):
-        out[name] = np.asarray(table.column(name).to_numpy(zero_copy_only=False), np.float32)
+    for name in ("ndvi", "ndwi", *CLOUD_COLUMNS):  # cloud shares: not in stores older than them
+        if name in table.column_names:
+            out[name] = np.asarray(table.column(name).to_numpy(zero_copy_only=False), np.float32)
     return out

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"  # a map folder's own files
 UNKNOWN = "unknown"  # the label of a tile below --unknown-below
-# what a reader of a map folder skips: pyarrow's defaults, and the embedding store beside the map
-IGNORE_PREFIXES = [".", "_", "embeddings"]
+COMPOSITE = "composite"  # the area map of --composite, beside the per-observation map
+# what a reader of a map folder skips: pyarrow's defaults, the embedding store and the composite beside the map
+IGNORE_PREFIXES = [".", "_", "embeddings", COMPOSITE]
+
+ITEM_COLUMNS = ("datetime", "item_id", "collection")  # per scene, null where a scene does not tell
+CLOUD_COLUMNS = ("cloud_fraction", "shadow_fraction", "snow_fraction")
 
 MAP_SCHEMA = pa.schema(
     [
@@ -40,6 +44,9 @@ MAP_SCHEMA = pa.schema(
         ("grid_col", pa.int32()),
         ("edge", pa.bool_()),
         ("scene_crs", pa.string()),
+        ("datetime", pa.timestamp("s", tz="UTC")),  # acquisition: a STAC item's datetime, or the file name's date
+        ("item_id", pa.string()),  # the STAC item (null for a file scene)
+        ("collection", pa.string()),
         ("geometry", pa.binary()),
         ("bbox", pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()), ("xmax", pa.float64()),
                             ("ymax", pa.float64())])),
@@ -49,6 +56,9 @@ MAP_SCHEMA = pa.schema(
         ("probs", pa.list_(pa.float32())),
         ("ood", pa.float32()),
         ("fill_fraction", pa.float32()),
+        ("cloud_fraction", pa.float32()),  # shares of the tile a STAC item's quality asset flags (null: none)
+        ("shadow_fraction", pa.float32()),
+        ("snow_fraction", pa.float32()),
         ("band_mean", pa.list_(pa.float32())),
         ("band_std", pa.list_(pa.float32())),
         ("ndvi", pa.float32()),
@@ -58,6 +68,15 @@ MAP_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("error", pa.string()),
     ]
+)
+
+
+# ``landcover map --composite``: one row per ground tile (``pipelines.map.composite``)
+COMPOSITE_SCHEMA = pa.schema(
+    [MAP_SCHEMA.field(c) for c in ("tile_id", "scene", "scene_crs", "datetime", "item_id", "collection", "geometry",
+                                   "bbox", "label", "label_index", "confidence", "probs")]
+    + [pa.field("n_obs", pa.int32()), pa.field("n_seen", pa.int32())]
+    + [MAP_SCHEMA.field(c) for c in (*CLOUD_COLUMNS, "status", "reason", "error")]
 )
 
 
@@ -108,7 +127,11 @@ def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, 
     offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
     probs_arr = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
     cols = {name: manifest_rows.column(name) for name in manifest_rows.column_names}
+    for name in ITEM_COLUMNS:  # rows of an older store, or of a file scene: null
+        cols.setdefault(name, pa.nulls(n, MAP_SCHEMA.field(name).type))
     cols.update(
+        **{c: _nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
+           for c in CLOUD_COLUMNS},
         label=pa.array([classes[i] if i >= 0 else (UNKNOWN if u else None) for i, u in zip(idx, unknown)], pa.string()),
         label_index=pa.array(idx.astype(np.int16), pa.int16(), mask=~ok | unknown),
         confidence=pa.array(conf.astype(np.float32), pa.float32(), mask=~ok),
@@ -150,11 +173,14 @@ def read_part(uri: str, columns: list[str] | None = None) -> pa.Table:
 
 
 def read_map(uri: str, columns: list[str] | None = None) -> pa.Table:
-    """Read a whole map dataset (every part; some columns) as one Arrow table."""
+    """Read a whole map dataset (every part; some columns) as one Arrow table, in this
+    version's schema: parts written before a column existed (an incremental map that spans
+    versions) give it as nulls."""
     import pyarrow.dataset as pads
 
     fs, path = storage.arrow_filesystem(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES).to_table(columns=columns)
+    return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES,
+                        schema=MAP_SCHEMA).to_table(columns=columns)
 
 
 def prepare_output(out: str, job: str, overwrite: bool) -> bool:

@@ -4,7 +4,9 @@ one reason code per failure (the ``reason`` of a map's error rows).
 Reason codes: ``read_error`` (the store or network failed, after retries), ``timeout`` (a
 read did not answer within ``read_timeout``, after retries), ``corrupt`` (the bytes are
 not a readable raster: truncated, garbled, not a TIFF), ``not_found``,
-``permission_denied``, ``band_mismatch``, ``all_nodata``, ``unsupported`` (e.g. a
+``permission_denied``, ``band_mismatch``, ``all_nodata``, ``cloudy`` (a tile over
+``max_tile_cloud``), ``cloud_mask`` (a quality asset that does not say what is cloud, or
+holds a value that is none of its classes), ``unsupported`` (e.g. a
 geographic CRS with a metric gsd), ``input_error`` (anything else about one scene),
 ``internal`` (a bug in this code met on one read: the traceback's type and message).
 Only ``read_error`` and ``timeout`` are retried: the others give the same answer again.

@@ -33,6 +33,7 @@ class StacQuery:
     max_cloud: float | None = None  # eo:cloud_cover in percent
     query: dict = field(default_factory=dict)  # API query extension, e.g. {"platform": {"eq": "landsat-8"}}
     max_items: int | None = None
+    intersects: dict | None = None  # a GeoJSON geometry (lon/lat) an item's footprint must meet (an AOI)
 
 
 def parse_interval(text: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -112,7 +113,7 @@ def item_datetime(item: dict) -> tuple[dt.datetime | None, dt.datetime | None]:
 
 
 def matches(item: dict, q: StacQuery, interval=None) -> bool:
-    """The client-side filter: collections, bbox, datetime and cloud cover."""
+    """The client-side filter: collections, bbox, AOI, datetime and cloud cover."""
     if q.collections and item.get("collection") not in q.collections:
         return False
     if q.bbox is not None:
@@ -121,6 +122,8 @@ def matches(item: dict, q: StacQuery, interval=None) -> bool:
             w, s, e, n = (b[0], b[1], b[2], b[3]) if len(b) == 4 else (b[0], b[1], b[3], b[4])
             if e < q.bbox[0] or w > q.bbox[2] or n < q.bbox[1] or s > q.bbox[3]:
                 return False
+    if q.intersects is not None and not _meets(item, q.intersects):
+        return False
     lo, hi = interval if interval is not None else parse_interval(q.datetime)
     if lo or hi:
         a, b = item_datetime(item)
@@ -133,6 +136,23 @@ def matches(item: dict, q: StacQuery, interval=None) -> bool:
         if cc is not None and float(cc) > q.max_cloud:
             return False
     return True
+
+
+def _meets(item: dict, geometry: dict) -> bool:
+    """The item's footprint (its geometry, else its bbox) meets ``geometry``."""
+    import shapely.geometry
+
+    try:
+        if item.get("geometry"):
+            foot = shapely.geometry.shape(item["geometry"])
+        elif item.get("bbox"):
+            b = item["bbox"]
+            foot = shapely.geometry.box(*((b[0], b[1], b[2], b[3]) if len(b) == 4 else (b[0], b[1], b[3], b[4])))
+        else:
+            return True  # nothing to test: planning keeps only its tiles that meet the AOI
+    except Exception:
+        return True
+    return bool(foot.intersects(shapely.geometry.shape(geometry)))
 
 
 def search(q: StacQuery) -> list[dict]:

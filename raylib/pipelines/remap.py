@@ -83,7 +83,7 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
             emb = embstore.embeddings_of(t.filter(ok))
             probs[ok], stats["ood"][ok] = model.predict_embeddings(
                 emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi")})
-        rows = t.select(list(embstore.TILE_COLUMNS))
+        rows = t.select(list(embstore.TILE_COLUMNS) + [c for c in mapfile.ITEM_COLUMNS if c in t.column_names])
         table = mapfile.build_table(rows, probs, status, error,
                                     np.asarray(t.column("fill_fraction").to_numpy(zero_copy_only=False), np.float32),
                                     classes, mid, stats=stats, unknown_below=unknown_below)

@@ -19,6 +19,7 @@ from raylib.raster import bands as bandlib
 from raylib.raster import tiling
 
 _WATCHDOG: tuple[dict, resilience.Watchdog] | None = None
+CLOUD_COLUMNS = ("cloud_fraction", "shadow_fraction", "snow_fraction")
 
 
 def _watchdog() -> resilience.Watchdog:
@@ -49,6 +50,8 @@ class ReadSpec:
     target_mean: list[float]  # what a fill pixel becomes (the model's mean)
     max_fill_fraction: float = 1.0
     stats: dict | None = None  # per-tile statistics: file bands, their gain/offset, spectral roles, units
+    cloud: dict | None = None  # a quality asset: its 1-based band and decoder (``cloud_mask``)
+    max_tile_cloud: float = 1.0  # cloud + shadow share above which a tile is an error row (cloudy)
 
     def to_json(self) -> str:
         d = dict(self.__dict__, layout=self.layout.to_dict())
@@ -84,7 +87,9 @@ def empty_rows(n: int, channels: int, tile_size: int, pixel_fn: PixelFn | None =
            # per-tile spectral statistics (NaN where not computed); a scene uses the first n_stats bands
            "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
-           "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32)}
+           "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32),
+           # shares of the tile's pixels a quality asset flags (NaN: the scene has none)
+           **{c: np.full(n, np.nan, np.float32) for c in CLOUD_COLUMNS}}
     if pixel_fn is not None:
         out["pixel_out"] = np.full((n, pixel_fn.width), np.nan, np.float32)
     return out
@@ -133,7 +138,10 @@ class _SceneReader:
         self.stats = d.stats
         model_bands = list(d.bands)
         extra = [b for b in (self.stats["bands"] if self.stats else []) if b not in model_bands]
-        self.read_bands = model_bands + extra  # one read for the model's bands and the statistics' others
+        self.cloud = d.cloud
+        # one read for the model's bands, the statistics' others and a quality asset (last: read nearest)
+        self.read_bands = model_bands + extra + ([int(self.cloud["band"])] if self.cloud else [])
+        self.categorical = 1 if self.cloud else 0
         self.stat_pos = [self.read_bands.index(b) for b in self.stats["bands"]] if self.stats else []
         self.scaler = bandlib.Scaler(np.asarray(d.gain, np.float32), np.asarray(d.offset, np.float32),
                                      d.fill_value, np.asarray(d.target_mean, np.float32))
@@ -205,8 +213,9 @@ class _SceneReader:
                     status[k], error[k] = "error", given_up
                 else:
                     def window(bs):
+                        cat = self.categorical if len(bs) == len(bands) else 0
                         return self._read(lambda ds: tiling.read_window(ds, *tiling.window_box(w),
-                                                                        tuple(lay.tile), t, bs),
+                                                                        tuple(lay.tile), t, bs, cat),
                                           f"reading a window of {uri}", out["retries"], k)
 
                     try:
@@ -233,7 +242,7 @@ class _SceneReader:
                 status[rows], error[rows] = "error", given_up
             elif tiling.row_aligned(seg, lay.tile, t):
                 try:
-                    put(k, *self._read(lambda ds: tiling.read_row(ds, seg, lay.tile, t, bands),
+                    put(k, *self._read(lambda ds: tiling.read_row(ds, seg, lay.tile, t, bands, self.categorical),
                                        f"reading a row of tiles of {uri}", out["retries"], k))
                 except Exception as exc:
                     if resilience.classify(exc)[0] in resilience.TRANSIENT:
@@ -265,6 +274,38 @@ class _SceneReader:
             status[mostly] = "error"
             error[mostly] = [f"mostly_fill: {f:.0%} of the tile's pixels in the scene are fill (more than "
                              f"max_fill_fraction {limit:g})" for f in ff[over]]
+            if self.cloud:
+                self._clouds(raw_all, inside_all, ok & ~no_stats[:k - k0], out, k0)
+
+    def _clouds(self, raw: np.ndarray, inside: np.ndarray, rows: np.ndarray, out: dict, k0: int) -> None:
+        """The quality asset's shares per tile (``rows``: the unit's tiles read with it), and
+        error rows for tiles over ``max_tile_cloud`` (cloudy) or holding a value that is no
+        class of the asset (cloud_mask)."""
+        from raylib.raster import cloud_mask
+
+        sel = np.flatnonzero(rows)
+        if not len(sel):
+            return
+        valid = bandlib.valid_mask(raw[sel, :len(self.spec.bands)], inside[sel], self.scaler.fill_value)
+        fr = cloud_mask.fractions(raw[sel, -1], valid, self.cloud)
+        at = sel + k0
+        for c, col in zip(("cloud", "shadow", "snow"), CLOUD_COLUMNS):
+            out[col][at] = fr[c]
+        status, error = out["status"], out["error"]
+        limit, key = self.spec.max_tile_cloud, self.cloud["asset"]
+        for i, k in enumerate(at.tolist()):
+            if status[k] != "ok":
+                continue
+            if fr["unknown"][i] >= 0:
+                status[k] = "error"
+                error[k] = (f"cloud_mask: value {int(fr['unknown'][i])} of quality asset {key} is none of its classes "
+                            f"{self.cloud['known']}")
+                continue
+            obscured = float(np.nan_to_num(fr["cloud"][i]) + np.nan_to_num(fr["shadow"][i]))
+            if obscured > limit:
+                status[k] = "error"
+                error[k] = (f"cloudy: {obscured:.0%} of the tile is cloud or cloud shadow in {key} (more than "
+                            f"max_tile_cloud {limit:g})")
 
     def _statistics(self, raw: np.ndarray, inside: np.ndarray, out: dict, rows: np.ndarray) -> None:
         st = self.stats

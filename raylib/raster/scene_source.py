@@ -10,7 +10,7 @@ import json
 
 from raylib.errors import InputError
 from raylib.io import storage
-from raylib.raster import stac_vrt, tiling
+from raylib.raster import cloud_mask, stac_vrt, tiling
 
 # bands the per-tile statistics use when an item has them (after the model's channels)
 EXTRA_BANDS = ("nir", "swir16")
@@ -21,21 +21,34 @@ def is_stac_item(uri: str) -> bool:
 
 
 def gdal_path(uri: str, channels: tuple[str, ...] = (), grid: tiling.GridSpec | None = None,
-              fill: float | None = None) -> str:
+              fill: float | None = None, cloud_asset: str = "none") -> str:
     """A GDAL path for the scene: a file's path, or a VRT (``channels``: the band names a
     STAC item's scene reads, in the model's order; ``EXTRA_BANDS`` follow where the item has
-    them). On a ground grid (``grid.ground``) the VRT of a file or an item is laid on the
-    ground grid at the grid's GSD (``tiling.ground_window``), ``fill`` outside the scene
-    where it has no nodata."""
+    them, then its quality asset, ``cloud_asset``: see ``cloud``). On a ground grid
+    (``grid.ground``) the VRT of a file or an item is laid on the ground grid at the grid's
+    GSD (``tiling.ground_window``), ``fill`` outside the scene where it has no nodata."""
     ground = grid if grid is not None and grid.ground else None
     if not is_stac_item(uri) and ground is None:
         return storage.parse(uri).gdal_path
-    return _vrt(uri, tuple(channels), storage.fingerprint(uri), ground, fill)
+    return _vrt(uri, tuple(channels), storage.fingerprint(uri), ground, fill, cloud_asset)
+
+
+def cloud(uri: str, channels: tuple[str, ...] = (), cloud_asset: str = "none") -> tuple[int, dict] | None:
+    """A STAC item's quality asset in its VRT: ``(1-based VRT band, cloud_mask decoder)``, the
+    VRT's last band; None for a file, or an item without one (``cloud_asset`` auto) or with
+    ``cloud_asset`` none."""
+    if not is_stac_item(uri) or cloud_asset == "none":
+        return None
+    _item, bands, dec = _item_bands(uri, tuple(channels), storage.fingerprint(uri), cloud_asset)
+    return (len(bands), dec) if dec is not None else None
 
 
 @functools.lru_cache(maxsize=64)
-def _vrt(uri: str, channels: tuple[str, ...], _version: str, ground, fill) -> str:
-    item, bands = _item_bands(uri, channels) if is_stac_item(uri) else _file_bands(uri)
+def _vrt(uri: str, channels: tuple[str, ...], version: str, ground, fill, cloud_asset: str) -> str:
+    if is_stac_item(uri):
+        item, bands, _dec = _item_bands(uri, channels, version, cloud_asset)
+    else:
+        item, bands = _file_bands(uri)
     grids = stac_vrt.asset_grids(bands)
     crs = {g.crs_wkt for g in grids}
     if len(crs) > 1:
@@ -58,7 +71,8 @@ def _vrt(uri: str, channels: tuple[str, ...], _version: str, ground, fill) -> st
     return stac_vrt.item_vrt(item, bands, grids, bounds=window, res=res, fill=fill)
 
 
-def _item_bands(uri: str, channels: tuple[str, ...]) -> tuple[dict, list[stac_vrt.BandAsset]]:
+@functools.lru_cache(maxsize=64)
+def _item_json(uri: str, _version: str) -> dict:
     try:
         item = json.loads(storage.read_bytes(uri))
     except json.JSONDecodeError as exc:
@@ -67,6 +81,34 @@ def _item_bands(uri: str, channels: tuple[str, ...]) -> tuple[dict, list[stac_vr
     if item.get("type") != "Feature":
         raise InputError(f"{uri} is not a STAC item (type {item.get('type')!r}).",
                          "give scenes as GeoTIFFs, or a catalog with --stac.", reason="unsupported")
+    return item
+
+
+def item_properties(uri: str) -> dict:
+    """What the map's ``datetime``, ``item_id`` and ``collection`` columns say of a scene: a
+    STAC item's datetime (or start_datetime; epoch seconds), id and collection; a file's
+    acquisition date from its name where it tells one (``tiling.acquired``), no id or
+    collection. Never raises: an item that cannot be read gives what its path tells."""
+    if not is_stac_item(uri):
+        when = tiling.acquired(uri)
+        return {"datetime": int(when.timestamp()) if when else None, "item_id": None, "collection": None}
+    from raylib.io import stac
+
+    parts = storage.parse(uri).key.rstrip("/").split("/")
+    out = {"datetime": None, "item_id": parts[-1][:-5], "collection": parts[-2] if len(parts) > 1 else None}
+    try:
+        item = _item_json(uri, storage.fingerprint(uri))
+        lo, _hi = stac.item_datetime(item)
+    except Exception:
+        return out
+    return {"datetime": int(lo.timestamp()) if lo else None, "item_id": str(item.get("id", out["item_id"])),
+            "collection": item.get("collection") or None}
+
+
+@functools.lru_cache(maxsize=64)
+def _item_bands(uri: str, channels: tuple[str, ...], _version: str,
+                cloud_asset: str) -> tuple[dict, list[stac_vrt.BandAsset], dict | None]:
+    item = _item_json(uri, _version)
     if not channels:
         raise InputError(f"STAC item {uri}: the model names no bands to pick.",
                          "set stac_bands (common names or asset keys, in the model's channel order).",
@@ -78,7 +120,10 @@ def _item_bands(uri: str, channels: tuple[str, ...]) -> tuple[dict, list[stac_vr
                 bands += stac_vrt.pick_bands(item, [name])
             except InputError:
                 pass
-    return item, bands
+    mask = cloud_mask.band(item, cloud_asset)
+    if mask is None:
+        return item, bands, None
+    return item, bands + [mask[0]], mask[1]
 
 
 def _file_bands(uri: str) -> tuple[dict, list[stac_vrt.BandAsset]]:

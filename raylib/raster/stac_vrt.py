@@ -183,8 +183,7 @@ def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
     x0, y0, x1, y1 = bounds
     width = max(1, round((x1 - x0) / res_x))
     height = max(1, round((y1 - y0) / abs(res_y)))
-    dtypes = {gr.dtype for gr in grids}
-    dtype = GDAL_TYPES.get(dtypes.pop(), "Float32") if len(dtypes) == 1 else "Float32"
+    dtype = _vrt_dtype(bands, grids)
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>{escape(g.crs_wkt)}</SRS>'
              f"<GeoTransform>{x0!r}, {res_x!r}, 0, {y1!r}, 0, {res_y!r}</GeoTransform>"]
     for k, (b, gr) in enumerate(zip(bands, grids), start=1):
@@ -209,6 +208,22 @@ def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
                      + f"{body}</VRTRasterBand>")
     parts.append("</VRTDataset>")
     return "".join(parts)
+
+
+def _vrt_dtype(bands: list[BandAsset], grids: list[AssetGrid]) -> str:
+    """One GDAL type for the VRT: the data bands' own type when they share one and a
+    categorical band's values (a uint8 cloud mask beside uint16 reflectance) fit in it,
+    else Float32."""
+    import numpy as np
+
+    data = {g.dtype for b, g in zip(bands, grids) if not b.categorical}
+    cats = {g.dtype for b, g in zip(bands, grids) if b.categorical}
+    if len(data) == 1:
+        d = next(iter(data))
+        if all(np.can_cast(c, d, "safe") for c in cats):
+            return GDAL_TYPES.get(d, "Float32")
+    every = data | cats
+    return GDAL_TYPES.get(every.pop(), "Float32") if len(every) == 1 else "Float32"
 
 
 def _num_text(v: float) -> str:

@@ -67,11 +67,25 @@ class SceneInfo:
     res: tuple[float, float]
     nodata: float | None
     is_projected: bool
+    # the tiles an AOI keeps, as runs (grid_row, first grid_col, last grid_col + 1); None: all
+    runs: tuple[tuple[int, int, int], ...] | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "SceneInfo":
         """From ``dict(info.__dict__)`` after a JSON round trip (the scene's record)."""
-        return cls(**{**d, "transform": tuple(d["transform"]), "res": tuple(d["res"])})
+        runs = d.get("runs")
+        return cls(**{**d, "transform": tuple(d["transform"]), "res": tuple(d["res"]),
+                      "runs": tuple(tuple(int(v) for v in r) for r in runs) if runs is not None else None})
+
+    def keeping(self, keep: np.ndarray, n_cols: int) -> "SceneInfo":
+        """This scene with only the tiles ``keep`` (a bool per tile of its full grid, row-major)."""
+        import dataclasses
+
+        runs = []
+        for r, row in enumerate(np.asarray(keep, bool).reshape(-1, n_cols)):
+            edges = np.flatnonzero(np.diff(np.r_[0, row.astype(np.int8), 0]))
+            runs += [(r, int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+        return dataclasses.replace(self, runs=tuple(runs))
 
 
 def _explain_open_failure(uri: str, exc: Exception) -> InputError:
@@ -217,19 +231,29 @@ class Layout:
     tile: tuple[int, int]  # native (rows, cols) of a full tile
     row_offs: tuple[int, ...]
     col_offs: tuple[int, ...]
+    runs: tuple[tuple[int, int, int], ...] | None = None  # the tiles an AOI keeps (``SceneInfo.runs``)
 
     @property
     def n_tiles(self) -> int:
+        if self.runs is not None:
+            return sum(b - a for _, a, b in self.runs)
         return len(self.row_offs) * len(self.col_offs)
 
     def windows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Tiles ``start..stop`` (row-major) as a ``WINDOW`` array (fields ``grid_row``,
-        ``grid_col``, ``row_off``, ``col_off``, ``height``, ``width``); edge windows are
-        clipped to the scene."""
+        """Tiles ``start..stop`` (row-major; of the tiles an AOI keeps, when it keeps some) as
+        a ``WINDOW`` array (fields ``grid_row``, ``grid_col``, ``row_off``, ``col_off``,
+        ``height``, ``width``); edge windows are clipped to the scene."""
         stop = self.n_tiles if stop is None else stop
         k = np.arange(start, stop, dtype=np.int64)
         out = np.empty(len(k), WINDOW)
-        out["grid_row"], out["grid_col"] = np.divmod(k, len(self.col_offs))
+        if self.runs is not None:
+            runs = np.asarray(self.runs, np.int64).reshape(-1, 3)
+            ends = np.cumsum(runs[:, 2] - runs[:, 1])
+            at = np.searchsorted(ends, k, side="right")
+            out["grid_row"] = runs[at, 0]
+            out["grid_col"] = runs[at, 1] + k - (ends[at] - (runs[at, 2] - runs[at, 1]))
+        else:
+            out["grid_row"], out["grid_col"] = np.divmod(k, len(self.col_offs))
         out["row_off"] = np.asarray(self.row_offs, np.int64)[out["grid_row"]]
         out["col_off"] = np.asarray(self.col_offs, np.int64)[out["grid_col"]]
         out["height"] = np.minimum(self.tile[0], self.height - out["row_off"])
@@ -238,11 +262,13 @@ class Layout:
 
     def to_dict(self) -> dict:
         return {"height": self.height, "width": self.width, "tile": list(self.tile),
-                "row_offs": list(self.row_offs), "col_offs": list(self.col_offs)}
+                "row_offs": list(self.row_offs), "col_offs": list(self.col_offs),
+                **({"runs": [list(r) for r in self.runs]} if self.runs is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Layout":
-        return cls(d["height"], d["width"], tuple(d["tile"]), tuple(d["row_offs"]), tuple(d["col_offs"]))
+        runs = tuple(tuple(r) for r in d["runs"]) if d.get("runs") is not None else None
+        return cls(d["height"], d["width"], tuple(d["tile"]), tuple(d["row_offs"]), tuple(d["col_offs"]), runs)
 
 
 def layout(info: SceneInfo, grid: GridSpec) -> Layout:
@@ -250,7 +276,7 @@ def layout(info: SceneInfo, grid: GridSpec) -> Layout:
     sh = max(1, round(th * grid.stride / grid.tile_size))
     sw = max(1, round(tw * grid.stride / grid.tile_size))
     return Layout(info.height, info.width, (th, tw), tuple(_offsets(info.height, th, sh)),
-                  tuple(_offsets(info.width, tw, sw)))
+                  tuple(_offsets(info.width, tw, sw)), info.runs)
 
 
 def make_manifest(info: SceneInfo, grid: GridSpec, start: int = 0, stop: int | None = None):
@@ -327,22 +353,35 @@ def grid_shape(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
 # --------------------------------------------------------------------------- reads
 
 
+def _read(ds, bands: list[int], window, out_shape: tuple[int, int], resampled: bool, categorical: int) -> np.ndarray:
+    """``ds.read`` of ``bands`` into ``out_shape``: bilinear when ``resampled``, except the
+    last ``categorical`` bands (class codes: a cloud mask), always nearest."""
+    from rasterio.enums import Resampling
+
+    if not resampled or not categorical:
+        return ds.read(bands, window=window, out_shape=(len(bands), *out_shape),
+                       resampling=Resampling.bilinear if resampled else Resampling.nearest)
+    cont, cat = bands[:-categorical], bands[-categorical:]
+    a = ds.read(cont, window=window, out_shape=(len(cont), *out_shape), resampling=Resampling.bilinear)
+    b = ds.read(cat, window=window, out_shape=(len(cat), *out_shape), resampling=Resampling.nearest)
+    return np.concatenate([a, b.astype(a.dtype)])
+
+
 def read_window(ds, row_off: int, col_off: int, height: int, width: int, native_tile: tuple[int, int],
-                tile_size: int, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Read one tile, resampled to ``tile_size`` and zero-padded at scene edges.
+                tile_size: int, bands: list[int], categorical: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Read one tile, resampled to ``tile_size`` and zero-padded at scene edges (the last
+    ``categorical`` bands: nearest).
 
     Returns ``(pixels (C, T, T) in the file's dtype, inside (T, T) bool)`` where ``inside``
     marks pixels that lie in the scene (False for padding).
     """
-    from rasterio.enums import Resampling
     from rasterio.windows import Window
 
     th, tw = native_tile
     oh = max(1, min(tile_size, round(height * tile_size / th)))
     ow = max(1, min(tile_size, round(width * tile_size / tw)))
-    resampling = Resampling.bilinear if (th, tw) != (tile_size, tile_size) else Resampling.nearest
-    data = ds.read(bands, window=Window(col_off, row_off, width, height), out_shape=(len(bands), oh, ow),
-                   resampling=resampling)
+    data = _read(ds, bands, Window(col_off, row_off, width, height), (oh, ow), (th, tw) != (tile_size, tile_size),
+                 categorical)
     out = np.zeros((len(bands), tile_size, tile_size), dtype=data.dtype)
     out[:, :oh, :ow] = data
     inside = np.zeros((tile_size, tile_size), dtype=bool)
@@ -351,10 +390,11 @@ def read_window(ds, row_off: int, col_off: int, height: int, width: int, native_
 
 
 def row_segments(wins: np.ndarray) -> list[np.ndarray]:
-    """Split ``Layout.windows`` rows (row-major) into runs of one grid row each."""
+    """Split ``Layout.windows`` rows (row-major) into runs of adjacent tiles of one grid row
+    each (an AOI may keep runs with gaps between them)."""
     if not len(wins):
         return []
-    cuts = np.flatnonzero(np.diff(wins["grid_row"])) + 1
+    cuts = np.flatnonzero((np.diff(wins["grid_row"]) != 0) | (np.diff(wins["grid_col"]) != 1)) + 1
     return np.split(wins, cuts)
 
 
@@ -366,7 +406,7 @@ def row_aligned(wins: np.ndarray, native_tile: tuple[int, int], tile_size: int) 
 
 
 def read_row(ds, wins: np.ndarray, native_tile: tuple[int, int], tile_size: int,
-             bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
+             bands: list[int], categorical: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Tiles ``wins`` (one grid row, ascending columns, ``row_aligned``) in ONE read of
     the bounding window of their full-width tiles, resampled once and cut into tiles (a
     tile clipped by the scene's right edge is read on its own, so that the resampling ratio
@@ -375,7 +415,6 @@ def read_row(ds, wins: np.ndarray, native_tile: tuple[int, int], tile_size: int,
     per-read cost.
 
     Returns ``(pixels (N, C, T, T) in the file's dtype, inside (N, T, T) bool)``."""
-    from rasterio.enums import Resampling
     from rasterio.windows import Window
 
     th, tw = native_tile
@@ -387,16 +426,15 @@ def read_row(ds, wins: np.ndarray, native_tile: tuple[int, int], tile_size: int,
         c0, c1 = int(wins["col_off"][full[0]]), int(wins["col_off"][full[-1]]) + tw
         oh = max(1, min(tile_size, round(h * tile_size / th)))
         ow = (c1 - c0) * tile_size // tw
-        resampling = Resampling.bilinear if (th, tw) != (tile_size, tile_size) else Resampling.nearest
-        data = ds.read(bands, window=Window(c0, r0, c1 - c0, h), out_shape=(len(bands), oh, ow),
-                       resampling=resampling)
+        data = _read(ds, bands, Window(c0, r0, c1 - c0, h), (oh, ow), (th, tw) != (tile_size, tile_size),
+                     categorical)
         out = np.zeros((n, len(bands), tile_size, tile_size), dtype=data.dtype)
         inside = np.zeros((n, tile_size, tile_size), dtype=bool)
         for k, x in zip(full.tolist(), ((wins["col_off"][full] - c0) * tile_size // tw).tolist()):
             out[k, :, :oh, :] = data[:, :, x:x + tile_size]
             inside[k, :oh, :] = True
     for k in np.flatnonzero(wins["width"] != tw).tolist():  # clipped by the right edge
-        px, ins = read_window(ds, *window_box(wins[k]), native_tile, tile_size, bands)
+        px, ins = read_window(ds, *window_box(wins[k]), native_tile, tile_size, bands, categorical)
         if out is None:
             out = np.zeros((n, len(bands), tile_size, tile_size), dtype=px.dtype)
             inside = np.zeros((n, tile_size, tile_size), dtype=bool)
@@ -478,3 +516,20 @@ def label_patches(label_uri: str, size: int, threshold: float = 0.85, nodata: fl
             if share >= threshold:
                 kept.append((r, c, int(values[k]), float(share)))
     return kept
+
+
+def acquired(uri: str):
+    """The acquisition date a scene's file name tells (Landsat / Sentinel-2 product ids, NAIP
+    quarter quads ``m_..._YYYYMMDD``), as a UTC timestamp, or None."""
+    import datetime as dt
+    import re
+
+    name = storage.basename(uri)
+    for pat in (r"_L[12]\w\w_\d{6}_(\d{8})_", r"_MSI(?:L1C|L2A)_(\d{8})T", r"^m_\d{7}_[ns][ew]_\d{2}_\d_(\d{8})"):
+        m = re.search(pat, name)
+        if m:
+            try:
+                return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                return None
+    return None

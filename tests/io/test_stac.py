@@ -113,6 +113,15 @@ def test_a_stac_api_is_searched_on_the_server(stac_api, catalog):
     assert ids(stac.search(stac.StacQuery(stac_api, datetime="2020-05-01/2020-06-30", max_cloud=20))) == ["a"]
     assert ids(stac.search(stac.StacQuery(stac_api, collections=("other",)))) == ["c"]
     assert items[0]["assets"]["red"]["href"] == a["assets"]["red"]["href"]
+    # an AOI: the server searches its box, the footprints are tested against its polygons here
+    import shapely
+
+    frame = shapely.box(w - 1, s - 1, e + 1, n + 1).difference(shapely.box(w - 0.01, s - 0.01, e + 0.01, n + 0.01))
+    area = json.loads(shapely.to_geojson(frame))
+    assert ids(stac.search(stac.StacQuery(stac_api, bbox=frame.bounds))) == ["a", "b", "c"]
+    assert ids(stac.search(stac.StacQuery(stac_api, bbox=frame.bounds, intersects=area))) == []
+    filled = json.loads(shapely.to_geojson(shapely.Polygon(frame.exterior)))
+    assert ids(stac.search(stac.StacQuery(stac_api, bbox=frame.bounds, intersects=filled))) == ["a", "b", "c"]
 
 
 def test_bad_sources_are_clear_errors(stac_api, catalog, tmp_path):

@@ -153,3 +153,37 @@ def test_three_dates_of_a_place_share_ground_tile_ids():
         assert v.count == f.count and v.colorinterp[:3] == f.colorinterp[:3]
         band, inside = v.read(1), v.read_masks(1) > 0  # outside the quad: its nodata
         assert 0.6 < inside.mean() < 0.95 and abs(float(band[inside].mean()) - float(f.read(1).mean())) < 1.5
+
+
+def test_an_aoi_keeps_exactly_the_tiles_it_meets():
+    """An AOI whose corners are tile centres (in the scene's CRS, sent to lon/lat): the
+    tiles kept are exactly the block of rows 3..7 and columns 5..12, in grid order, and
+    the windows, ids and reads of the kept tiles are those of the full grid."""
+    import shapely
+    from pyproj import Transformer
+
+    from raylib.raster import aoi
+
+    info = tiling.open_scene(str(LANDSAT))
+    grid = tiling.GridSpec(tile_size=64, stride=64, gsd=None)
+    full = tiling.layout(info, grid)
+    a, _, c, _, e, f = info.transform
+    centre = lambda r, k: (c + a * (full.col_offs[k] + 32), f + e * (full.row_offs[r] + 32))  # noqa: E731
+    to_ll = Transformer.from_crs(info.crs, "EPSG:4326", always_xy=True)
+    ring = [to_ll.transform(*centre(r, k)) for r, k in ((3, 5), (3, 12), (7, 12), (7, 5))]
+    keep = aoi.tiles_meeting(shapely.Polygon(ring), info.crs, info.transform, full.windows())
+    kept = info.keeping(keep, len(full.col_offs))
+    assert kept.runs == tuple((r, 5, 13) for r in range(3, 8))
+    lay = tiling.layout(tiling.SceneInfo.from_dict(dict(kept.__dict__)), grid)  # (its JSON round trip)
+    assert lay.n_tiles == 5 * 8 and tiling.Layout.from_dict(lay.to_dict()) == lay
+    wins = lay.windows()
+    np.testing.assert_array_equal(wins, full.windows()[keep])
+    np.testing.assert_array_equal(lay.windows(7, 21), wins[7:21])
+    assert [len(s) for s in tiling.row_segments(wins)] == [8] * 5
+    ids = tiling.make_manifest(kept, grid).column("tile_id").to_pylist()
+    assert ids == [i for i, k in zip(tiling.make_manifest(info, grid).column("tile_id").to_pylist(), keep) if k]
+    # two runs in one row: read as two segments
+    two = np.zeros(full.n_tiles, bool)
+    two[[2, 3, 6]] = True
+    lay2 = tiling.layout(info.keeping(two, len(full.col_offs)), grid)
+    assert [s["grid_col"].tolist() for s in tiling.row_segments(lay2.windows())] == [[2, 3], [6]]

@@ -18,6 +18,7 @@ from raylib.raster import bands as bandlib
 from raylib.raster import radiometry, scene_source, tiling
 from raylib.raster.reading import ReadSpec
 
+OUTSIDE_AOI = "outside_aoi"  # a scene none of whose tiles meets the AOI: one row, not a failure
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 
 
@@ -36,19 +37,21 @@ class ScenePlan:
     radiometry: dict | None = None  # the scaling this scene got, and where its constants came from
     retries: int = 0  # header reads retried after transient faults
     stats: dict | None = None  # per-tile statistics: file bands, their units (gain, offset), spectral roles
+    cloud: dict | None = None  # a STAC item's quality asset: its VRT band and decoder (``raster.cloud_mask``)
+    item: dict | None = None  # datetime (epoch s), item_id, collection: ``scene_source.item_properties``
 
     @property
     def n_tiles(self) -> int:
         return self.layout.n_tiles if self.layout else 1
 
-    def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0) -> str:
+    def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0, max_tile_cloud: float = 1.0) -> str:
         """What a read task needs for this scene: a ``ReadSpec`` as JSON (small; no pixels)."""
         return ReadSpec(uri=self.uri, gdal_path=self.gdal_path or storage.parse(self.uri).gdal_path,
                         bands=list(self.bands),
                         layout=self.layout, tile_size=tile_size, gain=self.scaler.gain.tolist(),
                         offset=self.scaler.offset.tolist(), fill_value=self.scaler.fill_value,
                         target_mean=self.scaler.target_mean.tolist(), max_fill_fraction=max_fill_fraction,
-                        stats=self.stats).to_json()
+                        stats=self.stats, cloud=self.cloud, max_tile_cloud=max_tile_cloud).to_json()
 
 
 def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
@@ -85,9 +88,21 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     if stac_item and len(scene_channels(cfg, manifest)) != needed:
         raise ConfigError(f"stac_bands names {len(scene_channels(cfg, manifest))} band(s) but model {manifest.id} "
                           f"takes {needed}.", f"give {needed} names, in the model's channel order.")
-    plan.gdal_path = path = scene_source.gdal_path(uri, scene_channels(cfg, manifest), grid, cfg.fill_value)
+    channels, cloud_asset = scene_channels(cfg, manifest), cfg.cloud_asset or "auto"
+    plan.gdal_path = path = scene_source.gdal_path(uri, channels, grid, cfg.fill_value, cloud_asset)
+    cloud = scene_source.cloud(uri, channels, cloud_asset)
+    plan.cloud = {"band": cloud[0], **cloud[1]} if cloud else None
     plan.info = info = tiling.open_scene(uri, path)
     plan.layout = tiling.layout(info, grid)
+    if cfg.aoi:  # only the tiles that meet the AOI
+        from raylib.raster import aoi
+
+        keep = aoi.tiles_meeting(aoi.load(cfg.aoi), info.crs, info.transform, plan.layout.windows())
+        if not keep.any():
+            raise InputError(f"Scene {uri} does not meet the AOI {cfg.aoi}.", "leave it out, or widen the AOI.",
+                             reason=OUTSIDE_AOI)
+        plan.info = info = info.keeping(keep, len(plan.layout.col_offs))
+        plan.layout = tiling.layout(info, grid)
     if info.dtype not in SUPPORTED_DTYPES:
         raise InputError(f"Scene {uri} has pixel type {info.dtype}, which cannot be scaled to model input.",
                          f"convert it to one of {', '.join(SUPPORTED_DTYPES)}.", reason="unsupported")
@@ -98,6 +113,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         # header facts first: after a damaged block in the statistics read, GDAL's error state
         # would fail these calls
         colorinterp, descriptions = ds.colorinterp, ds.descriptions
+        n_data = info.count - (1 if cloud else 0)  # a quality asset is the VRT's last band, no spectral band
         file_scale = radiometry.file_scale(ds.scales, ds.offsets)
         sensor = radiometry.scene_sensor(cfg.sensor, cfg.bands, uri) or (radiometry.FILE_SCALE if file_scale else None)
         mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
@@ -106,20 +122,20 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         else:
             plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
         sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
-        stat_bands = list(range(1, min(info.count, bandlib.MAX_STAT_BANDS) + 1))
+        stat_bands = list(range(1, min(n_data, bandlib.MAX_STAT_BANDS) + 1))
         tf_bands = sorted(set(stat_bands) | set(plan.bands))  # the model may read a band past the statistics'
         sensor_tf = None
         if sensor and sensor != "naip":  # one DN -> reflectance map for the model's and the statistics' bands
             try:
-                sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype,
+                sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, n_data, info.dtype,
                                                  tiling.centre_lonlat(info), cfg.sun_elevation, file_scales=file_scale)
             except ConfigError:
                 if mode == "reflectance":
                     raise
         elif mode == "reflectance":
-            sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, info.count, info.dtype,
+            sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, n_data, info.dtype,
                                              file_scales=file_scale)
-        roles = radiometry.spectral_roles(sensor, descriptions, info.count, colorinterp, cfg.spectral_bands)
+        roles = radiometry.spectral_roles(sensor, descriptions, n_data, colorinterp, cfg.spectral_bands)
     model_tf = sensor_tf.select([tf_bands.index(b) for b in plan.bands]) if sensor_tf else None
     stat_tf = sensor_tf.select([tf_bands.index(b) for b in stat_bands]) if sensor_tf else None
     plan.scaler = bandlib.make_scaler(mode, sample, info.dtype, fill, manifest.bands["mean"],
@@ -182,6 +198,7 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
     try:
         plan = resilience.retrying(once, retries=cfg.read_retries, on_retry=count)
         plan.retries = retried[0]
+        plan.item = scene_source.item_properties(uri)
         return plan
     except ConfigError:
         raise
@@ -190,8 +207,10 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
         if isinstance(exc, LandcoverError):
             msg = resilience.redact(str(exc))
         learnt = attempt["plan"]
+        if reason == OUTSIDE_AOI:  # no tile of it is in the map: the scene's one row says so
+            learnt.info = learnt.layout = None
         return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
-                         failure=(reason, msg), retries=retried[0])
+                         failure=(reason, msg), retries=retried[0], item=scene_source.item_properties(uri))
 
 
 def scene_channels(cfg: MapConfig, manifest: ModelManifest) -> tuple[str, ...]:
@@ -208,7 +227,8 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
         gsd = manifest.gsd
     else:
         gsd = float(cfg.gsd)
-    return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd, ground=cfg.grid == "ground")
+    return tiling.GridSpec(tile_size=int(tile), stride=int(stride), gsd=gsd,
+                           ground=(cfg.grid or ("ground" if cfg.stac or cfg.composite else "scene")) == "ground")
 
 
 def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, model_id: str, grid: dict) -> str:
@@ -224,5 +244,7 @@ def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, 
         "scenes": h.hexdigest(), "model_id": model_id, "grid": grid,
         "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
                                                   "part_mb", "max_fill_fraction", "sensor", "sun_elevation",
-                                                  "spectral_bands", "unknown_below", "embeddings")},
+                                                  "spectral_bands", "unknown_below", "embeddings", "cloud_asset",
+                                                  "max_tile_cloud", "aoi", "composite")},
+        "aoi_version": storage.fingerprint(cfg.aoi) if cfg.aoi else None,
     })

@@ -67,7 +67,7 @@ def read_store_tiles(meta: dict, table, rows: np.ndarray,
             if k >= len(wins) or (wins["row_off"][k], wins["col_off"][k]) != (col["row_off"][r], col["col_off"][r]):
                 raise InputError(f"Tile {col['tile_id'][r]} is not where the store put it in {scene}: the scene or "
                                  "the store's settings changed.", "build the store again from the scenes as they are.")
-        spec = plan.read_spec(grid.tile_size, cfg.max_fill_fraction)
+        spec = plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud)
         out = read_tiles({"spec": [spec] * len(local), "base": [0] * len(local), "lo": local,
                           "hi": [k + 1 for k in local]}, cfg.read_timeout, cfg.read_retries, pixel_fn)
         bad = [col["tile_id"][int(rows[members[j]])] for j in np.flatnonzero(out["status"] != "ok")]

@@ -47,7 +47,7 @@ def _map_head(conn, uri: str, cfg: MapConfig, manifest, grid: tiling.GridSpec, c
         tiles = min(cfg.batch_size, plan.n_tiles)
         unit = {"scene_idx": [np.zeros(1, np.int64)], "lo": [np.zeros(1, np.int64)],
                 "hi": [np.array([tiles], np.int64)],
-                "spec": [np.array([plan.read_spec(grid.tile_size, cfg.max_fill_fraction)], object)],
+                "spec": [np.array([plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud)], object)],
                 "meta": [np.array([json.dumps({**scene_meta(plan), "index": 0})], object)]}
         block = read_units(unit, grid=grid, channels=channels, read_timeout=cfg.read_timeout,
                            read_retries=cfg.read_retries, pixel_fn=pixel_fn)

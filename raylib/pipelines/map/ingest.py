@@ -20,10 +20,10 @@ from raylib.config import MapConfig
 from raylib.eval import reports
 from raylib.formats import embstore, mapfile
 from raylib.models.manifest import ModelManifest
-from raylib.pipelines.map.source import BBOX, MANIFEST_COLUMNS
+from raylib.pipelines.map.source import BBOX, MANIFEST_COLUMNS, item_columns
 from raylib.raster import tiling
 
-STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood")
+STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood", *mapfile.CLOUD_COLUMNS)
 BBOX_TYPE = pa.struct([(k, pa.float64()) for k in BBOX])
 
 
@@ -163,6 +163,7 @@ class Ingest:
             **{k: pa.array(b["uri" if k == "scene" else k], mapfile.MAP_SCHEMA.field(k).type) for k in MANIFEST_COLUMNS},
             "bbox": pa.StructArray.from_arrays([pa.array(np.asarray(b["bbox_" + k], float)) for k in BBOX],
                                                fields=list(BBOX_TYPE)),
+            **item_arrays(b),
         })
         stats = {k: b[k] for k in STAT_COLUMNS if k in b}
         stats.setdefault("ood", np.full(n, np.nan, np.float32))
@@ -190,6 +191,8 @@ class Ingest:
         else:
             man = tiling.make_manifest(tiling.SceneInfo.from_dict(meta["info"]), self.grid, lo, lo + span)
         n = man.num_rows
+        for k, v in item_arrays(item_columns(meta, n)).items():
+            man = man.append_column(k, v)
         probs = np.full((n, len(self.manifest.classes)), np.nan, np.float32)
         status = np.full(n, "error", object)
         error = np.full(n, batch["error"][i], object)
@@ -218,6 +221,7 @@ class Ingest:
             labels = table.column("label_index").fill_null(-1).to_numpy().astype(np.int16)
             unknown = np.asarray(table.column("label").to_pylist(), object) == mapfile.UNKNOWN
             labels[unknown] = reports.UNKNOWN_INDEX
+            labels[rs == "cloudy"] = reports.CLOUDY_INDEX
             gr, gc = table.column("grid_row").to_numpy(), table.column("grid_col").to_numpy()
         order = np.argsort(uris.astype(str), kind="stable")
         su = uris[order].astype(str)
@@ -276,3 +280,13 @@ class Ingest:
             del self.inflight[uri]
             if self.on_scene_done:
                 self.on_scene_done(sc)
+
+
+def item_arrays(b: dict) -> dict:
+    """The rows' ``datetime``, ``item_id`` and ``collection`` as Arrow arrays (``source.item_columns``)."""
+    when = np.asarray(b["datetime"], np.int64)
+    out = {"datetime": pa.array(when, pa.timestamp("s", tz="UTC"), mask=when < 0)}
+    for k in ("item_id", "collection"):
+        v = np.asarray(b[k], object).astype(str)
+        out[k] = pa.array(v, pa.string(), mask=v == "")
+    return out

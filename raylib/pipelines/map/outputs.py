@@ -21,6 +21,7 @@ from raylib.errors import ConfigError
 from raylib.formats import embstore, mapfile, mapstate, parts, partwriter
 from raylib.formats.mapfile import MARKER, SUCCESS
 from raylib.io import storage
+from raylib.raster import tiling
 
 log = logging.getLogger(__name__)
 EMBEDDINGS = "embeddings"  # the embedding store beside a map (landcover map --embeddings)
@@ -255,11 +256,15 @@ def partition_path(keys: list[str] | None, meta: dict) -> str:
     """Hive partition folders of a scene's rows: ``zone=32614/year=2020`` (``""`` without
     ``partition_by``). ``zone`` is the scene CRS's EPSG code (``zone=none`` for a scene
     without one, ``zone=other`` for a CRS without a code); ``year``/``date`` come from the
-    acquisition date in the scene's file name (Landsat, Sentinel-2, NAIP), else ``unknown``."""
+    acquisition date (a STAC item's datetime, or the one in the scene's file name: Landsat,
+    Sentinel-2, NAIP), else ``unknown``."""
     if not keys:
         return ""
+    import datetime as dt
+
     info = meta.get("info") or {}
-    when = embstore.acquired(meta["uri"])
+    stamp = (meta.get("item") or {}).get("datetime")
+    when = dt.datetime.fromtimestamp(stamp, dt.timezone.utc) if stamp is not None else tiling.acquired(meta["uri"])
     out = []
     for k in keys:
         if k == "zone":

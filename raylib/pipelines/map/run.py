@@ -46,8 +46,10 @@ from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
 from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
-from raylib.pipelines.common.planning import expand_scenes, job_fingerprint, plan_scene, resolve_grid, scene_channels
+from raylib.pipelines.common.planning import (OUTSIDE_AOI, expand_scenes, job_fingerprint, plan_scene, resolve_grid,
+                                              scene_channels)
 from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, share_folder
+from raylib.pipelines.map import composite
 from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
@@ -58,7 +60,7 @@ from raylib.raster.reading import PixelFn
 
 log = logging.getLogger(__name__)
 # reasons that describe the data, not a failure of the run (not counted in the error share)
-NOT_FAILURES = ("all_nodata", "mostly_fill")
+NOT_FAILURES = ("all_nodata", "mostly_fill", "cloudy", OUTSIDE_AOI)  # data, not failures
 
 
 def _model_uri(cfg: MapConfig) -> str:
@@ -114,6 +116,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     # model may take a minute to build.
     skipped: list[str] = []
     scenes = expand_scenes(cfg.scenes, skipped) if cfg.scenes else None
+    if cfg.aoi:  # read once here: a bad AOI is one clear error, not an error row per scene
+        from raylib.raster import aoi
+
+        aoi.load(cfg.aoi)
     storage.check_bucket(cfg.out)
     model_uri = _model_uri(cfg)
     from raylib.models.model_dir import LandcoverModel
@@ -197,6 +203,11 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     summary = _summary(cfg, ingest, output, scenes_seen, uris, skipped, pictures, model_uri, manifest, grid_dict,
                        store, timings, time.time() - t0)
     summary["tiles_on_driver"] = head.tiles if head and head.taken else 0
+    if cfg.composite:
+        t1 = time.time()
+        summary["composite"] = composite.write(cfg.out, cfg.composite, manifest.classes, manifest.id, extra,
+                                               cfg.unknown_below)
+        summary["timings"]["composite"] = round(time.time() - t1, 2)
     summary.update(output.finish(ingest, scenes_seen, pictures, manifest.id, grid_dict))
     storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
     failpoint("summary_written")
@@ -214,6 +225,9 @@ def _raise_if_nothing_mappable(cfg: MapConfig, uris: list[str], scenes: dict) ->
     failed = [(u, scenes[u]) for u in uris if u in scenes]
     if len(failed) == 1:
         raise InputError(failed[0][1]["message"] or failed[0][1]["failed"])
+    if all(s["failed"] == OUTSIDE_AOI for _, s in failed):
+        raise InputError(f"The AOI {cfg.aoi} meets none of the {len(failed)} scenes.",
+                         "check the AOI's coordinates (GeoJSON is longitude, latitude) and the scenes.")
     shown = " | ".join(f"{u}: {s['failed']}" for u, s in failed[:5])
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
     raise InputError(f"None of the {len(failed)} scenes can be mapped: {shown}{more}.",
@@ -243,8 +257,8 @@ def _summary(cfg: MapConfig, ingest: Ingest, output, scenes: dict, uris: list[st
         "error_share": round(share, 6), "max_error_share": cfg.max_error_share,
         "result": "ok" if passed else "failed",
         "failure": None if passed else (
-            f"{failures} of {n_tiles} tiles failed ({share:.1%}; all_nodata not counted), more than "
-            f"max_error_share {cfg.max_error_share:.1%}; see 'error_reasons' and the error rows"),
+            f"{failures} of {n_tiles} tiles failed ({share:.1%}; {', '.join(NOT_FAILURES)} not counted), "
+            f"more than max_error_share {cfg.max_error_share:.1%}; see 'error_reasons' and the error rows"),
         "parts": len(output.resumed) + len(output.written), "parts_resumed": len(output.resumed),
         "parts_written": len(output.written), "tiles_computed": ingest.rows, "read_retries": ingest.read_retries,
         "scaling": dict(sorted(ingest.scaling.items())), "radiometry_examples": ingest.radiometry_examples,

@@ -96,7 +96,8 @@ def scene_meta(plan: ScenePlan) -> dict:
             "info": dict(info.__dict__) if info else None, "radiometry": plan.radiometry,
             "grid_shape": [len(plan.layout.row_offs), len(plan.layout.col_offs)] if plan.layout else None,
             "tile": list(plan.layout.tile) if plan.layout else None, "bands": plan.bands,
-            "fill": plan.scaler.fill_value if plan.scaler else None, "retries": plan.retries}
+            "fill": plan.scaler.fill_value if plan.scaler else None, "retries": plan.retries,
+            "item": plan.item or {"datetime": None, "item_id": None, "collection": None}}
 
 
 def first_blocks(n: int, per: int, head: int, on_driver: bool = False) -> list[dict]:
@@ -134,7 +135,7 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
     size = step  # tiles in the last task
     for s, plan in zip(todo, plans):
         meta = json.dumps({**scene_meta(plan), "index": s})
-        spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction)
+        spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud)
         ranges = list((done.get(plan.uri) or {}).get("ranges") or [])
         n_tiles, head = plan.n_tiles, heads[s]
         if not spec:  # a scene that cannot be mapped: its records come with its whole block
@@ -248,7 +249,19 @@ def _manifest_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> di
     bb = t.column("bbox").combine_chunks()
     for k in BBOX:
         out["bbox_" + k] = bb.field(k).to_numpy(zero_copy_only=False).astype(np.float64)
+    out.update(item_columns(meta, hi - lo))
     return out
+
+
+def item_columns(meta: dict | None, n: int) -> dict:
+    """The scene's ``datetime`` (epoch seconds, -1: unknown), ``item_id`` and ``collection``
+    (``""``: none; a column of Nones would not stay strings through Ray Data) on each of
+    its ``n`` rows."""
+    item = (meta or {}).get("item") or {}
+    when = item.get("datetime")
+    return {"datetime": np.full(n, -1 if when is None else int(when), np.int64),
+            "item_id": np.full(n, item.get("item_id") or "", object),
+            "collection": np.full(n, item.get("collection") or "", object)}
 
 
 def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, hi: int,
@@ -266,4 +279,5 @@ def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, h
     out["edge"] = np.zeros(1, bool)
     for k in BBOX:
         out["bbox_" + k] = np.full(1, np.nan)
+    out.update(item_columns(None, 1))
     return out

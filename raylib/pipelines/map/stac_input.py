@@ -20,9 +20,17 @@ ITEMS = f"{storage.INPUTS}/stac"
 
 
 def stac_query(cfg: MapConfig) -> stac.StacQuery:
-    return stac.StacQuery(source=cfg.stac, collections=tuple(cfg.collections or ()), bbox=stac.parse_bbox(cfg.bbox),
+    """The search ``cfg`` asks for; with an AOI, its bounding box (for the server) and its
+    polygons (each item's footprint is tested against them here)."""
+    bbox, shape = stac.parse_bbox(cfg.bbox), None
+    if cfg.aoi:
+        from raylib.raster import aoi
+
+        shape = aoi.geojson(cfg.aoi)
+        bbox = tuple(float(v) for v in aoi.load(cfg.aoi).bounds)
+    return stac.StacQuery(source=cfg.stac, collections=tuple(cfg.collections or ()), bbox=bbox,
                           datetime=cfg.datetime, max_cloud=cfg.max_cloud, query=dict(cfg.query or {}),
-                          max_items=cfg.max_items)
+                          max_items=cfg.max_items, intersects=shape)
 
 
 def stac_scenes(cfg: MapConfig) -> list[str]:
@@ -31,10 +39,11 @@ def stac_scenes(cfg: MapConfig) -> list[str]:
     items = stac.search(q)
     if not items:
         shown = ", ".join(f"{k} {v}" for k, v in (("collections", ",".join(q.collections) or None),
-                                                   ("bbox", q.bbox), ("datetime", q.datetime),
+                                                   ("aoi" if cfg.aoi else "bbox", cfg.aoi or q.bbox),
+                                                   ("datetime", q.datetime),
                                                    ("max_cloud", q.max_cloud)) if v)
         raise InputError(f"No STAC items in {cfg.stac} match ({shown or 'no filters'}).",
-                         "widen bbox / datetime / max_cloud, or check the collection names.")
+                         "widen the aoi / bbox, datetime or max_cloud, or check the collection names.")
     out, seen = [], set()
     for it in items:
         col = _safe(str(it.get("collection") or "items"))
