@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from raylib.errors import ConfigError
 from raylib.io import storage
+from raylib.raster.reading import CLOUD_COLUMNS  # the read stage's shares of a quality asset
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ COMPOSITE = "composite"  # the area map of --composite, beside the per-observati
 IGNORE_PREFIXES = [".", "_", "embeddings", COMPOSITE]
 
 ITEM_COLUMNS = ("datetime", "item_id", "collection")  # per scene, null where a scene does not tell
-CLOUD_COLUMNS = ("cloud_fraction", "shadow_fraction", "snow_fraction")
 
 MAP_SCHEMA = pa.schema(
     [

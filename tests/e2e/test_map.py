@@ -247,6 +247,7 @@ def test_the_first_batch_mapped_while_ray_starts_gives_the_same_map(ray_session,
         return rows
 
     monkeypatch.setattr(run_module, "_RayStarter", SlowStart)
+    monkeypatch.setattr(run_module, "_ray_ready", lambda: False)  # (the session's Ray is up: as if it were not)
     monkeypatch.setattr(driver_head.DriverHead, "take", take_then_start)
     cfg = MapConfig(scenes=[S3_LANDSAT], out=str(tmp_path / "head"), model=test_model["uri"], tile_size=64,
                     gsd="native", bands="landsat8-b234", fill_value=0, batch_size=128)

@@ -50,3 +50,26 @@ def test_a_part_holds_every_tile_with_its_prediction_or_its_error(tmp_path):
     assert -76 < lon0 < lon1 < -74 and 39 < lat0 < lat1 < 40.5  # UTM 18N at 4,400 km north: near 39.7 N, 75 W
     meta = json.loads(back.schema.metadata[b"landcover"])
     assert meta["classes"] == ["forest", "water"] and meta["model_id"] == "m@1" and meta["grid"] == {"tile_size": 16}
+
+
+def test_a_map_spanning_versions_reads_the_newer_columns_as_nulls(tmp_path):
+    """An incremental map whose first part was written before the cloud and item columns
+    existed: reading the folder gives every column, null in the older part, whichever part
+    a reader meets first."""
+    with MemoryFile() as mf:
+        rows = tiling.make_manifest(_scene(mf), tiling.GridSpec(tile_size=16, stride=16, gsd=None))
+    n = rows.num_rows
+    probs = np.tile(np.array([[0.7, 0.3]], np.float32), (n, 1))
+    status, error = np.full(n, "ok", object), np.full(n, "", object)
+    new = mapfile.build_table(rows, probs, status, error, np.zeros(n, np.float32), ["forest", "water"], "m@1",
+                              stats={"band_mean": np.zeros((n, 0)), "band_std": np.zeros((n, 0)),
+                                     "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan),
+                                     "ndwi": np.full(n, np.nan), "cloud_fraction": np.full(n, 0.25)})
+    old = new.drop_columns([*mapfile.ITEM_COLUMNS, *mapfile.CLOUD_COLUMNS])
+    for name, t in (("part-00000.parquet", old), ("part-00001.parquet", new)):
+        mapfile.write_part(t, str(tmp_path / name), ["forest", "water"], "m@1", {})
+    back = mapfile.read_map(str(tmp_path))
+    assert back.num_rows == 2 * n and back.schema.names == mapfile.MAP_SCHEMA.names
+    clouds = back["cloud_fraction"].to_pylist()
+    assert sorted(clouds, key=lambda v: v is None) == [0.25] * n + [None] * n
+    assert back["item_id"].null_count == 2 * n and back["label"].to_pylist() == ["forest"] * (2 * n)

@@ -177,3 +177,28 @@ def test_a_child_of_the_driver_maps_scene_0s_first_tiles_with_the_read_and_model
     late = DriverHead(uri, cfg, MAN, grid, 3, _EchoModel, "m", False)
     late.stop()
     assert late.take() is None and not late.proc.is_alive()
+
+
+def test_the_child_is_forked_while_the_driver_runs_no_other_thread(tmp_path):
+    """In a fresh process (a user's command before Ray starts) the child is forked, and maps
+    the same rows; with another thread running it is spawned."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import json, threading, time
+from tests.pipelines.test_map_source import MAN, MapConfig, _EchoModel, _raster, _taken, planning
+from raylib.pipelines.map import driver_head
+uri = _raster(__import__("pathlib").Path({str(tmp_path)!r}) / "s.tif")
+cfg = MapConfig(scenes=[uri], out={str(tmp_path / 'out')!r}, bands=[1, 2, 3], batch_size=5)
+first = driver_head.start_method()
+head = driver_head.DriverHead(uri, cfg, MAN, planning.resolve_grid(cfg, MAN), 3, _EchoModel, "m", False)
+rows = _taken(head)
+threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+print(json.dumps([first, driver_head.start_method(), head.tiles, rows["idx"].tolist()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["fork", "spawn", 5, [0, 1, 2, 3, 4]]

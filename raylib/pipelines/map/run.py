@@ -138,10 +138,11 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
 
         scenes = stac_scenes(cfg)
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
-    ray_start = _RayStarter(cfg.ray_address) if uris else None
     head = first = None
-    if uris and not ray_start.ready.is_set():  # (a warm session's pipeline starts at once: no child)
+    if uris and not _ray_ready():  # (a warm session's pipeline starts at once: no child)
+        # before Ray's start thread: the driver is one thread here, so the child can be forked
         head = _driver_head(cfg, uris[0], manifest, grid, model_uri, predictor, store is not None)
+    ray_start = _RayStarter(cfg.ray_address) if uris else None
     if uris:  # the first scene planned here, while Ray starts: the settings' errors surface at once
         first = plan_scene(uris[0], cfg, manifest, grid)
         if first.failure and head:  # the pipeline gives its records
