@@ -132,7 +132,7 @@ def _report_map(cfg, summary) -> int:
     print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
     if summary.get("embeddings"):
         print(f"embedding store: {summary['embeddings']}  (readers of the map folder skip it: "
-              f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings', 'composite']))")
+              f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings']))")
     if summary.get("composite"):
         c = summary["composite"]
         print(f"composite ({c['method']}): {c['path']}  ({c['tiles']} ground tiles, {c['clear_tiles']} with a clear "

@@ -53,7 +53,7 @@ class MapConfig(_Config):
         0.3, ge=0, le=1, description="a tile whose cloud and cloud-shadow share of its pixels is above this is an "
                                      "error row (reason cloudy; needs a quality asset)")
     composite: Literal["best", "mean"] | None = Field(
-        None, description="also write an area map under <out>/composite, one row per ground tile: the clearest "
+        None, description="also write an area map under <out>/_composite, one row per ground tile: the clearest "
                           "observation (best) or the mean class probabilities of the clear ones (mean), with n_obs "
                           "(implies grid: ground)")
     model: str | None = Field(None, description="model directory (default: the built-in EuroSAT model)")

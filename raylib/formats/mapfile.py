@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"  # a map folder's own files
 UNKNOWN = "unknown"  # the label of a tile below --unknown-below
-COMPOSITE = "composite"  # the area map of --composite, beside the per-observation map
-# what a reader of a map folder skips: pyarrow's defaults, the embedding store and the composite beside the map
-IGNORE_PREFIXES = [".", "_", "embeddings", COMPOSITE]
+COMPOSITE = "_composite"  # the area map of --composite (a "_" name: every reader of the map skips it)
+# what a reader of a map folder skips: pyarrow's defaults (so the composite), and the embedding store beside the map
+IGNORE_PREFIXES = [".", "_", "embeddings"]
 
 ITEM_COLUMNS = ("datetime", "item_id", "collection")  # per scene, null where a scene does not tell
 

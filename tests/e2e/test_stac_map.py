@@ -263,7 +263,7 @@ def test_composites_of_a_naip_time_series_with_clouds(ray_session, test_model, t
     s = run_map(MapConfig(stac=str(cat / "catalog.json"), model=test_model["uri"], composite="best", out=out,
                           stac_bands=["red", "green", "blue"]))
     obs = read_map(out).to_pydict()
-    comp = pq.read_table(f"{out}/composite").to_pydict()
+    comp = pq.read_table(f"{out}/_composite").to_pydict()
     assert s["tiles"] == 3 * 56 and s["composite"]["tiles"] == len(comp["tile_id"]) == 56
     per: dict = {}
     for i, t in enumerate(obs["tile_id"]):

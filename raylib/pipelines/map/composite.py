@@ -1,5 +1,5 @@
 """``landcover map --composite best|mean``: an area map beside the per-observation map,
-one row per ground tile, under ``<out>/composite/``.
+one row per ground tile, under ``<out>/_composite/``.
 
 On a ground grid every scene and date covering a place gives the same ``tile_id``, so the
 map's rows group into the observations of each ground tile. A *clear* observation is a row
@@ -34,6 +34,8 @@ ROWS_PER_FILE = 1_000_000
 def build(table: pa.Table, how: str, classes: list[str], unknown_below: float | None = None) -> pa.Table:
     """The composite of map rows ``table`` (``READ`` columns), one row per ``tile_id``."""
     n, k = table.num_rows, len(classes)
+    if n == 0:
+        return mapfile.COMPOSITE_SCHEMA.empty_table()
     tid = np.asarray(table.column("tile_id").to_pylist(), object)
     status = np.asarray(table.column("status").to_pylist(), object)
     reason = np.asarray(table.column("reason").to_pylist(), object)
@@ -114,7 +116,7 @@ def build(table: pa.Table, how: str, classes: list[str], unknown_below: float | 
 
 def write(out: str, how: str, classes: list[str], model_id: str, extra: dict,
           unknown_below: float | None = None) -> dict:
-    """Build the composite of the map at ``out`` and write it under ``<out>/composite/``
+    """Build the composite of the map at ``out`` and write it under ``<out>/_composite/``
     (earlier composite files replaced); what it holds, for the summary."""
     table = mapfile.read_map(out, columns=READ)
     comp = build(table, how, classes, unknown_below)
