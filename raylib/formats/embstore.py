@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.errors import InputError
-from raylib.formats.mapfile import CLOUD_COLUMNS, MAP_SCHEMA, _nullable, _ragged, geo_metadata
+from raylib.formats.mapfile import CLOUD_COLUMNS, MAP_SCHEMA, geo_metadata, nullable, ragged
 from raylib.io import storage
 from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 from raylib.raster.tiling import acquired
@@ -90,14 +90,14 @@ def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, erro
     cols = {c: rows.column(c) for c in TILE_COLUMNS}
     cols.update(
         {c: rows.column(c) if c in rows.column_names else pa.nulls(n, pa.string()) for c in ("item_id", "collection")},
-        **{c: _nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
+        **{c: nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
            for c in CLOUD_COLUMNS},
         datetime=when,
         embedding=emb,
-        band_mean=_ragged(stats["band_mean"], stats["n_stats"]),
-        band_std=_ragged(stats["band_std"], stats["n_stats"]),
-        ndvi=_nullable(np.asarray(stats["ndvi"], np.float32)),
-        ndwi=_nullable(np.asarray(stats["ndwi"], np.float32)),
+        band_mean=ragged(stats["band_mean"], stats["n_stats"]),
+        band_std=ragged(stats["band_std"], stats["n_stats"]),
+        ndvi=nullable(np.asarray(stats["ndvi"], np.float32)),
+        ndwi=nullable(np.asarray(stats["ndwi"], np.float32)),
         fill_fraction=pa.array(fill_fraction.astype(np.float32)),
         status=pa.array(status.astype(str), pa.string()),
         reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),

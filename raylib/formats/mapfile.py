@@ -93,7 +93,7 @@ def geo_metadata(bbox: list[float] | None) -> dict:
     return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}}
 
 
-def _ragged(values: np.ndarray, counts: np.ndarray) -> pa.Array:
+def ragged(values: np.ndarray, counts: np.ndarray) -> pa.Array:
     """list<float32> of the first ``counts[i]`` values of each row (null where 0)."""
     counts = counts.astype(np.int64)
     keep = np.arange(values.shape[1])[None, :] < counts[:, None]
@@ -102,8 +102,28 @@ def _ragged(values: np.ndarray, counts: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, flat, mask=pa.array(counts == 0))
 
 
-def _nullable(v: np.ndarray) -> pa.Array:
+def nullable(v: np.ndarray) -> pa.Array:
     return pa.array(v.astype(np.float32), pa.float32(), mask=~np.isfinite(v))
+
+
+def prediction_columns(probs: np.ndarray, ok: np.ndarray, classes: list[str],
+                       unknown_below: float | None = None) -> dict[str, pa.Array]:
+    """The ``label``, ``label_index``, ``confidence`` and ``probs`` columns of rows with class
+    probabilities ``probs`` (n x k; rows not ``ok`` are null). With ``unknown_below``, a row whose
+    top probability is below it is labelled ``unknown`` (label_index null)."""
+    n, k = len(ok), len(classes)
+    idx = np.where(ok, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
+    conf = np.where(ok, probs.max(axis=1, initial=0.0, where=~np.isnan(probs)), np.nan)
+    unknown = ok & (conf < unknown_below) if unknown_below is not None else np.zeros(n, bool)
+    idx = np.where(unknown, -1, idx)
+    flat = pa.array(np.asarray(probs, np.float32).reshape(-1))
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    return dict(
+        label=pa.array([classes[i] if i >= 0 else (UNKNOWN if u else None) for i, u in zip(idx, unknown)], pa.string()),
+        label_index=pa.array(idx.astype(np.int16), pa.int16(), mask=~ok | unknown),
+        confidence=pa.array(conf.astype(np.float32), pa.float32(), mask=~ok),
+        probs=pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok)),
+    )
 
 
 def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, error: np.ndarray,
@@ -118,30 +138,19 @@ def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, 
                  "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan), "ndwi": np.full(n, np.nan),
                  "ood": np.full(n, np.nan)}
     ok = status == "ok"
-    idx = np.where(ok, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
-    conf = np.where(ok, probs.max(axis=1, initial=0.0, where=~np.isnan(probs)), np.nan)
-    unknown = ok & (conf < unknown_below) if unknown_below is not None else np.zeros(n, bool)
-    idx = np.where(unknown, -1, idx)
-    k = len(classes)
-    flat = pa.array(probs.reshape(-1).astype(np.float32))
-    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
-    probs_arr = pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok))
     cols = {name: manifest_rows.column(name) for name in manifest_rows.column_names}
     for name in ITEM_COLUMNS:  # rows of an older store, or of a file scene: null
         cols.setdefault(name, pa.nulls(n, MAP_SCHEMA.field(name).type))
     cols.update(
-        **{c: _nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
+        **{c: nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
            for c in CLOUD_COLUMNS},
-        label=pa.array([classes[i] if i >= 0 else (UNKNOWN if u else None) for i, u in zip(idx, unknown)], pa.string()),
-        label_index=pa.array(idx.astype(np.int16), pa.int16(), mask=~ok | unknown),
-        confidence=pa.array(conf.astype(np.float32), pa.float32(), mask=~ok),
-        probs=probs_arr,
-        ood=_nullable(np.asarray(stats.get("ood", np.full(n, np.nan)), np.float32)),
+        **prediction_columns(probs, ok, classes, unknown_below),
+        ood=nullable(np.asarray(stats.get("ood", np.full(n, np.nan)), np.float32)),
         fill_fraction=pa.array(fill_fraction.astype(np.float32)),
-        band_mean=_ragged(stats["band_mean"], stats["n_stats"]),
-        band_std=_ragged(stats["band_std"], stats["n_stats"]),
-        ndvi=_nullable(np.asarray(stats["ndvi"], np.float32)),
-        ndwi=_nullable(np.asarray(stats["ndwi"], np.float32)),
+        band_mean=ragged(stats["band_mean"], stats["n_stats"]),
+        band_std=ragged(stats["band_std"], stats["n_stats"]),
+        ndvi=nullable(np.asarray(stats["ndvi"], np.float32)),
+        ndwi=nullable(np.asarray(stats["ndwi"], np.float32)),
         model_id=pa.array([model_id] * n, pa.string()),
         status=pa.array(status.astype(str), pa.string()),
         reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),

@@ -98,14 +98,13 @@ def tiles_meeting(geom, crs: str, transform: tuple[float, ...], windows: np.ndar
     AOI is brought into the scene's CRS (densified, so its edges follow the projection)."""
     import shapely
     from pyproj import Transformer
-    from shapely.ops import transform as shp_transform
 
     if not len(windows):
         return np.zeros(0, bool)
     tf = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     w, s, e, n = geom.bounds
     step = max(e - w, n - s) / 256 or 1e-3
-    local = shp_transform(tf.transform, shapely.segmentize(geom, step))
+    local = shapely.transform(shapely.segmentize(geom, step), lambda x, y: tf.transform(x, y), interleaved=False)
     a, b, c, d, ee, f = transform
     c0, r0 = windows["col_off"].astype(float), windows["row_off"].astype(float)
     c1, r1 = c0 + windows["width"], r0 + windows["height"]

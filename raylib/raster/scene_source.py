@@ -21,25 +21,27 @@ def is_stac_item(uri: str) -> bool:
 
 
 def gdal_path(uri: str, channels: tuple[str, ...] = (), grid: tiling.GridSpec | None = None,
-              fill: float | None = None, cloud_asset: str = "none") -> str:
+              fill: float | None = None, cloud_asset: str = "none", version: str | None = None) -> str:
     """A GDAL path for the scene: a file's path, or a VRT (``channels``: the band names a
     STAC item's scene reads, in the model's order; ``EXTRA_BANDS`` follow where the item has
     them, then its quality asset, ``cloud_asset``: see ``cloud``). On a ground grid
     (``grid.ground``) the VRT of a file or an item is laid on the ground grid at the grid's
-    GSD (``tiling.ground_window``), ``fill`` outside the scene where it has no nodata."""
+    GSD (``tiling.ground_window``), ``fill`` outside the scene where it has no nodata.
+    ``version``: the scene's ``storage.fingerprint`` where the caller knows it (else asked)."""
     ground = grid if grid is not None and grid.ground else None
     if not is_stac_item(uri) and ground is None:
         return storage.parse(uri).gdal_path
-    return _vrt(uri, tuple(channels), storage.fingerprint(uri), ground, fill, cloud_asset)
+    return _vrt(uri, tuple(channels), version or storage.fingerprint(uri), ground, fill, cloud_asset)
 
 
-def cloud(uri: str, channels: tuple[str, ...] = (), cloud_asset: str = "none") -> tuple[int, dict] | None:
+def cloud(uri: str, channels: tuple[str, ...] = (), cloud_asset: str = "none",
+          version: str | None = None) -> tuple[int, dict] | None:
     """A STAC item's quality asset in its VRT: ``(1-based VRT band, cloud_mask decoder)``, the
     VRT's last band; None for a file, or an item without one (``cloud_asset`` auto) or with
     ``cloud_asset`` none."""
     if not is_stac_item(uri) or cloud_asset == "none":
         return None
-    _item, bands, dec = _item_bands(uri, tuple(channels), storage.fingerprint(uri), cloud_asset)
+    _item, bands, dec = _item_bands(uri, tuple(channels), version or storage.fingerprint(uri), cloud_asset)
     return (len(bands), dec) if dec is not None else None
 
 
@@ -84,7 +86,7 @@ def _item_json(uri: str, _version: str) -> dict:
     return item
 
 
-def item_properties(uri: str) -> dict:
+def item_properties(uri: str, version: str | None = None) -> dict:
     """What the map's ``datetime``, ``item_id`` and ``collection`` columns say of a scene: a
     STAC item's datetime (or start_datetime; epoch seconds), id and collection; a file's
     acquisition date from its name where it tells one (``tiling.acquired``), no id or
@@ -97,7 +99,7 @@ def item_properties(uri: str) -> dict:
     parts = storage.parse(uri).key.rstrip("/").split("/")
     out = {"datetime": None, "item_id": parts[-1][:-5], "collection": parts[-2] if len(parts) > 1 else None}
     try:
-        item = _item_json(uri, storage.fingerprint(uri))
+        item = _item_json(uri, version or storage.fingerprint(uri))
         lo, _hi = stac.item_datetime(item)
     except Exception:
         return out

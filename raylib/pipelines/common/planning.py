@@ -89,8 +89,11 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         raise ConfigError(f"stac_bands names {len(scene_channels(cfg, manifest))} band(s) but model {manifest.id} "
                           f"takes {needed}.", f"give {needed} names, in the model's channel order.")
     channels, cloud_asset = scene_channels(cfg, manifest), cfg.cloud_asset or "auto"
-    plan.gdal_path = path = scene_source.gdal_path(uri, channels, grid, cfg.fill_value, cloud_asset)
-    cloud = scene_source.cloud(uri, channels, cloud_asset)
+    if plan.fingerprint is None:  # asked once (on S3, a HEAD request), then passed down
+        plan.fingerprint = storage.fingerprint(uri)
+    version = plan.fingerprint
+    plan.gdal_path = path = scene_source.gdal_path(uri, channels, grid, cfg.fill_value, cloud_asset, version)
+    cloud = scene_source.cloud(uri, channels, cloud_asset, version)
     plan.cloud = {"band": cloud[0], **cloud[1]} if cloud else None
     plan.info = info = tiling.open_scene(uri, path)
     plan.layout = tiling.layout(info, grid)
@@ -106,8 +109,6 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     if info.dtype not in SUPPORTED_DTYPES:
         raise InputError(f"Scene {uri} has pixel type {info.dtype}, which cannot be scaled to model input.",
                          f"convert it to one of {', '.join(SUPPORTED_DTYPES)}.", reason="unsupported")
-    if plan.fingerprint is None:
-        plan.fingerprint = storage.fingerprint(uri)
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
     with storage.rasterio_env(), rasterio.open(path) as ds:
         # header facts first: after a damaged block in the statistics read, GDAL's error state
@@ -198,7 +199,7 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
     try:
         plan = resilience.retrying(once, retries=cfg.read_retries, on_retry=count)
         plan.retries = retried[0]
-        plan.item = scene_source.item_properties(uri)
+        plan.item = scene_source.item_properties(uri, plan.fingerprint)
         return plan
     except ConfigError:
         raise
@@ -210,7 +211,8 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
         if reason == OUTSIDE_AOI:  # no tile of it is in the map: the scene's one row says so
             learnt.info = learnt.layout = None
         return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
-                         failure=(reason, msg), retries=retried[0], item=scene_source.item_properties(uri))
+                         failure=(reason, msg), retries=retried[0],
+                         item=scene_source.item_properties(uri, learnt.fingerprint))
 
 
 def scene_channels(cfg: MapConfig, manifest: ModelManifest) -> tuple[str, ...]:

@@ -83,9 +83,6 @@ def build(table: pa.Table, how: str, classes: list[str], unknown_below: float | 
     best = how == "best"
     cols = {c: rows.column(c) if best or c not in ("scene", "datetime", "item_id", "collection")
             else pa.nulls(len(starts), rows.schema.field(c).type) for c in rows.column_names}
-    idx = np.where(clear, np.nan_to_num(comp, nan=-1.0).argmax(axis=1), -1)
-    top = np.where(clear, np.nanmax(np.where(np.isnan(comp), -np.inf, comp), axis=1), np.nan)
-    unknown = clear & (top < unknown_below) if unknown_below is not None else np.zeros(len(starts), bool)
     shares = {}
     for c in mapfile.CLOUD_COLUMNS:
         v = num(c, np.nan)
@@ -97,16 +94,10 @@ def build(table: pa.Table, how: str, classes: list[str], unknown_below: float | 
             np.add.at(s, group[m], v[order][m])
             cnt = np.bincount(group[m], minlength=len(starts))
             shares[c] = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
-    flat = pa.array(comp.reshape(-1))
     cols.update(
-        label=pa.array([classes[i] if i >= 0 else (mapfile.UNKNOWN if u else None) for i, u in zip(idx, unknown)],
-                       pa.string()),
-        label_index=pa.array(np.where(unknown, -1, idx).astype(np.int16), pa.int16(), mask=~clear | unknown),
-        confidence=pa.array(top.astype(np.float32), pa.float32(), mask=~clear),
-        probs=pa.ListArray.from_arrays(pa.array(np.arange(0, (len(starts) + 1) * k, k, dtype=np.int32)), flat,
-                                       mask=pa.array(~clear)),
+        **mapfile.prediction_columns(comp, clear, classes, unknown_below),
         n_obs=pa.array(n_obs, pa.int32()), n_seen=pa.array(sizes.astype(np.int32), pa.int32()),
-        **{c: mapfile._nullable(np.asarray(v, np.float32)) for c, v in shares.items()},
+        **{c: mapfile.nullable(np.asarray(v, np.float32)) for c, v in shares.items()},
         status=pa.array(out_status.astype(str), pa.string()),
         reason=pa.array([e.split(":", 1)[0] if e else None for e in out_error], pa.string()),
         error=pa.array(out_error.astype(str), pa.string()),
