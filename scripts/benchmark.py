@@ -105,6 +105,10 @@ class SimulatedDevice:
                  embeddings=False):
         from raylib.models.model_dir import LandcoverModel
         from raylib.pipelines.common.stages import local_folder
+        # imported with the actor, as the real model actor's module imports them
+        from raylib.raster.reading import model_batches, rows_out
+
+        self._reading = (model_batches, rows_out)
 
         self.k = len(LandcoverModel.read_manifest(local_folder(model_ref, "ray-models")).classes)
         self.rate = float(self.RATE)
@@ -112,7 +116,7 @@ class SimulatedDevice:
         self.log = self.LOG
 
     def __call__(self, batch):
-        from raylib.raster.reading import model_batches, rows_out
+        model_batches, rows_out = self._reading
 
         probs = np.full((len(batch["idx"]), self.k), np.nan, np.float32)
         with open(self.log, "a") as fh:

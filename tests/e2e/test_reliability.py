@@ -223,6 +223,12 @@ def test_killed_driver_rerun_gives_the_same_rows(point, ray_session, clean, tmp_
     assert summary["parts_resumed"] == len(left) and summary["tiles_computed"] == 360 - 64 * len(left) + (
         64 * 6 - 360 if "part-00005.parquet" in left else 0)
     assert not list(Path(out).glob("_tmp/*"))
+    # a scene's picture is whole, its tiles from the killed run's parts included: the clean run's, byte for byte
+    ref = {p.name: p.read_bytes() for p in Path(clean["cfg"].out, "_quicklook").glob("*.png")}
+    got = {p.name: p.read_bytes() for p in Path(out, "_quicklook").glob("*.png")}
+    assert len(ref) == 2 and all(got[n] == ref[n] for n in got)
+    if point == "part_written:2":  # scene 0 half written: drawn by the rerun
+        assert len(got) == 2
 
 
 def test_rerun_of_a_finished_job_is_refused_and_overwrite_recomputes(ray_session, clean, tmp_path):

@@ -94,8 +94,9 @@ def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monke
     grid = planning.resolve_grid(cfg, MAN)
     import pyarrow as pa
 
-    blocks = source.first_blocks(2, 8, 3)
-    assert [{k: v.tolist() for k, v in b.items()} for b in blocks] == [{"id": [0], "head": [3]}, {"id": [0, 1], "head": [-3, 0]}]
+    blocks = source.first_blocks(2, 8, 3, ramp=4)
+    assert [{k: v.tolist() for k, v in b.items()} for b in blocks] == [
+        {"id": [0], "lo": [0], "hi": [3]}, {"id": [0], "lo": [3], "hi": [7]}, {"id": [0, 1], "lo": [7, 0], "hi": [-1, -1]}]
 
     def units(uris, block, done=None):
         t = source.plan_units(block, uris_ref=_Ref(pa.array(uris)),
@@ -103,17 +104,21 @@ def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monke
         return [[(s, lo, hi) for s, lo, hi in zip(*u)] for u in zip(t["scene_idx"], t["lo"], t["hi"])]
 
     assert units(uris, blocks[0]) == [[(0, 0, 3)]]
-    # the rest of scene 0 (12 tiles; its first read unit a read of its own), then scene 1's
-    # failure records: every tile once
-    assert units(uris, blocks[1]) == [[(0, 3, 7)], [(0, 7, 11), (0, 11, 12), (1, 0, 8), (1, 8, 12)]]
-    assert units(uris, blocks[1], {good: {"ranges": [[5, 12]], "tiles": 12}}) == [[(0, 3, 5), (1, 0, 8), (1, 8, 12)]]
-    # a scene 0 that cannot be mapped has all its records in its whole block, none in the first
-    assert units(uris[::-1], blocks[0]) == []
-    assert sum(hi - lo for u in units(uris[::-1], blocks[1]) for s, lo, hi in u if s == 0) == 12
+    assert units(uris, blocks[1]) == [[(0, 3, 7)]]  # the first read unit: a read task of its own
+    # the rest of scene 0 (12 tiles), then scene 1's failure records: every tile once
+    assert units(uris, blocks[2]) == [[(0, 7, 12), (1, 0, 8), (1, 8, 12)]]  # a failure record is one row
+    assert units(uris, blocks[2], {good: {"ranges": [[5, 12]], "tiles": 12}}) == [[(1, 0, 8), (1, 8, 12)]]
+    assert units(uris, blocks[1], {good: {"ranges": [[5, 12]], "tiles": 12}}) == [[(0, 3, 5)]]
+    # a scene 0 that cannot be mapped has all its records in its last block, none in the first two
+    assert units(uris[::-1], blocks[0]) == [] and units(uris[::-1], blocks[1]) == []
+    assert sum(hi - lo for u in units(uris[::-1], blocks[2]) for s, lo, hi in u if s == 0) == 12
     assert source.first_blocks(0, 8, 3) == []
     # the driver maps scene 0's head itself: no block of its own, scene 0 without it
-    assert [{k: v.tolist() for k, v in b.items()} for b in source.first_blocks(2, 8, 3, on_driver=True)] == \
-        [{"id": [0, 1], "head": [-3, 0]}]
+    assert [{k: v.tolist() for k, v in b.items()} for b in source.first_blocks(2, 8, 3, on_driver=True, ramp=4)] == \
+        [{"id": [0], "lo": [3], "hi": [7]}, {"id": [0, 1], "lo": [7, 0], "hi": [-1, -1]}]
+    # no head, no ramp: every scene whole
+    assert [{k: v.tolist() for k, v in b.items()} for b in source.first_blocks(3, 2, 0)] == \
+        [{"id": [0, 1], "lo": [0, 0], "hi": [-1, -1]}, {"id": [2], "lo": [0], "hi": [-1]}]
 
 
 def test_blocks_are_a_read_unit_on_cpu_and_a_read_task_on_gpu(tmp_path):

@@ -89,7 +89,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         raise ConfigError(f"stac_bands names {len(scene_channels(cfg, manifest))} band(s) but model {manifest.id} "
                           f"takes {needed}.", f"give {needed} names, in the model's channel order.")
     channels, cloud_asset = scene_channels(cfg, manifest), cfg.cloud_asset or "auto"
-    if plan.fingerprint is None:  # asked once (on S3, a HEAD request), then passed down
+    if plan.fingerprint is None and (stac_item or grid.ground):  # a VRT, built per version: asked once, passed down
         plan.fingerprint = storage.fingerprint(uri)
     version = plan.fingerprint
     plan.gdal_path = path = scene_source.gdal_path(uri, channels, grid, cfg.fill_value, cloud_asset, version)
@@ -109,6 +109,8 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     if info.dtype not in SUPPORTED_DTYPES:
         raise InputError(f"Scene {uri} has pixel type {info.dtype}, which cannot be scaled to model input.",
                          f"convert it to one of {', '.join(SUPPORTED_DTYPES)}.", reason="unsupported")
+    if plan.fingerprint is None:  # (after the header: a missing file is the header's clear error)
+        plan.fingerprint = storage.fingerprint(uri)
     fill = cfg.fill_value if cfg.fill_value is not None else info.nodata
     with storage.rasterio_env(), rasterio.open(path) as ds:
         # header facts first: after a damaged block in the statistics read, GDAL's error state

@@ -45,6 +45,8 @@ class Ingest:
         self.store, self.store_only = store, store_only
         self.tiles_known = 0  # tiles this run owes, over the scenes met so far (progress)
         self.on_scene_done = on_scene_done  # (SceneInFlight) when every tile of a scene is back
+        # (scene URI) -> the rows of it a killed run of the job wrote (``QUICKLOOK_COLUMNS``), for its picture
+        self.earlier_rows = None
         self.counts: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
         self.records: dict[str, dict] = {}  # uri -> {"fingerprint", "tiles", "failed"}: every scene seen
@@ -100,6 +102,12 @@ class Ingest:
         labels = None
         if self.cfg.quicklook and meta["grid_shape"] and not meta["failure"]:
             labels = np.full(meta["grid_shape"], -1, np.int16)
+        if labels is not None and not todo.all() and self.earlier_rows:  # resumed: the tiles a killed run wrote
+            before = self.earlier_rows(uri)
+            if before is not None and before.num_rows:
+                lab, gr, gc = quicklook_cells(before)
+                m = gr >= 0
+                labels[gr[m], gc[m]] = lab[m]
         sc = self.inflight[uri] = SceneInFlight(meta, todo, labels=labels)
         for args in self.early.pop(uri, []):  # Ray Data may return a unit's later rows first
             self._emit_scene(uri, *args)
@@ -218,11 +226,7 @@ class Ingest:
         self.rows += len(st)
         labels = gr = gc = None
         if self.cfg.quicklook:
-            labels = table.column("label_index").fill_null(-1).to_numpy().astype(np.int16)
-            unknown = np.asarray(table.column("label").to_pylist(), object) == mapfile.UNKNOWN
-            labels[unknown] = reports.UNKNOWN_INDEX
-            labels[rs == "cloudy"] = reports.CLOUDY_INDEX
-            gr, gc = table.column("grid_row").to_numpy(), table.column("grid_col").to_numpy()
+            labels, gr, gc = quicklook_cells(table)
         order = np.argsort(uris.astype(str), kind="stable")
         su = uris[order].astype(str)
         cut = np.flatnonzero(su[1:] != su[:-1]) + 1
@@ -280,6 +284,21 @@ class Ingest:
             del self.inflight[uri]
             if self.on_scene_done:
                 self.on_scene_done(sc)
+
+
+QUICKLOOK_COLUMNS = ["scene", "label_index", "label", "reason", "grid_row", "grid_col"]
+
+
+def quicklook_cells(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a quick-look draws of map rows (``QUICKLOOK_COLUMNS``): the label index per row
+    (``reports.UNKNOWN_INDEX`` for unknown, ``CLOUDY_INDEX`` for cloudy, -1 for none) and
+    its grid row and column (-1: none)."""
+    labels = table.column("label_index").fill_null(-1).to_numpy().astype(np.int16)
+    unknown = np.asarray(table.column("label").to_pylist(), object) == mapfile.UNKNOWN
+    labels[unknown] = reports.UNKNOWN_INDEX
+    labels[np.asarray(table.column("reason").to_pylist(), object) == "cloudy"] = reports.CLOUDY_INDEX
+    return (labels, table.column("grid_row").fill_null(-1).to_numpy().astype(np.int64),
+            table.column("grid_col").fill_null(-1).to_numpy().astype(np.int64))
 
 
 def item_arrays(b: dict) -> dict:

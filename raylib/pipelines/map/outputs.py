@@ -33,6 +33,7 @@ class _Output:
     def __init__(self, cfg: MapConfig, store=None):
         self.cfg, self.store = cfg, store
         self.resumed: dict[str, dict] = {}  # part name -> its contents record
+        self.resumed_uris: dict[str, str] = {}  # part name -> where it is
         self.written: dict[str, dict] = {}  # parts written by this run -> contents
         self.writer_args: dict = {}
 
@@ -56,7 +57,22 @@ class _Output:
             if c is None:
                 return False
             self.resumed[name] = c
+            self.resumed_uris[name] = uri
         return True
+
+    def earlier_rows(self, uri: str):
+        """The rows of scene ``uri`` the resumed parts hold (``ingest.QUICKLOOK_COLUMNS``), or None."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from raylib.pipelines.map.ingest import QUICKLOOK_COLUMNS
+
+        tables = []
+        for name, c in self.resumed.items():
+            if uri in c["ranges"]:
+                t = mapfile.read_part(self.resumed_uris[name], QUICKLOOK_COLUMNS)
+                tables.append(t.filter(pc.equal(t.column("scene"), uri)))
+        return pa.concat_tables(tables) if tables else None
 
     def _drop_orphan_store_parts(self, keep: set[str]) -> None:
         """Store parts whose map part never came (a run killed between the two)."""

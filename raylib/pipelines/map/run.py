@@ -171,6 +171,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
             quicklooks.submit(sc.meta, sc.labels)
 
     ingest.on_scene_done = scene_done
+    ingest.earlier_rows = output.earlier_rows if quicklooks else None
     todo = [u for u in uris if not all_done(done.get(u))]
     if head and uris[0] in done:  # a resumed scene 0: the pipeline maps what is left of it
         head.stop()
@@ -326,7 +327,8 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     args_ref = ray.put({"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
                         "channels": channels, "pixel_fn": pixel_fn(model_uri, manifest),
                         "known": {0: first} if first is not None else None})  # scene 0: planned by the driver
-    scenes = SceneDatasource(n, per, head.tiles if head else cfg.batch_size, args_ref, on_driver=head is not None)
+    scenes = SceneDatasource(n, per, head.tiles if head else cfg.batch_size, args_ref, on_driver=head is not None,
+                             ramp=cfg.read_batch_size)
     ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size)
     actors = pool_size(cfg.actors, cfg.num_gpus)

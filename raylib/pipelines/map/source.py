@@ -100,33 +100,45 @@ def scene_meta(plan: ScenePlan) -> dict:
             "item": plan.item or {"datetime": None, "item_id": None, "collection": None}}
 
 
-def first_blocks(n: int, per: int, head: int, on_driver: bool = False) -> list[dict]:
-    """The first stage's input: scene numbers in blocks of ``per`` (``{"id", "head"}``
-    arrays), each block one read task of ``SceneDatasource``. The job's first block is the
-    first ``head`` tiles of scene 0 alone (``head`` > 0), and scene 0 then comes again with
-    those tiles left out (``-head``): one small read task reaches the model first, so the
-    first rows come back after ``head`` tiles, not after a whole read unit. ``on_driver``:
-    the driver maps those tiles itself (``map.driver_head``), so no block has them."""
-    heads = np.zeros(n, np.int64)
+def first_blocks(n: int, per: int, head: int, on_driver: bool = False, ramp: int = 0) -> list[dict]:
+    """The first stage's input: scene numbers in blocks of ``per`` (``{"id", "lo", "hi"}``
+    arrays: each scene's tiles ``lo..hi``, ``hi`` -1 to its end), each block one read task
+    of ``SceneDatasource``. The job's first block is the first ``head`` tiles of scene 0
+    alone (``head`` > 0); then its next ``ramp`` tiles alone; then scene 0 comes again
+    without them. Ray Data cuts a task's yields into blocks by bytes and holds them until a
+    block fills, so only a read task of its own reaches the model at once: the first rows
+    come back after ``head`` tiles, and the model's first full block after one read unit
+    (``ramp``), not after a whole block of reads. ``on_driver``: the driver maps the ``head``
+    tiles itself (``map.driver_head``), so no block has them."""
+    lo = np.zeros(n, np.int64)
+    hi = np.full(n, -1, np.int64)
     blocks = []
-    if head and n:
-        heads[0] = -head
-        if not on_driver:
-            blocks.append({"id": np.zeros(1, np.int64), "head": np.array([head], np.int64)})
+    if n and (head or ramp):
+        if head and not on_driver:
+            blocks.append(_block([0], [0], [head]))
+        if ramp:
+            blocks.append(_block([0], [head], [head + ramp]))
+        lo[0] = head + ramp
     ids = np.arange(n, dtype=np.int64)
-    return blocks + [{"id": ids[i:i + per], "head": heads[i:i + per]} for i in range(0, n, per)]
+    return blocks + [{"id": ids[i:i + per], "lo": lo[i:i + per], "hi": hi[i:i + per]} for i in range(0, n, per)]
+
+
+def _block(ids: list[int], lo: list[int], hi: list[int]) -> dict:
+    return {"id": np.asarray(ids, np.int64), "lo": np.asarray(lo, np.int64), "hi": np.asarray(hi, np.int64)}
 
 
 def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest,
                grid: tiling.GridSpec, known: dict | None = None) -> dict:
     """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
     to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task).
-    ``head`` (``first_blocks``): > 0, only the scene's first ``head`` tiles; < 0, all but them,
-    the first read unit a read of its own. ``known``: plans the driver already made, by scene number (scene 0's), not made again."""
+    ``lo``/``hi`` (``first_blocks``): only the scene's tiles ``lo..hi`` (``hi`` -1: to its
+    end); a scene that cannot be mapped has its records in its block that runs to its end.
+    ``known``: plans the driver already made, by scene number (scene 0's), not made again."""
     uris = shared(uris_ref)
     done = shared(done_ref) or {}
     scenes = [int(s) for s in batch["id"]]
-    heads = dict(zip(scenes, (int(h) for h in batch.get("head", np.zeros(len(scenes), np.int64)))))
+    zeros = np.zeros(len(scenes), np.int64)
+    spans = dict(zip(scenes, zip((int(v) for v in batch.get("lo", zeros)), (int(v) for v in batch.get("hi", zeros - 1)))))
     todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
     with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
         plans = list(pool.map(lambda s: (known or {}).get(s) or _plan(uris[s].as_py(), cfg, manifest, grid), todo))
@@ -137,25 +149,18 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
         meta = json.dumps({**scene_meta(plan), "index": s})
         spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud)
         ranges = list((done.get(plan.uri) or {}).get("ranges") or [])
-        n_tiles, head = plan.n_tiles, heads[s]
-        if not spec:  # a scene that cannot be mapped: its records come with its whole block
-            if head > 0:
+        n_tiles, (lo, hi) = plan.n_tiles, spans[s]
+        if not spec:  # a scene that cannot be mapped: its records come with its last block
+            if hi >= 0:
                 continue
-            head = 0
-        if head > 0:  # the job's first, small read task
-            n_tiles = min(head, n_tiles)
-        elif head < 0:
-            ranges.append([0, -head])
-        units = unit_ranges(n_tiles, step, ranges)
-        # the job's first big read starts small (one read unit, a read of its own): the model
-        # gets its first full block a read unit after the start, not a whole read task after
-        ramp = head < 0 and bool(spec) and bool(units)
-        if ramp and units[0][1] - units[0][0] > cfg.read_batch_size:
-            lo, hi = units[0]
-            units[0:1] = [(lo, lo + cfg.read_batch_size), (lo + cfg.read_batch_size, hi)]
-        for i, (lo, hi) in enumerate(units):
+            lo = 0
+        if hi >= 0:
+            n_tiles = min(hi, n_tiles)
+        if lo > 0:
+            ranges.append([0, lo])
+        for lo, hi in unit_ranges(n_tiles, step, ranges):
             n = hi - lo if spec else 1  # a failure record is one row, whatever it stands for
-            if size + n > step or (ramp and i <= 1):
+            if size + n > step:
                 tasks.append([])
                 size = 0
             tasks[-1].append((s, lo, hi, spec, meta))
