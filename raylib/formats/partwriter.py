@@ -227,6 +227,19 @@ def _grow_bbox(bbox: list, table: pa.Table) -> None:
     bbox[2], bbox[3] = max(bbox[2], vals[2][ok].max()), max(bbox[3], vals[3][ok].max())
 
 
+def remove_growing(stage: str) -> list[str]:
+    """Delete the parts a killed run left growing in a local ``stage`` folder (hidden
+    ``.part-*.parquet`` files: no reader sees them, but they hold disk). On S3 a part grows
+    in a local temporary folder, never under the stage."""
+    loc = storage.parse(stage)
+    if loc.is_s3 or not os.path.isdir(loc.key):
+        return []
+    gone = sorted(n for n in os.listdir(loc.key) if n.startswith(".part-") and n.endswith(".parquet"))
+    for name in gone:
+        os.remove(os.path.join(loc.key, name))
+    return gone
+
+
 def _local_stage(stage: str) -> str:
     """Where a part is written while it grows: beside its final place when that is local (one
     rename makes it complete), else a local temporary folder (one upload)."""

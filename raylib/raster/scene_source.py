@@ -49,9 +49,9 @@ def cloud(uri: str, channels: tuple[str, ...] = (), cloud_asset: str = "none",
 def _vrt(uri: str, channels: tuple[str, ...], version: str, ground, fill, cloud_asset: str) -> str:
     if is_stac_item(uri):
         item, bands, _dec = _item_bands(uri, channels, version, cloud_asset)
+        grids = stac_vrt.asset_grids(bands)
     else:
-        item, bands = _file_bands(uri)
-    grids = stac_vrt.asset_grids(bands)
+        item, bands, grids = _file_bands(uri)
     crs = {g.crs_wkt for g in grids}
     if len(crs) > 1:
         raise InputError(f"STAC item {item.get('id')}: its band assets are in different CRSs.",
@@ -128,10 +128,12 @@ def _item_bands(uri: str, channels: tuple[str, ...], _version: str,
     return item, bands + [mask[0]], mask[1]
 
 
-def _file_bands(uri: str) -> tuple[dict, list[stac_vrt.BandAsset]]:
-    """A GeoTIFF as an 'item' of one asset holding every band (its descriptions kept)."""
+def _file_bands(uri: str) -> tuple[dict, list[stac_vrt.BandAsset], list[stac_vrt.AssetGrid]]:
+    """A GeoTIFF as an 'item' of one asset holding every band (its descriptions kept), and
+    the bands' grids (the file's: its header is not opened a third time)."""
     info = tiling.open_scene(uri)
     import rasterio
+    import rasterio.crs
 
     with storage.rasterio_env(), rasterio.open(storage.parse(uri).gdal_path) as ds:
         names = [d or "" for d in ds.descriptions]
@@ -141,4 +143,6 @@ def _file_bands(uri: str) -> tuple[dict, list[stac_vrt.BandAsset]]:
                                 scale=scales[i] if scales[i] != 1.0 or offsets[i] != 0.0 else None,
                                 offset=offsets[i] if scales[i] != 1.0 or offsets[i] != 0.0 else None,
                                 nodata=info.nodata) for i in range(info.count)]
-    return {"id": storage.basename(uri)}, bands
+    grid = stac_vrt.AssetGrid(info.width, info.height, info.transform,
+                              rasterio.crs.CRS.from_user_input(info.crs).to_wkt(), info.dtype, info.nodata)
+    return {"id": storage.basename(uri)}, bands, [grid] * len(bands)

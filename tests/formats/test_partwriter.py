@@ -107,3 +107,14 @@ def test_parts_cut_by_bytes(tmp_path):
     sizes = [(tmp_path / "_tmp" / n).stat().st_size for n, _ in parts]
     assert len(parts) > 2 and sum(c["rows"] for _, c in parts) == 200
     assert all(s >= 12_000 for s in sizes[:-1])  # closed at the first row group past the target
+
+
+def test_parts_left_growing_by_a_killed_run_are_removed(tmp_path):
+    stage = tmp_path / "embeddings"
+    stage.mkdir()
+    (stage / ".part-abc123.parquet").write_bytes(b"half a part")
+    (stage / "part-00000.parquet").write_bytes(b"a complete part")
+    (stage / ".hidden-other").write_bytes(b"not ours")
+    assert partwriter.remove_growing(str(stage)) == [".part-abc123.parquet"]
+    assert sorted(p.name for p in stage.iterdir()) == [".hidden-other", "part-00000.parquet"]
+    assert partwriter.remove_growing(str(tmp_path / "missing")) == []

@@ -75,8 +75,10 @@ class _Output:
         return pa.concat_tables(tables) if tables else None
 
     def _drop_orphan_store_parts(self, keep: set[str]) -> None:
-        """Store parts whose map part never came (a run killed between the two)."""
+        """Store parts whose map part never came (a run killed between the two), and the
+        parts a killed run left growing beside them."""
         if self.store and not self.store.only:
+            partwriter.remove_growing(self.store_root())
             base = len(storage.as_prefix(self.store_root()))
             for uri in embstore.part_files(self.store_root()):
                 if uri[base:] not in keep:

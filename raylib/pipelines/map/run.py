@@ -139,9 +139,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         scenes = stac_scenes(cfg)
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
     head = first = None
+    pixels = pixel_fn(model_uri, manifest) if uris else None  # loaded once: the driver's child and the read tasks
     if uris and not _ray_ready():  # (a warm session's pipeline starts at once: no child)
         # before Ray's start thread: the driver is one thread here, so the child can be forked
-        head = _driver_head(cfg, uris[0], manifest, grid, model_uri, predictor, store is not None)
+        head = _driver_head(cfg, uris[0], manifest, grid, model_uri, predictor, store is not None, pixels)
     ray_start = _RayStarter(cfg.ray_address) if uris else None
     if uris:  # the first scene planned here, while Ray starts: the settings' errors surface at once
         first = plan_scene(uris[0], cfg, manifest, grid)
@@ -188,7 +189,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     failpoint("planned")  # (the name it had when the driver planned: the pipeline starts now)
     t1 = time.time()
     if todo:
-        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first)
+        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first, pixels)
         timings["first_row_s"] = ingest.first_row - t0
     output.close()
     ingest.check_complete(uris, done)
@@ -285,13 +286,12 @@ def pixel_fn(model_uri: str, manifest: ModelManifest) -> PixelFn | None:
 
 
 def _driver_head(cfg: MapConfig, uri: str, manifest: ModelManifest, grid, model_uri: str, predictor: type | None,
-                 store: bool) -> DriverHead | None:
+                 store: bool, pixels: PixelFn | None) -> DriverHead | None:
     """Scene 0's first ``batch_size`` tiles mapped beside the driver while Ray starts
     (``map.driver_head``: a child process), unless asked not to."""
     if not cfg.driver_first_block or not cfg.batch_size:
         return None
-    return DriverHead(uri, cfg, manifest, grid, len(manifest.bands["channels"]), predictor, model_uri, store,
-                      pixel_fn(model_uri, manifest))
+    return DriverHead(uri, cfg, manifest, grid, len(manifest.bands["channels"]), predictor, model_uri, store, pixels)
 
 
 def _head_rows(head: DriverHead | None) -> list[dict]:
@@ -301,7 +301,8 @@ def _head_rows(head: DriverHead | None) -> list[dict]:
 
 
 def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_uri: str, manifest: ModelManifest,
-            grid, predictor: type | None, head: DriverHead | None = None, first=None) -> None:
+            grid, predictor: type | None, head: DriverHead | None = None, first=None,
+            pixels: PixelFn | None = None) -> None:
     """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each, the
     read tasks of ``SceneDatasource``) -> the model actors -> the driver (``ingest``), block
     by block."""
@@ -325,7 +326,7 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     from raylib.pipelines.map.scene_datasource import SceneDatasource
 
     args_ref = ray.put({"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
-                        "channels": channels, "pixel_fn": pixel_fn(model_uri, manifest),
+                        "channels": channels, "pixel_fn": pixels,
                         "known": {0: first} if first is not None else None})  # scene 0: planned by the driver
     scenes = SceneDatasource(n, per, head.tiles if head else cfg.batch_size, args_ref, on_driver=head is not None,
                              ramp=cfg.read_batch_size)
