@@ -293,10 +293,14 @@ def quicklook_cells(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """What a quick-look draws of map rows (``QUICKLOOK_COLUMNS``): the label index per row
     (``reports.UNKNOWN_INDEX`` for unknown, ``CLOUDY_INDEX`` for cloudy, -1 for none) and
     its grid row and column (-1: none)."""
+    import pyarrow.compute as pc
+
+    def where(name: str, value: str) -> np.ndarray:  # (Arrow compute: no Python object per row)
+        return pc.equal(table.column(name), value).fill_null(False).to_numpy(zero_copy_only=False)
+
     labels = table.column("label_index").fill_null(-1).to_numpy().astype(np.int16)
-    unknown = np.asarray(table.column("label").to_pylist(), object) == mapfile.UNKNOWN
-    labels[unknown] = reports.UNKNOWN_INDEX
-    labels[np.asarray(table.column("reason").to_pylist(), object) == "cloudy"] = reports.CLOUDY_INDEX
+    labels[where("label", mapfile.UNKNOWN)] = reports.UNKNOWN_INDEX
+    labels[where("reason", "cloudy")] = reports.CLOUDY_INDEX
     return (labels, table.column("grid_row").fill_null(-1).to_numpy().astype(np.int64),
             table.column("grid_col").fill_null(-1).to_numpy().astype(np.int64))
 
