@@ -20,6 +20,23 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+Precision = Literal["fp32", "tf32", "bf16"]
+PRECISION_HELP = ("the network's arithmetic on GPU actors: fp32 (default: the CPU's answers), tf32 or bf16 (faster, "
+                  "a different map: BENCHMARKS.md)")
+SCORING_GPUS_HELP = "GPUs of the scoring actor (default: 1 when the cluster has a GPU, else 0)"
+
+
+def _check_gpu_fields(cfg):
+    """GPU settings a job cannot run with, refused at the edge."""
+    gpus = cfg.num_gpus
+    if gpus is not None and gpus > 1 and not float(gpus).is_integer():
+        raise ValueError(f"num_gpus {gpus:g}: more than one GPU per actor must be a whole number (Ray's rule)")
+    if cfg.precision != "fp32" and gpus == 0:
+        raise ValueError(f"precision {cfg.precision} is for GPU actors, and num_gpus is 0 (on a CPU the network "
+                         "runs fp32): give num_gpus, or leave precision out")
+    return cfg
+
+
 class MapConfig(_Config):
     """``landcover map`` / ``jobs/map.py``."""
 
@@ -81,12 +98,14 @@ class MapConfig(_Config):
     sun_elevation: float | None = Field(
         None, gt=0, le=90, description="sun elevation in degrees for Landsat Level-1 scenes without an MTL or product id")
     scale: float | None = Field(None, gt=0, description="divisor for scaling: dtype (default: dtype maximum)")
-    batch_size: int = Field(64, gt=0, le=4096, description="tiles per model batch")
+    batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
+                                                                      "actors, 64 on CPU)")
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     read_batch_size: int = Field(256, gt=0, le=4096, description="tiles per read unit (one scene, grid order)")
     actors: int | None = Field(None, gt=0, description="model actors (default: 1 per GPU, or 1 on CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
     read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU; 0.5: two actors share a GPU)")
     torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: node cores / actors, at most 8)")
     plan_threads: int = Field(4, gt=0, le=64, description="scene headers read at once by a task of the pipeline")
     scenes_per_task: int | None = Field(
@@ -132,6 +151,7 @@ class MapConfig(_Config):
 
     @model_validator(mode="after")
     def _partitions(self):
+        _check_gpu_fields(self)
         if bool(self.scenes) == bool(self.stac):
             raise ValueError("give scenes (files, folders, prefixes) or stac (a catalog to search), one of them")
         if not self.stac:
@@ -255,18 +275,21 @@ class EmbedConfig(_Config):
     split: Literal["stratified", "group"] = Field("stratified", description="how to split train/test")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of rows (or groups) in the test split")
     seed: int = Field(0, description="random seed for the split")
-    batch_size: int = Field(64, gt=0, le=4096)
+    batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
+                                                                      "actors, 64 on CPU)")
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     read_batch_size: int = Field(64, gt=0, le=4096)
     actors: int | None = Field(None, gt=0)
     actor_cpus: float = Field(1.0, gt=0)
     read_cpus: float = Field(0.5, gt=0)
-    num_gpus: float = Field(0.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
     torch_threads: int | None = Field(None, gt=0)
     overwrite: bool = Field(False, description="replace existing embeddings at out")
     ray_address: str | None = None
 
     @model_validator(mode="after")
     def _data_or_scenes(self):
+        _check_gpu_fields(self)
         if (self.scenes is None) == (self.data is None):
             raise ValueError("give either --data (a labelled patch set) or --scenes (tiles into an embedding store)")
         return self
@@ -316,7 +339,13 @@ class EvaluateConfig(_Config):
     data: str = Field(description="embeddings folder (from landcover embed) or an image folder")
     out: str = Field(description="report folder")
     split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
+    num_gpus: float | None = Field(None, ge=0, le=1, description=SCORING_GPUS_HELP)
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _gpus(self):
+        return _check_gpu_fields(self)
 
 
 class FinetuneConfig(_Config):
@@ -378,7 +407,13 @@ class CompareConfig(_Config):
     data: str = Field(description="embeddings folder (its stored split) or an image folder")
     out: str = Field(description="report folder")
     split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
+    num_gpus: float | None = Field(None, ge=0, le=1, description=SCORING_GPUS_HELP)
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _gpus(self):
+        return _check_gpu_fields(self)
 
 
 class AssessConfig(_Config):

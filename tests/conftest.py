@@ -207,10 +207,11 @@ def bucket(s3_server):
 @pytest.fixture(scope="session")
 def ray_session(s3_server):
     """One local Ray cluster for the whole test session (started after the S3 env is set,
-    so workers inherit the endpoint and credentials)."""
+    so workers inherit the endpoint and credentials), with one logical GPU: Ray places GPU
+    actors on it, so the GPU plumbing runs here (the model runs on the CPU: no CUDA)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

@@ -19,6 +19,7 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.io import storage
 from raylib.io.cache import cache_dir, cached
+from raylib.models.device import TileFeed, inference, pick_device, set_precision
 
 DEFAULT_BACKBONE = "default"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -253,43 +254,28 @@ class Preprocessor:
 # --------------------------------------------------------------------------- the backbone
 
 
-def as_float_tensor(tiles):
-    """A float32 tensor of tiles (a tensor, or an array that may be a read-only view of a Ray
-    Data batch: copied only then, since torch cannot wrap a read-only array)."""
-    import torch
-
-    if isinstance(tiles, np.ndarray):
-        return torch.from_numpy(np.require(tiles, np.float32, ["W", "C"]))
-    return torch.as_tensor(tiles, dtype=torch.float32)
-
-
-def pick_device(prefer: str = "auto") -> str:
-    import torch
-
-    if prefer == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return prefer
-
-
 class Backbone:
     """A frozen HF vision model that turns tiles into embeddings.
 
     ``pooling``: ``auto`` (pooler output when the model has one, else mean of the last
-    hidden state), ``pooler`` or ``mean``.
+    hidden state), ``pooler`` or ``mean``. ``precision``: ``models.device.PRECISIONS``.
     """
 
     def __init__(self, model, preprocessor: Preprocessor, ref: str, device: str = "cpu",
-                 input_size: int | None = None, pooling: str = "auto"):
+                 input_size: int | None = None, pooling: str = "auto", precision: str = "fp32"):
         self.model = model
         self.preprocessor = preprocessor
         self.ref = ref
         self.device = device
         self.input_size = input_size
         self.pooling = pooling
+        self.precision = precision
+        self.feed = TileFeed(device)
+        set_precision(device, precision)
 
     @classmethod
     def from_pretrained(cls, ref: str = DEFAULT_BACKBONE, device: str = "auto", input_size: int | None = None,
-                        pooling: str = "auto") -> "Backbone":
+                        pooling: str = "auto", precision: str = "fp32") -> "Backbone":
         import torch
 
         folder = resolve_backbone(ref)
@@ -299,7 +285,7 @@ class Backbone:
         if device == "cuda":
             model = model.to(memory_format=torch.channels_last)
         pre = Preprocessor.from_folder(folder) if Path(folder).exists() else _hub_preprocessor(folder)
-        return cls(model, pre, ref=ref, device=device, input_size=input_size, pooling=pooling)
+        return cls(model, pre, ref=ref, device=device, input_size=input_size, pooling=pooling, precision=precision)
 
     def _pool(self, out):
         pooled = getattr(out, "pooler_output", None)
@@ -312,24 +298,21 @@ class Backbone:
             return h.mean(dim=(2, 3))
         return h.mean(dim=1)  # tokens (N, L, D)
 
-    def embed(self, tiles) -> np.ndarray:
-        """Embed tiles: float array/tensor (N, 3, H, W) scaled to [0, 1]. Returns float32 (N, D)."""
+    def embed_tensor(self, tiles, gain=None, offset=None):
+        """Embeddings (float32 tensor (N, D), on the device) of tiles: floats (N, C, H, W) in
+        [0, 1], or raw values with their ``gain``/``offset`` (scaled on the device:
+        ``models.device.TileFeed``); resized and normalised on the device."""
         import torch
 
-        x = as_float_tensor(tiles)
-        non_blocking = self.device == "cuda"
-        if non_blocking:
-            x = x.pin_memory()
-        x = x.to(self.device, non_blocking=non_blocking)
-        x = self.preprocessor.tiles(x, self.input_size)
-        with torch.inference_mode():
-            if self.device == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    out = self.model(pixel_values=x)
-            else:
-                out = self.model(pixel_values=x)
-            return self._pool(out).float().cpu().numpy()
+        x = self.preprocessor.tiles(self.feed(tiles, gain, offset), self.input_size)
+        if self.device == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with inference(self.device, self.precision):
+            return self._pool(self.model(pixel_values=x)).float()
+
+    def embed(self, tiles, gain=None, offset=None) -> np.ndarray:
+        """Embed tiles (as ``embed_tensor``). Returns float32 (N, D)."""
+        return self.embed_tensor(tiles, gain, offset).cpu().numpy()
 
 
 def _native(folder: str):

@@ -19,7 +19,6 @@ is data, never code.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -33,7 +32,8 @@ from raylib.errors import InputError
 from raylib.io import storage
 from raylib.io.cache import cache_dir, cached
 from raylib.models.augment import tta_probs
-from raylib.models.backbones import Backbone, as_float_tensor, pick_device, resolve_backbone
+from raylib.models.backbones import Backbone, resolve_backbone
+from raylib.models.device import TileFeed, inference, pick_device, set_precision
 from raylib.models.calibration import OODScorer, apply_temperature
 from raylib.models.manifest import MANIFEST, ModelManifest
 from raylib.models.saved_heads import load_saved_head
@@ -76,17 +76,20 @@ def refuse_pickles(folder: Path, uri: str) -> None:
 
 
 class FinetunedNet:
-    """A fine-tuned ``transformers`` classifier with its band statistics: tiles in [0, 1] ->
-    resize -> per-band standardisation -> logits -> probabilities (optionally the mean over
-    the 8 dihedral views)."""
+    """A fine-tuned ``transformers`` classifier with its band statistics: tiles in [0, 1] (or
+    raw values with their gain and offset) -> resize -> per-band standardisation -> logits
+    -> probabilities (optionally the mean over the 8 dihedral views), all on the device."""
 
-    def __init__(self, folder: str, manifest: ModelManifest, device: str = "auto"):
+    def __init__(self, folder: str, manifest: ModelManifest, device: str = "auto", precision: str = "fp32"):
         import torch
         from transformers import AutoModelForImageClassification
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         self.device = pick_device(device)
+        self.precision = precision
+        set_precision(self.device, precision)
+        self.feed = TileFeed(self.device)
         self.model = AutoModelForImageClassification.from_pretrained(folder, use_safetensors=True)
         self.model.eval().to(self.device)
         if self.device == "cuda":
@@ -95,28 +98,21 @@ class FinetunedNet:
         self.mean = torch.tensor(manifest.bands["mean"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(manifest.bands["std"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
-    def prepare(self, tiles):
-        """float (N, C, H, W) in [0, 1] -> the model's input tensor."""
+    def prepare(self, tiles, gain=None, offset=None):
+        """float (N, C, H, W) in [0, 1], or raw values with ``gain``/``offset`` -> the model's
+        input tensor, on the device."""
         import torch
         import torch.nn.functional as F
 
-        x = as_float_tensor(tiles)
-        if self.device == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = self.feed(tiles, gain, offset)
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                               antialias=x.shape[-1] > self.input_size)
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.device == "cuda" else x
 
-    @contextlib.contextmanager
     def _inference(self):
-        """Inference mode, with bf16 autocast on CUDA."""
-        import torch
-
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else contextlib.nullcontext()
-        with torch.inference_mode(), amp:
-            yield
+        return inference(self.device, self.precision)
 
     def probs(self, x):
         """Class probabilities (tensor) of a prepared input ``x`` (``prepare``)."""
@@ -136,14 +132,13 @@ class FinetunedNet:
                 pooled = h.mean(dim=(2, 3)) if h.ndim == 4 else h.mean(dim=1)
             return pooled.flatten(1).float()
 
-    def predict_proba(self, tiles, tta: bool = True) -> np.ndarray:
-
-        x = self.prepare(tiles)
+    def predict_proba(self, tiles, tta: bool = True, gain=None, offset=None) -> np.ndarray:
+        x = self.prepare(tiles, gain, offset)
         p = tta_probs(self.probs, x) if tta else self.probs(x)
         return p.cpu().numpy().astype(np.float32)
 
-    def embed(self, tiles) -> np.ndarray:
-        return self.features(self.prepare(tiles)).cpu().numpy()
+    def embed(self, tiles, gain=None, offset=None) -> np.ndarray:
+        return self.features(self.prepare(tiles, gain, offset)).cpu().numpy()
 
 
 class LandcoverModel:
@@ -189,14 +184,16 @@ class LandcoverModel:
 
     @classmethod
     def load(cls, uri: str, device: str = "auto", with_backbone: bool = True,
-             tta: bool | None = None) -> "LandcoverModel":
+             tta: bool | None = None, precision: str = "fp32") -> "LandcoverModel":
         """``with_backbone=False`` skips the network (head models: the head alone scores
-        stored embeddings). ``tta`` overrides the manifest's ``inference.tta``."""
+        stored embeddings). ``tta`` overrides the manifest's ``inference.tta``. ``precision``:
+        the network's arithmetic (``models.device``; fp32 gives every device one answer)."""
         folder = local_model_folder(uri)
         refuse_pickles(folder, uri)
         manifest = ModelManifest.from_json((folder / MANIFEST).read_text(), storage.join(uri, MANIFEST))
         if manifest.kind == "finetuned":
-            net = FinetunedNet(str(folder / manifest.backbone["path"]), manifest, device) if with_backbone else None
+            net = FinetunedNet(str(folder / manifest.backbone["path"]), manifest, device,
+                               precision) if with_backbone else None
             return cls(manifest, folder, None, None, net=net, tta=tta)
         if manifest.kind != "head":
             raise InputError(f"Model {uri} is of kind {manifest.kind!r}, which this version cannot run.",
@@ -207,12 +204,20 @@ class LandcoverModel:
             spec = manifest.backbone
             ref = str(folder / spec["path"]) if spec.get("path") else spec["ref"]
             bb = Backbone.from_pretrained(ref, device=device, input_size=spec.get("input_size"),
-                                          pooling=spec.get("pooling", "auto"))
+                                          pooling=spec.get("pooling", "auto"), precision=precision)
         return cls(manifest, folder, bb, head, tta=tta)
 
-    def embed(self, tiles: np.ndarray) -> np.ndarray:
-        """Features of tiles: the backbone's embedding (the fine-tuned network's pooled features)."""
-        return self.net.embed(tiles) if self.net is not None else self.backbone.embed(tiles)
+    @property
+    def device(self) -> str:
+        """Where the network runs (``cpu`` for a model loaded without it)."""
+        return self.net.device if self.net is not None else (self.backbone.device if self.backbone else "cpu")
+
+    def embed(self, tiles: np.ndarray, gain=None, offset=None) -> np.ndarray:
+        """Features of tiles (floats in [0, 1], or raw values with their ``gain``/``offset``):
+        the backbone's embedding (the fine-tuned network's pooled features)."""
+        if self.net is not None:
+            return self.net.embed(tiles, gain, offset)
+        return self.backbone.embed(tiles, gain, offset)
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         """tiles: float32 (N, C, H, W) in [0, 1] -> (N, n_classes) probabilities."""
@@ -238,23 +243,34 @@ class LandcoverModel:
         """True when the head reads the tiles' spectral statistics beside the embedding."""
         return self.features is not None and self.features.mode != "embedding"
 
-    def predict(self, tiles: np.ndarray, with_embeddings: bool = False, stats: dict | None = None):
-        """tiles -> (probabilities (temperature-scaled when the model has a temperature),
-        out-of-distribution score per tile (NaN when the model has no OOD statistics)), and
-        with ``with_embeddings`` the float16 embeddings as a third item.
+    def predict(self, tiles: np.ndarray, with_embeddings: bool = False, stats: dict | None = None,
+                gain=None, offset=None):
+        """tiles (floats in [0, 1], or raw values with their ``gain``/``offset``: the map's
+        read tasks send them so, and they are scaled on the device) -> (probabilities
+        (temperature-scaled when the model has a temperature), out-of-distribution score
+        per tile (NaN when the model has no OOD statistics)), and with ``with_embeddings``
+        the float16 embeddings as a third item.
 
         A head sees the embedding rounded to float16, as the embedding store holds it, so
         that a remap of the store gives exactly these probabilities."""
 
         if self.net is not None:
-            probs = apply_temperature(self.net.predict_proba(tiles, tta=self.tta), self.temperature)
+            x = self.net.prepare(tiles, gain, offset)
+            p = tta_probs(self.net.probs, x) if self.tta else self.net.probs(x)
+            probs = apply_temperature(p.cpu().numpy().astype(np.float32), self.temperature)
             ood = np.full(len(tiles), np.nan, np.float32)
             if with_embeddings:
-                return probs, ood, self.net.embed(tiles).astype(np.float16)
+                return probs, ood, self.net.features(x).cpu().numpy().astype(np.float16)
             return probs, ood
-        emb16 = self.embed(tiles).astype(np.float16)
+        emb16 = self.embed16(tiles, gain, offset)
         probs, ood = self.predict_embeddings(emb16, stats)
         return (probs, ood, emb16) if with_embeddings else (probs, ood)
+
+    def embed16(self, tiles, gain=None, offset=None) -> np.ndarray:
+        """Head models: the backbone's embeddings of tiles rounded to float16 (on the device),
+        as the head sees them and the embedding store holds them (``predict``'s first half:
+        the device's work; ``predict_embeddings`` is the host's)."""
+        return self.backbone.embed_tensor(tiles, gain, offset).half().cpu().numpy()
 
     def predict_embeddings(self, emb: np.ndarray, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Head models: stored embeddings (and, for heads that use them, the tiles' spectral

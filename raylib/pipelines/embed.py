@@ -29,8 +29,9 @@ from raylib.config import EmbedConfig
 from raylib.errors import ConfigError, InputError
 from raylib.io import storage
 from raylib.models.backbones import Backbone
-from raylib.pipelines.common.stages import (actor_stage, collect, dataset_from_table, ensure_ray, pool_size,
-                                            set_torch_threads)
+from raylib.pipelines.common.sizing import model_batch
+from raylib.pipelines.common.stages import (actor_stage, check_gpus, collect, dataset_from_table, ensure_ray,
+                                            pool_size, set_torch_threads)
 from raylib.raster import bands as bandlib
 from raylib.raster import patches, tiling
 
@@ -99,10 +100,13 @@ def assign_split(recs: list[dict], cfg: EmbedConfig) -> np.ndarray:
 class Embedder:
     """Actor: loads the backbone once; embeds batches of patches."""
 
-    def __init__(self, backbone: str, input_size: int, torch_threads: int | None, actors: int):
+    def __init__(self, backbone: str, input_size: int, torch_threads: int | None, actors: int,
+                 precision: str = "fp32"):
+        from raylib.models.device import placed
 
         set_torch_threads(torch_threads, actors)
-        self.backbone = Backbone.from_pretrained(backbone, input_size=input_size)
+        device, precision = placed("auto", precision)
+        self.backbone = Backbone.from_pretrained(backbone, input_size=input_size, device=device, precision=precision)
         self.dim = self.backbone.embed(np.zeros((1, 3, input_size, input_size), np.float32)).shape[1]
 
     def __call__(self, batch: dict) -> dict:
@@ -156,6 +160,7 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     n = len(recs)
     work = pa.table({"idx": pa.array(np.arange(n, dtype=np.int64)), "source": pa.array([r["source"] for r in recs])})
     ensure_ray(cfg.ray_address)
+    check_gpus(cfg.num_gpus)
     ds = dataset_from_table(work, cfg.read_batch_size * 4)
     spec = {"bands": bands or [1, 2, 3], "scale": cfg.scale, "input_size": cfg.input_size,
             "patch_size": cfg.patch_size if cfg.labels else None, "dtype": "float32"}
@@ -163,8 +168,9 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
                         batch_format="numpy", num_cpus=cfg.read_cpus)
     actors = pool_size(cfg.actors, cfg.num_gpus)
     ds = actor_stage(ds, Embedder, {"backbone": cfg.backbone, "input_size": cfg.input_size,
-                                    "torch_threads": cfg.torch_threads, "actors": actors},
-                     actors=actors, batch_size=cfg.batch_size, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus)
+                                    "torch_threads": cfg.torch_threads, "actors": actors, "precision": cfg.precision},
+                     actors=actors, batch_size=model_batch(cfg.batch_size, cfg.num_gpus), actor_cpus=cfg.actor_cpus,
+                     num_gpus=cfg.num_gpus)
     # the embedding width is only known from the model: taken from the first batch
     res = collect(ds, n, {"embedding": (None, np.float32, 0.0), "stats": ((3, 2), np.float64, 0.0),
                           "npx": ((), np.int64, 0), "status": ((), object, "error"), "error": ((), object, "")},

@@ -30,15 +30,17 @@ def _is_embeddings(uri: str) -> bool:
     return uri.endswith(".parquet") or storage.exists(storage.join(uri, "embeddings.parquet"))
 
 
-def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address: str | None = None) -> dict:
-    """Score one model directory on ``data`` (embeddings folder or image folder); write its report."""
+def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address: str | None = None,
+                   num_gpus: float | None = None, precision: str = "fp32") -> dict:
+    """Score one model directory on ``data`` (embeddings folder or image folder); write its
+    report. ``num_gpus``/``precision``: the scoring actor's, for data the network scores."""
     model = LandcoverModel.load(model_uri, with_backbone=False)
     man = model.manifest
     if not _is_embeddings(data) or man.kind == "finetuned":
         # patches: decoded and scored as the model sees them, by the shared scorer
         ls = patches.labelled_set(data)
         rows = np.arange(len(ls.labels)) if split == "all" or ls.origin == "folder" else np.flatnonzero(ls.split == split)
-        scored = score_labelled(model_uri, ls, rows, ray_address)
+        scored = score_labelled(model_uri, ls, rows, ray_address, num_gpus=num_gpus, precision=precision)
         m, X, yt, probs = scored["metrics"], scored["features"], scored["y"], scored["probs"]
         extra_kind = {"tta": model.tta} if man.kind == "finetuned" else {"temperature": model.temperature}
     else:
@@ -66,7 +68,7 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
 
 
 def run_evaluate(cfg: EvaluateConfig, argv: list[str] | None = None) -> dict:
-    return evaluate_model(cfg.model, cfg.data, cfg.split, cfg.out, cfg.ray_address)
+    return evaluate_model(cfg.model, cfg.data, cfg.split, cfg.out, cfg.ray_address, cfg.num_gpus, cfg.precision)
 
 
 def run_compare(cfg: CompareConfig, argv: list[str] | None = None) -> dict:
@@ -77,7 +79,7 @@ def run_compare(cfg: CompareConfig, argv: list[str] | None = None) -> dict:
     results = []
     for i, uri in enumerate(cfg.models):
         sub = storage.join(cfg.out, f"model-{i + 1}")
-        scored = evaluate_model(uri, cfg.data, cfg.split, sub, cfg.ray_address)
+        scored = evaluate_model(uri, cfg.data, cfg.split, sub, cfg.ray_address, cfg.num_gpus, cfg.precision)
         results.append({"model": uri, "report": f"model-{i + 1}", **scored})
     rows = {r["rows"] for r in results}
     if len(rows) != 1:

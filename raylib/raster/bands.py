@@ -83,30 +83,88 @@ class Scaler:
     fill_value: float | None
     target_mean: np.ndarray  # (C,)
 
-    def apply_many(self, raw: np.ndarray, inside: np.ndarray,
-                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``apply`` for a stack: raw (N, C, H, W), inside (N, H, W) -> (float32 (N, C, H, W),
-        fill_fraction (N,)), in one vectorised pass (written into ``out`` when given); the
-        pixels without a valid value (fill, or outside the scene) are ``mirror_fill``ed."""
-        x = np.empty(raw.shape, np.float32) if out is None else out
-        np.multiply(raw, self.gain[None, :, None, None], out=x)  # the cast happens inside the multiply
-        x += self.offset[None, :, None, None]
-        np.clip(x, 0.0, 1.0, out=x)
+    def fill_many(self, raw: np.ndarray, inside: np.ndarray,
+                  out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The tiles in their own type with the pixels that have no valid value (fill, or
+        outside the scene) ``mirror_fill``ed from the valid ones: raw (N, C, H, W), inside
+        (N, H, W) -> (raw, fill_fraction (N,)), written into ``out`` when given. A tile
+        without any valid pixel is left as it is (it is an ``all_nodata`` row, never seen
+        by a model). Scaling the result (``scale``) gives ``apply_many``'s pixels exactly:
+        mirroring copies values, scaling maps each value alone."""
+        x = raw if out is None else out
+        if out is not None:
+            np.copyto(out, raw, casting="unsafe")
         valid = valid_mask(raw, inside, self.fill_value)
         n_inside = inside.sum(axis=(1, 2))
         n_valid = valid.sum(axis=(1, 2))
         fill_fraction = np.where(n_inside > 0, 1.0 - n_valid / np.maximum(n_inside, 1), 1.0)
-        for i in np.flatnonzero(n_valid < valid[0].size):
-            if n_valid[i] == 0:
-                x[i] = self.target_mean[:, None, None]
-            else:
-                mirror_fill(x[i], valid[i])
+        todo = np.flatnonzero((n_valid < valid[0].size) & (n_valid > 0))
+        if len(todo) and x is raw:
+            x = raw.copy()
+        for i in todo:
+            mirror_fill(x[i], valid[i])
         return x, fill_fraction.astype(np.float32)
+
+    def scale(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``clip(raw * gain + offset, 0, 1)`` in float32 (N, C, H, W), per band."""
+        x = np.empty(raw.shape, np.float32) if out is None else out
+        np.multiply(raw, self.gain[None, :, None, None], out=x)  # the cast happens inside the multiply
+        x += self.offset[None, :, None, None]
+        np.clip(x, 0.0, 1.0, out=x)
+        return x
+
+    def apply_many(self, raw: np.ndarray, inside: np.ndarray,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``apply`` for a stack: raw (N, C, H, W), inside (N, H, W) -> (float32 (N, C, H, W),
+        fill_fraction (N,)), in one vectorised pass (written into ``out`` when given); the
+        pixels without a valid value (fill, or outside the scene) are ``mirror_fill``ed, and
+        a tile without any valid pixel is the model's mean."""
+        filled, fill_fraction = self.fill_many(raw, inside)
+        x = self.scale(filled, out)
+        for i in np.flatnonzero(fill_fraction >= 1.0):
+            x[i] = self.target_mean[:, None, None]
+        return x, fill_fraction
 
     def apply(self, raw: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float]:
         """raw (C, H, W) for one tile: returns (float32 (C, H, W) in [0, 1], fill_fraction)."""
         x, fill_fraction = self.apply_many(raw[None], inside[None])
         return x[0], float(fill_fraction[0])
+
+    def transfer(self, filled: np.ndarray, pixel_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tiles as the model actors take them (``fill_many``'s output -> (pixels in
+        ``pixel_type``, gain (C,), offset (C,)), whose ``clip(pixels * gain + offset, 0, 1)``
+        is the model's input). Values that ``pixel_type`` holds exactly cross as they are
+        (the scene's own type, or a wider one); others are scaled here, and quantised to an
+        integer ``pixel_type`` (a scene whose type does not fit the job's, which is the
+        first scene's: ``transfer_type``)."""
+        dt = np.dtype(pixel_type)
+        if filled.dtype == dt or np.can_cast(filled.dtype, dt, "safe"):
+            return filled.astype(dt, copy=False), self.gain, self.offset
+        x = self.scale(filled)
+        one, zero = np.ones_like(self.gain), np.zeros_like(self.offset)
+        if dt.kind == "f":
+            return x.astype(dt, copy=False), one, zero
+        m = float(np.iinfo(dt).max)
+        return np.rint(x * m).astype(dt), one / np.float32(m), zero
+
+
+def transfer_type(dtype: str) -> str:
+    """The type a job's tiles cross to the model actors in, from its first scene's pixel
+    type: the small types as they are, float32 for the others (the 32- and 64-bit
+    integers and float64 are scaled in the read tasks). One per job: Ray Data cannot join
+    blocks whose pixels differ in type."""
+    return dtype if dtype in ("uint8", "int8", "uint16", "int16", "float32") else "float32"
+
+
+def scaled(pixels: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Host-side model input of transferred tiles: ``clip(pixels * gain + offset, 0, 1)``
+    float32, with ``gain``/``offset`` (N, C) per tile (the float32 arithmetic of
+    ``Scaler.scale`` and of ``models.device.TileFeed``)."""
+    x = np.empty(pixels.shape, np.float32)
+    np.multiply(pixels, np.asarray(gain, np.float32)[:, :, None, None], out=x)
+    x += np.asarray(offset, np.float32)[:, :, None, None]
+    np.clip(x, 0.0, 1.0, out=x)
+    return x
 
 
 def valid_mask(raw: np.ndarray, inside: np.ndarray, fill_value: float | None) -> np.ndarray:

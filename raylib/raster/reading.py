@@ -52,6 +52,7 @@ class ReadSpec:
     stats: dict | None = None  # per-tile statistics: file bands, their gain/offset, spectral roles, units
     cloud: dict | None = None  # a quality asset: its 1-based band and decoder (``cloud_mask``)
     max_tile_cloud: float = 1.0  # cloud + shadow share above which a tile is an error row (cloudy)
+    pixel_type: str = "float32"  # the type tiles cross to the model in (``bands.transfer_type``: the job's)
 
     def to_json(self) -> str:
         d = dict(self.__dict__, layout=self.layout.to_dict())
@@ -76,11 +77,16 @@ class PixelFn:
         self.window = int(window)
 
 
-def empty_rows(n: int, channels: int, tile_size: int, pixel_fn: PixelFn | None = None) -> dict:
-    """The columns of ``read_tiles`` for ``n`` tiles, before any is read: zero pixels, fill
-    fraction 1, status ok, statistics NaN (and ``pixel_out`` NaN with ``pixel_fn``)."""
+def empty_rows(n: int, channels: int, tile_size: int, pixel_fn: PixelFn | None = None,
+               pixel_type: str = "uint8") -> dict:
+    """The columns of ``read_tiles`` for ``n`` tiles, before any is read: zero pixels (in
+    ``pixel_type``: the job's transfer type; the smallest by default, which joins any other
+    without changing it) with gain 1 and offset 0, fill fraction 1, status ok, statistics
+    NaN (and ``pixel_out`` NaN with ``pixel_fn``)."""
     t = tile_size
-    out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, channels, t, t), np.float32),
+    out = {"idx": np.zeros(n, np.int64), "pixels": np.zeros((n, channels, t, t), pixel_type),
+           # the model's input is clip(pixels * gain + offset, 0, 1), per tile and band (``models.device``)
+           "gain": np.ones((n, channels), np.float32), "offset": np.zeros((n, channels), np.float32),
            "fill_fraction": np.ones(n, np.float32), "status": np.full(n, "ok", dtype=object),
            "error": np.full(n, "", dtype=object),
            "retries": np.zeros(n, np.int32),  # retries each tile's read needed (evidence of weathered faults)
@@ -108,7 +114,7 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int, pixel_fn: Pi
              for s, b, lo, hi in zip(batch["spec"], batch["base"], batch["lo"], batch["hi"])]
     n = sum(hi - lo for _, _, lo, hi in units)
     first = ReadSpec.from_json(units[0][0])
-    out = empty_rows(n, len(first.bands), first.tile_size, pixel_fn)
+    out = empty_rows(n, len(first.bands), first.tile_size, pixel_fn, first.pixel_type)
     k, reader = 0, None
     try:
         for spec, base, lo, hi in units:
@@ -257,11 +263,14 @@ class _SceneReader:
             sl = slice(k0, k)
             ok = status[sl] == "ok"
             model_raw = raw_all[:, :c] if raw_all.shape[1] > c else raw_all
-            if ok.all():  # scaled straight into the output block
-                _, ff = self.scaler.apply_many(model_raw, inside_all, out=out["pixels"][sl])
+            # the model's bands in the job's transfer type, with their scaling (applied on the model's device)
+            filled, ff = self.scaler.fill_many(model_raw if ok.all() else model_raw[ok],
+                                               inside_all if ok.all() else inside_all[ok])
+            px, gain, offset = self.scaler.transfer(filled, self.spec.pixel_type)
+            if ok.all():
+                out["pixels"][sl], out["gain"][sl], out["offset"][sl] = px, gain, offset
             else:
-                x, ff = self.scaler.apply_many(model_raw[ok], inside_all[ok])
-                out["pixels"][sl][ok] = x
+                out["pixels"][sl][ok], out["gain"][sl][ok], out["offset"][sl][ok] = px, gain, offset
             if self.stats:
                 with_stats = ok & ~no_stats[:k - k0]
                 self._statistics(raw_all[with_stats], inside_all[with_stats], out, np.flatnonzero(with_stats) + k0)
@@ -322,18 +331,27 @@ class _SceneReader:
             out["pixel_out"][rows] = self.pixel_fn.fn(f)
 
 
+PIXEL_COLUMNS = ("pixels", "gain", "offset")
+
+
 def rows_out(batch: dict, probs: np.ndarray) -> dict:
-    """What a model actor returns for a read block: every column but the pixels, and the
-    class probabilities."""
-    return {**{k: v for k, v in batch.items() if k != "pixels"}, "probs": probs}
+    """What a model actor returns for a read block: every column but the pixels and their
+    scaling, and the class probabilities."""
+    return {**{k: v for k, v in batch.items() if k not in PIXEL_COLUMNS}, "probs": probs}
 
 
 def model_batches(batch: dict, batch_size: int):
-    """``(rows, pixels)`` of the readable tiles of a block, ``batch_size`` at a time
-    (views, not copies, when every tile of the block is readable)."""
+    """``(rows, pixels, gain, offset)`` of the readable tiles of a block, ``batch_size`` at a
+    time (views, not copies, when every tile of the block is readable); the model's input
+    is ``clip(pixels * gain + offset, 0, 1)`` (``scaled_pixels``, or on the device)."""
     ok = np.flatnonzero(np.asarray(batch["status"]) == "ok")
     px = batch["pixels"]
     contiguous = len(ok) == len(px)
     for i in range(0, len(ok), batch_size):
         sel = slice(i, i + batch_size) if contiguous else ok[i:i + batch_size]
-        yield sel, px[sel]
+        yield sel, px[sel], batch["gain"][sel], batch["offset"][sel]
+
+
+def scaled_pixels(out: dict) -> np.ndarray:
+    """The model's input of ``read_tiles``' tiles on the host: float32 (N, C, T, T) in [0, 1]."""
+    return bandlib.scaled(out["pixels"], out["gain"], out["offset"])

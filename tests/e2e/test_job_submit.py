@@ -24,7 +24,7 @@ def ray_head():
     args = [f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dash}"]
     with separate_ray_head(args, {}, dashboard_up, "ray-head") as head:
-        yield {"ray": head["ray"], "address": address, "env": head["env"]}
+        yield {"ray": head["ray"], "address": address, "env": head["env"], "gcs": f"127.0.0.1:{gcs}"}
 
 
 def test_map_job_via_ray_job_submit(ray_head, tmp_path, test_model):
@@ -45,3 +45,18 @@ def test_map_job_via_ray_job_submit(ray_head, tmp_path, test_model):
     table = read_map(str(out))
     assert table.num_rows == 48 and set(table["status"].to_pylist()) == {"ok"}
     assert (out / "_SUCCESS").exists() and time.time() - t < 600
+
+
+def test_num_gpus_on_a_ray_without_gpus_is_one_line_and_exit_2(ray_head, tmp_path, test_model):
+    """A GPU request against a cluster with no GPU (this head: CPUs only) is refused at once,
+    not left waiting for an actor that can never be placed."""
+    from pathlib import Path
+
+    landcover = str(Path(sys.executable).parent / "landcover")
+    r = subprocess.run([landcover, "map", "--scenes", str(NAIP), "--model", test_model["uri"], "--out",
+                        str(tmp_path / "out"), "--ray-address", ray_head["gcs"], "--num-gpus", "1"],
+                       env=ray_head["env"], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "--num-gpus 1: no node of this Ray cluster has 1 GPU(s) for one actor (the most on one node is 0)" \
+        in lines[0]

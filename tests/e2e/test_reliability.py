@@ -258,9 +258,13 @@ def _wait_for_parts(folder: Path, n: int, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_killed_model_actor_is_replaced(ray_session, clean, tmp_path):
+@pytest.mark.parametrize("gpus", [0, 1], ids=["cpu-actor", "gpu-actor"])
+def test_killed_model_actor_is_replaced(gpus, ray_session, clean, tmp_path):
+    """The model actor SIGKILLed mid-run; with ``gpus`` 1 it holds the session's logical GPU
+    (Ray Data's GPU stage: batches joined from blocks, 8 calls at once)."""
     out = tmp_path / "map"
-    cfg = clean["cfg"].model_copy(update={"out": str(out), "batch_size": 8})
+    cfg = clean["cfg"].model_copy(update={"out": str(out), "batch_size": 8, "num_gpus": gpus,
+                                          "block_tiles": 32 if gpus else None})
     res = {}
     th = threading.Thread(target=lambda: res.update(s=run_map(cfg)))
     th.start()
@@ -272,7 +276,8 @@ def test_killed_model_actor_is_replaced(ray_session, clean, tmp_path):
     th.join(300)
     s = res["s"]
     table = read_map(str(out))
-    record("model actor SIGKILLed mid-run", table, clean["ids"], actors_killed=len(victims),
+    record(f"model actor ({'GPU' if gpus else 'CPU'}) SIGKILLed mid-run", table, clean["ids"],
+           actors_killed=len(victims),
            parts_before_kill=1, seconds=s["seconds"])
     same_rows(table, clean["table"])
     assert s["parts_written"] == 6 and s["result"] == "ok"

@@ -55,7 +55,7 @@ def test_phases_train_evaluate_record_and_checkpoint(tmp_path):
     for epoch in range(1, 4):
         losses, _ = loop.train_epoch(model, net, opt, _batches(seed=epoch), frozen=False, progress=(epoch - 1, 3), **kw)
         cm = loop.evaluate(model, _batches(4, seed=99), 2, norm, cpu).numpy()
-        row = loop.record(state, cm, float(np.mean(losses)), epoch=epoch, phase="full", lr=0.0, steps=len(losses),
+        row = loop.record(state, cm, float(losses.mean()), epoch=epoch, phase="full", lr=0.0, steps=len(losses),
                           seconds=0.0, patience=2)
     assert cm.sum() == 64 and row["val_balanced_accuracy"] > 0.9, cm  # the classes are separable
     assert state.epoch == 4 and state.best >= row["val_balanced_accuracy"] and state.history[-1] == row
@@ -65,6 +65,39 @@ def test_phases_train_evaluate_record_and_checkpoint(tmp_path):
     assert restored.epoch == state.epoch and restored.resumed_from == [state.epoch] and opt_state["param_groups"]
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_every_tensor_a_step_makes_follows_the_models_device():
+    """The steps on the ``meta`` device (tensors without data, as a GPU's are to the host):
+    a tensor made on the CPU beside it, or a number read back mid-epoch, fails here as it
+    fails on a GPU (``finetune --gpu`` stopped in its first evaluation: the confusion
+    matrix on the CPU, the predictions on cuda:0)."""
+    meta = torch.device("meta")
+    torch.manual_seed(0)
+    model = Toy().to(meta)
+    heads = {"classifier.weight", "classifier.bias"}
+    norm = (torch.zeros(1, 3, 1, 1, device=meta), torch.ones(1, 3, 1, 1, device=meta))
+    crit = torch.nn.CrossEntropyLoss(weight=torch.ones(2, device=meta), label_smoothing=0.1)
+    kw = dict(config=CONFIG, head_names=heads, norm=norm, criterion=crit, gen=torch.Generator().manual_seed(1),
+              device=meta)
+    on_device = [(x.to(meta), y.to(meta)) for x, y in _batches(3)]  # as Ray Train hands batches over
+    for frozen in (True, False):
+        net, opt = loop.start_phase(model, heads, frozen, CONFIG)
+        losses, lr = loop.train_epoch(model, net, opt, on_device, frozen=frozen, progress=(0, 1), **kw)
+        assert losses.device == meta and losses.shape == (3,) and lr > 0
+        on_host = _batches(2)  # batches the loop moves itself
+        losses, _ = loop.train_epoch(model, net, opt, on_host, frozen=frozen, progress=(0, 1), **kw)
+        assert losses.device == meta
+    for batches in (on_device, _batches(2)):
+        cm = loop.evaluate(model, batches, 2, norm, meta)
+        assert cm.device == meta and cm.shape == (2, 2) and cm.dtype == torch.int64
+
+
+def test_the_epochs_loss_and_confusion_matrix_read_back_once():
+    losses = torch.tensor([1.0, 2.0, 4.5])
+    assert loop._mean_loss(losses, 1) == 2.5 and np.isnan(loop._mean_loss(torch.zeros(0), 1))
+    cm = loop._sum_over_workers(torch.tensor([[3, 1], [0, 2]]), 1)
+    assert isinstance(cm, np.ndarray) and cm.tolist() == [[3, 1], [0, 2]]
 
 
 def test_early_stopping_and_the_one_cycle_rate():

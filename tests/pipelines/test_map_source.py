@@ -9,7 +9,7 @@ from rasterio.transform import from_origin
 
 from raylib.config import MapConfig
 from raylib.models.manifest import ModelManifest
-from raylib.pipelines.common import planning
+from raylib.pipelines.common import planning, sizing
 from raylib.pipelines.map import source
 
 MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "b"], tile_size=16, gsd=10.0,
@@ -121,25 +121,66 @@ def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monke
         [{"id": [0, 1], "lo": [0, 0], "hi": [-1, -1]}, {"id": [2], "lo": [0], "hi": [-1]}]
 
 
+def test_few_scenes_are_spread_over_read_tasks_with_every_tile_once(tmp_path, monkeypatch):
+    """Fewer scenes than read slots: each scene's tiles in even spans of at least a read
+    unit, each span a read task; with the first blocks, a resumed part and a scene that
+    cannot be mapped, every tile still comes once."""
+    assert source.scene_spans(0, 12, 3, 4) == [(0, 4), (4, 8), (8, 12)]
+    assert source.scene_spans(7, 12, 8, 2) == [(7, 9), (9, 12)]  # at least a unit each
+    assert source.scene_spans(0, 3, 4, 4) == [(0, 3)]
+    good, other, bad = (_raster(tmp_path / "good.tif"), _raster(tmp_path / "other.tif"),
+                        _raster(tmp_path / "few.tif", count=2))
+    uris = [good, other, bad]
+    monkeypatch.setattr(source, "shared", lambda ref: ref.value if ref is not None else None)
+    cfg = MapConfig(scenes=uris, out=str(tmp_path / "out"), read_batch_size=2, read_units_per_task=2, bands=[1, 2, 3])
+    grid = planning.resolve_grid(cfg, MAN)
+    import pyarrow as pa
+
+    spread = {0: source.scene_spans(3 + 2, 12, 3, 2), 1: source.scene_spans(0, 12, 2, 2)}
+    blocks = source.first_blocks(3, 1, 3, ramp=2, spread=spread)
+    assert [{k: v.tolist() for k, v in b.items()} for b in blocks] == [
+        {"id": [0], "lo": [0], "hi": [3]}, {"id": [0], "lo": [3], "hi": [5]},
+        {"id": [0], "lo": [5], "hi": [7]}, {"id": [0], "lo": [7], "hi": [9]}, {"id": [0], "lo": [9], "hi": [-1]},
+        {"id": [1], "lo": [0], "hi": [6]}, {"id": [1], "lo": [6], "hi": [-1]},
+        {"id": [2], "lo": [0], "hi": [-1]}]
+    for done in ({}, {other: {"ranges": [[4, 8]], "tiles": 12}}):
+        seen = {0: [], 1: [], 2: []}
+        for block in blocks:
+            t = source.plan_units(block, uris_ref=_Ref(pa.array(uris)), done_ref=_Ref(done), cfg=cfg, manifest=MAN,
+                                  grid=grid)
+            for units in zip(t["scene_idx"], t["lo"], t["hi"]):
+                for sc, lo, hi in zip(*units):
+                    seen[int(sc)] += list(range(int(lo), int(hi)))
+        assert sorted(seen[0]) == list(range(12))
+        assert sorted(seen[1]) == [k for k in range(12) if not 4 <= k < 8 or not done]
+        assert sorted(seen[2]) == list(range(12))  # its failure records, once, from its one block
+
+
 def test_blocks_are_a_read_unit_on_cpu_and_a_read_task_on_gpu(tmp_path):
     cfg = MapConfig(scenes=["a.tif"], out=str(tmp_path))
-    assert source.block_tiles(cfg) == 256
-    assert source.block_tiles(cfg.model_copy(update={"num_gpus": 1.0})) == 1024
-    assert source.block_tiles(cfg.model_copy(update={"block_tiles": 100})) == 100
-    assert source.block_bytes(cfg, 3, 64) == int(1.1 * 256 * 3 * 64 * 64 * 4)
+    assert sizing.block_tiles(cfg) == 256
+    assert sizing.block_tiles(cfg.model_copy(update={"num_gpus": 1.0})) == 1024
+    assert sizing.block_tiles(cfg.model_copy(update={"block_tiles": 100})) == 100
+    assert sizing.block_bytes(cfg, 3, 64) == int(1.1 * 256 * 3 * 64 * 64 * 4)
+    assert sizing.block_bytes(cfg, 3, 64, "uint16") == int(1.1 * 256 * 3 * 64 * 64 * 2)  # the job's transfer type
+    gpu = cfg.model_copy(update={"num_gpus": 1.0})
+    assert sizing.model_batch(cfg.batch_size, cfg.num_gpus) == 64 and sizing.model_batch(None, 1.0) == 1024
+    assert sizing.first_tiles(cfg) == 64 and sizing.first_tiles(gpu) == 64
+    assert sizing.first_tiles(cfg.model_copy(update={"batch_size": 5})) == 5
+    assert sizing.read_slots(cfg, 16, 1) == 30 and sizing.read_slots(cfg, 2, 1) == 2 and sizing.read_slots(cfg, 1, 1) == 1
 
 
 def test_gpu_actors_take_several_blocks_at_once_and_cpu_actors_one(tmp_path):
     cfg = MapConfig(scenes=["a.tif"], out=str(tmp_path))
-    assert source.actor_concurrency(cfg) == 1
-    assert source.actor_concurrency(cfg.model_copy(update={"num_gpus": 0.5})) == 8
-    assert source.actor_concurrency(cfg.model_copy(update={"actor_concurrency": 3})) == 3
+    assert sizing.actor_concurrency(cfg) == 1
+    assert sizing.actor_concurrency(cfg.model_copy(update={"num_gpus": 0.5})) == 8
+    assert sizing.actor_concurrency(cfg.model_copy(update={"actor_concurrency": 3})) == 3
 
 
 class _EchoModel:
     """Stands in for the model actor class: the block's tile numbers as 'probabilities'."""
 
-    def __init__(self, model_ref, torch_threads=None, actors=1, tta=None, batch_size=64, embeddings=False):
+    def __init__(self, model_ref, torch_threads=None, actors=1, tta=None, batch_size=64, embeddings=False, **kw):
         self.model_ref = model_ref
 
     def __call__(self, batch):

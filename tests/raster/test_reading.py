@@ -78,7 +78,7 @@ def _spec(path, lay, tile):
                             np.full(3, 0.5, np.float32))
     return json.dumps({"uri": str(path), "gdal_path": str(path), "bands": [1, 2, 3], "layout": lay.to_dict(),
                        "tile_size": tile, "gain": scaler.gain.tolist(), "offset": scaler.offset.tolist(),
-                       "fill_value": 0, "target_mean": scaler.target_mean.tolist()})
+                       "fill_value": 0, "target_mean": scaler.target_mean.tolist(), "pixel_type": "uint16"})
 
 
 def test_a_damaged_block_costs_only_the_tiles_it_touches(tmp_path):
@@ -97,8 +97,11 @@ def test_a_damaged_block_costs_only_the_tiles_it_touches(tmp_path):
     assert bad.sum() == 4
     assert list(out["status"][bad]) == ["error"] * 4 and all(e.startswith("corrupt: ") for e in out["error"][bad])
     assert (out["status"][~bad] == "ok").all()
-    ref = data.reshape(3, 8, 32, 10, 32).transpose(1, 3, 0, 2, 4).reshape(80, 3, 32, 32) / np.float32(4000)
-    np.testing.assert_allclose(out["pixels"][~bad], ref[~bad], rtol=1e-6)  # every other tile, exact
+    tiles = data.reshape(3, 8, 32, 10, 32).transpose(1, 3, 0, 2, 4).reshape(80, 3, 32, 32)
+    # the tiles cross to the model in the scene's type, with their scaling: every other tile, exact
+    assert out["pixels"].dtype == np.uint16 and np.array_equal(out["pixels"][~bad], tiles[~bad])
+    assert (out["gain"][~bad] == np.float32(1 / 4000)).all() and (out["offset"][~bad] == 0).all()
+    np.testing.assert_allclose(reading.scaled_pixels(out)[~bad], tiles[~bad] / np.float32(4000), rtol=1e-6)
     assert (out["fill_fraction"][~bad] == 0).all()
 
 

@@ -41,17 +41,26 @@ class ScenePlan:
     item: dict | None = None  # datetime (epoch s), item_id, collection: ``scene_source.item_properties``
 
     @property
+    def pixel_type(self) -> str:
+        """The type this scene's tiles would cross to the model in, as a job's first scene
+        (``bands.transfer_type``; float32 for a scene that cannot be mapped)."""
+        return bandlib.transfer_type(self.info.dtype) if self.info is not None and not self.failure else "float32"
+
+    @property
     def n_tiles(self) -> int:
         return self.layout.n_tiles if self.layout else 1
 
-    def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0, max_tile_cloud: float = 1.0) -> str:
-        """What a read task needs for this scene: a ``ReadSpec`` as JSON (small; no pixels)."""
+    def read_spec(self, tile_size: int, max_fill_fraction: float = 1.0, max_tile_cloud: float = 1.0,
+                  pixel_type: str = "float32") -> str:
+        """What a read task needs for this scene: a ``ReadSpec`` as JSON (small; no pixels);
+        ``pixel_type``: the job's transfer type (``bands.transfer_type``)."""
         return ReadSpec(uri=self.uri, gdal_path=self.gdal_path or storage.parse(self.uri).gdal_path,
                         bands=list(self.bands),
                         layout=self.layout, tile_size=tile_size, gain=self.scaler.gain.tolist(),
                         offset=self.scaler.offset.tolist(), fill_value=self.scaler.fill_value,
                         target_mean=self.scaler.target_mean.tolist(), max_fill_fraction=max_fill_fraction,
-                        stats=self.stats, cloud=self.cloud, max_tile_cloud=max_tile_cloud).to_json()
+                        stats=self.stats, cloud=self.cloud, max_tile_cloud=max_tile_cloud,
+                        pixel_type=pixel_type).to_json()
 
 
 def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
@@ -251,4 +260,6 @@ def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, 
                                                   "spectral_bands", "unknown_below", "embeddings", "cloud_asset",
                                                   "max_tile_cloud", "aoi", "composite")},
         "aoi_version": storage.fingerprint(cfg.aoi) if cfg.aoi else None,
+        # another precision is another map (fp32, the default, leaves the fingerprints of earlier runs as they were)
+        **({"precision": cfg.precision} if cfg.precision != "fp32" else {}),
     })

@@ -10,18 +10,21 @@ from raylib.eval import metrics
 from raylib.io import storage
 from raylib.models.augment import tta_probs
 from raylib.models.model_dir import LandcoverModel
-from raylib.pipelines.common.stages import (actor_stage, collect, dataset_from_table, ensure_ray, local_folder,
-                                            set_torch_threads, share_folder)
+from raylib.pipelines.common.sizing import model_batch
+from raylib.pipelines.common.stages import (actor_stage, check_gpus, collect, dataset_from_table, ensure_ray,
+                                            local_folder, set_torch_threads, share_folder)
 from raylib.raster import patches
 
 
 class PatchScorer:
     """Actor: loads a model once; class probabilities (with and without TTA) and features of patches."""
 
-    def __init__(self, model_ref, torch_threads: int | None, actors: int, both: bool):
+    def __init__(self, model_ref, torch_threads: int | None, actors: int, both: bool, precision: str = "fp32"):
+        from raylib.models.device import placed
 
         set_torch_threads(torch_threads, actors)
-        self.model = LandcoverModel.load(local_folder(model_ref, "ray-models"))
+        device, precision = placed("auto", precision)
+        self.model = LandcoverModel.load(local_folder(model_ref, "ray-models"), device=device, precision=precision)
         self.k = len(self.model.classes)
         self.both = both
 
@@ -48,13 +51,15 @@ class PatchScorer:
 
 
 def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None = None, both: bool = False,
-                   batch_size: int = 64) -> dict:
+                   batch_size: int | None = None, num_gpus: float | None = None, precision: str = "fp32") -> dict:
     """Score a model on rows of a ``patches.LabelledSet``: the patches are decoded the way the
     model was trained (its bands and scale), in Ray Data CPU tasks, and scored on an actor.
 
     Returns ``metrics`` (as the model predicts, TTA included when it asks for it),
     ``metrics_plain`` (one view; only with ``both``), ``probs``, ``features`` and ``y``
-    (the model's class indices)."""
+    (the model's class indices). ``num_gpus``: the scoring actor's (None: 1 when the
+    cluster has a GPU, else 0); ``batch_size``: tiles per model batch (by device when
+    None)."""
     import pyarrow as pa
 
     model = LandcoverModel.load(model_uri, with_backbone=False)  # the network loads in the actor
@@ -69,15 +74,23 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     table = pa.table({"idx": pa.array(np.arange(len(rows), dtype=np.int64)),
                       "source": pa.array([ls.sources[i] for i in rows])})
     ensure_ray(ray_address)
-    ds = dataset_from_table(table, 256).map_batches(patches.decode_batch, fn_kwargs={"spec": spec},
-                                                    batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
-    local = not storage.parse(model_uri).is_s3
-    ref = share_folder(str(model.folder)) if local else model_uri
     import ray
 
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # score on a GPU when there is one
-    ds = actor_stage(ds, PatchScorer, {"model_ref": ref, "torch_threads": None, "actors": 1, "both": both},
-                     actors=1, batch_size=batch_size, actor_cpus=1.0, num_gpus=gpus)
+    if num_gpus is None:  # score on a GPU when there is one
+        num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        if precision != "fp32" and not num_gpus:
+            raise InputError(f"precision {precision} is for a GPU, and this Ray cluster has none.",
+                             "leave precision out (fp32), or run on a cluster with a GPU.")
+    check_gpus(num_gpus)
+    batch_size = model_batch(batch_size, num_gpus)
+    ds = dataset_from_table(table, 256).map_batches(patches.decode_batch, fn_kwargs={"spec": spec},
+                                                    batch_size=min(batch_size, 256), batch_format="numpy",
+                                                    num_cpus=0.5)
+    local = not storage.parse(model_uri).is_s3
+    ref = share_folder(str(model.folder)) if local else model_uri
+    ds = actor_stage(ds, PatchScorer, {"model_ref": ref, "torch_threads": None, "actors": 1, "both": both,
+                                       "precision": precision},
+                     actors=1, batch_size=batch_size, actor_cpus=1.0, num_gpus=num_gpus)
     k = len(man.classes)
     res = collect(ds, len(rows), {"probs": ((k,), np.float32, np.nan), "plain": ((k,), np.float32, np.nan),
                                   "features": (None, np.float32, 0.0), "status": ((), object, "error"),

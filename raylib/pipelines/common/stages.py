@@ -9,6 +9,7 @@ import os
 import threading
 
 from raylib.console import Progress
+from raylib.errors import InputError
 from raylib.io.cache import cache_dir, cached
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,53 @@ def ensure_ray(address: str | None = None) -> None:
         ctx.print_on_execution_start = False
 
 
+def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "actor") -> None:
+    """Refuse at once a GPU request no node of the cluster can ever meet (else Ray waits for
+    ever for an actor it cannot place): ``num_gpus`` for one ``per`` against the most GPUs
+    on one live node, or on one node type the autoscaler may start (Ray's cluster config).
+    ``asked``: the flag as the user gave it (default ``--num-gpus N``)."""
+    if not num_gpus:
+        return
+    import ray
+
+    live = max((n.get("Resources", {}).get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    types = 0
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+        if config is not None:
+            types = max((g.resources.get("GPU", 0) for g in config.node_group_configs if g.max_count != 0), default=0)
+    except Exception:  # an older Ray without the autoscaler's record: the live nodes decide
+        pass
+    if num_gpus > max(live, types):
+        asked = asked or f"--num-gpus {num_gpus:g}"
+        where = f"the most on one node is {live:g}" + (f", on one node type the autoscaler may start {types:g}"
+                                                       if types else "")
+        raise InputError(f"{asked}: no node of this Ray cluster has {num_gpus:g} GPU(s) for one {per} ({where}), "
+                         "so the work could never be placed.",
+                         "ask for fewer GPUs (or none: CPUs), start Ray with GPUs (ray start --num-gpus N), or add a "
+                         "GPU node type to the cluster config (cluster.yaml).")
+
+
+def landcover_cause(exc: BaseException):
+    """The user's error (a ``LandcoverError``) an exception from a Ray task or actor carries,
+    however Ray and Ray Data wrapped it; None when there is none."""
+    from raylib.errors import LandcoverError
+
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, LandcoverError) and type(e).__module__.startswith("raylib."):  # not Ray's wrapper of it
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None
+
+
 def pool_size(actors: int | None, num_gpus: float) -> int:
     """Actors in the pool: as asked, else one per GPU of the cluster (GPU jobs), else one."""
     import ray
@@ -61,9 +109,12 @@ def set_torch_threads(torch_threads: int | None, actors: int) -> int:
     return int(n)
 
 
-def actor_stage(ds, cls, constructor_kwargs: dict, *, actors: int, batch_size: int, actor_cpus: float,
+def actor_stage(ds, cls, constructor_kwargs: dict, *, actors: int, batch_size: int | None, actor_cpus: float,
                 num_gpus: float, concurrency: int = 1):
     """``ds.map_batches`` with a callable class on an autoscaling actor pool (1..actors).
+
+    ``batch_size``: rows per call (None: each block as it comes, CPU actors only: Ray Data
+    asks GPU stages for a batch size, and then joins small blocks up to it).
 
     ``concurrency`` > 1: each actor takes that many calls at once (and twice as many blocks
     in flight), so it fetches, converts and returns blocks while its model runs one; the

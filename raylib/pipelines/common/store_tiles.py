@@ -18,7 +18,7 @@ from raylib.models.default import default_model_dir
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.labelled_tiles import map_settings
 from raylib.pipelines.common.planning import plan_scene, resolve_grid
-from raylib.raster.reading import read_tiles
+from raylib.raster.reading import read_tiles, scaled_pixels
 
 COLUMNS = [*embstore.TILE_COLUMNS, "status"]
 
@@ -77,7 +77,7 @@ def read_store_tiles(meta: dict, table, rows: np.ndarray,
                              "check the scene, or leave those tiles out of the labels.")
         if pixels is None:
             pixels = np.zeros((len(rows), *out["pixels"].shape[1:]), np.float32)
-        pixels[members] = out["pixels"]
+        pixels[members] = scaled_pixels(out)
         if pixel_out is not None:
             pixel_out[members] = out["pixel_out"]
         a, b, c, d, e, f = plan.info.transform[:6]

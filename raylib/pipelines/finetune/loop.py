@@ -11,6 +11,11 @@ plain function of torch objects, so it runs (and is tested) without Ray:
   number of steps on every worker;
 - ``evaluate``: each worker scores its share of the validation batches; confusion matrices
   (and the loss) are summed over workers;
+
+Every tensor a step makes is on the model's ``device`` (Ray Train hands the batches over on
+it), and a step reads no number back from the device until its end (one wait per epoch,
+not one per step); tests/pipelines/test_finetune_loop.py runs the steps on the ``meta``
+device to hold both.
 - ``record``: balanced accuracy, the best epoch, early stopping (patience);
 - ``checkpoint``: rank 0 writes weights (safetensors), optimizer moments and the state.
 """
@@ -113,10 +118,10 @@ def train_mode(model, head_names: set, frozen: bool) -> None:
 
 
 def train_epoch(model, net, optimizer, batches, *, config: dict, frozen: bool, head_names: set, progress: tuple,
-                norm: tuple, criterion, gen, device) -> tuple[list[float], float]:
+                norm: tuple, criterion, gen, device) -> tuple:
     """One epoch over ``batches`` of (pixels, labels); ``progress`` = (epoch within the
-    phase, the phase's epochs); ``norm`` = (mean, std) tensors. Returns the losses and the
-    last learning rate."""
+    phase, the phase's epochs); ``norm`` = (mean, std) tensors. Returns the steps' losses
+    (a tensor on ``device``) and the last learning rate."""
     import torch
 
     train_mode(model, head_names, frozen)
@@ -133,7 +138,7 @@ def train_epoch(model, net, optimizer, batches, *, config: dict, frozen: bool, h
             x = random_dihedral(x, gen)
         x = radiometric_jitter(x, config["jitter"], gen)
         x = (x.to(device, non_blocking=cuda) - mean) / std
-        y = y.to(device)
+        y = y.to(device, non_blocking=cuda)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -144,28 +149,30 @@ def train_epoch(model, net, optimizer, batches, *, config: dict, frozen: bool, h
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
-    return losses, lr
+        losses.append(loss.detach())
+    return (torch.stack(losses) if losses else torch.zeros(0, device=device)), lr
 
 
 def evaluate(model, batches, k_classes: int, norm: tuple, device, rank: int = 0, world: int = 1):
-    """Confusion matrix (rows: true) of this worker's share of the validation ``batches``."""
+    """Confusion matrix (rows: true; a tensor on ``device``) of this worker's share of the
+    validation ``batches``, scored in float32 as the map scores by default."""
     import torch
+
+    from raylib.models.device import inference
 
     mean, std = norm
     model.eval()
-    cm = torch.zeros((k_classes, k_classes), dtype=torch.int64)
-    with torch.inference_mode():
+    cm = torch.zeros((k_classes, k_classes), dtype=torch.int64, device=device)
+    with inference(device.type, "fp32"):
         for i, (x, y) in enumerate(batches):
             if i % world != rank:
                 continue
-            x = (x.float().to(device) - mean) / std
+            x = (x.to(device).float() - mean) / std
             if device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    pred = model(pixel_values=x).logits.argmax(1).cpu()
-            else:
-                pred = model(pixel_values=x).logits.argmax(1)
-            cm += torch.bincount(y * k_classes + pred, minlength=k_classes * k_classes).view(k_classes, k_classes)
+                x = x.contiguous(memory_format=torch.channels_last)
+            pred = model(pixel_values=x).logits.argmax(1)
+            y = y.to(device)
+            cm.index_put_((y, pred), torch.ones_like(pred, dtype=torch.int64), accumulate=True)
     return cm
 
 
@@ -215,26 +222,28 @@ def _collate():
     return PixelsLabels()
 
 
-def _mean_loss(losses: list[float], world: int, device) -> float:
-    """The epoch's mean training loss over every worker's steps."""
-    if world == 1:
-        return float(np.mean(losses)) if losses else float("nan")
+def _mean_loss(losses, world: int) -> float:
+    """The epoch's mean training loss over every worker's steps (``losses``: a tensor on the
+    worker's device); the epoch's one read back of the loss."""
     import torch
-    import torch.distributed as dist
 
-    t = torch.tensor([sum(losses), len(losses)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t[0] / max(1.0, float(t[1])))
+    t = torch.stack([losses.double().sum(), torch.tensor(float(len(losses)), dtype=torch.float64,
+                                                           device=losses.device)])
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    total, n = t.cpu().tolist()
+    return total / n if n else float("nan")
 
 
-def _sum_over_workers(cm, world: int, device):
-    if world == 1:
-        return cm
-    import torch.distributed as dist
+def _sum_over_workers(cm, world: int):
+    """The confusion matrices of every worker, summed (on the workers' device), as numpy."""
+    if world > 1:
+        import torch.distributed as dist
 
-    cm = cm.to(device)
-    dist.all_reduce(cm)
-    return cm.cpu()
+        dist.all_reduce(cm)
+    return cm.cpu().numpy()
 
 
 def train_loop(config: dict) -> None:
@@ -290,8 +299,8 @@ def train_loop(config: dict) -> None:
                                  device=device)
         cm = evaluate(model, val_shard.iter_torch_batches(batch_size=config["batch_size"] * 2, collate_fn=collate),
                       len(config["classes"]), norm, device, rank, world)
-        cm = _sum_over_workers(cm, world, device).numpy()
-        row = record(state, cm, _mean_loss(losses, world, device), epoch=epoch, phase=phase, lr=lr,
+        cm = _sum_over_workers(cm, world)
+        row = record(state, cm, _mean_loss(losses, world), epoch=epoch, phase=phase, lr=lr,
                      steps=len(losses), seconds=time.time() - t0, patience=config["patience"])
         with tempfile.TemporaryDirectory() as d:
             saved = None

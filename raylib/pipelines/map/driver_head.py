@@ -4,7 +4,7 @@ Ray's own start (4.6-6 s on a 2-core machine), Ray Data's start and the model ac
 process and ``import torch`` (3-4 s more) come one after the other before the pipeline's
 first rows, 14-16 s after the command starts. The driver has planned scene 0 by then (its
 settings' errors surface at once); meanwhile a child process of the driver plans scene 0
-too, reads its first ``batch_size`` tiles and puts them through the same model class (its
+too, reads its first tiles (``sizing.first_tiles``) and puts them through the same model class (its
 torch import overlapping the planning and the read) while Ray starts: the first rows come
 back in seconds. The rows are used only when they are back before the pipeline
 starts; the pipeline then leaves those tiles out (``source.first_blocks``), so every tile
@@ -25,6 +25,7 @@ import logging
 import numpy as np
 
 from raylib.config import MapConfig
+from raylib.pipelines.common.sizing import first_tiles
 from raylib.pipelines.map.source import read_units, scene_meta
 from raylib.raster import tiling
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def _map_head(conn, uri: str, cfg: MapConfig, manifest, grid: tiling.GridSpec, channels: int, predictor: type,
               model_ref: str, store: bool, pixel_fn) -> None:
-    """The child: plan scene 0 and read its first ``batch_size`` tiles while the model class
+    """The child: plan scene 0 and read its first ``first_tiles`` tiles while the model class
     imports (torch) in a thread, predict them, send ``("ok", (tiles, rows))`` or
     ``("error", text)``."""
     import threading
@@ -45,17 +46,18 @@ def _map_head(conn, uri: str, cfg: MapConfig, manifest, grid: tiling.GridSpec, c
         plan = plan_scene(uri, cfg, manifest, grid)
         if plan.failure:
             raise RuntimeError(f"scene {uri}: {plan.failure[1]}")
-        tiles = min(cfg.batch_size, plan.n_tiles)
+        tiles = min(first_tiles(cfg), plan.n_tiles)
         unit = {"scene_idx": [np.zeros(1, np.int64)], "lo": [np.zeros(1, np.int64)],
                 "hi": [np.array([tiles], np.int64)],
-                "spec": [np.array([plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud)], object)],
+                "spec": [np.array([plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud,
+                                                  plan.pixel_type)], object)],
                 "meta": [np.array([json.dumps({**scene_meta(plan), "index": 0})], object)]}
         block = read_units(unit, grid=grid, channels=channels, read_timeout=cfg.read_timeout,
                            read_retries=cfg.read_retries, pixel_fn=pixel_fn)
         if predictor is None:
             from raylib.pipelines.map.predictor import Predictor as predictor
         model = predictor(model_ref=model_ref, torch_threads=cfg.torch_threads, actors=1, tta=cfg.tta,
-                          batch_size=cfg.batch_size, embeddings=store)
+                          batch_size=tiles, embeddings=store, precision=cfg.precision)
         conn.send(("ok", (tiles, model(block))))
     except BaseException as exc:  # the driver logs it and the pipeline maps the tiles
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -81,7 +83,7 @@ def start_method() -> str:
 
 
 class DriverHead:
-    """Scene 0's first ``batch_size`` tiles planned, read and predicted by a child process
+    """Scene 0's first ``first_tiles`` tiles planned, read and predicted by a child process
     (``predictor``: the model actor class, None for ``Predictor``); ``take()`` hands the
     rows over once, when they are back (``tiles``: how many); ``stop()`` ends the child."""
 

@@ -3,42 +3,67 @@ the store, embeddings) for blocks of read tiles."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from raylib.models.device import memory_guard, placed
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.stages import local_folder, set_torch_threads
 from raylib.raster.reading import model_batches, rows_out
 
 
 class Predictor:
-    """Actor: loads the model once, predicts class probabilities for batches of tiles."""
+    """Actor: loads the model once, predicts class probabilities for batches of tiles.
+
+    Tiles arrive in their scene's integer type with their scaling and are scaled, resized
+    and normalised on the model's device (``models.device``). An actor may take several
+    blocks at once (``actor_concurrency``): Ray fetches and returns blocks in other threads
+    while one runs the network (``lock``: the device, its pinned buffer), and a head
+    model's head (numpy, on the host) runs beside the next batch's network. On a GPU a
+    batch of ``batch_size`` blank tiles goes through the model at the start, so a batch
+    that does not fit fails at once, naming the flag."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
-                 tta: bool | None = None, batch_size: int = 64, embeddings: bool = False):
+                 tta: bool | None = None, batch_size: int = 64, embeddings: bool = False, precision: str = "fp32"):
         set_torch_threads(torch_threads, actors)
         uri = local_folder(model_ref, "ray-models")
-        self.model = LandcoverModel.load(uri, device=device, tta=tta)
+        device, precision = placed(device, precision)  # a CPU runs fp32 (the driver's first tiles)
+        self.model = LandcoverModel.load(uri, device=device, tta=tta, precision=precision)
         self.k = len(self.model.classes)
         self.batch_size = batch_size
         self.embeddings = embeddings
+        self.lock = threading.Lock()
+        if device.startswith("cuda"):
+            man = self.model.manifest
+            c, t = len(man.bands["channels"]), int(man.tile_size)
+            with memory_guard(batch_size):
+                self.model.predict(np.zeros((batch_size, c, t, t), np.uint8), gain=np.ones(c, np.float32),
+                                   offset=np.zeros(c, np.float32))
 
     def __call__(self, batch: dict) -> dict:
-        """One read block (up to ``read_units_per_task * read_batch_size`` tiles) in, its
-        rows out; the model sees the block's readable tiles in batches of ``batch_size``."""
+        """One read block in, its rows out; the model sees the block's readable tiles in
+        batches of ``batch_size``."""
         n = len(batch["idx"])
         probs = np.full((n, self.k), np.nan, np.float32)
         ood = np.full(n, np.nan, np.float32)
         emb = None
         stat_cols = ("band_mean", "band_std", "ndvi", "ndwi") if self.model.needs_statistics else ()
-        for sel, x in model_batches(batch, self.batch_size):
+        for sel, x, gain, offset in model_batches(batch, self.batch_size):
             stats = {k: batch[k][sel] for k in stat_cols} or None
-            if self.embeddings:
-                probs[sel], ood[sel], e = self.model.predict(x, with_embeddings=True, stats=stats)
-                if emb is None:
-                    emb = np.zeros((n, e.shape[1]), np.float16)
-                emb[sel] = e
+            if self.model.net is None:  # a head model: the network under the lock, the head beside it
+                with self.lock, memory_guard(self.batch_size):
+                    e = self.model.embed16(x, gain, offset)
+                out = (*self.model.predict_embeddings(e, stats), e)
             else:
-                probs[sel], ood[sel] = self.model.predict(x, stats=stats)
+                with self.lock, memory_guard(self.batch_size):
+                    out = self.model.predict(x, with_embeddings=self.embeddings, stats=stats, gain=gain,
+                                             offset=offset)
+            probs[sel], ood[sel] = out[0], out[1]
+            if self.embeddings:
+                if emb is None:
+                    emb = np.zeros((n, out[2].shape[1]), np.float16)
+                emb[sel] = out[2]
         if "pixel_out" in batch:  # the read tasks ran the model's pixel classifier
             probs = self.model.with_pixels(probs, batch.pop("pixel_out"))
         out = {**rows_out(batch, probs), "ood": ood}

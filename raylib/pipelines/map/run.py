@@ -48,19 +48,23 @@ from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import (OUTSIDE_AOI, expand_scenes, job_fingerprint, plan_scene, resolve_grid,
                                               scene_channels)
-from raylib.pipelines.common.stages import actor_stage, ensure_ray, pool_size, share_folder
+from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, block_tiles, first_tiles, model_batch,
+                                            read_slots)
+from raylib.pipelines.common.stages import (actor_stage, check_gpus, ensure_ray, landcover_cause, pool_size,
+                                            share_folder)
 from raylib.pipelines.map import composite
 from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
-from raylib.pipelines.map.source import actor_concurrency, all_done, block_bytes
+from raylib.pipelines.map.source import all_done, plan_or_failure, scene_spans
 from raylib.pipelines.map.store import StoreOutput, store_meta
 from raylib.raster.reading import PixelFn
 
 log = logging.getLogger(__name__)
 # reasons that describe the data, not a failure of the run (not counted in the error share)
 NOT_FAILURES = ("all_nodata", "mostly_fill", "cloudy", OUTSIDE_AOI)  # data, not failures
+SPREAD_SCENES = 64  # scenes the driver plans to spread over read tasks (more: the scenes fill the cores themselves)
 
 
 def _model_uri(cfg: MapConfig) -> str:
@@ -183,6 +187,12 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
                 ingest.add(rows)
         ray_start.wait()
         timings["ray_ready"] = time.time() - t0
+        try:  # a GPU request no node can meet is refused now, not waited for
+            check_gpus(cfg.num_gpus)
+        except Exception:
+            if head:
+                head.stop()
+            raise
     storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
         {"job": job, "kind": "map", "incremental": cfg.incremental, "model_id": manifest.id,
          "started": time.time()}).encode())
@@ -287,9 +297,9 @@ def pixel_fn(model_uri: str, manifest: ModelManifest) -> PixelFn | None:
 
 def _driver_head(cfg: MapConfig, uri: str, manifest: ModelManifest, grid, model_uri: str, predictor: type | None,
                  store: bool, pixels: PixelFn | None) -> DriverHead | None:
-    """Scene 0's first ``batch_size`` tiles mapped beside the driver while Ray starts
+    """Scene 0's first tiles (``sizing.first_tiles``) mapped beside the driver while Ray starts
     (``map.driver_head``: a child process), unless asked not to."""
-    if not cfg.driver_first_block or not cfg.batch_size:
+    if not cfg.driver_first_block:
         return None
     return DriverHead(uri, cfg, manifest, grid, len(manifest.bands["channels"]), predictor, model_uri, store, pixels)
 
@@ -320,26 +330,33 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     done_ref = ray.put({u: d for u, d in done.items()}) if done else None
     n = len(uris)
     channels = len(manifest.bands["channels"])
-    # one scene per task unless there are many (small scenes share a task; big ones spread)
-    per = cfg.scenes_per_task or max(1, min(8, n // max(1, 16 * int(ray.cluster_resources().get("CPU", 1)))))
-    # scene numbers in blocks of ``per``, after a small first block; each block one read task
+    cpus = ray.cluster_resources().get("CPU", 1)
+    actors = pool_size(cfg.actors, cfg.num_gpus)
+    # one scene per task unless there are many (small scenes share a task); fewer scenes than read slots:
+    # each scene's tiles spread over several read tasks, so that one scene is read on every core
+    per = cfg.scenes_per_task or max(1, min(8, n // max(1, 16 * int(cpus))))
+    known = {0: first} if first is not None else {}  # scene 0: planned by the driver
+    spread = _spread(cfg, uris, done, manifest, grid, known, read_slots(cfg, cpus, actors),
+                     (head.tiles if head else first_tiles(cfg)) + cfg.read_batch_size) if per == 1 else None
+    # the type tiles cross to the model in: one per job (the first scene's), as Ray Data joins blocks
+    pixel_type = first.pixel_type if first is not None else "float32"
     from raylib.pipelines.map.scene_datasource import SceneDatasource
 
     args_ref = ray.put({"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
-                        "channels": channels, "pixel_fn": pixels,
-                        "known": {0: first} if first is not None else None})  # scene 0: planned by the driver
-    scenes = SceneDatasource(n, per, head.tiles if head else cfg.batch_size, args_ref, on_driver=head is not None,
-                             ramp=cfg.read_batch_size)
+                        "channels": channels, "pixel_fn": pixels, "known": known or None, "pixel_type": pixel_type})
+    scenes = SceneDatasource(n, per, head.tiles if head else first_tiles(cfg), args_ref, on_driver=head is not None,
+                             ramp=cfg.read_batch_size, spread=spread)
     ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
-    ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size)
-    actors = pool_size(cfg.actors, cfg.num_gpus)
+    ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size, pixel_type)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = share_folder(model_uri) if local_model else model_uri
+    batch = model_batch(cfg.batch_size, cfg.num_gpus)
     ds = actor_stage(ds, predictor or Predictor,
                      {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors, "tta": cfg.tta,
-                      "batch_size": cfg.batch_size, "embeddings": ingest.store},
-                     actors=actors, batch_size=None, actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus,
-                     concurrency=actor_concurrency(cfg))
+                      "batch_size": batch, "embeddings": ingest.store, "precision": cfg.precision},
+                     # GPU actors: Ray Data joins blocks up to a model batch (CPU ones take each block as it comes)
+                     actors=actors, batch_size=max(block_tiles(cfg), batch) if cfg.num_gpus else None,
+                     actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus, concurrency=actor_concurrency(cfg))
     log.info("mapping %d scenes", n)
     progress = Progress("embed" if ingest.store_only else "map", 0)
     progress.grow(ingest.tiles_known)
@@ -351,7 +368,34 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         progress.grow(ingest.tiles_known)
         progress.update(ingest.rows - rows)
 
-    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-        add(batch)
+    try:
+        for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+            add(batch)
+    except Exception as exc:  # a user's error raised in a worker (a batch too big for the GPU): its one line
+        cause = landcover_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
     ingest.finish()
     progress.close()
+
+
+def _spread(cfg: MapConfig, uris: list[str], done: dict, manifest: ModelManifest, grid, known: dict, slots: int,
+            skip0: int) -> dict | None:
+    """Fewer scenes than read slots (and at most ``SPREAD_SCENES``): each scene's tiles in
+    spans for several read tasks at once (``source.scene_spans``), so that the reads of one
+    scene use every core. The scenes' plans are made here (in threads; scene 0's is
+    ``known``) and passed to the read tasks in ``known``; a scene that cannot be mapped is
+    not spread. ``skip0``: the tiles of scene 0 its first blocks hold."""
+    n = len(uris)
+    if n >= slots or n > SPREAD_SCENES:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [s for s in range(n) if s not in known and not all_done(done.get(uris[s]))]
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
+        for s, plan in zip(todo, pool.map(lambda s: plan_or_failure(uris[s], cfg, manifest, grid), todo)):
+            known[s] = plan
+    parts = 2 * -(-slots // n)  # twice the slots: a task that starts late or reads slowly is caught up by the others
+    return {s: scene_spans(skip0 if s == 0 else 0, plan.n_tiles, parts, cfg.read_batch_size)
+            for s, plan in known.items() if not plan.failure and not all_done(done.get(uris[s]))}

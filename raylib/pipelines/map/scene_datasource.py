@@ -22,8 +22,9 @@ class SceneDatasource(Datasource):
     block for its metadata before the job started: 1.6 s for 17 blocks in a warm session,
     hundreds of tasks at 5,000 scenes.)"""
 
-    def __init__(self, n: int, per: int, head: int, args_ref, on_driver: bool = False, ramp: int = 0):
-        self.blocks = source.first_blocks(n, per, head, on_driver, ramp)
+    def __init__(self, n: int, per: int, head: int, args_ref, on_driver: bool = False, ramp: int = 0,
+                 spread: dict | None = None):
+        self.blocks = source.first_blocks(n, per, head, on_driver, ramp, spread)
         self.args_ref = args_ref
 
     def estimate_inmemory_data_size(self) -> None:

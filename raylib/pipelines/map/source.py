@@ -79,7 +79,7 @@ def all_done(d: dict | None) -> bool:
     return bool(d) and sum(hi - lo for lo, hi in d["ranges"]) >= d["tiles"]
 
 
-def _plan(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
+def plan_or_failure(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
     """``plan_scene``; a configuration error that only this scene meets (the driver planned
     the first scene, so the settings themselves are sound) is the scene's failure."""
     try:
@@ -100,7 +100,8 @@ def scene_meta(plan: ScenePlan) -> dict:
             "item": plan.item or {"datetime": None, "item_id": None, "collection": None}}
 
 
-def first_blocks(n: int, per: int, head: int, on_driver: bool = False, ramp: int = 0) -> list[dict]:
+def first_blocks(n: int, per: int, head: int, on_driver: bool = False, ramp: int = 0,
+                 spread: dict[int, list[tuple[int, int]]] | None = None) -> list[dict]:
     """The first stage's input: scene numbers in blocks of ``per`` (``{"id", "lo", "hi"}``
     arrays: each scene's tiles ``lo..hi``, ``hi`` -1 to its end), each block one read task
     of ``SceneDatasource``. The job's first block is the first ``head`` tiles of scene 0
@@ -109,7 +110,9 @@ def first_blocks(n: int, per: int, head: int, on_driver: bool = False, ramp: int
     block fills, so only a read task of its own reaches the model at once: the first rows
     come back after ``head`` tiles, and the model's first full block after one read unit
     (``ramp``), not after a whole block of reads. ``on_driver``: the driver maps the ``head``
-    tiles itself (``map.driver_head``), so no block has them."""
+    tiles itself (``map.driver_head``), so no block has them. ``spread``: scenes read by
+    several tasks at once (``scene_spans``: few scenes on many cores), each span a block
+    of its own (the last one runs to the scene's end)."""
     lo = np.zeros(n, np.int64)
     hi = np.full(n, -1, np.int64)
     blocks = []
@@ -119,8 +122,22 @@ def first_blocks(n: int, per: int, head: int, on_driver: bool = False, ramp: int
         if ramp:
             blocks.append(_block([0], [head], [head + ramp]))
         lo[0] = head + ramp
-    ids = np.arange(n, dtype=np.int64)
-    return blocks + [{"id": ids[i:i + per], "lo": lo[i:i + per], "hi": hi[i:i + per]} for i in range(0, n, per)]
+    spread = spread or {}
+    ids = np.array([s for s in range(n) if s not in spread], np.int64)
+    for s in sorted(spread):
+        cuts = spread[s]
+        blocks += [_block([s], [max(a, int(lo[s]))], [b if k < len(cuts) - 1 else -1])
+                   for k, (a, b) in enumerate(cuts) if b > lo[s] or k == len(cuts) - 1]
+    return blocks + [{"id": ids[i:i + per], "lo": lo[ids[i:i + per]], "hi": hi[ids[i:i + per]]}
+                     for i in range(0, len(ids), per)]
+
+
+def scene_spans(lo: int, n_tiles: int, parts: int, unit: int) -> list[tuple[int, int]]:
+    """Tiles ``lo..n_tiles`` of a scene in at most ``parts`` even spans of at least ``unit``
+    tiles (a read unit) each, for as many read tasks."""
+    k = max(1, min(parts, (n_tiles - lo) // max(1, unit)))
+    cuts = [lo + (n_tiles - lo) * i // k for i in range(k + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def _block(ids: list[int], lo: list[int], hi: list[int]) -> dict:
@@ -128,12 +145,13 @@ def _block(ids: list[int], lo: list[int], hi: list[int]) -> dict:
 
 
 def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest,
-               grid: tiling.GridSpec, known: dict | None = None) -> dict:
+               grid: tiling.GridSpec, known: dict | None = None, pixel_type: str = "float32") -> dict:
     """Scene numbers -> read tasks, one row each: the units of consecutive scenes packed up
     to ``read_batch_size * read_units_per_task`` tiles (small scenes share a read task).
     ``lo``/``hi`` (``first_blocks``): only the scene's tiles ``lo..hi`` (``hi`` -1: to its
     end); a scene that cannot be mapped has its records in its block that runs to its end.
-    ``known``: plans the driver already made, by scene number (scene 0's), not made again."""
+    ``known``: plans the driver already made, by scene number (scene 0's), not made again.
+    ``pixel_type``: the type the job's tiles cross to the model in (``bands.transfer_type``)."""
     uris = shared(uris_ref)
     done = shared(done_ref) or {}
     scenes = [int(s) for s in batch["id"]]
@@ -141,13 +159,14 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
     spans = dict(zip(scenes, zip((int(v) for v in batch.get("lo", zeros)), (int(v) for v in batch.get("hi", zeros - 1)))))
     todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
     with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
-        plans = list(pool.map(lambda s: (known or {}).get(s) or _plan(uris[s].as_py(), cfg, manifest, grid), todo))
+        plans = list(pool.map(lambda s: (known or {}).get(s) or plan_or_failure(uris[s].as_py(), cfg, manifest, grid), todo))
     step = cfg.read_batch_size * cfg.read_units_per_task
     tasks: list[list[tuple]] = []
     size = step  # tiles in the last task
     for s, plan in zip(todo, plans):
         meta = json.dumps({**scene_meta(plan), "index": s})
-        spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud)
+        spec = "" if plan.failure else plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud,
+                                                      pixel_type)
         ranges = list((done.get(plan.uri) or {}).get("ranges") or [])
         n_tiles, (lo, hi) = plan.n_tiles, spans[s]
         if not spec:  # a scene that cannot be mapped: its records come with its last block
@@ -174,57 +193,21 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
 
 
 def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
-                  channels: int, pixel_fn=None, known: dict | None = None):
+                  channels: int, pixel_fn=None, known: dict | None = None, pixel_type: str = "float32"):
     """The pipeline's first stage, one Ray task per few scenes: plan them, then read their
     units, yielding each read task's tiles as they are read (Ray Data cuts the yields into
     blocks of up to ``block_bytes``), so the model gets the first tiles while the rest of
     the scenes are still being read and planned."""
     tasks = plan_units(batch, uris_ref=uris_ref, done_ref=done_ref, cfg=cfg, manifest=manifest, grid=grid,
-                       known=known)
+                       known=known, pixel_type=pixel_type)
     for i in range(len(tasks["lo"])):
         yield read_units({k: v[i:i + 1] for k, v in tasks.items()}, grid=grid, channels=channels,
-                         read_timeout=cfg.read_timeout, read_retries=cfg.read_retries, pixel_fn=pixel_fn)
-
-
-def block_tiles(cfg: MapConfig) -> int:
-    """Tiles per Ray Data block into the model (``cfg.block_tiles``, else by device).
-
-    The model actor pays a fixed cost per block (fetching it, the batch conversions, the
-    task's round trip): with a 2,000 tiles/s device, blocks of 256 tiles kept it busy 60 %
-    of the time and blocks of a whole read task (1,024) 75 %, so GPU actors take a read
-    task's tiles as one block. On CPU the model is the bottleneck anyway, and a block of
-    1,024 tiles holds the actor for seconds, during which the rows it has already returned
-    wait to be fetched from it (measured: the README scene's first rows 8 s later), so CPU
-    actors take one read unit. The first rows never wait for a big block (``first_blocks``)."""
-    if cfg.block_tiles:
-        return cfg.block_tiles
-    return cfg.read_batch_size * (cfg.read_units_per_task if cfg.num_gpus else 1)
-
-
-def actor_concurrency(cfg: MapConfig) -> int:
-    """Blocks a model actor takes at once (``cfg.actor_concurrency``, else by device).
-
-    Each block costs the actor a fixed time besides the model (fetching it, the batch
-    conversions, returning its rows). With one call at a time that time leaves the device
-    idle; with several, Ray fetches and returns blocks in other threads while the model
-    runs (one at a time). Measured with a 2,000 tiles/s simulated device, 1 -> 8: the whole
-    run's duty 0.84 -> 0.88 on 16 scenes and 0.63 -> 0.90 on 256, busy 0.97 of the time
-    from the first block to the last (BENCHMARKS.md). On CPU the model is the bottleneck
-    and one call at a time keeps the first rows early."""
-    if cfg.actor_concurrency:
-        return cfg.actor_concurrency
-    return 8 if cfg.num_gpus else 1
-
-
-def block_bytes(cfg: MapConfig, channels: int, tile_size: int) -> int:
-    """Ray Data's block size target for this job: ``block_tiles`` of scaled pixels, plus a
-    margin, so that a read of exactly that many tiles stays one block; a bigger read is
-    sliced into blocks of about that many."""
-    return int(1.1 * block_tiles(cfg) * channels * tile_size * tile_size * 4)
+                         read_timeout=cfg.read_timeout, read_retries=cfg.read_retries, pixel_fn=pixel_fn,
+                         pixel_type=pixel_type)
 
 
 def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int,
-               pixel_fn: PixelFn | None = None) -> dict:
+               pixel_fn: PixelFn | None = None, pixel_type: str = "float32") -> dict:
     """Read task: read units -> tiles (scaled pixels, statistics, manifest columns, and with
     ``pixel_fn`` its ``pixel_out``), or one record per unit of a scene that cannot be mapped."""
     parts = []
@@ -237,7 +220,7 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
             out.update(_manifest_columns(m, grid, int(lo), int(hi)))
             out["span"] = np.zeros(hi - lo, np.int64)
         else:
-            out = _failure_record(m, grid, channels, int(lo), int(hi), pixel_fn)
+            out = _failure_record(m, grid, channels, int(lo), int(hi), pixel_fn, pixel_type)
         n = len(out["idx"])
         out["scene_idx"] = np.full(n, s, np.int64)
         out["meta"] = np.full(n, "", object)
@@ -270,11 +253,11 @@ def item_columns(meta: dict | None, n: int) -> dict:
 
 
 def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, hi: int,
-                    pixel_fn: PixelFn | None = None) -> dict:
+                    pixel_fn: PixelFn | None = None, pixel_type: str = "float32") -> dict:
     """One row standing for the tiles ``lo..hi`` of a scene that cannot be mapped, with every
-    column a read task gives (so blocks of both kinds concatenate)."""
+    column a read task gives, in the same types (so blocks of both kinds concatenate)."""
     reason, msg = meta["failure"]
-    out = empty_rows(1, channels, grid.tile_size, pixel_fn)
+    out = empty_rows(1, channels, grid.tile_size, pixel_fn, pixel_type)
     out.update(idx=np.array([lo], np.int64), status=np.array(["error"], object),
                error=np.array([f"{reason}: {msg}"], object), span=np.array([hi - lo], np.int64))
     for k in MANIFEST_COLUMNS:

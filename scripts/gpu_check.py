@@ -1,0 +1,394 @@
+"""The GPU node's check (issue 28), run by ``scripts/gpu_check.sh``: every GPU verb once, the
+GPU map against the CPU map, the model path against the architecture's ceiling, and the
+pipeline's throughput, GPU busy share and host cores for 1 and N copies of the README
+Landsat scene, with the built-in model and with a heavy backbone (ViT-B/16 at 224 px, built
+from its configuration: random weights, which cost the same as trained ones).
+
+    python scripts/gpu_check.py --scene S.TIF --eurosat DIR [--copies 8] [--heavy-copies 4] [--small]
+                                [--json out.json] [--skip a,b]
+
+Sections (``--skip`` names them): verbs, agreement, model, pipeline, heavy. Each prints one
+line per figure (``key: value``); a section that fails prints its error and the rest go on.
+``--small`` shrinks every size (a run on a CPU machine checks the script itself). Without
+CUDA the GPU figures are the CPU's and say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+RESULTS: dict = {}
+
+
+def say(key: str, value) -> None:
+    RESULTS[key] = value
+    shown = f"{value:.4g}" if isinstance(value, float) else value
+    print(f"{key}: {shown}", flush=True)
+
+
+# --------------------------------------------------------------------------- what the node does
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole host (/proc/stat)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
+
+
+def _ray_processes() -> dict[int, tuple[str, float]]:
+    """pid -> (title, CPU seconds) of the host's Ray worker processes (titles ``ray::...``)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            title = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if not title.startswith("ray::"):
+                continue
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(d.name)] = (title, (int(f[11]) + int(f[12])) / tick)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+class Usage:
+    """Over a ``with`` block: the GPU's busy share (``nvidia-smi dmon -s u``: the share of each
+    second a kernel ran, averaged), the host's cores busy (mean), and the CPU seconds of Ray's
+    worker processes other than the model actors (the plan and read tasks)."""
+
+    def __enter__(self):
+        self.t0, self.cpu0 = time.time(), _cpu_jiffies()
+        self.first = {pid: cpu for pid, (_, cpu) in _ray_processes().items()}
+        self.last: dict[int, float] = {}
+        self.actors: set[int] = set()
+        self.sm: list[int] = []
+        self.proc = None
+        self.done = threading.Event()
+        threading.Thread(target=self._poll, daemon=True).start()  # a job's workers end with it: seen while alive
+        if shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-d", "1"], stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True)
+            threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _poll(self):
+        while not self.done.wait(0.25):
+            for pid, (title, cpu) in _ray_processes().items():
+                self.last[pid] = cpu
+                if "MapWorker" in title or "Agent" in title:
+                    self.actors.add(pid)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            parts = line.split()
+            if parts and not line.startswith("#") and len(parts) > 1 and parts[1].isdigit():
+                self.sm.append(int(parts[1]))
+
+    def __exit__(self, *exc):
+        self.wall = time.time() - self.t0
+        busy1, total1 = _cpu_jiffies()
+        self.cores = (busy1 - self.cpu0[0]) / max(1, total1 - self.cpu0[1]) * (os.cpu_count() or 1)
+        self.done.set()
+        self.read_cpu_s = sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items()
+                              if pid not in self.actors)
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.gpu_busy = float(np.mean(self.sm)) / 100 if self.sm else None
+        return False
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def landcover(*args: str, timeout: float = 600) -> tuple[int, str, float]:
+    """``landcover args...`` as a user runs it; (exit code, its output, seconds)."""
+    exe = shutil.which("landcover") or str(Path(sys.executable).parent / "landcover")
+    t0 = time.time()
+    r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    return r.returncode, (r.stdout + r.stderr).strip(), time.time() - t0
+
+
+def smoke(name: str, *args: str) -> bool:
+    code, out, sec = landcover(*args)
+    last = out.splitlines()[-1] if out else ""
+    first = next((ln for ln in out.splitlines() if ln.startswith(("mapped", "embedded", "fine-tuned", "wrote",
+                                                                  "evaluated", "model"))), last)
+    say(f"verb {name}", f"{'ok' if code == 0 else f'FAILED (exit {code})'} in {sec:.1f} s: {first[:200]}")
+    if code != 0:
+        print(out[-3000:], flush=True)
+    return code == 0
+
+
+def summary(out: str) -> dict:
+    return json.loads((Path(out) / "_summary.json").read_text())
+
+
+def start_ray(work: Path) -> str:
+    """A Ray head on this node with its GPUs, for every command of the check (one start)."""
+    import torch
+
+    port = 6391
+    gpus = torch.cuda.device_count() or 1  # without CUDA: one logical GPU (the script's own check)
+    cmd = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())", "start",
+           "--head", f"--port={port}", f"--num-gpus={gpus}", "--include-dashboard=false", "--disable-usage-stats",
+           f"--temp-dir={work / 'ray'}"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=180)
+    return f"127.0.0.1:{port}"
+
+
+def stop_ray() -> None:
+    subprocess.run([sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())",
+                    "stop", "--force"], capture_output=True, timeout=120)
+
+
+def copies(scene: str, n: int, work: Path) -> list[str]:
+    """``n`` copies of a scene under distinct names (hard links where the disk allows)."""
+    out = []
+    for k in range(n):
+        d = work / "scenes" / f"{k:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / Path(scene).name
+        if not p.exists():
+            try:
+                os.link(scene, p)
+            except OSError:
+                shutil.copy(scene, p)
+        out.append(str(p))
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def versions() -> None:
+    import ray
+    import rasterio
+    import torch
+
+    say("python", sys.version.split()[0])
+    say("torch", f"{torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})")
+    say("ray", ray.__version__)
+    say("rasterio", f"{rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
+    try:
+        import transformers
+
+        say("transformers", transformers.__version__)
+    except ImportError:
+        say("transformers", "absent")
+    say("device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA: CPU figures")
+    say("host", f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+
+
+def verbs(args, work: Path, ray_address: str) -> None:
+    """Each GPU verb once."""
+    scene, ra = args.scene, ["--ray-address", ray_address]
+    landsat = ["--bands", "landsat8-b234", "--fill-value", "0"]
+    smoke("map --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-map"), "--num-gpus", "1",
+          *ra)
+    smoke("map --embeddings --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-emb"),
+          "--num-gpus", "1", "--embeddings", "--no-quicklook", *ra)
+    smoke("embed --scenes --num-gpus 1", "embed", "--scenes", scene, *landsat, "--out", str(work / "v-store"),
+          "--num-gpus", "1", *ra)
+    ft = str(work / "v-ft")
+    if smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft, "--gpu", "--epochs", "1",
+             "--freeze-epochs", "0", "--workers", "1", "--batch-size", "32", "--input-size", "64", *ra):
+        smoke("evaluate --num-gpus 1", "evaluate", "--model", ft, "--data", args.eurosat, "--out",
+              str(work / "v-eval"), "--num-gpus", "1", *ra)
+        metrics = json.loads((Path(work / "v-eval") / "metrics.json").read_text())
+        say("evaluate balanced accuracy (1 epoch, its own patches)",
+            metrics.get("metrics", metrics).get("balanced_accuracy"))
+
+
+def agreement(args, work: Path, ray_address: str) -> None:
+    """The README scene mapped on the GPU (each precision) and on the CPU, tile by tile."""
+    from raylib.formats.mapfile import read_map
+
+    base = ["map", "--scenes", args.scene, "--bands", "landsat8-b234", "--fill-value", "0", "--no-quicklook",
+            "--ray-address", ray_address]
+
+    def probs(out):
+        t = read_map(out).sort_by("tile_id")
+        ok = np.array(t["status"].to_pylist()) == "ok"
+        p = np.full((t.num_rows, len(t["probs"][int(np.argmax(ok))].as_py())), np.nan, np.float32)
+        for i in np.flatnonzero(ok):
+            p[i] = t["probs"][int(i)].as_py()
+        return t["tile_id"].to_pylist(), ok, p
+
+    code, out, sec = landcover(*base, "--out", str(work / "a-cpu"), "--num-gpus", "0", "--actors", "2")
+    if code:
+        raise RuntimeError(out[-2000:])
+    say("agreement: CPU map seconds", round(sec, 1))
+    ids, ok, cpu = probs(str(work / "a-cpu"))
+    for precision in ("fp32", "tf32", "bf16"):
+        o = str(work / f"a-gpu-{precision}")
+        code, out, sec = landcover(*base, "--out", o, "--num-gpus", "1", "--precision", precision)
+        if code:
+            say(f"agreement {precision}", f"FAILED: {out[-500:]}")
+            continue
+        gids, gok, gpu = probs(o)
+        assert gids == ids and (gok == ok).all(), "the GPU map's tiles are not the CPU map's"
+        same = float((gpu[ok].argmax(1) == cpu[ok].argmax(1)).mean())
+        d = np.abs(gpu[ok] - cpu[ok]).max(1)
+        say(f"agreement {precision}: labels", f"{same:.4f} of {int(ok.sum())} tiles; max |dp| {d.max():.4g}, "
+                                             f"mean {d.mean():.3g} ({sec:.1f} s)")
+
+
+def model_path(args) -> None:
+    """``LandcoverModel.predict`` on host tiles (uint16 with their scaling, as the map sends
+    them; float32 as before) at several batches, and the architecture's ceiling: the same
+    network on tensors already on the device, channels-last, per precision."""
+    import torch
+
+    from raylib.models.default import default_model_dir
+    from raylib.models.device import set_precision
+    from raylib.models.model_dir import LandcoverModel
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    sizes = [64, 256] if args.small else [64, 256, 1024, 4096]
+    reps = 2 if args.small else 8
+
+    def rate(fn, b):
+        fn()  # warm-up (cuDNN picks its algorithms)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return reps * b / (time.perf_counter() - t0)
+
+    rng = np.random.default_rng(0)
+    for precision in ("fp32", "bf16"):
+        m = LandcoverModel.load(default_model_dir(), device=dev, precision=precision)
+        for b in sizes:
+            raw = rng.integers(6000, 20000, (b, 3, 64, 64), dtype=np.uint16)
+            g, o = np.full((b, 3), 3e-5, np.float32), np.zeros((b, 3), np.float32)
+            say(f"model path {precision} uint16, batch {b} (tiles/s)", rate(lambda: m.predict(raw, gain=g, offset=o), b))
+            if precision == "fp32" and b in (64, 1024):
+                x = raw * np.float32(3e-5)
+                say(f"model path fp32 float32 host tiles, batch {b} (tiles/s)", rate(lambda: m.predict(x), b))
+    net = LandcoverModel.load(default_model_dir(), device=dev).backbone.model
+    if dev == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    for precision in ("fp32", "tf32", "bf16"):
+        set_precision(dev, precision)
+        for b in sizes[1:]:
+            x = torch.rand((b, 3, 128, 128), device=dev)
+            if dev == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+
+            def once():
+                with torch.inference_mode(), torch.autocast(dev, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    net(pixel_values=x)
+
+            say(f"ceiling {precision}, batch {b} (tiles/s)", rate(once, b))
+    set_precision(dev, "fp32")
+
+
+def heavy_model(work: Path) -> str:
+    """A model directory with ViT-B/16 at 224 px (random weights) and a logistic head."""
+    from transformers import ViTConfig, ViTModel
+
+    from raylib.models.default import default_model_dir
+    from raylib.models.heads import LogisticHead
+    from raylib.models.model_dir import LandcoverModel, write_model_dir
+
+    out = work / "heavy-model"
+    if (out / "model.json").exists():
+        return str(out)
+    vit = work / "vit-b16"
+    ViTModel(ViTConfig(image_size=224, patch_size=16), add_pooling_layer=False).save_pretrained(vit)
+    (vit / "preprocessor_config.json").write_text(json.dumps({
+        "do_resize": True, "size": {"height": 224, "width": 224}, "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}))
+    base = LandcoverModel.read_manifest(default_model_dir())
+    rng = np.random.default_rng(0)
+    head = LogisticHead().fit(rng.normal(size=(200, 768)).astype(np.float32), np.arange(200) % len(base.classes))
+    write_model_dir(str(out), name="vit-b16-random", backbone_ref=str(vit), input_size=224, head=head,
+                    classes=base.classes, band_mean=base.bands["mean"], band_std=base.bands["std"],
+                    tile_size=base.tile_size, gsd=base.gsd, metrics={}, created_by="gpu_check", bands=base.bands)
+    return str(out)
+
+
+def pipeline(args, work: Path, ray_address: str, heavy: bool) -> None:
+    """The map's throughput, GPU busy share and host cores, whole runs, warm cluster."""
+    runs = [(args.heavy_copies, "--num-gpus", "1")] if heavy else \
+        [(1, "--num-gpus", "1"), (args.copies, "--num-gpus", "1"), (args.copies, "--num-gpus", "0.5")]
+    model = ["--model", heavy_model(work)] if heavy else []
+    what = "heavy (ViT-B/16 224 px)" if heavy else "built-in"
+    for n, *gpus in runs:
+        scenes = copies(args.scene, n, work)
+        out = str(work / f"p-{'heavy' if heavy else 'mobilenet'}-{n}-{gpus[1]}")
+        with Usage() as u:
+            code, text, sec = landcover("map", "--scenes", *scenes, "--bands", "landsat8-b234", "--fill-value", "0",
+                                        "--no-quicklook", "--ray-address", ray_address, *model, *gpus, "--out", out)
+        if code:
+            say(f"pipeline {what}, {n} cop{'y' if n == 1 else 'ies'}", f"FAILED: {text[-800:]}")
+            continue
+        s = summary(out)
+        key = f"pipeline {what}, {n} cop{'y' if n == 1 else 'ies'}, num_gpus {gpus[1]}"
+        say(key, f"{s['tiles'] / s['seconds']:.0f} tiles/s ({s['tiles']} tiles, {s['seconds']:.1f} s; first row "
+                 f"{s['timings'].get('first_row_s', float('nan')):.1f} s); GPU busy "
+                 f"{'n/a' if u.gpu_busy is None else f'{u.gpu_busy:.2f}'}; host cores busy {u.cores:.1f} of "
+                 f"{os.cpu_count()}; read tasks {u.read_cpu_s:.0f} CPU s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scene", required=True)
+    ap.add_argument("--eurosat", required=True, help="an image folder <Class>/<file> of a few hundred patches")
+    ap.add_argument("--copies", type=int, default=8)
+    ap.add_argument("--heavy-copies", type=int, default=4)
+    ap.add_argument("--small", action="store_true")
+    ap.add_argument("--skip", default="")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    versions()
+    address = start_ray(work)
+    say("ray cluster", address)
+    try:
+        for name, fn in (("verbs", lambda: verbs(args, work, address)),
+                         ("agreement", lambda: agreement(args, work, address)),
+                         ("model", lambda: model_path(args)),
+                         ("pipeline", lambda: pipeline(args, work, address, heavy=False)),
+                         ("heavy", lambda: pipeline(args, work, address, heavy=True))):
+            if name in skip:
+                continue
+            t0 = time.time()
+            try:
+                fn()
+            except Exception:
+                say(f"section {name}", "FAILED\n" + traceback.format_exc()[-3000:])
+            say(f"section {name} seconds", round(time.time() - t0, 1))
+    finally:
+        stop_ray()
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(RESULTS, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
