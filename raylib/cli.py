@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-v", "--verbose", action="store_true", help="log what happens, Ray's own messages included")
         for fname, field in cls.model_fields.items():
             flag = "--" + fname.replace("_", "-")
-            kwargs = {"dest": fname, "default": None, "help": field.description}
+            # argparse formats help with %: a literal one is %%
+            kwargs = {"dest": fname, "default": None, "help": (field.description or "").replace("%", "%%") or None}
             if field.annotation is bool:  # --x / --no-x; unset keeps the file's value or the default
                 sp.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             elif _is_list(field.annotation):
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     for a real command line, else now)."""
     console.mark_started(started or (console.process_started() if argv is None else None))
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(_negative_values(argv))
+    parser = _parser()
+    args, unknown = parser.parse_known_args(_negative_values(argv))
+    if unknown:
+        _refuse_unknown(parser, args.verb, unknown)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # an HTTP client's retries (a STAC API that does not answer) end in one error line
@@ -105,7 +109,28 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         return verb.report(cfg, summary) or 0
     except LandcoverError as exc:
         print(f"landcover {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, verb: str, unknown: list[str]) -> None:
+    """Flags the verb does not know: argparse's error (exit 2), with the closest flag of the
+    verb for each, as a YAML file's unknown keys get (``config.validate``)."""
+    import difflib
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[verb]
+    flags = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    said = []
+    for i, tok in enumerate(unknown):
+        if not tok.startswith("-"):
+            if i == 0 or not unknown[i - 1].startswith("-"):  # not the value of an unknown flag
+                said.append(repr(tok))
+            continue
+        name = tok.split("=", 1)[0]
+        close = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
+        said.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    print(f"landcover {verb}: error: unrecognized argument(s): {', '.join(said)}. Fix: landcover {verb} --help "
+          "lists the flags.", file=sys.stderr)
+    sys.exit(2)
 
 
 def entry(verb: str) -> None:
@@ -131,8 +156,8 @@ def _report_map(cfg, summary) -> int:
               f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
     print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
     if summary.get("embeddings"):
-        print(f"embedding store: {summary['embeddings']}  (readers of the map folder skip it: "
-              f"geopandas.read_parquet(..., ignore_prefixes=['_', '.', 'embeddings']))")
+        print(f"embedding store: {summary['embeddings']}  (a folder of its own, which readers of the map skip; "
+              f"train-head, remap, tune and similar take it, or the map folder, as --embeddings)")
     if summary.get("composite"):
         c = summary["composite"]
         print(f"composite ({c['method']}): {c['path']}  ({c['tiles']} ground tiles, {c['clear_tiles']} with a clear "
@@ -205,6 +230,8 @@ def _report_train_head(cfg, result) -> int:
     print(f"model {manifest.id} written to {cfg.out}")
     if cfg.embeddings:
         print(f"trained on labelled tiles of {cfg.embeddings}: {json.dumps(scores['labelled_tiles'])}")
+        for w in scores.get("warnings", []):
+            print(f"landcover train-head: warning: {w}", file=sys.stderr)
     else:
         print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
     return 0

@@ -143,7 +143,8 @@ class MapConfig(_Config):
                                       "mostly_fill, cloudy not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
-    embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under <out>/embeddings")
+    embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under <out>/_embeddings "
+                                                                "(a folder every reader of the map skips)")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
     remap: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
@@ -510,21 +511,23 @@ def validate(cls: type[_Config], values: dict[str, Any], source: str = "config")
     try:
         return cls(**values)
     except ValidationError as exc:
-        problems = []
+        problems, unknown = [], False
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "?"
             if err["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(str(err["loc"][0]), list(cls.model_fields), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems.append(f"unknown field '{field}'{hint}")
+                unknown = True
             elif err["type"] == "missing":
                 problems.append(f"field '{field}' is required")
             elif not err["loc"]:  # a rule across fields (model validator)
                 problems.append(str(err["msg"]).removeprefix("Value error, "))
             else:
                 problems.append(f"field '{field}': {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(f"Invalid {source}: " + "; ".join(problems) + ".",
-                          f"valid fields are: {_describe(cls)}.") from None
+        fix = f"valid fields are: {_describe(cls)}." if unknown else \
+            "correct the value(s) named above (each field's meaning: landcover <verb> --help, docs/cli.md)."
+        raise ConfigError(f"Invalid {source}: " + "; ".join(problems) + ".", fix) from None
 
 
 def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] | None = None) -> _Config:

@@ -4,8 +4,10 @@
 class LandcoverError(Exception):
     """Base class: a problem with the user's input or environment, not a bug.
 
-    The CLI prints these as one line and exits non-zero, without a traceback.
+    The CLI prints these as one line and exits with ``exit_code`` (2), without a traceback.
     """
+
+    exit_code = 2
 
     def __init__(self, what: str, fix: str | None = None, reason: str | None = None):
         self.what = what
@@ -24,3 +26,10 @@ class InputError(LandcoverError):
 
 class StorageError(LandcoverError):
     """A storage location cannot be reached, read or written."""
+
+
+class StoppedPartWay(StorageError):
+    """A run stopped part-way for a reason outside its inputs (no space left where it
+    writes): what it wrote is kept, and the same command run again resumes (exit 4)."""
+
+    exit_code = 4

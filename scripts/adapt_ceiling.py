@@ -17,7 +17,7 @@ accuracy over those groups on the other tiles (purity 0.5, as ``assess``) of:
 - ``every labelled tile, 5-fold``: the head's features with all labelled tiles, 5-fold
   cross-validation: the features' ceiling on this reference.
 
-    .venv/bin/python scripts/adapt_ceiling.py --store /tmp/adapt/image_landsat7_2000/map/embeddings [--seeds 10]
+    .venv/bin/python scripts/adapt_ceiling.py --store /tmp/adapt/image_landsat7_2000/map/_embeddings [--seeds 10]
 """
 
 from __future__ import annotations

@@ -20,6 +20,43 @@ def test_progress_on_a_pipe_prints_one_line_per_tenth():
     assert resumed.line().startswith("finetune: 5/10 epochs")
 
 
+def test_a_growing_total_keeps_the_lines_coming_and_done_comes_at_the_close():
+    """16 small scenes: the total grows as they are planned; reaching an early total is not
+    the end (it printed '16/16 tiles done' and then nothing while 256 tiles were mapped)."""
+    out = io.StringIO()
+    p = console.Progress("map", 16, stream=out, initial=16)  # the first rows, mapped before the pipeline
+    assert p.line().startswith("map: 16/16 tiles") and "--" in p.line()  # no rate from the first rows
+    for i in range(24):  # the scenes' tiles are learnt ahead of the rows coming back
+        if i < 12:
+            p.grow(p.total + 20)
+        p.update(10)
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert 5 <= len(lines) <= 14 and all("done" not in ln for ln in lines[:-1])
+    assert lines[-1].startswith("map: 256/256 tiles") and lines[-1].endswith("done")
+
+
+def test_on_a_terminal_a_tqdm_bar_redraws_in_place():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    p = console.Progress("map", 100, stream=out)
+    for _ in range(10):
+        p.update(10)
+    p.grow(120)
+    p.update(20)
+    p.close()
+    text = out.getvalue()
+    assert "\r" in text and text.count("\n") == 1 and "120/120" in text and "map:" in text
+    assert p.bar is None or p.bar.total == 120
+    import pickle
+
+    p._stream = None
+    assert pickle.loads(pickle.dumps(p)).done == 120  # a Progress travels (Tune's callback): its bar stays
+
+
 def test_native_log_lines_are_dropped_and_the_rest_passes(capfd):
     console.hide_native_logs()
     try:

@@ -38,6 +38,8 @@ from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 from raylib.raster.tiling import acquired
 
 META_KEY = b"landcover_store"
+FOLDER = "_embeddings"  # a map's store (map --embeddings): a '_' folder, which every reader of the map skips
+LEGACY_FOLDER = "embeddings"  # where maps made before the '_' folder keep it
 ROW_GROUP = 1024
 TILE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
                 "scene_crs", "geometry", "bbox")
@@ -156,10 +158,28 @@ def part_files(uri: str) -> list[str]:
             if u.endswith(".parquet") and "/_" not in "/" + u[rel:] and "/." not in "/" + u[rel:]]
 
 
+def beside_map(out: str) -> str:
+    """Where a map at ``out`` keeps its store: ``out/_embeddings``, or ``out/embeddings`` for a
+    map that already has one there (made before the '_' folder: its runs go on adding to it)."""
+    legacy = storage.join(out, LEGACY_FOLDER)
+    return legacy if part_files(legacy) else storage.join(out, FOLDER)
+
+
+def locate(uri: str) -> str:
+    """The store a user names: the store's own folder, or a map folder holding one
+    (``_embeddings``, or ``embeddings`` in maps made before it)."""
+    for sub in (FOLDER, LEGACY_FOLDER):
+        if part_files(storage.join(uri, sub)):
+            return storage.join(uri, sub)
+    return uri
+
+
 def read_meta(uri: str) -> dict:
-    """The store's metadata (from its first part); a clear error when there is no store."""
+    """The store's metadata (from its first part); a clear error when there is no store.
+    ``uri``: the store, or a map folder holding one (``locate``)."""
     import pyarrow.parquet as pq
 
+    uri = locate(uri)
     files = part_files(uri) if storage.exists(uri) or storage.is_prefix(uri) else []
     if not files:
         raise InputError(f"There is no embedding store at {uri} (no parts).",
@@ -184,9 +204,11 @@ def check_same(existing: dict, new: dict, where: str) -> None:
 
 def read(uri: str, columns: list[str] | None = None, bbox: list[float] | None = None) -> pa.Table:
     """The store's rows (some columns), optionally only the tiles whose bbox intersects
-    ``bbox`` (W, S, E, N in lon/lat; row groups outside it are skipped by their statistics)."""
+    ``bbox`` (W, S, E, N in lon/lat; row groups outside it are skipped by their statistics).
+    ``uri``: the store, or a map folder holding one (``locate``)."""
     import pyarrow.dataset as pads
 
+    uri = locate(uri)
     files = part_files(uri)
     if not files:
         read_meta(uri)  # raises the clear error

@@ -25,6 +25,8 @@ there too.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -34,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raylib.errors import StoppedPartWay
 from raylib.formats import embstore, mapfile
 from raylib.io import storage
 
@@ -94,14 +97,38 @@ class PartWriter:
             return
         self.pending.append((tables, np.asarray(t, np.int64)))
         self.n_pending += tables[0].num_rows
-        while self.n_pending >= self._room():
-            self._write_group(self._room())
+        with self._disk():
+            while self.n_pending >= self._room():
+                self._write_group(self._room())
 
     def close(self) -> None:
         """Write what is pending and close the open part."""
-        while self.n_pending:
-            self._write_group(min(self.n_pending, self._room()))
-        self._close_part()
+        with self._disk():
+            while self.n_pending:
+                self._write_group(min(self.n_pending, self._room()))
+            self._close_part()
+
+    @contextlib.contextmanager
+    def _disk(self):
+        """No space left where a part is written: one clear error naming the part and where
+        it grows; the parts complete so far stay, and the same command resumes after them."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC and "No space left on device" not in str(exc):
+                raise
+            name = self.open_name or self.name_for(self.next_index)
+            where = _local_stage(self.sinks[-1].stage)
+            for sink in self.sinks:  # the part that did not fit: its growing files go (their space with them)
+                if sink.path and os.path.exists(sink.path):
+                    os.unlink(sink.path)
+                sink.writer, sink.path = None, None
+            self.open_name = None
+            raise StoppedPartWay(
+                f"No space left on the device of {where} while writing part {name} of {self.sinks[-1].root}; "
+                f"the parts completed before it are kept.",
+                "free space there (or set TMPDIR for an s3:// output) and run the same command again: it maps only "
+                "the tiles no complete part holds.") from None
 
     # ----------------------------------------------------------------- internals
 

@@ -98,10 +98,11 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     import ray
 
     t0 = time.time()
-    meta = embstore.read_meta(cfg.embeddings)
-    files = embstore.part_files(cfg.embeddings)
+    store = embstore.locate(cfg.embeddings)  # the store's folder, or a map folder holding one
+    meta = embstore.read_meta(store)
+    files = embstore.part_files(store)
     manifest = LandcoverModel.read_manifest(cfg.model)
-    check_head(manifest, cfg.model, meta, cfg.embeddings)
+    check_head(manifest, cfg.model, meta, store)
     job = parts.digest({"store": sorted(storage.basename(f) for f in files), "store_meta": meta["preprocessing_hash"],
                         "model": manifest.id, "bbox": cfg.bbox, "unknown_below": cfg.unknown_below})
     resumed = mapfile.prepare_output(cfg.out, job, cfg.overwrite)
@@ -110,10 +111,10 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     done = {n: u for n, u in done.items() if n in names}
     parts.remove_tmp_debris(cfg.out, keep=set(done))
     storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
-        {"job": job, "kind": "remap", "model_id": manifest.id, "embeddings": cfg.embeddings,
+        {"job": job, "kind": "remap", "model_id": manifest.id, "embeddings": store,
          "started": time.time()}).encode())
     pending = [f for f in files if storage.basename(f) not in done]
-    extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": cfg.embeddings,
+    extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": store,
              "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
     written = {}
     if pending:
@@ -142,7 +143,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     reasons = {str(k): int(v) for k, v in zip(*np.unique(rs.astype(str), return_counts=True))} if len(rs) else {}
     quicklooks = _quicklooks(cfg, table, manifest) if cfg.quicklook else []
     seconds = time.time() - t0
-    summary = {"out": cfg.out, "embeddings": cfg.embeddings, "model": cfg.model, "model_id": manifest.id,
+    summary = {"out": cfg.out, "embeddings": store, "model": cfg.model, "model_id": manifest.id,
                "tiles": int(table.num_rows), "counts": counts, "error_reasons": reasons, "parts": len(names),
                "parts_resumed": len(done), "parts_written": len(written), "bbox": cfg.bbox, "result": "ok",
                "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),

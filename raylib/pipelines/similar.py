@@ -127,11 +127,12 @@ def run_similar(cfg: SimilarConfig, argv: list[str] | None = None) -> dict:
     import pyarrow.parquet as pq
 
     t0 = time.time()
-    embstore.read_meta(cfg.embeddings)
-    table = embstore.read(cfg.embeddings, columns=list(embstore.TILE_COLUMNS) + ["embedding", "status"])
+    store = embstore.locate(cfg.embeddings)  # the store's folder, or a map folder holding one
+    embstore.read_meta(store)
+    table = embstore.read(store, columns=list(embstore.TILE_COLUMNS) + ["embedding", "status"])
     ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
     if not ok.any():
-        raise InputError(f"The embedding store {cfg.embeddings} has no tile with an embedding.",
+        raise InputError(f"The embedding store {store} has no tile with an embedding.",
                          "build it from readable scenes.")
     pos = resolve_tiles(cfg.positives, table, "positive")
     neg = resolve_tiles(cfg.negatives, table, "negative")
@@ -148,7 +149,7 @@ def run_similar(cfg: SimilarConfig, argv: list[str] | None = None) -> dict:
     t_load = time.time() - t0
     t1 = time.time()
     if cfg.index == "ivf":
-        index = _cached_index(cfg.embeddings, emb)
+        index = _cached_index(store, emb)
         t1 = time.time()
         idx, score = index.search(q, cfg.k + len(exclude))
         keep = ~np.isin(idx, exclude)
@@ -161,7 +162,7 @@ def run_similar(cfg: SimilarConfig, argv: list[str] | None = None) -> dict:
     out = out.append_column("rank", pa.array(np.arange(1, len(idx) + 1, dtype=np.int32)))
 
     md = {b"geo": json.dumps(geo_metadata(None)).encode(),
-          b"landcover": json.dumps({"kind": "similar", "embeddings": cfg.embeddings, "positives": cfg.positives,
+          b"landcover": json.dumps({"kind": "similar", "embeddings": store, "positives": cfg.positives,
                                     "negatives": cfg.negatives, "query": "mean(positives) - mean(negatives), cosine",
                                     "index": cfg.index, "created_by": " ".join(argv or [])}).encode()}
     buf = io.BytesIO()

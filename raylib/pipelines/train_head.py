@@ -43,7 +43,8 @@ def train_head_on_store(cfg, argv: list[str] | None = None):
         pixel_head, metrics["pixels"] = train_pixel_head(cfg, lt, used, feats.n_bands)
     manifest = write_store_head(cfg.out, lt, head, used, feats, emb[lt.train], name=cfg.name, metrics=metrics,
                                 temperature=temperature, argv=argv, pixel_head=pixel_head)
-    return manifest, {"labelled_tiles": lt.counts, "classes": [lt.classes[i] for i in used], "not_used": lt.unused}
+    return manifest, {"labelled_tiles": lt.counts, "classes": [lt.classes[i] for i in used], "not_used": lt.unused,
+                      "warnings": lt.warnings(cfg.per_class)}
 
 
 def _temperature(cfg, X, y):

@@ -34,6 +34,10 @@ def test_loop_with_raster_labels(store, tmp_path, capsys):
     man = json.loads((tmp_path / "head" / "model.json").read_text())
     assert man["metrics"]["labelled_tiles"] == {"herbaceous_shrub": 20, "forest": 20, "developed": 20, "water": 3}
     assert man["head"]["features"]["mode"] == "embedding+spectral" and man["head"]["features"]["n_bands"] == 6
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert warned == ["landcover train-head: warning: class water: 3 labelled tile(s) found, 20 asked",
+                      "landcover train-head: warning: no labelled tile of class(es) agriculture: the head cannot "
+                      "predict it"], warned
     import pyarrow.parquet as pq
 
     tiles = pq.read_table(tmp_path / "head" / "training_tiles.parquet")

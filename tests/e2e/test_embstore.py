@@ -32,7 +32,7 @@ def mapped(ray_session, bucket, test_model, tmp_path_factory):
 
 def test_store_rows_keys_and_metadata(mapped):
     out = mapped["out"]
-    store = storage.join(out, "embeddings")
+    store = storage.join(out, "_embeddings")
     assert mapped["summary"]["embeddings"] == store
     m, s = read_map(out), embstore.read(store)
     assert s.num_rows == m.num_rows == mapped["summary"]["tiles"]
@@ -51,7 +51,7 @@ def test_store_rows_keys_and_metadata(mapped):
     # row groups of ROW_GROUP rows, in Z-order, with bbox statistics
     files = embstore.part_files(store)
     assert [storage.basename(f) for f in files] == sorted(storage.basename(f) for f in storage.list_files(out)
-                                                           if f.endswith(".parquet") and "/embeddings/" not in f)
+                                                           if f.endswith(".parquet") and "/_embeddings/" not in f)
     md = pq.ParquetFile(files[0]).metadata
     assert md.row_group(0).num_rows <= embstore.ROW_GROUP
     names = [md.schema.column(i).path for i in range(md.num_columns)]
@@ -60,7 +60,7 @@ def test_store_rows_keys_and_metadata(mapped):
 
 def test_remap_equals_map(mapped, test_model, tmp_path):
     out = str(tmp_path / "remap")
-    s = run_remap(RemapConfig(embeddings=storage.join(mapped["out"], "embeddings"), model=test_model["uri"], out=out))
+    s = run_remap(RemapConfig(embeddings=storage.join(mapped["out"], "_embeddings"), model=test_model["uri"], out=out))
     assert s["tiles"] == mapped["summary"]["tiles"] and s["counts"] == mapped["summary"]["counts"]
     a = read_map(mapped["out"]).sort_by("tile_id")
     b = read_map(out).sort_by("tile_id")
@@ -78,7 +78,7 @@ def test_remap_equals_map(mapped, test_model, tmp_path):
     bb = naip["bbox"].combine_chunks()
     box = [float(np.min(bb.field("xmin"))), float(np.min(bb.field("ymin"))),
            float(np.max(bb.field("xmax"))), float(np.max(bb.field("ymax")))]
-    s2 = run_remap(RemapConfig(embeddings=storage.join(mapped["out"], "embeddings"), model=test_model["uri"],
+    s2 = run_remap(RemapConfig(embeddings=storage.join(mapped["out"], "_embeddings"), model=test_model["uri"],
                                out=str(tmp_path / "bbox"), bbox=box))
     assert s2["tiles"] == naip.num_rows == 15 * 12
 
@@ -89,12 +89,12 @@ def test_embed_scenes_builds_the_same_store_and_refuses_mixing(mapped, test_mode
                "--gsd", "native", "--out", out])
     assert rc == 0 and "embedding store:" in capsys.readouterr().out
     mine = embstore.read(out).sort_by("tile_id")
-    there = embstore.read(storage.join(mapped["out"], "embeddings"))
+    there = embstore.read(storage.join(mapped["out"], "_embeddings"))
     there = there.filter(np.array(there["scene"].to_pylist()) == S3_NAIP).sort_by("tile_id")
     assert mine["tile_id"].equals(there["tile_id"])
     np.testing.assert_array_equal(embstore.embeddings_of(mine), embstore.embeddings_of(there))
     assert embstore.read_meta(out)["preprocessing_hash"] == embstore.read_meta(
-        storage.join(mapped["out"], "embeddings"))["preprocessing_hash"]
+        storage.join(mapped["out"], "_embeddings"))["preprocessing_hash"]
     assert storage.exists(out + "/_SUCCESS") and not (tmp_path / "store" / "_quicklook").exists()
     # an incremental map adding tiles made another way to an existing store is refused
     inc = str(tmp_path / "inc")
@@ -102,6 +102,29 @@ def test_embed_scenes_builds_the_same_store_and_refuses_mixing(mapped, test_mode
     run_map(MapConfig(scenes=[S3_NAIP], **base))
     with pytest.raises(InputError, match="holds tiles made with another preprocessing"):
         run_map(MapConfig(scenes=[str(LANDSAT)], fill_value=0, tile_size=32, **base))
+
+
+def test_a_map_made_with_embeddings_reads_as_the_map_alone_and_names_its_store(mapped, tmp_path):
+    """``geopandas.read_parquet(<map>)`` (what the map command prints) gives the map's rows,
+    labels and all: the store lives in a '_' folder every Parquet reader skips. Commands
+    that read a store take the map folder too, and find a store where older maps kept it."""
+    import shutil
+
+    import geopandas
+
+    out = mapped["out"]
+    gdf = geopandas.read_parquet(out)
+    assert len(gdf) == mapped["summary"]["tiles"] == read_map(out).num_rows and "label" in gdf.columns
+    assert "embedding" not in gdf.columns and gdf["tile_id"].is_unique
+    store = storage.join(out, "_embeddings")
+    assert embstore.locate(out) == store and embstore.locate(store) == store
+    legacy = tmp_path / "old-map"
+    shutil.copytree(out, legacy)
+    (legacy / "_embeddings").rename(legacy / "embeddings")  # a map made before the '_' folder
+    assert embstore.locate(str(legacy)) == str(legacy / "embeddings")
+    assert embstore.beside_map(str(legacy)) == str(legacy / "embeddings")  # its later runs add to it there
+    assert embstore.beside_map(str(tmp_path / "new")) == str(tmp_path / "new" / "_embeddings")
+    assert embstore.read(str(legacy)).num_rows == embstore.read(store).num_rows
 
 
 def test_remap_refuses_a_head_of_another_backbone_and_an_empty_store(mapped, test_model, tmp_path, capsys):
@@ -112,7 +135,7 @@ def test_remap_refuses_a_head_of_another_backbone_and_an_empty_store(mapped, tes
     man = json.loads((head / "model.json").read_text())
     man["backbone"]["input_size"] = 224  # embeddings of another input size
     (head / "model.json").write_text(json.dumps(man))
-    rc = main(["remap", "--embeddings", storage.join(mapped["out"], "embeddings"), "--model", str(head),
+    rc = main(["remap", "--embeddings", storage.join(mapped["out"], "_embeddings"), "--model", str(head),
                "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and "use a head trained on this store's embeddings" in err and "224 px" in err
@@ -129,7 +152,7 @@ def test_a_killed_remap_resumes_with_the_parts_it_wrote(ray_session, mapped, tes
     others, and the map equals the map job's."""
     from .test_reliability import driver
 
-    store, out = storage.join(mapped["out"], "embeddings"), str(tmp_path / "remap")
+    store, out = storage.join(mapped["out"], "_embeddings"), str(tmp_path / "remap")
     n_parts = len(embstore.part_files(store))
     assert n_parts >= 3
     args = ["remap", "--embeddings", store, "--model", test_model["uri"], "--out", out, "--no-quicklook"]

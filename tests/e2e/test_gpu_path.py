@@ -45,7 +45,7 @@ def test_num_gpus_1_maps_every_tile_with_the_cpu_maps_labels(ray_session, test_m
     assert ids == cids and status == cstatus and labels == clabels and len(ids) == cpu["tiles"] == 48
     ok = [i for i, s in enumerate(status) if s == "ok"]
     np.testing.assert_allclose(np.array([probs[i] for i in ok]), np.array([cprobs[i] for i in ok]), atol=1e-5)
-    store = pq.read_table(tmp_path / "gpu" / "embeddings")
+    store = pq.read_table(tmp_path / "gpu" / "_embeddings")
     assert sorted(store["tile_id"].to_pylist()) == sorted(ids[i] for i in ok)  # the store: every mapped tile
 
 
@@ -63,3 +63,75 @@ def test_a_gpu_request_that_cannot_be_met_is_one_line_and_exit_2(ray_session, te
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and says in lines[0] and "Fix:" in lines[0], r.stderr[-2000:]
     assert not any(out.glob("*.parquet"))
+
+
+OOM_RUN = """
+import sys, torch
+from raylib.config import MapConfig
+from raylib.models.device import memory_guard
+from raylib.pipelines.map.predictor import Predictor
+from raylib.pipelines.map.run import run_map
+
+where, scene, model, out, address = sys.argv[1:]
+
+
+class TooBig(Predictor):  # the model actor on a GPU whose memory a batch of 65536 tiles exceeds
+    WHERE = where
+
+    def _oom(self):
+        import torch
+
+        from raylib.models.device import memory_guard
+
+        with memory_guard(self.batch_size):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 96.00 GiB (GPU 0)")
+
+    def warm_up(self):
+        self._oom()
+
+    def __init__(self, *args, **kwargs):
+        from raylib.errors import InputError
+
+        super().__init__(*args, **kwargs)
+        if self.WHERE == "start":  # what Predictor does on a GPU at its start
+            try:
+                self.warm_up()
+            except InputError as exc:
+                self.unfit = exc
+
+    def __call__(self, batch):
+        if self.WHERE == "start":
+            return super().__call__(batch)
+        self._oom()
+
+
+try:
+    run_map(MapConfig(scenes=[scene], out=out, model=model, num_gpus=1, batch_size=65536, driver_first_block=False,
+                      ray_address=address), predictor=TooBig)
+except Exception as exc:
+    print(f"ERROR:{type(exc).__name__}:{exc}")
+"""
+
+
+@pytest.mark.parametrize("where", ["start", "batch"])
+def test_a_batch_that_does_not_fit_the_gpu_stops_the_map_in_one_line(where, ray_session, test_model, tmp_path):
+    """CUDA out of memory in a GPU actor, at its start (its blank batch) or on a batch: the
+    map stops with one line naming --batch-size (exit 2 from the CLI), not a CUDA traceback.
+    (A driver of its own, as a user's command is: a failed pipeline's actor, and the GPU it
+    holds, go with the driver's job.)"""
+    r = subprocess.run([sys.executable, "-c", OOM_RUN, where, str(NAIP), test_model["uri"], str(tmp_path / where),
+                        ray_session.get_runtime_context().gcs_address], capture_output=True, text=True, timeout=300)
+    said = [ln for ln in r.stdout.splitlines() if ln.startswith("ERROR:")]
+    assert len(said) == 1, r.stdout[-2000:] + r.stderr[-3000:]
+    assert said[0] == ("ERROR:InputError:--batch-size 65536: a batch of 65536 tiles does not fit in the GPU's memory (CUDA out "
+                       "of memory. Tried to allocate 96.00 GiB (GPU 0)). Fix: lower --batch-size (e.g. 16384).")
+
+
+def test_a_gpu_actors_blank_first_batch_runs_the_network_alone(test_model):
+    """What a GPU actor runs at its start (here on the CPU): the network on a blank batch,
+    without the head's inputs (statistics, pixels)."""
+    from raylib.pipelines.map.predictor import Predictor
+
+    p = Predictor(test_model["uri"], torch_threads=1, batch_size=8)
+    p.warm_up()
+    assert p.model.device == "cpu" and p.batch_size == 8

@@ -231,6 +231,45 @@ def test_killed_driver_rerun_gives_the_same_rows(point, ray_session, clean, tmp_
         assert len(got) == 2
 
 
+def test_a_full_disk_stops_the_run_in_one_line_and_the_rerun_completes(ray_session, clean, test_model, tmp_path,
+                                                                         monkeypatch, capsys):
+    """No space left where the parts are written (the third row group of the run fails with
+    ENOSPC, as a full tmpfs made it): one line naming the output, the part and the fix, exit
+    4, the complete parts kept; the same command after space is freed maps the rest, every
+    tile once."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from raylib.cli import main
+
+    out = tmp_path / "map"
+    args = ["map", "--scenes", clean["prefix"], "--out", str(out), "--model", test_model["uri"], "--tile-size", "64",
+            "--gsd", "native", "--bands", "1,2,3", "--fill-value", "0", "--batch-size", "32", "--rows-per-part", "64"]
+    write, calls = pq.ParquetWriter.write_table, []
+
+    def full_disk(self, *a, **k):
+        calls.append(1)
+        if len(calls) >= 3:  # one row group a part here (64 rows): the third part
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, *a, **k)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    assert main(args) == 4
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and not ln.startswith("map: ")]
+    assert len(err) == 1 and "No space left on the device of" in err[0] and "part part-00002.parquet" in err[0]
+    assert str(out) in err[0] and "run the same command again" in err[0]
+    assert not list((out / "_tmp").glob(".part-*"))  # the part that did not fit: gone with its space
+    monkeypatch.undo()
+    assert main(args) == 0
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["parts_resumed"] == 2 and summary["tiles_computed"] == 360 - 128
+    table = read_map(str(out))
+    record("no space left on the output's device, then re-run", table, clean["ids"], exit_code=4,
+           parts_kept=summary["parts_resumed"], tiles_recomputed=summary["tiles_computed"])
+    same_rows(table, clean["table"])
+
+
 def test_rerun_of_a_finished_job_is_refused_and_overwrite_recomputes(ray_session, clean, tmp_path):
     out = str(tmp_path / "map")
     s = run_map(clean["cfg"].model_copy(update={"out": out}))

@@ -76,6 +76,17 @@ class LabelledTiles:
     counts: dict
     unused: dict
 
+    def warnings(self, per_class: int | None) -> list[str]:
+        """What the draw could not give: classes with fewer labelled tiles than asked, and
+        classes of the labels with none (a head trained here cannot predict them)."""
+        out = [f"class {c}: {n} labelled tile(s) found, {per_class} asked" for c, n in self.counts.items()
+               if per_class and n < per_class]
+        absent = [c for c in self.classes if c not in self.counts]
+        if absent:
+            out.append(f"no labelled tile of class(es) {', '.join(absent)}: the head cannot predict "
+                       f"{'it' if len(absent) == 1 else 'them'}")
+        return out
+
     @property
     def held_out(self) -> np.ndarray:
         return np.setdiff1d(np.arange(len(self.rows)), self.train)
@@ -99,16 +110,17 @@ def labelled_tiles(cfg, columns: list[str] | None = None) -> LabelledTiles:
     """Read the store, label its tiles from ``cfg.labels`` (+ crosswalk) and draw
     ``cfg.per_class`` of each class with ``cfg.seed``; clear errors for labels that hit no
     tile, fewer than two classes, an empty store."""
-    meta = embstore.read_meta(cfg.embeddings)
-    table = embstore.read(cfg.embeddings, columns=columns or STORE_COLUMNS)
+    store = embstore.locate(cfg.embeddings)  # the store's folder, or a map folder holding one
+    meta = embstore.read_meta(store)
+    table = embstore.read(store, columns=columns or STORE_COLUMNS)
     if table.num_rows == 0:
-        raise InputError(f"The embedding store {cfg.embeddings} is empty.", "build it with landcover map --embeddings.")
+        raise InputError(f"The embedding store {store} is empty.", "build it with landcover map --embeddings.")
     ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
     rows, y, classes, unused = tile_labels(table, cfg)
     keep = ok[rows]
     rows, y = rows[keep], y[keep]
     if len(rows) == 0:
-        raise InputError(f"The labels {cfg.labels} hit no mapped tile of {cfg.embeddings} ({unused}).",
+        raise InputError(f"The labels {cfg.labels} hit no mapped tile of {store} ({unused}).",
                          "give labels inside the store's area (check their CRS), and the crosswalk's codes.")
     # one label per tile (a tile hit by two features of different classes keeps the first)
     _, first = np.unique(rows, return_index=True)

@@ -39,6 +39,12 @@ def ensure_ray(address: str | None = None) -> None:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        # Ray Data sets up its loggers when it is imported (a console handler at INFO): its
+        # lines ("execution finished", "progress bars disabled") reach the terminal only with -v;
+        # its log files keep them
+        for h in logging.getLogger("ray.data").handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.setLevel(logging.ERROR)
 
 
 def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "actor") -> None:
@@ -83,6 +89,8 @@ def landcover_cause(exc: BaseException):
             continue
         seen.add(id(e))
         if isinstance(e, LandcoverError) and type(e).__module__.startswith("raylib."):  # not Ray's wrapper of it
+            if e.args and isinstance(e.args[0], str):  # its one line (Ray Data appends its retry advice)
+                e.args = (e.args[0].split("\n")[0], *e.args[1:])
             return e
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
     return None

@@ -24,7 +24,6 @@ from raylib.io import storage
 from raylib.raster import tiling
 
 log = logging.getLogger(__name__)
-EMBEDDINGS = "embeddings"  # the embedding store beside a map (landcover map --embeddings)
 
 
 class _Output:
@@ -36,9 +35,14 @@ class _Output:
         self.resumed_uris: dict[str, str] = {}  # part name -> where it is
         self.written: dict[str, dict] = {}  # parts written by this run -> contents
         self.writer_args: dict = {}
+        self._root: str | None = None
 
     def store_root(self) -> str:
-        return self.cfg.out if self.store.only else storage.join(self.cfg.out, EMBEDDINGS)
+        if self.store.only:
+            return self.cfg.out
+        if self._root is None:  # asked once: the store's parts grow during the run
+            self._root = embstore.beside_map(self.cfg.out)
+        return self._root
 
     def sinks(self, map_meta: dict) -> list[partwriter.Sink]:
         """Where a part goes (its name holds its partition folders, if any)."""

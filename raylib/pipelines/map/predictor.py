@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from raylib.errors import InputError
 from raylib.models.device import memory_guard, placed
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.stages import local_folder, set_torch_threads
@@ -21,8 +22,9 @@ class Predictor:
     blocks at once (``actor_concurrency``): Ray fetches and returns blocks in other threads
     while one runs the network (``lock``: the device, its pinned buffer), and a head
     model's head (numpy, on the host) runs beside the next batch's network. On a GPU a
-    batch of ``batch_size`` blank tiles goes through the model at the start, so a batch
-    that does not fit fails at once, naming the flag."""
+    batch of ``batch_size`` blank tiles goes through the network at the start, so a batch
+    that does not fit fails on the first block, naming the flag (an error raised in an
+    actor's constructor reaches the driver as text only)."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
                  tta: bool | None = None, batch_size: int = 64, embeddings: bool = False, precision: str = "fp32"):
@@ -34,16 +36,30 @@ class Predictor:
         self.batch_size = batch_size
         self.embeddings = embeddings
         self.lock = threading.Lock()
+        self.unfit = None  # the warm-up's error, raised by the first call (a task's error reaches the driver whole)
         if device.startswith("cuda"):
-            man = self.model.manifest
-            c, t = len(man.bands["channels"]), int(man.tile_size)
-            with memory_guard(batch_size):
-                self.model.predict(np.zeros((batch_size, c, t, t), np.uint8), gain=np.ones(c, np.float32),
-                                   offset=np.zeros(c, np.float32))
+            try:
+                self.warm_up()
+            except InputError as exc:
+                self.unfit = exc
+
+    def warm_up(self) -> None:
+        """The network on a blank batch of ``batch_size`` tiles: a batch that does not fit the
+        device fails now, naming the flag (and cuDNN picks its algorithms before real tiles)."""
+        man = self.model.manifest
+        c, t = len(man.bands["channels"]), int(man.tile_size)
+        x, g, o = np.zeros((self.batch_size, c, t, t), np.uint8), np.ones(c, np.float32), np.zeros(c, np.float32)
+        with memory_guard(self.batch_size):
+            if self.model.net is None:
+                self.model.embed16(x, g, o)
+            else:
+                self.model.net.predict_proba(x, tta=self.model.tta, gain=g, offset=o)
 
     def __call__(self, batch: dict) -> dict:
         """One read block in, its rows out; the model sees the block's readable tiles in
         batches of ``batch_size``."""
+        if self.unfit is not None:
+            raise self.unfit
         n = len(batch["idx"])
         probs = np.full((n, self.k), np.nan, np.float32)
         ood = np.full(n, np.nan, np.float32)

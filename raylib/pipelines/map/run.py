@@ -348,6 +348,7 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
                              ramp=cfg.read_batch_size, spread=spread)
     ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size, pixel_type)
+    ds.context.raise_original_map_exception = True  # a user's error from an actor arrives as itself (landcover_cause)
     local_model = not storage.parse(model_uri).is_s3
     model_ref = share_folder(model_uri) if local_model else model_uri
     batch = model_batch(cfg.batch_size, cfg.num_gpus)
@@ -358,9 +359,8 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
                      actors=actors, batch_size=max(block_tiles(cfg), batch) if cfg.num_gpus else None,
                      actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus, concurrency=actor_concurrency(cfg))
     log.info("mapping %d scenes", n)
-    progress = Progress("embed" if ingest.store_only else "map", 0)
-    progress.grow(ingest.tiles_known)
-    progress.update(ingest.rows)  # the driver's first rows, when they came before Ray was up
+    # the driver's first rows (back before Ray was up) count, but not in the rate
+    progress = Progress("embed" if ingest.store_only else "map", ingest.tiles_known, initial=ingest.rows)
 
     def add(batch):
         rows = ingest.rows
@@ -368,6 +368,7 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         progress.grow(ingest.tiles_known)
         progress.update(ingest.rows - rows)
 
+    cause = None
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             add(batch)
@@ -375,7 +376,9 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         cause = landcover_cause(exc)
         if cause is None:
             raise
-        raise cause from None
+    if cause is not None:  # raised here, holding neither Ray's error nor the dataset: Ray Data's actors (a GPU
+        ds = None  # noqa: F841  each) go with the pipeline, not with the error (a long-lived session maps again)
+        raise cause
     ingest.finish()
     progress.close()
 

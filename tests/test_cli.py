@@ -1,0 +1,31 @@
+"""``landcover <verb>``: every verb's help, and flags that are wrong, each one clear line."""
+
+import pytest
+
+from raylib.cli import VERBS, main
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_every_verbs_help_prints_and_exits_0(verb, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([verb, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: landcover {verb}") and "--config" in out
+    if verb == "map":
+        assert "eo:cloud_cover <= this (%)" in out  # a literal % in a field's help
+
+
+def test_a_mistyped_flag_gets_the_closest_one_in_one_line(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["map", "--scenes", "a.tif", "--out", "o", "--tilesize", "64"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1
+    assert "unrecognized argument(s): --tilesize (did you mean --tile-size?)" in err and "Fix:" in err
+
+
+def test_a_bad_value_names_its_field_and_not_every_field(capsys):
+    assert main(["map", "--scenes", "a.tif", "--out", "o", "--tile-size", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "field 'tile_size'" in err and err.count("\n") == 1
+    assert "valid fields are" not in err and "read_timeout" not in err
