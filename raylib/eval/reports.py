@@ -102,29 +102,34 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
 
 
 def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], captions: list[str],
-                     none_label: str = "not mapped / not assessed") -> bytes:
+                     none_label: str = "not mapped / not assessed", colours: list | None = None) -> bytes:
     """PNG: class grids (one pixel block per tile, -1 = none, named ``none_label`` in the
-    legend) side by side, legend below."""
+    legend) side by side (one above the other for a scene wider than tall), the long side
+    720 px or more, legend below; ``colours``: one per class (default ``palette``)."""
     from PIL import Image, ImageDraw
 
-    pal = np.array(palette(classes) + [NO_DATA], np.uint8)
+    pal = np.array(list(colours or palette(classes)) + [NO_DATA], np.uint8)
     panels = []
     for g in grids:
-        f = max(1, 360 // max(1, max(g.shape)))
+        f = max(1, 720 // max(1, max(g.shape)))
         img = pal[np.where(g < 0, len(classes), g)]
         panels.append(Image.fromarray(img).resize((g.shape[1] * f, g.shape[0] * f), Image.NEAREST))
     pw = max([p.width for p in panels], default=200)
     ph = max([p.height for p in panels], default=20)
-    gap, head = 8, 36
+    stacked = pw > 1.5 * ph  # a wide scene: panels one above the other
+    gap, head, cap_h = 8, 36, 16
     leg = ((len(classes) + 1 + 2) // 3) * 18 + 8
-    width = max(max(len(panels), 1) * (pw + gap) + gap, 3 * 180 + gap)  # (the legend's three columns)
-    img = Image.new("RGB", (width, head + ph + gap + leg), (255, 255, 255))
+    n = max(len(panels), 1)
+    width = max((pw + 2 * gap) if stacked else n * (pw + gap) + gap, 3 * 180 + gap)  # (the legend's three columns)
+    body = n * (ph + cap_h + gap) if stacked else ph
+    img = Image.new("RGB", (width, head + body + gap + leg), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     draw.text((gap, 5), title, fill=(0, 0, 0))
     for i, (p, cap) in enumerate(zip(panels, captions)):
-        img.paste(p, (gap + i * (pw + gap), head))
-        draw.text((gap + i * (pw + gap), head - 14), cap, fill=(0, 0, 0))
-    y0 = head + ph + gap
+        x, y = (gap, head + i * (ph + cap_h + gap)) if stacked else (gap + i * (pw + gap), head)
+        img.paste(p, (x, y))
+        draw.text((x, y - 14), cap, fill=(0, 0, 0))
+    y0 = head + body + gap
     for j, name in enumerate(classes + [none_label]):
         x, y = gap + (j % 3) * 180, y0 + (j // 3) * 18
         colour = tuple(int(v) for v in pal[j])
@@ -139,8 +144,10 @@ def _font_text(draw, xy, text, fill=(0, 0, 0)):
     draw.text(xy, text, fill=fill)
 
 
-def confusion_png(cm: np.ndarray, classes: list[str], title: str = "") -> bytes:
-    """Confusion matrix (rows: true, columns: predicted), cells shaded by row share, counts written."""
+def confusion_png(cm: np.ndarray, classes: list[str], title: str = "", rows_are: str = "true") -> bytes:
+    """Confusion matrix (rows: true, columns: predicted; ``rows_are="map"``: rows the map's
+    classes, columns the reference's, as an accuracy assessment reads it), cells shaded by
+    the share of their column's reference (true) total, counts written."""
     from PIL import Image, ImageDraw
 
     k = len(classes)
@@ -148,8 +155,7 @@ def confusion_png(cm: np.ndarray, classes: list[str], title: str = "") -> bytes:
     img = Image.new("RGB", (left + k * cell + 20, top + k * cell + 40), (255, 255, 255))
     d = ImageDraw.Draw(img)
     d.text((10, 8), title or "confusion matrix (rows: true, columns: predicted)", fill=(0, 0, 0))
-    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
-    share = cm / rows
+    share = cm / (cm.sum(axis=1, keepdims=True) if rows_are == "true" else cm.sum(axis=0, keepdims=True)).clip(min=1)
     for j, c in enumerate(classes):  # column labels, written vertically
         lab = Image.new("RGB", (105, 14), (255, 255, 255))
         ImageDraw.Draw(lab).text((0, 0), c[:17], fill=(0, 0, 0))

@@ -16,10 +16,12 @@ Every input is checked before anything is written; a run that fails leaves no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import numpy as np
+import pyarrow as pa
 
 from raylib.config import AssessConfig, SampleConfig
 from raylib.errors import ConfigError, InputError
@@ -81,10 +83,16 @@ def _write(out: str, result: dict, pictures: dict[str, bytes], report: str) -> d
 def _summary(est: dict, counts: np.ndarray, groups: list[str], unit: str) -> dict:
     """The flat figures users look for first, beside the full estimates."""
     sm = accuracy.sample_metrics(counts)
+    present = counts.sum(axis=0) > 0  # reference groups with assessed tiles
+    recall = {g: (float(counts[i, i] / counts[:, i].sum()) if present[i] else None) for i, g in enumerate(groups)}
+    producers = [est["producers_accuracy"][g]["estimate"] for i, g in enumerate(groups)
+                 if present[i] and est["producers_accuracy"][g] is not None]
     return {
         "overall_accuracy": est["overall_accuracy"]["estimate"],
         "overall_accuracy_ci95": est["overall_accuracy"]["ci95"],
         "balanced_accuracy": sm["balanced_accuracy"],
+        "recall_sample_counts": recall,
+        "balanced_accuracy_area_weighted": float(np.mean(producers)) if producers else None,
         "kappa": sm["kappa"],
         "sample_accuracy": sm["accuracy"],
         "users_accuracy": est["users_accuracy"],
@@ -108,8 +116,9 @@ def run_assess(cfg: AssessConfig, argv: list[str] | None = None) -> dict:
     else:
         result, pics, title = _assess_map(cfg)
     result.update(created_by=" ".join(argv or []), seconds=round(time.time() - t0, 2))
-    pics["confusion.png"] = reports.confusion_png(np.asarray(result["confusion"]["counts"]).T, result["groups"],
-                                                  "sample counts (rows: reference, columns: map)")
+    pics["confusion.png"] = reports.confusion_png(np.asarray(result["confusion"]["counts"]), result["groups"],
+                                                  "sample counts (rows: map, columns: reference), as in report.md",
+                                                  rows_are="map")
     files = _write(cfg.out, result, pics, assessment_markdown(title, result))
     result["files"] = files
     return result
@@ -189,10 +198,14 @@ def _assess_map(cfg: AssessConfig):
         raise InputError(f"The map {cfg.map} has no mapped tile with a class (every row is an error row or unknown).",
                          "assess a map with predictions.")
     cw.check_map_classes(set(label[ok]))
+    # the reference of the mapped tiles only: what is not assessed among them adds up to mapped - assessed
+    ok_rows = np.flatnonzero(ok)
+    mapped_table = table.take(pa.array(ok_rows))
     if reference.is_vector(cfg.reference):
-        ref = reference.vector_reference(table, cfg.reference, cw, cfg.class_column, cfg.purity)
+        ref = reference.vector_reference(mapped_table, cfg.reference, cw, cfg.class_column, cfg.purity)
     else:
-        ref = reference.raster_reference(table, cfg.reference, cw, cfg.purity)
+        ref = reference.raster_reference(mapped_table, cfg.reference, cw, cfg.purity)
+    ref = dataclasses.replace(ref, rows=ok_rows[ref.rows])
     groups = cw.groups
     gi = {g: i for i, g in enumerate(groups)}
     map_group = np.array([gi[cw.map[v]] if o else -1 for v, o in zip(label, ok)])
@@ -212,7 +225,7 @@ def _assess_map(cfg: AssessConfig):
         not_assessed["training_tiles"] = int((keep & is_training).sum())
         keep &= ~is_training
     rows, rg = ref.rows[keep], ref.group[keep]
-    not_assessed["error_tiles"] = int((~ok).sum())
+    not_assessed["error_tiles"] = int((status != "ok").sum())  # not mapped: not part of the sum above
     if len(rows) == 0:
         raise InputError(f"No mapped tile of {cfg.map} got a reference class from {cfg.reference} "
                          f"(not assessed: {not_assessed}).",
@@ -225,6 +238,7 @@ def _assess_map(cfg: AssessConfig):
         mapped = np.where(counts.sum(axis=1) > 0, mapped, 0.0)
     est = accuracy.stratified_estimates(counts, mapped, groups)
     result = _summary(est, counts, groups, "ha")
+    mapped_not_assessed = {k: v for k, v in not_assessed.items() if k != "error_tiles" and isinstance(v, int)}
     withheld_ha = float(area_ha[unknown].sum())
     result["withheld"] = {"tiles": int(unknown.sum()), "area_ha": withheld_ha,
                           "share_of_mapped_area": withheld_ha / max(withheld_ha + float(mapped.sum()), 1e-12),
@@ -239,12 +253,13 @@ def _assess_map(cfg: AssessConfig):
     result.update(
         mode="map", map=cfg.map, reference=cfg.reference, crosswalk=cfg.crosswalk, purity=cfg.purity,
         tiles={"total": int(table.num_rows), "mapped": int(ok.sum()), "assessed": int(len(rows)),
-               "assessment_units": int(len(rows))},
+               "assessment_units": int(len(rows)), "error_rows": int((status != "ok").sum()),
+               "unknown": int(unknown.sum()), "mapped_not_assessed": int(sum(mapped_not_assessed.values()))},
         not_assessed=not_assessed, reference_codes=ref.reference_codes,
         class_shares={"interior": _shares(label[ok & ~partial]), "partial": _shares(label[ok & partial])},
         model_id=meta.get("model_id"),
     )
-    pics = {"comparison.png": _comparison_png(table, ok, map_group, rows, rg, groups, cfg),
+    pics = {"comparison.png": _comparison_png(table, ok, map_group, rows, rg, groups, cw, classes),
             "reliability.png": reliability_png(rel, "map confidence vs agreement with the reference")}
     return result, pics, f"Accuracy assessment of {cfg.map} against {cfg.reference}"
 
@@ -260,8 +275,9 @@ def _shares(labels) -> dict:
     return {"tiles": int(n.sum()), **{str(k): round(float(v) / tot, 4) for k, v in sorted(zip(u, n), key=lambda t: -t[1])}}
 
 
-def _comparison_png(table, ok, map_group, rows, rg, groups, cfg) -> bytes:
-    """Map groups beside reference groups, tile by tile, for the largest scene."""
+def _comparison_png(table, ok, map_group, rows, rg, groups, cw, classes: list[str]) -> bytes:
+    """Map groups beside reference groups, tile by tile, for the largest scene; each group in
+    the colour the map's quick-look gives its first map class (``classes``: the map's)."""
     scene = np.asarray(table.column("scene").to_pylist(), dtype=object)
     gr = np.asarray(table.column("grid_row").to_pylist())
     gc = np.asarray(table.column("grid_col").to_pylist())
@@ -278,8 +294,14 @@ def _comparison_png(table, ok, map_group, rows, rg, groups, cfg) -> bytes:
     left[gr[sel], gc[sel]] = map_group[sel]
     rs = rows[m[rows]]
     right[gr[rs], gc[rs]] = rg[m[rows]]
-    return reports.side_by_side_png(f"{storage.basename(s)}: map (left) vs reference (right), by group",
-                                    [left, right], groups, ["map", "reference"])
+    # each group in the colour of its first map class, as the map's quick-look draws that class
+    first = {}
+    for c, g in cw.map.items():
+        first.setdefault(g, c)
+    pal, own = reports.palette(classes), reports.palette(groups)
+    colours = [pal[classes.index(first[g])] if first.get(g) in classes else own[i] for i, g in enumerate(groups)]
+    return reports.side_by_side_png(f"{storage.basename(s)}: map vs reference, by group", [left, right], groups,
+                                    ["map", "reference"], colours=colours)
 
 
 def assessment_markdown(title: str, r: dict) -> str:
@@ -287,23 +309,37 @@ def assessment_markdown(title: str, r: dict) -> str:
     lines = [f"# {title}", ""]
     if r.get("mode") == "map":
         t = r["tiles"]
-        lines += [f"Tiles: {t['total']} in the map, {t['mapped']} mapped, {t['assessed']} assessed against the "
-                  f"reference (purity ≥ {r['purity']}). Not assessed: {r['not_assessed']}.", ""]
+        why = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r["not_assessed"].items()
+                        if k != "error_tiles" and isinstance(v, int))
+        lines += [f"Tiles: {t['total']} in the map: {t['mapped']} mapped with a class, {t.get('error_rows', 0)} "
+                  f"error rows, {t.get('unknown', 0)} withheld as unknown. Of the {t['mapped']} mapped, "
+                  f"{t['assessed']} are assessed against the reference (purity ≥ {r['purity']}) and "
+                  f"{t.get('mapped_not_assessed', t['mapped'] - t['assessed'])} are not ({why}).", ""]
+        if r["not_assessed"].get("mapped_groups_without_reference"):
+            lines += ["Mapped groups the reference says nothing about (no estimate): "
+                      f"{', '.join(r['not_assessed']['mapped_groups_without_reference'])}.", ""]
+    area_bacc = r.get("balanced_accuracy_area_weighted")
     lines += [
         f"- overall accuracy (area-weighted): **{r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}** (95 %)",
-        f"- balanced accuracy (mean recall over the reference groups present, unweighted): **{r['balanced_accuracy']:.4f}**",
+        f"- balanced accuracy (the mean of the recall column below: sample counts, each reference group present "
+        f"weighing the same): **{r['balanced_accuracy']:.4f}**"
+        + (f"; from the area-weighted producer's accuracies instead: {area_bacc:.4f}" if area_bacc is not None else ""),
         f"- Cohen's kappa: {r['kappa']:.4f}", "",
-        f"| group | user's accuracy | producer's accuracy | mapped area ({unit}) | estimated area ({unit}) |",
-        "|---|---|---|---|---|",
+        f"| group | user's accuracy | producer's accuracy | recall (sample counts) | mapped area ({unit}) | "
+        f"estimated area ({unit}) |",
+        "|---|---|---|---|---|---|",
     ]
 
     def fmt(e):
         return "—" if e is None else f"{e['estimate']:.3f} ± {e['ci95']:.3f}"
 
+    recall = r.get("recall_sample_counts") or {}
     for g in r["groups"]:
         a = r["area"][g]
+        rc = recall.get(g)
         lines.append(f"| {g} | {fmt(r['users_accuracy'][g])} | {fmt(r['producers_accuracy'][g])} | "
-                     f"{_num(a['mapped'])} | {_num(a['estimate'])} ± {_num(a['ci95'])} |")
+                     f"{'—' if rc is None else f'{rc:.4f}'} | {_num(a['mapped'])} | {_num(a['estimate'])} ± "
+                     f"{_num(a['ci95'])} |")
     lines += ["", "Sample counts (rows: map, columns: reference):", "",
               "| map \\ reference | " + " | ".join(r["groups"]) + " |", "|---" * (len(r["groups"]) + 1) + "|"]
     for g, row in zip(r["groups"], r["confusion"]["counts"]):

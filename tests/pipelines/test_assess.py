@@ -145,6 +145,39 @@ def test_an_error_in_the_map_is_counted(truth, n_tiles, tmp_path):
     assert r["not_assessed"]["error_tiles"] == 1
 
 
+def test_the_reports_headline_figures_come_from_its_own_tables(truth, n_tiles, tmp_path):
+    """report.md: the balanced accuracy is the mean of its recall column, the overall
+    accuracy the mapped-area-weighted mean of its user's accuracies (Olofsson's estimator),
+    and what was not assessed adds up to the mapped tiles less the assessed ones."""
+    import re
+
+    labels = [GROUP_CLASS[truth[k]] if k in truth else "Forest" for k in range(n_tiles)]
+    forest = [k for k, g in truth.items() if g == "forest"]
+    for k in forest[1:31]:
+        labels[k] = "SeaLake"
+    for k in [k for k, g in truth.items() if g == "developed"][:8]:
+        labels[k] = "HerbaceousVegetation"
+    labels[0] = None
+    m = write_map(tmp_path / "map", labels)
+    rc, r, out = assess("--map", str(m), "--reference", str(LABELS), "--crosswalk", str(CROSSWALK),
+                        "--out", str(tmp_path / "a"))
+    assert rc == 0
+    md = (out / "report.md").read_text()
+    rows = [ln.split("|")[1:-1] for ln in md.splitlines() if ln.startswith("| ") and "±" in ln]
+    recall = [float(c[3]) for c in rows if c[3].strip() != "—"]
+    headline = float(re.search(r"balanced accuracy .*?\*\*([0-9.]+)\*\*", md).group(1))
+    assert headline == pytest.approx(np.mean(recall), abs=1e-4) and headline < 1
+    users = [(float(c[1].split("±")[0]), float(c[4].replace(",", ""))) for c in rows if c[1].strip() != "—"]
+    oa = float(re.search(r"overall accuracy \(area-weighted\): \*\*([0-9.]+)", md).group(1))
+    area = sum(a for _, a in users)
+    assert oa == pytest.approx(sum(u * a for u, a in users) / area, abs=2e-3)  # the table's rounding
+    t = r["tiles"]
+    assert t["mapped"] - t["assessed"] == t["mapped_not_assessed"] == sum(
+        v for k, v in r["not_assessed"].items() if k != "error_tiles" and isinstance(v, int))
+    assert t["error_rows"] == 1 and f"{t['mapped']} mapped with a class, 1 error rows" in md
+    assert "rows: map, columns: reference" in md
+
+
 def test_unknown_tiles_are_withheld_and_reported(truth, n_tiles, tmp_path):
     labels = [GROUP_CLASS[truth[k]] if k in truth else "Forest" for k in range(n_tiles)]
     for k in range(0, n_tiles, 10):
@@ -280,3 +313,20 @@ def test_bad_inputs_give_one_clear_error_and_nothing_complete(case, perfect_map,
 
     assert re.search(expect, err), err
     assert not (out / "assessment.json").exists() and not (out / "_SUCCESS").exists()
+
+
+def test_the_comparison_of_a_wide_scene_is_stacked_and_large_in_the_maps_colours():
+    import io
+
+    from PIL import Image
+
+    from raylib.eval import reports
+
+    wide = np.zeros((10, 80), np.int16)
+    wide[:, 40:] = 1
+    png = reports.side_by_side_png("t", [wide, wide], ["forest", "water"], ["map", "reference"],
+                                   colours=[(1, 2, 3), (4, 5, 6)])
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    assert img.width >= 720 and img.height >= 2 * 90  # one above the other, 9 px a tile: not 664 x 108
+    arr = np.asarray(img)
+    assert (arr == (1, 2, 3)).all(axis=-1).sum() >= 2 * 10 * 40 * 81 and (arr == (4, 5, 6)).all(axis=-1).any()
