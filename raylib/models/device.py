@@ -72,16 +72,6 @@ def inference(device: str, precision: str):
     return stack
 
 
-def as_float_tensor(tiles):
-    """A float32 tensor of tiles (a tensor, or an array that may be a read-only view of a Ray
-    Data batch: copied only then, since torch cannot wrap a read-only array)."""
-    import torch
-
-    if isinstance(tiles, np.ndarray):
-        return torch.from_numpy(np.require(tiles, np.float32, ["W", "C"]))
-    return torch.as_tensor(tiles, dtype=torch.float32)
-
-
 # the host types a tile may cross in (anything else crosses as float32)
 TRANSFER_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.float32)
 

@@ -40,6 +40,13 @@ def watch():
         time.sleep(0.5)
 
 before = len(workers())
+# a GPU request the live nodes cannot meet is left to an autoscaler with node types of its own
+from raylib.pipelines.common.stages import _autoscaler_node_types, check_gpus
+deadline = time.time() + 30
+while not _autoscaler_node_types() and time.time() < deadline:
+    time.sleep(0.5)
+types = _autoscaler_node_types()
+check_gpus(1)  # (raises when no autoscaler may start a node)
 threading.Thread(target=watch, daemon=True).start()
 s = run_tune(TuneConfig(embeddings=emb, out=out, trials=2, families=["logistic_regression", "knn"],
                         cpus_per_trial=1, max_concurrent_trials=2))
@@ -47,7 +54,8 @@ stop[0] = True
 deadline = time.time() + 120
 while workers() and time.time() < deadline:  # idle nodes are removed after idle_timeout_minutes
     time.sleep(1)
-print("RESULT " + json.dumps({"before": before, "peak": peak[0], "after": len(workers()), "trials": s["trials"]}))
+print("RESULT " + json.dumps({"before": before, "peak": peak[0], "after": len(workers()), "trials": s["trials"],
+                             "types": types}))
 """
 
 
@@ -109,4 +117,5 @@ def test_a_sweep_wider_than_the_cluster_scales_it_up_and_back_down(ray_session, 
     assert res["peak"] >= 1  # the autoscaler added nodes for the trials' CPUs
     assert res["trials"] == 2  # ... and the sweep finished
     assert res["after"] == 0  # idle nodes went away
+    assert "ray.head.default" in res["types"]  # the autoscaler's own node types: a GPU request waits for it
     assert (tmp_path / "tune" / "model" / "model.json").exists()

@@ -68,12 +68,36 @@ def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "act
         pass
     if num_gpus > max(live, types):
         asked = asked or f"--num-gpus {num_gpus:g}"
+        if not types and _autoscaler_node_types():  # node types this driver cannot see: the autoscaler decides
+            log.warning("%s: no node of the cluster has %g GPU(s) yet; waiting for the autoscaler to start one",
+                        asked, num_gpus)
+            return
         where = f"the most on one node is {live:g}" + (f", on one node type the autoscaler may start {types:g}"
                                                        if types else "")
         raise InputError(f"{asked}: no node of this Ray cluster has {num_gpus:g} GPU(s) for one {per} ({where}), "
                          "so the work could never be placed.",
                          "ask for fewer GPUs (or none: CPUs), start Ray with GPUs (ray start --num-gpus N), or add a "
                          "GPU node type to the cluster config (cluster.yaml).")
+
+
+def _autoscaler_node_types() -> list[str]:
+    """The node types of an autoscaler that starts nodes from a cluster config (``ray up``
+    cluster.yaml's ``head``, ``gpu``, ...), as its last status names them; empty for a local
+    Ray or a fixed ``ray start`` cluster (their read-only provider names each node
+    ``node_<id>``). Ray's v1 autoscaler publishes its status, not its config's resources."""
+    try:
+        import json
+
+        from ray._private import ray_constants
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        report = (json.loads(raw) if raw else {}).get("autoscaler_report") or {}
+    except Exception:
+        return []
+    names = set(report.get("active_nodes") or {}) | set(report.get("pending_launches") or {})
+    names |= {p[1] for p in report.get("pending_nodes") or [] if len(p) > 1}
+    return sorted(n for n in names if not str(n).startswith("node_"))
 
 
 def landcover_cause(exc: BaseException):
