@@ -143,8 +143,8 @@ class MapConfig(_Config):
                                       "mostly_fill, cloudy not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
-    embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under <out>/_embeddings "
-                                                                "(a folder every reader of the map skips)")
+    embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under "
+                                                "<out>/_embeddings (a folder every reader of the map skips)")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
     remap: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")

@@ -103,8 +103,9 @@ def _est(value: float, se: float) -> dict:
 
 
 def sample_metrics(counts) -> dict:
-    """Unweighted figures of the sample itself: balanced accuracy (mean recall over the
-    reference classes present) and Cohen's kappa."""
+    """Unweighted figures of the sample itself: each reference class's recall (None for a
+    class without a sample unit), balanced accuracy (their mean over the reference classes
+    present) and Cohen's kappa."""
     n = np.asarray(counts, dtype=np.float64)
     total = n.sum()
     ref = n.sum(axis=0)
@@ -115,7 +116,7 @@ def sample_metrics(counts) -> dict:
     pe = float((ref * pred).sum() / total ** 2) if total else float("nan")
     kappa = (po - pe) / (1 - pe) if pe < 1 else float("nan")
     return {"accuracy": float(po), "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
-            "kappa": float(kappa)}
+            "kappa": float(kappa), "recall": [float(r) if p else None for r, p in zip(recall, present)]}
 
 
 def allocate(map_areas: dict[str, float], n: int, min_per_class: int = 50,

@@ -83,10 +83,9 @@ def _write(out: str, result: dict, pictures: dict[str, bytes], report: str) -> d
 def _summary(est: dict, counts: np.ndarray, groups: list[str], unit: str) -> dict:
     """The flat figures users look for first, beside the full estimates."""
     sm = accuracy.sample_metrics(counts)
-    present = counts.sum(axis=0) > 0  # reference groups with assessed tiles
-    recall = {g: (float(counts[i, i] / counts[:, i].sum()) if present[i] else None) for i, g in enumerate(groups)}
-    producers = [est["producers_accuracy"][g]["estimate"] for i, g in enumerate(groups)
-                 if present[i] and est["producers_accuracy"][g] is not None]
+    recall = dict(zip(groups, sm["recall"]))
+    producers = [est["producers_accuracy"][g]["estimate"] for g in groups
+                 if recall[g] is not None and est["producers_accuracy"][g] is not None]
     return {
         "overall_accuracy": est["overall_accuracy"]["estimate"],
         "overall_accuracy_ci95": est["overall_accuracy"]["ci95"],
@@ -225,7 +224,8 @@ def _assess_map(cfg: AssessConfig):
         not_assessed["training_tiles"] = int((keep & is_training).sum())
         keep &= ~is_training
     rows, rg = ref.rows[keep], ref.group[keep]
-    not_assessed["error_tiles"] = int((status != "ok").sum())  # not mapped: not part of the sum above
+    n_error = int((status != "ok").sum())
+    not_assessed["error_tiles"] = n_error  # not mapped: not part of the sum above
     if len(rows) == 0:
         raise InputError(f"No mapped tile of {cfg.map} got a reference class from {cfg.reference} "
                          f"(not assessed: {not_assessed}).",
@@ -253,7 +253,7 @@ def _assess_map(cfg: AssessConfig):
     result.update(
         mode="map", map=cfg.map, reference=cfg.reference, crosswalk=cfg.crosswalk, purity=cfg.purity,
         tiles={"total": int(table.num_rows), "mapped": int(ok.sum()), "assessed": int(len(rows)),
-               "assessment_units": int(len(rows)), "error_rows": int((status != "ok").sum()),
+               "assessment_units": int(len(rows)), "error_rows": n_error,
                "unknown": int(unknown.sum()), "mapped_not_assessed": int(sum(mapped_not_assessed.values()))},
         not_assessed=not_assessed, reference_codes=ref.reference_codes,
         class_shares={"interior": _shares(label[ok & ~partial]), "partial": _shares(label[ok & partial])},

@@ -11,13 +11,13 @@ plain function of torch objects, so it runs (and is tested) without Ray:
   number of steps on every worker;
 - ``evaluate``: each worker scores its share of the validation batches; confusion matrices
   (and the loss) are summed over workers;
+- ``record``: balanced accuracy, the best epoch, early stopping (patience);
+- ``checkpoint``: rank 0 writes weights (safetensors), optimizer moments and the state.
 
 Every tensor a step makes is on the model's ``device`` (Ray Train hands the batches over on
 it), and a step reads no number back from the device until its end (one wait per epoch,
 not one per step); tests/pipelines/test_finetune_loop.py runs the steps on the ``meta``
 device to hold both.
-- ``record``: balanced accuracy, the best epoch, early stopping (patience);
-- ``checkpoint``: rank 0 writes weights (safetensors), optimizer moments and the state.
 """
 
 from __future__ import annotations

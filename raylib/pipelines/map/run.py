@@ -57,7 +57,7 @@ from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
 from raylib.pipelines.map.quicklook import Quicklooks
-from raylib.pipelines.map.source import all_done, plan_or_failure, scene_spans
+from raylib.pipelines.map.source import all_done, plan_scenes, scene_spans
 from raylib.pipelines.map.store import StoreOutput, store_meta
 from raylib.raster.reading import PixelFn
 
@@ -336,16 +336,17 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     # each scene's tiles spread over several read tasks, so that one scene is read on every core
     per = cfg.scenes_per_task or max(1, min(8, n // max(1, 16 * int(cpus))))
     known = {0: first} if first is not None else {}  # scene 0: planned by the driver
+    head_tiles = head.tiles if head else first_tiles(cfg)  # scene 0's first block (its next: a read unit)
     spread = _spread(cfg, uris, done, manifest, grid, known, read_slots(cfg, cpus, actors),
-                     (head.tiles if head else first_tiles(cfg)) + cfg.read_batch_size) if per == 1 else None
+                     head_tiles + cfg.read_batch_size) if per == 1 else None
     # the type tiles cross to the model in: one per job (the first scene's), as Ray Data joins blocks
     pixel_type = first.pixel_type if first is not None else "float32"
     from raylib.pipelines.map.scene_datasource import SceneDatasource
 
     args_ref = ray.put({"uris_ref": uris_ref, "done_ref": done_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
                         "channels": channels, "pixel_fn": pixels, "known": known or None, "pixel_type": pixel_type})
-    scenes = SceneDatasource(n, per, head.tiles if head else first_tiles(cfg), args_ref, on_driver=head is not None,
-                             ramp=cfg.read_batch_size, spread=spread)
+    scenes = SceneDatasource(n, per, head_tiles, args_ref, on_driver=head is not None, ramp=cfg.read_batch_size,
+                             spread=spread)
     ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size, pixel_type)
     ds.context.raise_original_map_exception = True  # a user's error from an actor arrives as itself (landcover_cause)
@@ -368,7 +369,6 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         progress.grow(ingest.tiles_known)
         progress.update(ingest.rows - rows)
 
-    cause = None
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             add(batch)
@@ -376,9 +376,7 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         cause = landcover_cause(exc)
         if cause is None:
             raise
-    if cause is not None:  # raised here, holding neither Ray's error nor the dataset: Ray Data's actors (a GPU
-        ds = None  # noqa: F841  each) go with the pipeline, not with the error (a long-lived session maps again)
-        raise cause
+        raise cause from None
     ingest.finish()
     progress.close()
 
@@ -393,12 +391,8 @@ def _spread(cfg: MapConfig, uris: list[str], done: dict, manifest: ModelManifest
     n = len(uris)
     if n >= slots or n > SPREAD_SCENES:
         return None
-    from concurrent.futures import ThreadPoolExecutor
-
     todo = [s for s in range(n) if s not in known and not all_done(done.get(uris[s]))]
-    with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
-        for s, plan in zip(todo, pool.map(lambda s: plan_or_failure(uris[s], cfg, manifest, grid), todo)):
-            known[s] = plan
+    known.update(zip(todo, plan_scenes([uris[s] for s in todo], todo, cfg, manifest, grid)))
     parts = 2 * -(-slots // n)  # twice the slots: a task that starts late or reads slowly is caught up by the others
     return {s: scene_spans(skip0 if s == 0 else 0, plan.n_tiles, parts, cfg.read_batch_size)
             for s, plan in known.items() if not plan.failure and not all_done(done.get(uris[s]))}

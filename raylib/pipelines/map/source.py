@@ -88,6 +88,16 @@ def plan_or_failure(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: til
         return ScenePlan(uri, failure=("config", str(exc)))
 
 
+def plan_scenes(uris: list[str], numbers: list[int], cfg: MapConfig, manifest: ModelManifest,
+                grid: tiling.GridSpec, known: dict | None = None) -> list[ScenePlan]:
+    """The plans of scenes ``uris`` (scene numbers ``numbers``), ``plan_threads`` at a time;
+    those in ``known`` (by number) are not made again."""
+    known = known or {}
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(uris) or 1))) as pool:
+        return list(pool.map(lambda us: known.get(us[1]) or plan_or_failure(us[0], cfg, manifest, grid),
+                             zip(uris, numbers)))
+
+
 def scene_meta(plan: ScenePlan) -> dict:
     """The scene's record, carried to the driver on the first row of each of its units."""
     info = plan.info
@@ -158,8 +168,7 @@ def plan_units(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: ModelM
     zeros = np.zeros(len(scenes), np.int64)
     spans = dict(zip(scenes, zip((int(v) for v in batch.get("lo", zeros)), (int(v) for v in batch.get("hi", zeros - 1)))))
     todo = [s for s in scenes if not all_done(done.get(uris[s].as_py()))]
-    with ThreadPoolExecutor(max_workers=max(1, min(cfg.plan_threads, len(todo) or 1))) as pool:
-        plans = list(pool.map(lambda s: (known or {}).get(s) or plan_or_failure(uris[s].as_py(), cfg, manifest, grid), todo))
+    plans = plan_scenes([uris[s].as_py() for s in todo], todo, cfg, manifest, grid, known)
     step = cfg.read_batch_size * cfg.read_units_per_task
     tasks: list[list[tuple]] = []
     size = step  # tiles in the last task
