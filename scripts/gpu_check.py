@@ -4,10 +4,12 @@ pipeline's throughput, GPU busy share and host cores for 1 and N copies of the R
 Landsat scene, with the built-in model and with a heavy backbone (ViT-B/16 at 224 px, built
 from its configuration: random weights, which cost the same as trained ones).
 
-    python scripts/gpu_check.py --scene S.TIF --eurosat DIR [--copies 8] [--heavy-copies 4] [--small]
-                                [--json out.json] [--skip a,b]
+    python scripts/gpu_check.py --scene S.TIF --eurosat DIR [--runs 1:1,8:1,8:0.5] [--heavy-copies 4]
+                                [--verbs map,map-embeddings,embed,finetune] [--precisions fp32,tf32,bf16]
+                                [--cpu-map DIR] [--order ...] [--small] [--json out.json] [--skip a,b]
 
-Sections (``--skip`` names them): verbs, agreement, model, pipeline, heavy. Each prints one
+Sections (``--skip`` names them), by default in this order (``--order``): agreement, model, pipeline,
+heavy, verbs; and ``shapes`` (what a new batch shape costs; part of model). Each prints one
 line per figure (``key: value``); a section that fails prints its error and the rest go on.
 ``--small`` shrinks every size (a run on a CPU machine checks the script itself). Without
 CUDA the GPU figures are the CPU's and say so.
@@ -32,10 +34,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS: dict = {}
+JSON_PATH: list[Path] = []  # where say() keeps the figures so far (a run cut short still leaves them)
 
 
 def say(key: str, value) -> None:
     RESULTS[key] = value
+    for p in JSON_PATH:
+        p.write_text(json.dumps(RESULTS, indent=1))
     shown = f"{value:.4g}" if isinstance(value, float) else value
     print(f"{key}: {shown}", flush=True)
 
@@ -118,11 +123,16 @@ class Usage:
 # --------------------------------------------------------------------------- commands
 
 
-def landcover(*args: str, timeout: float = 600) -> tuple[int, str, float]:
-    """``landcover args...`` as a user runs it; (exit code, its output, seconds)."""
+def landcover(*args: str, timeout: float = 180) -> tuple[int, str, float]:
+    """``landcover args...`` as a user runs it; (exit code, its output, seconds). A command
+    past ``timeout`` is stopped and reported as exit 124, so one hang cannot eat the check."""
     exe = shutil.which("landcover") or str(Path(sys.executable).parent / "landcover")
     t0 = time.time()
-    r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        text = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return 124, f"{text}\nstopped after {timeout:.0f} s", time.time() - t0
     return r.returncode, (r.stdout + r.stderr).strip(), time.time() - t0
 
 
@@ -198,17 +208,22 @@ def versions() -> None:
 
 
 def verbs(args, work: Path, ray_address: str) -> None:
-    """Each GPU verb once."""
+    """Each GPU verb once (``--verbs``: map, map-embeddings, embed, finetune; finetune is
+    followed by evaluate of the model it made)."""
     scene, ra = args.scene, ["--ray-address", ray_address]
     landsat = ["--bands", "landsat8-b234", "--fill-value", "0"]
-    smoke("map --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-map"), "--num-gpus", "1",
-          *ra)
-    smoke("map --embeddings --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-emb"),
-          "--num-gpus", "1", "--embeddings", "--no-quicklook", *ra)
-    smoke("embed --scenes --num-gpus 1", "embed", "--scenes", scene, *landsat, "--out", str(work / "v-store"),
-          "--num-gpus", "1", *ra)
+    chosen = args.verbs.split(",")
+    if "map" in chosen:
+        smoke("map --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-map"), "--num-gpus",
+              "1", *ra)
+    if "map-embeddings" in chosen:
+        smoke("map --embeddings --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-emb"),
+              "--num-gpus", "1", "--embeddings", "--no-quicklook", *ra)
+    if "embed" in chosen:
+        smoke("embed --scenes --num-gpus 1", "embed", "--scenes", scene, *landsat, "--out", str(work / "v-store"),
+              "--num-gpus", "1", *ra)
     ft = str(work / "v-ft")
-    if smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft, "--gpu", "--epochs", "1",
+    if "finetune" in chosen and smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft, "--gpu", "--epochs", "1",
              "--freeze-epochs", "0", "--workers", "1", "--batch-size", "32", "--input-size", "64", *ra):
         smoke("evaluate --num-gpus 1", "evaluate", "--model", ft, "--data", args.eurosat, "--out",
               str(work / "v-eval"), "--num-gpus", "1", *ra)
@@ -224,20 +239,26 @@ def agreement(args, work: Path, ray_address: str) -> None:
     base = ["map", "--scenes", args.scene, "--bands", "landsat8-b234", "--fill-value", "0", "--no-quicklook",
             "--ray-address", ray_address]
 
-    def probs(out):
-        t = read_map(out).sort_by("tile_id")
+    def probs(out):  # by the tiles' place in the scene (a tile id holds the scene's path)
+        t = read_map(out).sort_by([("row_off", "ascending"), ("col_off", "ascending")])
         ok = np.array(t["status"].to_pylist()) == "ok"
         p = np.full((t.num_rows, len(t["probs"][int(np.argmax(ok))].as_py())), np.nan, np.float32)
         for i in np.flatnonzero(ok):
             p[i] = t["probs"][int(i)].as_py()
-        return t["tile_id"].to_pylist(), ok, p
+        return list(zip(t["row_off"].to_pylist(), t["col_off"].to_pylist())), ok, p
 
-    code, out, sec = landcover(*base, "--out", str(work / "a-cpu"), "--num-gpus", "0", "--actors", "2")
-    if code:
-        raise RuntimeError(out[-2000:])
-    say("agreement: CPU map seconds", round(sec, 1))
-    ids, ok, cpu = probs(str(work / "a-cpu"))
-    for precision in ("fp32", "tf32", "bf16"):
+    if args.cpu_map:  # the same scene and model mapped on another machine's CPU
+        cpu_out = args.cpu_map
+        say("agreement: CPU map", f"{cpu_out} (made beforehand)")
+    else:
+        cpu_out = str(work / "a-cpu")
+        code, out, sec = landcover(*base, "--out", cpu_out, "--num-gpus", "0",
+                                   "--actors", str(max(2, (os.cpu_count() or 2) // 2)))
+        if code:
+            raise RuntimeError(out[-2000:])
+        say("agreement: CPU map seconds", round(sec, 1))
+    ids, ok, cpu = probs(cpu_out)
+    for precision in args.precisions.split(","):
         o = str(work / f"a-gpu-{precision}")
         code, out, sec = landcover(*base, "--out", o, "--num-gpus", "1", "--precision", precision)
         if code:
@@ -286,6 +307,7 @@ def model_path(args) -> None:
             if precision == "fp32" and b in (64, 1024):
                 x = raw * np.float32(3e-5)
                 say(f"model path fp32 float32 host tiles, batch {b} (tiles/s)", rate(lambda: m.predict(x), b))
+    new_shapes(default_model_dir(), rate, dev)
     net = LandcoverModel.load(default_model_dir(), device=dev).backbone.model
     if dev == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -302,6 +324,80 @@ def model_path(args) -> None:
 
             say(f"ceiling {precision}, batch {b} (tiles/s)", rate(once, b))
     set_precision(dev, "fp32")
+
+
+def new_shapes(model_dir, rate, dev: str) -> None:
+    """What a batch of a size the network has not seen costs (cuDNN plans each new input
+    shape): the bare network on odd sizes, against a model actor (which pads batches to a
+    few shapes, all planned at its start: ``models.device``); and where a 1,024-tile batch's
+    time goes (the tiles onto the device and prepared, the network, the head on the host)."""
+    import torch
+
+    from raylib.pipelines.map.predictor import Predictor
+
+    def first(fn):
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    actor = Predictor(str(model_dir), None, 1, dev, batch_size=1024)
+    say("model actor start, every batch shape planned (s)", time.perf_counter() - t0)
+    bb = actor.model.backbone
+    bare = []
+    for n in (149, 175, 730, 53, 1019):
+        x = torch.rand((n, 3, 128, 128), device=dev).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            bare.append(first(lambda: bb.model(pixel_values=x)))
+    say("bare network, first batch of 149/175/730/53/1019 tiles (s)", " ".join(f"{t:.2f}" for t in bare))
+    rng = np.random.default_rng(1)
+    padded = []
+    for n in (151, 177, 733, 55, 1017):
+        raw = rng.integers(6000, 20000, (n, 3, 64, 64), dtype=np.uint16)
+        g, o = np.full((n, 3), 3e-5, np.float32), np.zeros((n, 3), np.float32)
+        padded.append(first(lambda: actor.model.predict(raw, gain=g, offset=o)))
+    say("model actor, first batch of 151/177/733/55/1017 tiles (s)", " ".join(f"{t:.3f}" for t in padded))
+    raw = rng.integers(6000, 20000, (1024, 3, 64, 64), dtype=np.uint16)
+    g, o = np.full((1024, 3), 3e-5, np.float32), np.zeros((1024, 3), np.float32)
+
+    def prepared():
+        x = bb.preprocessor.tiles(bb.feed(raw, g, o), bb.input_size)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    x = prepared()
+    e = actor.model.embed16(raw, g, o)
+    with torch.inference_mode():
+        parts = {"onto the device and prepared": rate(prepared, 1024),
+                 "network": rate(lambda: bb.model(pixel_values=x), 1024),
+                 "network with pooling, float16, to the host": rate(lambda: actor.model.embed16(raw, g, o), 1024),
+                 "head and OOD on the host": rate(lambda: actor.model.predict_embeddings(e), 1024)}
+    say("batch of 1024, each part alone (tiles/s)", "; ".join(f"{k} {v:.0f}" for k, v in parts.items()))
+
+
+def shapes(args) -> None:
+    """``new_shapes`` alone (the model section runs it too)."""
+    import torch
+
+    from raylib.models.default import default_model_dir
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def rate(fn, b, reps=4):
+        fn()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return reps * b / (time.perf_counter() - t0)
+
+    new_shapes(default_model_dir(), rate, dev)
 
 
 def heavy_model(work: Path) -> str:
@@ -332,7 +428,7 @@ def heavy_model(work: Path) -> str:
 def pipeline(args, work: Path, ray_address: str, heavy: bool) -> None:
     """The map's throughput, GPU busy share and host cores, whole runs, warm cluster."""
     runs = [(args.heavy_copies, "--num-gpus", "1")] if heavy else \
-        [(1, "--num-gpus", "1"), (args.copies, "--num-gpus", "1"), (args.copies, "--num-gpus", "0.5")]
+        [(int(n), "--num-gpus", g) for n, g in (r.split(":") for r in args.runs.split(","))]
     model = ["--model", heavy_model(work)] if heavy else []
     what = "heavy (ViT-B/16 224 px)" if heavy else "built-in"
     for n, *gpus in runs:
@@ -356,7 +452,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scene", required=True)
     ap.add_argument("--eurosat", required=True, help="an image folder <Class>/<file> of a few hundred patches")
-    ap.add_argument("--copies", type=int, default=8)
+    ap.add_argument("--runs", default="1:1,8:1,8:0.5", help="pipeline runs, copies:num_gpus each")
+    ap.add_argument("--verbs", default="map,map-embeddings,embed,finetune")
+    ap.add_argument("--precisions", default="fp32,tf32,bf16", help="the agreement section's GPU maps")
+    ap.add_argument("--cpu-map", default=None, help="the scene's CPU map made beforehand (else mapped here)")
+    ap.add_argument("--order", default="agreement,model,pipeline,heavy,verbs", help="sections, in order")
     ap.add_argument("--heavy-copies", type=int, default=4)
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--skip", default="")
@@ -365,15 +465,19 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.json:
+        JSON_PATH.append(Path(args.json))
     versions()
     address = start_ray(work)
     say("ray cluster", address)
     try:
-        for name, fn in (("verbs", lambda: verbs(args, work, address)),
-                         ("agreement", lambda: agreement(args, work, address)),
-                         ("model", lambda: model_path(args)),
-                         ("pipeline", lambda: pipeline(args, work, address, heavy=False)),
-                         ("heavy", lambda: pipeline(args, work, address, heavy=True))):
+        sections = {"agreement": lambda: agreement(args, work, address), "model": lambda: model_path(args),
+                    "shapes": lambda: shapes(args),
+                    "pipeline": lambda: pipeline(args, work, address, heavy=False),
+                    "heavy": lambda: pipeline(args, work, address, heavy=True),
+                    "verbs": lambda: verbs(args, work, address)}
+        for name in args.order.split(","):
+            fn = sections[name]
             if name in skip:
                 continue
             t0 = time.time()
@@ -385,8 +489,6 @@ def main() -> int:
     finally:
         stop_ray()
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(RESULTS, indent=1))
     return 0
 
 

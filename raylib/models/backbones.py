@@ -19,7 +19,7 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.io import storage
 from raylib.io.cache import cache_dir, cached
-from raylib.models.device import TileFeed, inference, pick_device, set_precision
+from raylib.models.device import TileFeed, inference, pad_rows, pick_device, set_precision
 
 DEFAULT_BACKBONE = "default"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -304,11 +304,13 @@ class Backbone:
         ``models.device.TileFeed``); resized and normalised on the device."""
         import torch
 
-        x = self.preprocessor.tiles(self.feed(tiles, gain, offset), self.input_size)
+        x = self.feed(tiles, gain, offset)
+        n = len(x)
+        x = self.preprocessor.tiles(pad_rows(x), self.input_size)  # a GPU sees few batch shapes
         if self.device == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with inference(self.device, self.precision):
-            return self._pool(self.model(pixel_values=x)).float()
+            return self._pool(self.model(pixel_values=x)).float()[:n]
 
     def embed(self, tiles, gain=None, offset=None) -> np.ndarray:
         """Embed tiles (as ``embed_tensor``). Returns float32 (N, D)."""

@@ -15,6 +15,13 @@ host buffer it keeps (grown, never freed, reused batch after batch), moves it to
 device in that type, and scales it there (``raw * gain + offset``, clipped to [0, 1]: the
 same float32 arithmetic as ``raster.bands.Scaler``, so the CPU path is bit for bit the
 host's); resizing and normalisation follow on the device (``backbones.Preprocessor``).
+
+**Few batch shapes.** cuDNN plans each convolution for each input shape it meets, which
+costs about a second per new shape on the GPU node (measured: BENCHMARKS.md, "The GPU
+path"); a map's batches come in every size (a block's readable tiles). So on CUDA a batch
+goes through the network padded with blank rows to one of a few sizes (``padded_rows``:
+powers of two from 64 to 1,024, then multiples of 1,024), all planned when a model actor
+starts (``batch_shapes``); a row's result does not depend on the rows beside it.
 """
 
 from __future__ import annotations
@@ -70,6 +77,42 @@ def inference(device: str, precision: str):
     if precision == "bf16":
         stack.enter_context(torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16))
     return stack
+
+
+SHAPE_FLOOR, SHAPE_STEP = 64, 1024
+
+
+def padded_rows(n: int) -> int:
+    """Rows a batch of ``n`` goes through the network as on a GPU: the next power of two
+    from ``SHAPE_FLOOR`` up to ``SHAPE_STEP``, then the next multiple of ``SHAPE_STEP``
+    (a padded batch costs less than twice, and the shapes a run meets are few)."""
+    if n <= SHAPE_STEP:
+        return max(SHAPE_FLOOR, 1 << max(0, n - 1).bit_length())
+    return -(-n // SHAPE_STEP) * SHAPE_STEP
+
+
+def batch_shapes(batch_size: int) -> list[int]:
+    """Every padded size a batch of at most ``batch_size`` rows can take, largest first."""
+    top = padded_rows(batch_size)
+    sizes = {top} | {padded_rows(n) for n in (SHAPE_FLOOR << k for k in range(5)) if n <= top}
+    if top > SHAPE_STEP:
+        sizes |= set(range(SHAPE_STEP, top + 1, SHAPE_STEP))
+    return sorted(sizes, reverse=True)
+
+
+def pad_rows(x):
+    """``x`` (N, ...) with blank rows appended up to ``padded_rows(N)`` on an accelerator (in
+    ``x``'s memory format); on a CPU ``x`` itself. Slice the network's output back to ``N``."""
+    import torch
+
+    n = len(x)
+    if x.device.type == "cpu" or padded_rows(n) == n:
+        return x
+    fmt = torch.channels_last if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+    out = x.new_zeros((padded_rows(n), *x.shape[1:])).contiguous(memory_format=fmt)
+    out[:n] = x
+    return out
 
 
 # the host types a tile may cross in (anything else crosses as float32)

@@ -33,7 +33,7 @@ from raylib.io import storage
 from raylib.io.cache import cache_dir, cached
 from raylib.models.augment import tta_probs
 from raylib.models.backbones import Backbone, resolve_backbone
-from raylib.models.device import TileFeed, inference, pick_device, set_precision
+from raylib.models.device import TileFeed, inference, pad_rows, pick_device, set_precision
 from raylib.models.calibration import OODScorer, apply_temperature
 from raylib.models.manifest import MANIFEST, ModelManifest
 from raylib.models.saved_heads import load_saved_head
@@ -119,18 +119,18 @@ class FinetunedNet:
         import torch
 
         with self._inference():
-            return torch.softmax(self.model(pixel_values=x).logits.float(), dim=1)
+            return torch.softmax(self.model(pixel_values=pad_rows(x)).logits.float(), dim=1)[:len(x)]
 
     def features(self, x):
         """Pooled backbone features (tensor) of a prepared input: the pooler output, else the
         mean of the last hidden state."""
         with self._inference():
-            out = getattr(self.model, self.model.base_model_prefix)(pixel_values=x)
+            out = getattr(self.model, self.model.base_model_prefix)(pixel_values=pad_rows(x))
             pooled = getattr(out, "pooler_output", None)
             if pooled is None:
                 h = out.last_hidden_state
                 pooled = h.mean(dim=(2, 3)) if h.ndim == 4 else h.mean(dim=1)
-            return pooled.flatten(1).float()
+            return pooled.flatten(1).float()[:len(x)]
 
     def predict_proba(self, tiles, tta: bool = True, gain=None, offset=None) -> np.ndarray:
         x = self.prepare(tiles, gain, offset)

@@ -101,3 +101,34 @@ def test_each_precision_paths_agreement_with_fp32_on_real_tiles(test_model):
     (a_tf, d_tf), (a_bf, d_bf) = agreement(tf32), agreement(bf16)
     assert 0.98 <= a_tf < 1.0 and d_tf > 0.02, (a_tf, d_tf)  # measured: 0.994, 0.058
     assert 0.75 <= a_bf < 0.97 and d_bf > 0.2, (a_bf, d_bf)  # measured: 0.893, 0.52
+
+
+def test_a_gpu_sees_few_batch_shapes_and_a_rows_result_does_not_depend_on_its_padding(test_model):
+    """cuDNN plans each new input shape (about a second each on the GPU node), and a map's
+    batches come in every size: off the CPU a batch is padded to a few sizes, all of which a
+    model actor plans at its start; the padding does not change any real row's result."""
+    sizes = [device.padded_rows(n) for n in (1, 53, 64, 65, 149, 730, 1000, 1024, 1025, 3000)]
+    assert sizes == [64, 64, 64, 128, 256, 1024, 1024, 1024, 2048, 3072]
+    assert device.batch_shapes(1024) == [1024, 512, 256, 128, 64]
+    assert device.batch_shapes(3000) == [3072, 2048, 1024, 512, 256, 128, 64]
+    assert device.batch_shapes(40) == [64]
+    # every size a batch of up to 1,024 rows meets is one of the shapes planned at the start
+    assert {device.padded_rows(n) for n in range(1, 1025)} == set(device.batch_shapes(1024))
+    cpu = torch.zeros(53, 3, 8, 8)
+    assert device.pad_rows(cpu) is cpu  # a CPU plans nothing: no padding
+    meta = torch.empty(53, 3, 8, 8, device="meta").contiguous(memory_format=torch.channels_last)
+    padded = device.pad_rows(meta)
+    assert padded.shape == (64, 3, 8, 8) and padded.is_contiguous(memory_format=torch.channels_last)
+    # a row's embedding with blank rows beside it equals its embedding alone (the network
+    # of the built-in model, on real tiles)
+    from raylib.models.model_dir import LandcoverModel
+
+    m = LandcoverModel.load(test_model["uri"], device="cpu")
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((5, 3, 64, 64), dtype=np.float32))
+    bb = m.backbone
+    with torch.inference_mode():
+        alone = bb._pool(bb.model(pixel_values=bb.preprocessor.tiles(x, bb.input_size))).float()
+        beside = torch.cat([x, torch.zeros(59, 3, 64, 64)])
+        padded = bb._pool(bb.model(pixel_values=bb.preprocessor.tiles(beside, bb.input_size))).float()[:5]
+    np.testing.assert_allclose(padded.numpy(), alone.numpy(), rtol=0, atol=2e-5)

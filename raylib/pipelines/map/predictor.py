@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from raylib.errors import InputError
-from raylib.models.device import memory_guard, placed
+from raylib.models.device import batch_shapes, memory_guard, placed
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.stages import local_folder, set_torch_threads
 from raylib.raster.reading import model_batches, rows_out
@@ -21,10 +21,11 @@ class Predictor:
     and normalised on the model's device (``models.device``). An actor may take several
     blocks at once (``actor_concurrency``): Ray fetches and returns blocks in other threads
     while one runs the network (``lock``: the device, its pinned buffer), and a head
-    model's head (numpy, on the host) runs beside the next batch's network. On a GPU a
-    batch of ``batch_size`` blank tiles goes through the network at the start, so a batch
-    that does not fit fails on the first block, naming the flag (an error raised in an
-    actor's constructor reaches the driver as text only)."""
+    model's head (numpy, on the host) runs beside the next batch's network. On a GPU blank
+    batches of every padded shape (``models.device.batch_shapes``) go through the network
+    at the start, so a batch that does not fit fails on the first block, naming the flag
+    (an error raised in an actor's constructor reaches the driver as text only), and no
+    batch waits for cuDNN to plan its shape mid-run."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
                  tta: bool | None = None, batch_size: int = 64, embeddings: bool = False, precision: str = "fp32"):
@@ -44,16 +45,19 @@ class Predictor:
                 self.unfit = exc
 
     def warm_up(self) -> None:
-        """The network on a blank batch of ``batch_size`` tiles: a batch that does not fit the
-        device fails now, naming the flag (and cuDNN picks its algorithms before real tiles)."""
+        """The network on a blank batch of each shape a batch can take on the device
+        (``models.device.batch_shapes``), the largest first: a batch that does not fit the
+        device fails now, naming the flag, and cuDNN plans every shape before real tiles."""
         man = self.model.manifest
         c, t = len(man.bands["channels"]), int(man.tile_size)
-        x, g, o = np.zeros((self.batch_size, c, t, t), np.uint8), np.ones(c, np.float32), np.zeros(c, np.float32)
+        g, o = np.ones(c, np.float32), np.zeros(c, np.float32)
         with memory_guard(self.batch_size):
-            if self.model.net is None:
-                self.model.embed16(x, g, o)
-            else:
-                self.model.net.predict_proba(x, tta=self.model.tta, gain=g, offset=o)
+            for rows in batch_shapes(self.batch_size):
+                x = np.zeros((rows, c, t, t), np.uint8)
+                if self.model.net is None:
+                    self.model.embed16(x, g, o)
+                else:
+                    self.model.net.predict_proba(x, tta=self.model.tta, gain=g, offset=o)
 
     def __call__(self, batch: dict) -> dict:
         """One read block in, its rows out; the model sees the block's readable tiles in
