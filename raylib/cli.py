@@ -9,7 +9,6 @@ fast) and the few lines that report what it did. ``jobs/<verb>.py`` call ``entry
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import re
@@ -99,11 +98,11 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     values = {k: getattr(args, k) for k in verb.config.model_fields}
     try:
         cfg = cfglib.load(verb.config, args.config, _coerce(verb.config, values))
-        module, _, function = verb.runner(cfg).partition(":")
+        run = verb.runner(cfg)
         if not args.verbose:  # Ray's native log lines stay in its log files (console.py)
             console.hide_native_logs()
         try:
-            summary = getattr(importlib.import_module(module), function)(cfg, ["landcover", *argv])
+            summary = run(cfg, ["landcover", *argv])
         finally:
             console.restore_stderr()
         return verb.report(cfg, summary) or 0
@@ -277,42 +276,103 @@ def _report_sample(cfg, r) -> int:
 class Verb:
     config: type
     help: str
-    runner: Callable[[object], str]  # config -> "module:function" that runs the verb
+    runner: Callable[[object], Callable]  # config -> the function that runs the verb (imported then)
     report: Callable[[object, object], int]  # prints the summary; the exit code
 
 
-def _runs(target: str) -> Callable[[object], str]:
-    return lambda cfg: target
+# Each verb's function is imported when it runs, not with the CLI (``--help`` and a bad flag
+# stay fast, and a verb never loads another's libraries); the imports are plain statements,
+# so lint-imports sees the CLI's dependencies.
+def _map(cfg):
+    from raylib.pipelines.map.run import run_map
+    return run_map
+
+
+def _embed(cfg):
+    if cfg.scenes:
+        from raylib.pipelines.map.embed_scenes import embed_scenes
+        return embed_scenes
+    from raylib.pipelines.embed import run_embed
+    return run_embed
+
+
+def _tune(cfg):
+    from raylib.pipelines.tune import run_tune
+    return run_tune
+
+
+def _evaluate(cfg):
+    from raylib.pipelines.evaluate import run_evaluate
+    return run_evaluate
+
+
+def _finetune(cfg):
+    from raylib.pipelines.finetune import run_finetune
+    return run_finetune
+
+
+def _compare(cfg):
+    from raylib.pipelines.evaluate import run_compare
+    return run_compare
+
+
+def _train_head(cfg):
+    from raylib.pipelines.train_head import train_head
+    return train_head
+
+
+def _assess(cfg):
+    from raylib.pipelines.assess import run_assess
+    return run_assess
+
+
+def _export_tiles(cfg):
+    from raylib.pipelines.export_tiles import export_tiles
+    return export_tiles
+
+
+def _remap(cfg):
+    from raylib.pipelines.remap import run_remap
+    return run_remap
+
+
+def _similar(cfg):
+    from raylib.pipelines.similar import run_similar
+    return run_similar
+
+
+def _sample(cfg):
+    from raylib.pipelines.assess import run_sample
+    return run_sample
 
 
 VERBS = {
     "map": Verb(cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map.",
-                _runs("raylib.pipelines.map.run:run_map"), _report_map),
+                _map, _report_map),
     "embed": Verb(cfglib.EmbedConfig, "Embed a labelled patch set into a Parquet table, or scenes tile by tile into an "
-                  "embedding store.", lambda cfg: ("raylib.pipelines.map.embed_scenes:embed_scenes" if cfg.scenes
-                                                   else "raylib.pipelines.embed:run_embed"), _report_embed),
+                  "embedding store.", _embed, _report_embed),
     "tune": Verb(cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best.",
-                 _runs("raylib.pipelines.tune:run_tune"), _report_tune),
+                 _tune, _report_tune),
     "evaluate": Verb(cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report.",
-                     _runs("raylib.pipelines.evaluate:run_evaluate"), _report_evaluate),
+                     _evaluate, _report_evaluate),
     "finetune": Verb(cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory.",
-                     _runs("raylib.pipelines.finetune:run_finetune"), _report_finetune),
+                     _finetune, _report_finetune),
     "compare": Verb(cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report.",
-                    _runs("raylib.pipelines.evaluate:run_compare"), _report_compare),
+                    _compare, _report_compare),
     "train-head": Verb(cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image folder or on labelled "
-                       "tiles of an embedding store.", _runs("raylib.pipelines.train_head:train_head"),
+                       "tiles of an embedding store.", _train_head,
                        _report_train_head),
     "assess": Verb(cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et "
-                   "al. 2014).", _runs("raylib.pipelines.assess:run_assess"), _report_assess),
+                   "al. 2014).", _assess, _report_assess),
     "export-tiles": Verb(cfglib.ExportTilesConfig, "Write labelled tiles of an embedding store as an image folder, "
                          "read from the scenes as the map read them (for finetune).",
-                         _runs("raylib.pipelines.export_tiles:export_tiles"), _report_export_tiles),
+                         _export_tiles, _report_export_tiles),
     "remap": Verb(cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone.",
-                  _runs("raylib.pipelines.remap:run_remap"), _report_remap),
+                  _remap, _report_remap),
     "similar": Verb(cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles.",
-                    _runs("raylib.pipelines.similar:run_similar"), _report_similar),
+                    _similar, _report_similar),
     "sample": Verb(cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess "
-                   "--samples.", _runs("raylib.pipelines.assess:run_sample"), _report_sample),
+                   "--samples.", _sample, _report_sample),
 }
 
 

@@ -202,6 +202,8 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
     from raylib.models.model_dir import LandcoverModel
     from raylib.raster import bands as bandlib
     from raylib.raster import tiling
+    from raylib.raster import windows
+    from raylib.raster import scenes
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = LandcoverModel.load(model_uri)
@@ -210,16 +212,16 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
     rows, busy, t0 = [], 0.0, time.perf_counter()
     with storage.rasterio_env():
         for uri in scenes:
-            info = tiling.open_scene(uri)
+            info = scenes.open_scene(uri)
             lay = tiling.layout(info, grid)
             with rasterio.open(storage.parse(uri).gdal_path) as ds:
-                sample = tiling.decimated_read(ds, bands)
+                sample = windows.decimated_read(ds, bands)
                 scaler = bandlib.make_scaler("match", sample, info.dtype, info.nodata if fill is None else fill,
                                              m.bands["mean"], m.bands["std"])
                 tiles, ids = [], []
                 wins = lay.windows()
                 for i, w in enumerate(wins):
-                    raw, inside = tiling.read_window(ds, *tiling.window_box(w), lay.tile,
+                    raw, inside = windows.read_window(ds, *tiling.window_box(w), lay.tile,
                                                      grid.tile_size, bands)
                     x, fill_fraction = scaler.apply(raw, inside)
                     if fill_fraction < 1.0:  # all-fill tiles are skipped, as the map job does

@@ -223,8 +223,9 @@ def verbs(args, work: Path, ray_address: str) -> None:
         smoke("embed --scenes --num-gpus 1", "embed", "--scenes", scene, *landsat, "--out", str(work / "v-store"),
               "--num-gpus", "1", *ra)
     ft = str(work / "v-ft")
-    if "finetune" in chosen and smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft, "--gpu", "--epochs", "1",
-             "--freeze-epochs", "0", "--workers", "1", "--batch-size", "32", "--input-size", "64", *ra):
+    if "finetune" in chosen and smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft,
+                                      "--gpu", "--epochs", "1", "--freeze-epochs", "0", "--workers", "1",
+                                      "--batch-size", "32", "--input-size", "64", *ra):
         smoke("evaluate --num-gpus 1", "evaluate", "--model", ft, "--data", args.eurosat, "--out",
               str(work / "v-eval"), "--num-gpus", "1", *ra)
         metrics = json.loads((Path(work / "v-eval") / "metrics.json").read_text())
@@ -303,7 +304,8 @@ def model_path(args) -> None:
         for b in sizes:
             raw = rng.integers(6000, 20000, (b, 3, 64, 64), dtype=np.uint16)
             g, o = np.full((b, 3), 3e-5, np.float32), np.zeros((b, 3), np.float32)
-            say(f"model path {precision} uint16, batch {b} (tiles/s)", rate(lambda: m.predict(raw, gain=g, offset=o), b))
+            say(f"model path {precision} uint16, batch {b} (tiles/s)",
+                rate(lambda: m.predict(raw, gain=g, offset=o), b))
             if precision == "fp32" and b in (64, 1024):
                 x = raw * np.float32(3e-5)
                 say(f"model path fp32 float32 host tiles, batch {b} (tiles/s)", rate(lambda: m.predict(x), b))

@@ -75,9 +75,9 @@ def main() -> int:
     full = embstore.read(store, columns=["tile_id", "grid_row", "grid_col", "status"])
     pos = {(a, b): tid for tid, a, b in zip(full["tile_id"].to_pylist(), full["grid_row"].to_pylist(),
                                              full["grid_col"].to_pylist())}
-    from raylib.raster import tiling
+    from raylib.raster import scenes, tiling
 
-    info = tiling.open_scene(str(SCENE))
+    info = scenes.open_scene(str(SCENE))
     lay = tiling.layout(info, tiling.GridSpec(64, 64, 10.0))
     for name, cells in (("water", WATER), ("forest", FOREST)):
         res = str(out / f"similar-{name}.parquet")
@@ -123,10 +123,10 @@ def _thumb(path):
     import rasterio
 
     from raylib.eval import reports
-    from raylib.raster import tiling
+    from raylib.raster import windows
 
     with rasterio.open(path) as ds:
-        s = tiling.decimated_read(ds, [3, 2, 1], max_side=512, fill=0)
+        s = windows.decimated_read(ds, [3, 2, 1], max_side=512, fill=0)
     return reports.stretch(s, ~np.all(s == 0, axis=0))
 
 

@@ -29,3 +29,15 @@ def test_a_bad_value_names_its_field_and_not_every_field(capsys):
     err = capsys.readouterr().err
     assert "field 'tile_size'" in err and err.count("\n") == 1
     assert "valid fields are" not in err and "read_timeout" not in err
+
+
+def test_every_verb_has_a_ray_job_entry_point():
+    """``jobs/<verb>.py`` for every verb (``ray job submit ... -- python jobs/remap.py``)."""
+    from raylib.cli import VERBS
+
+    from .conftest import REPO
+
+    for verb in VERBS:
+        path = REPO / "jobs" / f"{verb.replace('-', '_')}.py"
+        assert path.exists(), path
+        assert f'entry("{verb}")' in path.read_text()

@@ -53,12 +53,30 @@ def stretch(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+# How sure a quick-look's class colours look: full colour at confidence SURE and above, paler
+# down to PALEST of the colour (the rest white) at confidence UNSURE and below; tiles whose
+# ``ood`` is above OOD_HATCH (less like the training tiles than 95 % of them) are hatched.
+SURE, UNSURE, PALEST, OOD_HATCH = 0.9, 0.4, 0.35, 1.0
+HATCH = (60, 60, 60)
+
+
+def shaded(colours: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Class colours (..., 3) uint8 paled towards white by confidence (NaN: as they are)."""
+    w = PALEST + (1 - PALEST) * np.clip((confidence - UNSURE) / (SURE - UNSURE), 0, 1)
+    w = np.where(np.isnan(confidence), 1.0, w)[..., None]
+    return np.round(colours * w + 255 * (1 - w)).astype(np.uint8)
+
+
 def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_thumb: np.ndarray | None,
-                  scene_hw: tuple[int, int], native_tile: tuple[int, int]) -> bytes:
+                  scene_hw: tuple[int, int], native_tile: tuple[int, int], confidence: np.ndarray | None = None,
+                  ood: np.ndarray | None = None) -> bytes:
     """PNG: RGB thumbnail (left) and the per-tile class map (right) at the same scale, legend below.
 
     ``label_grid``: (rows, cols) class index per tile, -1 for error/no-data tiles,
-    ``UNKNOWN_INDEX`` for unknown ones, ``CLOUDY_INDEX`` for cloudy ones.
+    ``UNKNOWN_INDEX`` for unknown ones, ``CLOUDY_INDEX`` for cloudy ones. ``confidence``
+    and ``ood`` (same grid, NaN: none): a class colour is paler the less sure the tile
+    (``shaded``), and a tile unlike the model's training tiles is hatched, so a map does
+    not look as sure where it is not.
     """
     from PIL import Image, ImageDraw
 
@@ -71,15 +89,30 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     th, tw = native_tile
     full_rows = np.minimum((np.arange(ph) / f // th).astype(int), label_grid.shape[0] - 1)
     full_cols = np.minimum((np.arange(pw) / f // tw).astype(int), label_grid.shape[1] - 1)
-    lab = label_grid[np.ix_(full_rows, full_cols)]
+    cells = np.ix_(full_rows, full_cols)
+    lab = label_grid[cells]
     k = len(classes)
     cmap = pal[np.select([lab == UNKNOWN_INDEX, lab == CLOUDY_INDEX, lab < 0], [k + 1, k + 2, k], lab)]
+    classed = lab >= 0
+    pale = hatched = False
+    if confidence is not None:
+        conf = np.where(classed, confidence[cells], np.nan)
+        cmap = shaded(cmap, conf)
+        pale = bool((conf < SURE).any())
+    if ood is not None:
+        yy, xx = np.mgrid[0:ph, 0:pw]
+        far = classed & (np.nan_to_num(ood[cells], nan=0.0) > OOD_HATCH)
+        stripe = far & ((yy + xx) % 8 < 2)
+        cmap[stripe] = HATCH
+        hatched = bool(far.any())
     panels = [Image.fromarray(cmap)]
     if rgb_thumb is not None:
         panels.insert(0, Image.fromarray(rgb_thumb).resize((pw, ph), Image.BILINEAR))
     used = sorted({int(v) for v in np.unique(label_grid) if v >= 0})
     used += [i for i in (UNKNOWN_INDEX, CLOUDY_INDEX) if (label_grid == i).any()]
-    legend_rows = (len(used) + 2) // 3 + 1
+    notes = [f"paler: less sure (full colour at confidence {SURE:g}+, palest at {UNSURE:g} or less)"] * pale \
+        + [f"hatched: unlike the training tiles (ood > {OOD_HATCH:g})"] * hatched
+    legend_rows = (len(used) + 2) // 3 + 1 + len(notes)
     gap, head, leg = 8, 22, legend_rows * 18 + 8
     img = Image.new("RGB", (len(panels) * pw + (len(panels) + 1) * gap, head + ph + gap + leg), (255, 255, 255))
     draw = ImageDraw.Draw(img)
@@ -96,6 +129,9 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
         draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
         name = classes[ci] if ci >= 0 else special[ci][1]
         draw.text((x + 18, y), name, fill=(0, 0, 0))
+    y = y0 + ((len(used) + 1 + 2) // 3) * 18
+    for j, note in enumerate(notes):
+        draw.text((gap, y + j * 18), note, fill=(0, 0, 0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

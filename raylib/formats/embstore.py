@@ -35,7 +35,7 @@ from raylib.errors import InputError
 from raylib.formats.mapfile import CLOUD_COLUMNS, MAP_SCHEMA, geo_metadata, nullable, ragged
 from raylib.io import storage
 from raylib.raster.bands import MAX_STAT_BANDS as max_stats
-from raylib.raster.tiling import acquired
+from raylib.raster.scenes import acquired
 
 META_KEY = b"landcover_store"
 FOLDER = "_embeddings"  # a map's store (map --embeddings): a '_' folder, which every reader of the map skips
@@ -77,7 +77,7 @@ def preprocessing_hash(settings: dict) -> str:
 
 def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, error: np.ndarray,
                 fill_fraction: np.ndarray, stats: dict) -> pa.Table:
-    """Store rows of one part: the tile columns of the map manifest ``rows`` and the results."""
+    """Store rows of one part: the tile columns of the tile-table ``rows`` and the results."""
 
     ok = status == "ok"
     dim = embeddings.shape[1]

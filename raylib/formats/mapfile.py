@@ -129,7 +129,7 @@ def prediction_columns(probs: np.ndarray, ok: np.ndarray, classes: list[str],
 def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, error: np.ndarray,
                 fill_fraction: np.ndarray, classes: list[str], model_id: str, stats: dict | None = None,
                 unknown_below: float | None = None) -> pa.Table:
-    """Join manifest rows with predictions (and per-tile spectral statistics and
+    """Join tile-table rows (``tiling.tile_table``) with predictions (and per-tile spectral statistics and
     out-of-distribution scores) into the map schema. With ``unknown_below``, a tile whose top
     probability is below it is labelled ``unknown`` (status ok, label_index null)."""
     n = manifest_rows.num_rows

@@ -42,7 +42,6 @@ from raylib.io import storage
 
 CONTENTS_KEY = b"landcover_contents"
 SORT_GROUPS = 2  # row groups sorted together (the window the driver holds)
-TMP = "_tmp"
 
 
 @dataclass

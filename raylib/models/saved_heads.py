@@ -4,7 +4,7 @@
 their fitted state is a few arrays in safetensors. Predicting needs only that state and a
 few lines of numpy, given here once and used by both: the estimators' ``predict_proba``
 and the saved heads that ``LandcoverModel`` loads in the map's model actors, which thereby
-start without importing scikit-learn (about 2 s of every actor's start on 2 cores).
+start without importing scikit-learn (seconds of every actor's start: BENCHMARKS.md).
 An XGBoost head is loaded through its estimator (XGBoost's own format).
 """
 

@@ -3,11 +3,10 @@
 An RGB backbone cannot see near-infrared; the read stage's per-tile band means and
 standard deviations and NDVI/NDWI can. A head trained on a few labelled tiles of an area
 (``landcover train-head --embeddings``) sees ``[spectral statistics, PCA of the embedding]``:
-with tens of labelled tiles a 1,280-d embedding drowns a few tens of spectral numbers
-(measured on NC Wake, 20 tiles per class: balanced accuracy 0.64 for both side by side,
-0.76 for the statistics alone, 0.78 with the embedding reduced to its first 8 principal
-components over the store's tiles, 0.79 with the band pairs' normalised differences added
-and a stronger regularisation, C = 0.1).
+with tens of labelled tiles a 1,280-d embedding drowns a few tens of spectral numbers, so
+the embedding is reduced to its first principal components over the store's tiles, with the
+band pairs' normalised differences added and a stronger regularisation (the measurements on
+NC Wake that chose this: BENCHMARKS.md, "Embed once, map many times").
 
 ``TileFeatures`` is fitted once (the PCA on every embedding of the store: no labels used)
 and saved with the head as safetensors; the map job and remap build the same vector.

@@ -28,10 +28,10 @@ from raylib.errors import ConfigError, InputError
 from raylib.eval import accuracy, reference, reports
 from raylib.eval.reliability import reliability, reliability_png
 from raylib.formats import mapfile
+from raylib.formats.mapfile import SUCCESS
 from raylib.io import storage
 from raylib.models.model_dir import training_tile_ids
 
-SUCCESS = "_SUCCESS"
 
 
 def _read_map(uri: str):
@@ -45,7 +45,7 @@ def _read_map(uri: str):
     if missing:
         raise InputError(f"{uri} is not a landcover map: it has no column(s) {sorted(missing)}.",
                          "give the --out folder of a landcover map run.")
-    if not storage.exists(storage.join(uri, "_SUCCESS")):
+    if not storage.exists(storage.join(uri, SUCCESS)):
         raise InputError(f"The map {uri} is incomplete (no _SUCCESS): its run has not finished or failed.",
                          "finish the map run first (re-run the same landcover map command).")
     return table
@@ -277,7 +277,7 @@ def _shares(labels) -> dict:
 
 def _comparison_png(table, ok, map_group, rows, rg, groups, cw, classes: list[str]) -> bytes:
     """Map groups beside reference groups, tile by tile, for the largest scene; each group in
-    the colour the map's quick-look gives its first map class (``classes``: the map's)."""
+    the colour the map's quick-look gives its most frequent map class (``classes``: the map's)."""
     scene = np.asarray(table.column("scene").to_pylist(), dtype=object)
     gr = np.asarray(table.column("grid_row").to_pylist())
     gc = np.asarray(table.column("grid_col").to_pylist())
@@ -294,12 +294,16 @@ def _comparison_png(table, ok, map_group, rows, rg, groups, cw, classes: list[st
     left[gr[sel], gc[sel]] = map_group[sel]
     rs = rows[m[rows]]
     right[gr[rs], gc[rs]] = rg[m[rows]]
-    # each group in the colour of its first map class, as the map's quick-look draws that class
-    first = {}
+    # each group in the colour the map's quick-look gives the group's most frequent map class
+    # on this map (its first crosswalk class when the map has none of them)
+    li = np.asarray(table.column("label_index").fill_null(-1).to_numpy())[ok]
+    seen = np.bincount(li[li >= 0], minlength=len(classes))
+    pick = {}
     for c, g in cw.map.items():
-        first.setdefault(g, c)
+        if c in classes and (g not in pick or seen[classes.index(c)] > seen[classes.index(pick[g])]):
+            pick[g] = c
     pal, own = reports.palette(classes), reports.palette(groups)
-    colours = [pal[classes.index(first[g])] if first.get(g) in classes else own[i] for i, g in enumerate(groups)]
+    colours = [pal[classes.index(pick[g])] if g in pick else own[i] for i, g in enumerate(groups)]
     return reports.side_by_side_png(f"{storage.basename(s)}: map vs reference, by group", [left, right], groups,
                                     ["map", "reference"], colours=colours)
 

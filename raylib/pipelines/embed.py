@@ -27,16 +27,16 @@ import numpy as np
 
 from raylib.config import EmbedConfig
 from raylib.errors import ConfigError, InputError
+from raylib.formats.mapfile import SUCCESS
 from raylib.io import storage
 from raylib.models.backbones import Backbone
 from raylib.pipelines.common.sizing import model_batch
 from raylib.pipelines.common.stages import (actor_stage, check_gpus, collect, dataset_from_table, ensure_ray,
                                             pool_size, set_torch_threads)
 from raylib.raster import bands as bandlib
-from raylib.raster import patches, tiling
+from raylib.raster import patches, scenes
 
 log = logging.getLogger(__name__)
-SUCCESS = "_SUCCESS"
 
 
 def _patch_id(source: str) -> str:
@@ -53,10 +53,10 @@ def folder_records(cfg: EmbedConfig) -> tuple[list[dict], list[str]]:
     return recs, ps.classes
 
 
-def label_raster_records(cfg: EmbedConfig, info: tiling.SceneInfo, bands: list[int]) -> tuple[list[dict], list[str]]:
+def label_raster_records(cfg: EmbedConfig, info: scenes.SceneInfo, bands: list[int]) -> tuple[list[dict], list[str]]:
     import rasterio
 
-    lab_info = tiling.open_scene(cfg.labels)
+    lab_info = scenes.open_scene(cfg.labels)
     if (lab_info.width, lab_info.height, lab_info.transform) != (info.width, info.height, info.transform):
         raise InputError(f"Label raster {cfg.labels} is not on the grid of {cfg.data} "
                          f"({lab_info.width}x{lab_info.height} vs {info.width}x{info.height}, or another transform).",
@@ -65,7 +65,7 @@ def label_raster_records(cfg: EmbedConfig, info: tiling.SceneInfo, bands: list[i
     if info.nodata is not None:  # image fill: every selected band equals nodata
         with storage.rasterio_env(), rasterio.open(storage.parse(cfg.data).gdal_path) as ds:
             mask = np.all(ds.read(bands) == info.nodata, axis=0)
-    kept = tiling.label_patches(cfg.labels, cfg.patch_size, cfg.threshold, image_nodata_mask=mask)
+    kept = patches.label_patches(cfg.labels, cfg.patch_size, cfg.threshold, image_nodata_mask=mask)
     if not kept:
         raise InputError(f"No {cfg.patch_size}px patch of {cfg.labels} has one class over {cfg.threshold:.0%}.",
                          "use a smaller patch_size or a lower threshold.")
@@ -142,7 +142,7 @@ def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
         raise ConfigError("embed --scenes is the map job writing only its store.", "call raylib.pipelines.map.embed_scenes.embed_scenes (the CLI does).")
     t0 = time.time()
     if cfg.labels:
-        info = tiling.open_scene(cfg.data)
+        info = scenes.open_scene(cfg.data)
         bands = bandlib.resolve_bands(cfg.bands, info.count, cfg.data, 3)
         recs, classes = label_raster_records(cfg, info, bands)
     else:  # band counts of multi-band files are checked as each file is read

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
 from raylib.models.model_dir import local_model_folder
 from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
+from raylib.pipelines.common.tile_grid import TileGrid
 
 
 def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
@@ -136,7 +137,8 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     parts.commit(cfg.out, names)
     storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
     table = mapfile.read_map(cfg.out, columns=["scene", "grid_row", "grid_col", "row_off", "col_off", "width",
-                                                "height", "label", "label_index", "status", "reason"])
+                                                "height", "label", "label_index", "status", "reason", "confidence",
+                                                "ood"])
     st = np.asarray(table.column("status").to_pylist(), dtype=object)
     counts = {str(k): int(v) for k, v in zip(*np.unique(st.astype(str), return_counts=True))}
     rs = np.asarray(table.column("reason").to_pylist(), dtype=object)[st != "ok"]
@@ -168,19 +170,17 @@ def _quicklooks(cfg: RemapConfig, table, manifest) -> list[str]:
 
     out = []
     scene = np.asarray(table.column("scene").to_pylist(), dtype=object)
-    gr, gc = table.column("grid_row").to_numpy(), table.column("grid_col").to_numpy()
-    li = table.column("label_index").fill_null(-1).to_numpy().copy()
-    lab = np.asarray(table.column("label").to_pylist(), dtype=object)
-    li[lab == mapfile.UNKNOWN] = reports.UNKNOWN_INDEX
+    cells = TileGrid.cells(table)  # paler where the head is less sure, as the map's own pictures
+    gr = cells.rows
     r1 = (table.column("row_off").to_numpy() + table.column("height").to_numpy())
     c1 = (table.column("col_off").to_numpy() + table.column("width").to_numpy())
     for i, s in enumerate(sorted(set(scene[gr >= 0]))):
         m = (scene == s) & (gr >= 0)
-        grid = np.full((int(gr[m].max()) + 1, int(gc[m].max()) + 1), -1, np.int16)
-        grid[gr[m], gc[m]] = li[m]
+        look = TileGrid.empty((int(gr[m].max()) + 1, int(cells.cols[m].max()) + 1))
+        look.put(cells.take(m))
         tile = (int(table.column("height").to_numpy()[m].max()), int(table.column("width").to_numpy()[m].max()))
-        png = reports.quicklook_png(f"{s}  |  remap with {manifest.id}", grid, manifest.classes, None,
-                                    (int(r1[m].max()), int(c1[m].max())), tile)
+        png = reports.quicklook_png(f"{s}  |  remap with {manifest.id}", look.labels, manifest.classes, None,
+                                    (int(r1[m].max()), int(c1[m].max())), tile, look.confidence, look.ood)
         uri = storage.join(cfg.out, "_quicklook", f"{i:03d}-{os.path.splitext(storage.basename(s))[0]}.png")
         storage.write_bytes(uri, png)
         out.append(uri)

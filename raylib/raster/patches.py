@@ -264,3 +264,31 @@ def decode_batch(batch: dict, spec: dict) -> dict:
     if "label" in batch:
         out["label"] = batch["label"]
     return out
+
+
+def label_patches(label_uri: str, size: int, threshold: float = 0.85, nodata: float | None = None,
+                  image_nodata_mask: np.ndarray | None = None) -> list[tuple[int, int, int, float]]:
+    """Non-overlapping ``size`` px windows of a class raster where one class covers at least
+    ``threshold`` of the pixels and no pixel is nodata (in the labels, or in the image mask).
+
+    Returns ``(row_off, col_off, class_value, share)`` per kept window.
+    """
+    import rasterio
+
+    with storage.rasterio_env(), rasterio.open(storage.parse(label_uri).gdal_path) as ds:
+        lab = ds.read(1)
+        nd = ds.nodata if nodata is None else nodata
+    kept = []
+    for r in range(0, lab.shape[0] - size + 1, size):
+        for c in range(0, lab.shape[1] - size + 1, size):
+            win = lab[r : r + size, c : c + size]
+            if nd is not None and (win == nd).any():
+                continue
+            if image_nodata_mask is not None and image_nodata_mask[r : r + size, c : c + size].any():
+                continue
+            values, counts = np.unique(win, return_counts=True)
+            k = int(counts.argmax())
+            share = counts[k] / win.size
+            if share >= threshold:
+                kept.append((r, c, int(values[k]), float(share)))
+    return kept

@@ -1,7 +1,7 @@
 """The map job's read stage (CPU tasks, no model): read units of a scene -> scaled tiles.
 
 A read unit is ``read_batch_size`` tiles of one scene in grid order. Each grid row of a
-unit is one windowed read (``tiling.read_row``) with a time limit and retries; a row that
+unit is one windowed read (``windows.read_row``) with a time limit and retries; a row that
 fails for a non-transient reason is read again tile by tile so that a damaged block loses
 only the tiles it touches. Kept apart from ``mapping`` so that read workers import only
 numpy, rasterio and this package's light modules (not torch or scikit-learn).
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raylib.io import resilience, storage
-from raylib.raster import bands as bandlib
+from raylib.raster import bands as bandlib, windows
 from raylib.raster import tiling
 
 _WATCHDOG: tuple[dict, resilience.Watchdog] | None = None
@@ -107,7 +107,7 @@ def read_tiles(batch: dict, read_timeout: float, read_retries: int, pixel_fn: Pi
     With ``pixel_fn``, also its ``pixel_out`` column (a scene without its ``n_bands``
     statistics bands gives error rows, reason ``band_mismatch``).
 
-    Each grid row of a unit is one read of its bounding window (``tiling.read_row``); a
+    Each grid row of a unit is one read of its bounding window (``windows.read_row``); a
     row whose read fails for a non-transient reason (a damaged block) is read again tile by
     tile, so that one bad block loses only the tiles it touches."""
     units = [(str(s), int(b), int(lo), int(hi))
@@ -220,7 +220,7 @@ class _SceneReader:
                 else:
                     def window(bs):
                         cat = self.categorical if len(bs) == len(bands) else 0
-                        return self._read(lambda ds: tiling.read_window(ds, *tiling.window_box(w),
+                        return self._read(lambda ds: windows.read_window(ds, *tiling.window_box(w),
                                                                         tuple(lay.tile), t, bs, cat),
                                           f"reading a window of {uri}", out["retries"], k)
 
@@ -242,13 +242,13 @@ class _SceneReader:
                 k += 1
 
         k = k0
-        for seg in tiling.row_segments(lay.windows(lo, hi)):
+        for seg in windows.row_segments(lay.windows(lo, hi)):
             rows = slice(k, k + len(seg))
             if given_up:
                 status[rows], error[rows] = "error", given_up
-            elif tiling.row_aligned(seg, lay.tile, t):
+            elif windows.row_aligned(seg, lay.tile, t):
                 try:
-                    put(k, *self._read(lambda ds: tiling.read_row(ds, seg, lay.tile, t, bands, self.categorical),
+                    put(k, *self._read(lambda ds: windows.read_row(ds, seg, lay.tile, t, bands, self.categorical),
                                        f"reading a row of tiles of {uri}", out["retries"], k))
                 except Exception as exc:
                     if resilience.classify(exc)[0] in resilience.TRANSIENT:

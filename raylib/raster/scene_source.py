@@ -10,7 +10,7 @@ import json
 
 from raylib.errors import InputError
 from raylib.io import storage
-from raylib.raster import cloud_mask, stac_vrt, tiling
+from raylib.raster import cloud_mask, scenes, stac_vrt, tiling
 
 # bands the per-tile statistics use when an item has them (after the model's channels)
 EXTRA_BANDS = ("nir", "swir16")
@@ -89,10 +89,10 @@ def _item_json(uri: str, _version: str) -> dict:
 def item_properties(uri: str, version: str | None = None) -> dict:
     """What the map's ``datetime``, ``item_id`` and ``collection`` columns say of a scene: a
     STAC item's datetime (or start_datetime; epoch seconds), id and collection; a file's
-    acquisition date from its name where it tells one (``tiling.acquired``), no id or
+    acquisition date from its name where it tells one (``scenes.acquired``), no id or
     collection. Never raises: an item that cannot be read gives what its path tells."""
     if not is_stac_item(uri):
-        when = tiling.acquired(uri)
+        when = scenes.acquired(uri)
         return {"datetime": int(when.timestamp()) if when else None, "item_id": None, "collection": None}
     from raylib.io import stac
 
@@ -131,7 +131,7 @@ def _item_bands(uri: str, channels: tuple[str, ...], _version: str,
 def _file_bands(uri: str) -> tuple[dict, list[stac_vrt.BandAsset], list[stac_vrt.AssetGrid]]:
     """A GeoTIFF as an 'item' of one asset holding every band (its descriptions kept), and
     the bands' grids (the file's: its header is not opened a third time)."""
-    info = tiling.open_scene(uri)
+    info = scenes.open_scene(uri)
     import rasterio
     import rasterio.crs
 

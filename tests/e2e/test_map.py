@@ -17,7 +17,7 @@ from raylib.errors import ConfigError
 from raylib.formats.mapfile import read_map
 from raylib.io import storage
 from raylib.pipelines.map.run import run_map
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling
 
 from ..conftest import LANDSAT, LANDSAT_B2, NAIP, REPO
 
@@ -26,8 +26,8 @@ S3_NAIP = f"s3://data/scenes/{NAIP.name}"
 
 
 def check_map(table, scene_path, scene_uri, grid, classes, model_id):
-    info = tiling.open_scene(str(scene_path))
-    expected = tiling.make_manifest(tiling.SceneInfo(**{**info.__dict__, "uri": scene_uri}), grid)
+    info = scenes.open_scene(str(scene_path))
+    expected = tiling.tile_table(scenes.SceneInfo(**{**info.__dict__, "uri": scene_uri}), grid)
     rows = table
     assert rows.num_rows == expected.num_rows
     assert sorted(rows["tile_id"].to_pylist()) == sorted(expected["tile_id"].to_pylist())
@@ -185,8 +185,8 @@ def test_hive_partitions_by_zone_and_year_resume_and_a_bbox_filter_reads_only_it
                     tile_size=64, bands=[1, 2, 3], fill_value=0, partition_by=["zone", "year"], rows_per_part=200,
                     row_group_rows=50, quicklook=False)
     s = run_map(cfg)
-    naip_zone = tiling.open_scene(str(NAIP)).crs.split(":")[1]
-    landsat_zone = tiling.open_scene(str(LANDSAT)).crs.split(":")[1]
+    naip_zone = scenes.open_scene(str(NAIP)).crs.split(":")[1]
+    landsat_zone = scenes.open_scene(str(LANDSAT)).crs.split(":")[1]
     folders = sorted(str(p.parent.relative_to(out)) for p in out.rglob("part-*.parquet"))
     assert set(folders) == {f"zone={naip_zone}/year=2015", f"zone={landsat_zone}/year=2020"}, folders
     ds = pads.dataset(str(out), format="parquet", partitioning="hive", ignore_prefixes=["_", "."])

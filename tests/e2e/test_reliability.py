@@ -25,7 +25,7 @@ from raylib.config import MapConfig
 from raylib.formats.mapfile import read_map
 from raylib.io import storage
 from raylib.pipelines.map.run import run_map
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling
 
 from ..conftest import LANDSAT, LANDSAT_B2, REPO, S3_KEY_ID, S3_SECRET, SCENES
 
@@ -60,9 +60,9 @@ def expected_ids(uris_paths: dict[str, Path | None]) -> set[str]:
     out = set()
     for uri, path in uris_paths.items():
         try:
-            info = tiling.open_scene(str(path) if path else uri)
-            info = tiling.SceneInfo(**{**info.__dict__, "uri": uri})
-            out |= set(tiling.make_manifest(info, GRID)["tile_id"].to_pylist())
+            info = scenes.open_scene(str(path) if path else uri)
+            info = scenes.SceneInfo(**{**info.__dict__, "uri": uri})
+            out |= set(tiling.tile_table(info, GRID)["tile_id"].to_pylist())
         except Exception:
             out |= set(tiling.unreadable_scene_row(uri, GRID)["tile_id"].to_pylist())
     return out

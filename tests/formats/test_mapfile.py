@@ -8,7 +8,7 @@ from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
 from raylib.formats import mapfile
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling
 
 
 def _scene(mf: MemoryFile, width=40, height=30):
@@ -16,14 +16,14 @@ def _scene(mf: MemoryFile, width=40, height=30):
                  transform=from_origin(500000, 4400000, 10, 10))
     ds.write(np.full((3, height, width), 100, np.uint8))
     ds.close()
-    return tiling.open_scene(mf.name)
+    return scenes.open_scene(mf.name)
 
 
 def test_a_part_holds_every_tile_with_its_prediction_or_its_error(tmp_path):
     with MemoryFile() as mf:
         info = _scene(mf)
         grid = tiling.GridSpec(tile_size=16, stride=16, gsd=None)
-        rows = tiling.make_manifest(info, grid)
+        rows = tiling.tile_table(info, grid)
     n = rows.num_rows
     assert n == 3 * 2  # 40 x 30 px in tiles of 16: 3 columns, 2 rows (edge tiles clipped)
     probs = np.tile(np.array([[0.7, 0.3]], np.float32), (n, 1))
@@ -57,7 +57,7 @@ def test_a_map_spanning_versions_reads_the_newer_columns_as_nulls(tmp_path):
     existed: reading the folder gives every column, null in the older part, whichever part
     a reader meets first."""
     with MemoryFile() as mf:
-        rows = tiling.make_manifest(_scene(mf), tiling.GridSpec(tile_size=16, stride=16, gsd=None))
+        rows = tiling.tile_table(_scene(mf), tiling.GridSpec(tile_size=16, stride=16, gsd=None))
     n = rows.num_rows
     probs = np.tile(np.array([[0.7, 0.3]], np.float32), (n, 1))
     status, error = np.full(n, "ok", object), np.full(n, "", object)

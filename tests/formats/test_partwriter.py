@@ -10,7 +10,7 @@ from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
 from raylib.formats import mapfile, partwriter
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling
 
 CLASSES = ["forest", "water"]
 
@@ -22,9 +22,9 @@ def _rows(uri: str, x0: float, lo: int, hi: int, width=160, height=160):
                      transform=from_origin(x0, 4400000, 10, 10))
         ds.write(np.full((3, height, width), 100, np.uint8))
         ds.close()
-        info = tiling.open_scene(mf.name)
-    info = tiling.SceneInfo(**{**info.__dict__, "uri": uri})
-    man = tiling.make_manifest(info, tiling.GridSpec(16, 16, None), lo, hi)
+        info = scenes.open_scene(mf.name)
+    info = scenes.SceneInfo(**{**info.__dict__, "uri": uri})
+    man = tiling.tile_table(info, tiling.GridSpec(16, 16, None), lo, hi)
     n = man.num_rows
     probs = np.tile(np.array([[0.8, 0.2]], np.float32), (n, 1))
     status = np.array(["ok"] * n, object)

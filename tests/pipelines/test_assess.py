@@ -15,7 +15,7 @@ import shapely
 from raylib.cli import main
 from raylib.eval import reference
 from raylib.formats import mapfile
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling
 
 from ..conftest import DATA, REPO
 
@@ -34,7 +34,7 @@ def by_hand(purity=0.5):
     """Reference group per tile of the image grid, computed straight from the label raster
     (same grid as the image): majority of the crosswalked labelled pixels."""
     cw = reference.load_crosswalk(str(CROSSWALK))
-    info = tiling.open_scene(str(IMAGE))
+    info = scenes.open_scene(str(IMAGE))
     wins = tiling.layout(info, GRID).windows()
     with rasterio.open(LABELS) as ds:
         lab = ds.read(1)
@@ -54,8 +54,8 @@ def by_hand(purity=0.5):
 
 def write_map(out: Path, labels: list[str | None], fill=None, grid=GRID) -> Path:
     """A finished map of the NC scene in the map contract: ``labels`` per tile (None: error row)."""
-    info = tiling.open_scene(str(IMAGE))
-    rows = tiling.make_manifest(info, grid)
+    info = scenes.open_scene(str(IMAGE))
+    rows = tiling.tile_table(info, grid)
     n = rows.num_rows
     probs = np.full((n, len(CLASSES)), np.nan, np.float32)
     status = np.array(["ok" if v else "error" for v in labels], dtype=object)
@@ -82,7 +82,7 @@ def truth():
 
 @pytest.fixture(scope="module")
 def n_tiles():
-    return tiling.layout(tiling.open_scene(str(IMAGE)), GRID).n_tiles
+    return tiling.layout(scenes.open_scene(str(IMAGE)), GRID).n_tiles
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_vector_reference_points_and_polygons(perfect_map, truth, tmp_path):
                       "--crosswalk", str(CROSSWALK), "--out", str(tmp_path / "pts"))
     assert rc == 0 and r["tiles"]["assessed"] == 40 and r["overall_accuracy"] == pytest.approx(1.0)
     block = shapely.union_all([polys[k] for k in (0, 1, 23, 24)]).buffer(-1e-6)  # tiles (0,0),(0,1),(1,0),(1,1)
-    cols = tiling.layout(tiling.open_scene(str(IMAGE)), GRID).col_offs
+    cols = tiling.layout(scenes.open_scene(str(IMAGE)), GRID).col_offs
     assert len(cols) == 23
     gdf = gpd.GeoDataFrame({"class": ["forest"]}, geometry=[block], crs="OGC:CRS84")
     poly_path = tmp_path / "poly.geojson"
@@ -330,3 +330,24 @@ def test_the_comparison_of_a_wide_scene_is_stacked_and_large_in_the_maps_colours
     assert img.width >= 720 and img.height >= 2 * 90  # one above the other, 9 px a tile: not 664 x 108
     arr = np.asarray(img)
     assert (arr == (1, 2, 3)).all(axis=-1).sum() >= 2 * 10 * 40 * 81 and (arr == (4, 5, 6)).all(axis=-1).any()
+
+
+def test_the_comparison_colours_a_group_as_its_most_frequent_map_class(monkeypatch):
+    """'developed' holds Highway (grey) and Residential (red); on a map of Residential tiles
+    the comparison draws 'developed' red, as the map's quick-look draws those tiles."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from raylib.eval import reports
+    from raylib.pipelines import assess
+
+    drawn = {}
+    monkeypatch.setattr(reports, "side_by_side_png", lambda *a, colours=None, **k: drawn.setdefault("c", colours))
+    classes = ["Highway", "Residential", "Forest"]
+    table = pa.table({"scene": ["s.tif"] * 3, "grid_row": [0, 0, 0], "grid_col": [0, 1, 2],
+                      "label_index": [1, 1, 2]})
+    cw = SimpleNamespace(map={"Highway": "developed", "Residential": "developed", "Forest": "forest"})
+    assess._comparison_png(table, np.ones(3, bool), np.array([0, 0, 1]), np.arange(3), np.array([0, 0, 1]),
+                           ["developed", "forest"], cw, classes)
+    assert drawn["c"] == [reports.NAMED_COLOURS["Residential"], reports.NAMED_COLOURS["Forest"]]

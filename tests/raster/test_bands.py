@@ -3,7 +3,7 @@ import pytest
 import rasterio
 
 from raylib.errors import ConfigError, InputError
-from raylib.raster import bands, tiling
+from raylib.raster import bands, windows
 
 from ..conftest import LANDSAT, LANDSAT_B2, NAIP
 
@@ -27,7 +27,7 @@ def test_too_few_bands_names_scene_and_fix():
 
 def test_match_scaling_hits_target_stats_on_valid_pixels():
     with rasterio.open(LANDSAT) as ds:
-        sample = tiling.decimated_read(ds, [3, 2, 1])
+        sample = windows.decimated_read(ds, [3, 2, 1])
     tm, ts = [0.35, 0.38, 0.41], [0.2, 0.14, 0.12]
     sc = bands.make_scaler("match", sample, "uint16", 0, tm, ts)
     valid = ~np.all(sample == 0, axis=0)
@@ -73,7 +73,7 @@ def test_all_fill_scene_is_refused():
 
 def test_naip_uint8_dtype_scaling():
     with rasterio.open(NAIP) as ds:
-        px, inside = tiling.read_window(ds, 0, 0, 64, 64, (64, 64), 64, [1, 2, 3])
+        px, inside = windows.read_window(ds, 0, 0, 64, 64, (64, 64), 64, [1, 2, 3])
     sc = bands.make_scaler("dtype", None, "uint8", None, [0.3] * 3, [0.1] * 3)
     x, ff = sc.apply(px, inside)
     np.testing.assert_allclose(x, px / 255.0, rtol=1e-6)

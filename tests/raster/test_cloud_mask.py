@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from raylib.errors import InputError
-from raylib.raster import cloud_mask, tiling
+from raylib.raster import cloud_mask, scenes, tiling, windows
 
 
 def _item(**assets):
@@ -71,11 +71,11 @@ def test_a_categorical_band_is_read_nearest_when_the_others_are_resampled(tmp_pa
     with rasterio.open(path, "w", driver="GTiff", width=40, height=40, count=2, dtype="uint16", crs="EPSG:32618",
                        transform=from_origin(0, 0, 10, 10)) as ds:
         ds.write(np.stack([data, mask]))
-    wins = tiling.layout(tiling.open_scene(str(path)), tiling.GridSpec(tile_size=16, stride=16, gsd=25.0)).windows()
+    wins = tiling.layout(scenes.open_scene(str(path)), tiling.GridSpec(tile_size=16, stride=16, gsd=25.0)).windows()
     with rasterio.open(path) as ds:
         row = wins[wins["grid_row"] == 0]
-        px, _ = tiling.read_row(ds, row, (40, 40), 16, [1, 2], categorical=1)
-        plain, _ = tiling.read_row(ds, row, (40, 40), 16, [1, 2])
+        px, _ = windows.read_row(ds, row, (40, 40), 16, [1, 2], categorical=1)
+        plain, _ = windows.read_row(ds, row, (40, 40), 16, [1, 2])
     assert set(np.unique(px[:, 1])) <= {4, 9}  # class codes, never averaged
     assert len(set(np.unique(plain[:, 1])) - {4, 9}) > 0  # bilinear would have made new values
     np.testing.assert_array_equal(px[:, 0], plain[:, 0])

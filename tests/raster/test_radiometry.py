@@ -12,7 +12,7 @@ from PIL import Image
 from raylib.errors import ConfigError
 from raylib.models.model_dir import ModelManifest
 from raylib.pipelines.common.planning import scaling_mode
-from raylib.raster import bands, radiometry, tiling
+from raylib.raster import bands, radiometry, scenes
 
 from ..conftest import DATA, LANDSAT, NAIP
 
@@ -35,10 +35,10 @@ def test_sensor_from_the_file_name(name, sensor):
 
 
 def test_oli_defaults_and_the_sun_from_the_product_id():
-    info = tiling.open_scene(str(LANDSAT))
+    info = scenes.open_scene(str(LANDSAT))
     t = radiometry.transform("landsat-oli-l1", str(LANDSAT), [3, 2, 1], (None,) * 3, 3, "uint16",
-                             tiling.centre_lonlat(info))
-    elev = radiometry.solar_elevation(dt.date(2020, 5, 18), tiling.centre_lonlat(info)[1], tiling.centre_lonlat(info)[0])
+                             scenes.centre_lonlat(info))
+    elev = radiometry.solar_elevation(dt.date(2020, 5, 18), scenes.centre_lonlat(info)[1], scenes.centre_lonlat(info)[0])
     assert 30 < elev < 45  # late autumn, 25 degrees south, mid-morning
     assert t.notes["sun_elevation"] == pytest.approx(elev, abs=0.01)
     s = math.sin(math.radians(elev))

@@ -8,27 +8,27 @@ import rasterio
 from rasterio.transform import from_origin
 
 from raylib.raster import bands as bandlib
-from raylib.raster import reading, tiling
+from raylib.raster import reading, scenes, tiling, windows
 
 from ..conftest import DATA, LANDSAT, NAIP
 
 
 def per_tile(ds, wins, lay, t, bands):
-    got = [tiling.read_window(ds, *tiling.window_box(w), lay.tile, t, bands) for w in wins]
+    got = [windows.read_window(ds, *tiling.window_box(w), lay.tile, t, bands) for w in wins]
     return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
 
 
 @pytest.mark.parametrize("tile,stride", [(64, 64), (64, 48)])  # plain and overlapping grids
 def test_row_read_equals_tile_reads_at_native_resolution(tile, stride):
-    info = tiling.open_scene(str(NAIP))
+    info = scenes.open_scene(str(NAIP))
     lay = tiling.layout(info, tiling.GridSpec(tile, stride))
     wins = lay.windows()
-    segs = tiling.row_segments(wins)
+    segs = windows.row_segments(wins)
     assert len(segs) == len(lay.row_offs) and sum(map(len, segs)) == lay.n_tiles
     with rasterio.open(NAIP) as ds:
         for seg in (segs[0], segs[len(segs) // 2], segs[-1]):  # the last row holds the clipped edge tiles
-            assert tiling.row_aligned(seg, lay.tile, tile)
-            px, inside = tiling.read_row(ds, seg, lay.tile, tile, [1, 2, 3])
+            assert windows.row_aligned(seg, lay.tile, tile)
+            px, inside = windows.read_row(ds, seg, lay.tile, tile, [1, 2, 3])
             ref_px, ref_inside = per_tile(ds, seg, lay, tile, [1, 2, 3])
             assert np.array_equal(px, ref_px) and np.array_equal(inside, ref_inside)  # byte-exact
     assert not inside.all()  # the edge tiles were padded
@@ -37,21 +37,21 @@ def test_row_read_equals_tile_reads_at_native_resolution(tile, stride):
 def test_row_read_resampled_equals_tile_reads():
     """Landsat at 30 m on a 10 m grid: 21 native pixels -> 64 (bilinear). One resampled
     read of the row gives the same pixels as one read per tile."""
-    info = tiling.open_scene(str(LANDSAT))
+    info = scenes.open_scene(str(LANDSAT))
     grid = tiling.GridSpec(64, 64, gsd=10.0)
     lay = tiling.layout(info, grid)
     assert lay.tile == (21, 21)
-    segs = tiling.row_segments(lay.windows())
+    segs = windows.row_segments(lay.windows())
     with rasterio.open(LANDSAT) as ds:
         for seg in (segs[0], segs[40], segs[-1]):  # the last row is clipped by the bottom edge
-            px, inside = tiling.read_row(ds, seg, lay.tile, 64, [1, 2, 3])
+            px, inside = windows.read_row(ds, seg, lay.tile, 64, [1, 2, 3])
             ref_px, ref_inside = per_tile(ds, seg, lay, 64, [1, 2, 3])
             assert np.array_equal(inside, ref_inside) and not inside[-1].all()  # the right edge tile is clipped
             assert np.array_equal(px, ref_px)
     assert not inside[0, -1].any()
     # overlapping 10 m tiles do not start on whole output pixels: read tile by tile
     over = tiling.layout(info, tiling.GridSpec(64, 32, gsd=10.0))
-    assert not tiling.row_aligned(tiling.row_segments(over.windows())[0], over.tile, 64)
+    assert not windows.row_aligned(windows.row_segments(over.windows())[0], over.tile, 64)
 
 
 def _scene_with_a_bad_block(path, bad_block=(1, 2)):
@@ -84,7 +84,7 @@ def _spec(path, lay, tile):
 def test_a_damaged_block_costs_only_the_tiles_it_touches(tmp_path):
     path = tmp_path / "bad.tif"
     data = _scene_with_a_bad_block(path)
-    info = tiling.open_scene(str(path))
+    info = scenes.open_scene(str(path))
     lay = tiling.layout(info, tiling.GridSpec(32, 32))  # 8 x 10 tiles of 32 px
     spec = _spec(path, lay, 32)
     units = [(0, 32), (32, 64), (64, 80)]  # three read units in one task, cutting through grid rows
@@ -111,8 +111,8 @@ def test_decimated_read_of_a_damaged_scene_keeps_the_readable_blocks(tmp_path):
     path = tmp_path / "bad.tif"
     data = _scene_with_a_bad_block(path)
     with rasterio.open(path) as ds:
-        assert np.array_equal(tiling.decimated_read(ds, [1, 2, 3], max_side=2, fill=0)[:, :, 0], data[:, ::160, 0])
-        sample = tiling.decimated_read(ds, [1, 2, 3], max_side=64, fill=0)  # every 5th pixel
+        assert np.array_equal(windows.decimated_read(ds, [1, 2, 3], max_side=2, fill=0)[:, :, 0], data[:, ::160, 0])
+        sample = windows.decimated_read(ds, [1, 2, 3], max_side=64, fill=0)  # every 5th pixel
     ref = data[:, ::5, ::5]
     assert sample.shape == ref.shape == (3, 52, 64)
     left = 128 // 5 + 1  # sampled columns left of the bad block's column of blocks: exact

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 
 from raylib.errors import InputError
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling, windows
 
 from ..conftest import LANDSAT, NAIP
 
@@ -18,10 +18,10 @@ def coverage(table, info):
 
 
 def test_landsat_native_grid_exact_count_and_single_coverage():
-    info = tiling.open_scene(str(LANDSAT))
+    info = scenes.open_scene(str(LANDSAT))
     assert (info.width, info.height, info.count) == (2041, 1860, 3)
     grid = tiling.GridSpec(tile_size=256, stride=256)
-    t = tiling.make_manifest(info, grid)
+    t = tiling.tile_table(info, grid)
     assert t.num_rows == math.ceil(2041 / 256) * math.ceil(1860 / 256) == 64
     cov = coverage(t, info)
     assert cov.min() == 1 and cov.max() == 1  # every pixel exactly once
@@ -32,21 +32,21 @@ def test_landsat_native_grid_exact_count_and_single_coverage():
 
 
 def test_gsd_resampling_grid():
-    info = tiling.open_scene(str(LANDSAT))  # 30 m
+    info = scenes.open_scene(str(LANDSAT))  # 30 m
     grid = tiling.GridSpec(tile_size=64, stride=64, gsd=10.0)
     assert tiling.native_tile_size(info, grid) == (21, 21)
-    t = tiling.make_manifest(info, grid)
+    t = tiling.tile_table(info, grid)
     assert t.num_rows == math.ceil(2041 / 21) * math.ceil(1860 / 21) == 98 * 89
     cov = coverage(t, info)
     assert cov.min() == 1 and cov.max() == 1
-    naip = tiling.open_scene(str(NAIP))  # 5 m -> 10 m: 128 native px per 64 px tile
+    naip = scenes.open_scene(str(NAIP))  # 5 m -> 10 m: 128 native px per 64 px tile
     assert tiling.native_tile_size(naip, grid) == (128, 128)
-    assert tiling.make_manifest(naip, grid).num_rows == math.ceil(934 / 128) * math.ceil(723 / 128) == 48
+    assert tiling.tile_table(naip, grid).num_rows == math.ceil(934 / 128) * math.ceil(723 / 128) == 48
 
 
 def test_overlapping_stride_covers_everything_and_ends_at_edge():
-    info = tiling.open_scene(str(NAIP))
-    t = tiling.make_manifest(info, tiling.GridSpec(tile_size=256, stride=128))
+    info = scenes.open_scene(str(NAIP))
+    t = tiling.tile_table(info, tiling.GridSpec(tile_size=256, stride=128))
     cov = coverage(t, info)
     assert cov.min() >= 1
     cols = sorted(set(t["col_off"].to_numpy().tolist()))
@@ -54,10 +54,10 @@ def test_overlapping_stride_covers_everything_and_ends_at_edge():
 
 
 def test_tile_ids_stable_and_grid_specific():
-    info = tiling.open_scene(str(NAIP))
-    a = tiling.make_manifest(info, tiling.GridSpec(64, 64))["tile_id"].to_pylist()
-    b = tiling.make_manifest(tiling.open_scene(str(NAIP)), tiling.GridSpec(64, 64))["tile_id"].to_pylist()
-    c = tiling.make_manifest(info, tiling.GridSpec(64, 64, gsd=10.0))["tile_id"].to_pylist()
+    info = scenes.open_scene(str(NAIP))
+    a = tiling.tile_table(info, tiling.GridSpec(64, 64))["tile_id"].to_pylist()
+    b = tiling.tile_table(scenes.open_scene(str(NAIP)), tiling.GridSpec(64, 64))["tile_id"].to_pylist()
+    c = tiling.tile_table(info, tiling.GridSpec(64, 64, gsd=10.0))["tile_id"].to_pylist()
     assert a == b
     assert len(set(a)) == len(a)
     assert not set(a) & set(c)
@@ -67,8 +67,8 @@ def test_footprints_inside_scene_bounds():
     import shapely
     from rasterio.warp import transform_bounds
 
-    info = tiling.open_scene(str(LANDSAT))
-    t = tiling.make_manifest(info, tiling.GridSpec(256, 256))
+    info = scenes.open_scene(str(LANDSAT))
+    t = tiling.tile_table(info, tiling.GridSpec(256, 256))
     with rasterio.open(LANDSAT) as ds:
         west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
     geoms = shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
@@ -87,9 +87,9 @@ def test_footprints_inside_scene_bounds():
 
 
 def test_read_window_pads_edge_tiles():
-    info = tiling.open_scene(str(NAIP))
+    info = scenes.open_scene(str(NAIP))
     with rasterio.open(NAIP) as ds:
-        px, inside = tiling.read_window(ds, 700, 900, 23, 34, (64, 64), 64, [1, 2, 3])
+        px, inside = windows.read_window(ds, 700, 900, 23, 34, (64, 64), 64, [1, 2, 3])
         ref = ds.read([1, 2, 3], window=rasterio.windows.Window(900, 700, 34, 23))
     assert px.shape == (3, 64, 64)
     assert np.array_equal(px[:, :23, :34], ref)  # byte-exact at native resolution
@@ -99,11 +99,11 @@ def test_read_window_pads_edge_tiles():
 
 def test_open_scene_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        tiling.open_scene(str(tmp_path / "missing.tif"))
+        scenes.open_scene(str(tmp_path / "missing.tif"))
     bad = tmp_path / "notes.tif"
     bad.write_text("this is not a raster")
     with pytest.raises(InputError, match="not a readable raster"):
-        tiling.open_scene(str(bad))
+        scenes.open_scene(str(bad))
 
 
 def test_bad_grid():
@@ -137,8 +137,8 @@ def test_three_dates_of_a_place_share_ground_tile_ids():
     ids, geoms = [], []
     for date in ("20100629", "20150926", "20200831"):  # the 2020 quad is 1 m off the others
         uri = str(NAIP).replace("20150926", date)
-        info = tiling.open_scene(uri, scene_source.gdal_path(uri, (), g))
-        m = tiling.make_manifest(info, g)
+        info = scenes.open_scene(uri, scene_source.gdal_path(uri, (), g))
+        m = tiling.tile_table(info, g)
         assert info.transform[:6] == (10.0, 0.0, 485760.0, 0.0, -10.0, 5209600.0)
         assert m.num_rows == 8 * 7 and not any(m["edge"].to_pylist())
         ids.append(m["tile_id"].to_pylist())
@@ -146,7 +146,7 @@ def test_three_dates_of_a_place_share_ground_tile_ids():
     assert ids[0] == ids[1] == ids[2] and len(set(ids[0])) == 56
     assert geoms[0] == geoms[2]
     # the scene grid's ids are per scene
-    assert not set(tiling.make_manifest(tiling.open_scene(str(NAIP)), g.__class__(64, 64, 10.0))["tile_id"].to_pylist()) \
+    assert not set(tiling.tile_table(scenes.open_scene(str(NAIP)), g.__class__(64, 64, 10.0))["tile_id"].to_pylist()) \
         & set(ids[0])
     # the VRT reads the scene's pixels on the ground grid: the overlap with the file agrees
     with rasterio.open(scene_source.gdal_path(str(NAIP), (), g)) as v, rasterio.open(NAIP) as f:
@@ -164,7 +164,7 @@ def test_an_aoi_keeps_exactly_the_tiles_it_meets():
 
     from raylib.raster import aoi
 
-    info = tiling.open_scene(str(LANDSAT))
+    info = scenes.open_scene(str(LANDSAT))
     grid = tiling.GridSpec(tile_size=64, stride=64, gsd=None)
     full = tiling.layout(info, grid)
     a, _, c, _, e, f = info.transform
@@ -174,16 +174,16 @@ def test_an_aoi_keeps_exactly_the_tiles_it_meets():
     keep = aoi.tiles_meeting(shapely.Polygon(ring), info.crs, info.transform, full.windows())
     kept = info.keeping(keep, len(full.col_offs))
     assert kept.runs == tuple((r, 5, 13) for r in range(3, 8))
-    lay = tiling.layout(tiling.SceneInfo.from_dict(dict(kept.__dict__)), grid)  # (its JSON round trip)
+    lay = tiling.layout(scenes.SceneInfo.from_dict(dict(kept.__dict__)), grid)  # (its JSON round trip)
     assert lay.n_tiles == 5 * 8 and tiling.Layout.from_dict(lay.to_dict()) == lay
     wins = lay.windows()
     np.testing.assert_array_equal(wins, full.windows()[keep])
     np.testing.assert_array_equal(lay.windows(7, 21), wins[7:21])
-    assert [len(s) for s in tiling.row_segments(wins)] == [8] * 5
-    ids = tiling.make_manifest(kept, grid).column("tile_id").to_pylist()
-    assert ids == [i for i, k in zip(tiling.make_manifest(info, grid).column("tile_id").to_pylist(), keep) if k]
+    assert [len(s) for s in windows.row_segments(wins)] == [8] * 5
+    ids = tiling.tile_table(kept, grid).column("tile_id").to_pylist()
+    assert ids == [i for i, k in zip(tiling.tile_table(info, grid).column("tile_id").to_pylist(), keep) if k]
     # two runs in one row: read as two segments
     two = np.zeros(full.n_tiles, bool)
     two[[2, 3, 6]] = True
     lay2 = tiling.layout(info.keeping(two, len(full.col_offs)), grid)
-    assert [s["grid_col"].tolist() for s in tiling.row_segments(lay2.windows())] == [[2, 3], [6]]
+    assert [s["grid_col"].tolist() for s in windows.row_segments(lay2.windows())] == [[2, 3], [6]]

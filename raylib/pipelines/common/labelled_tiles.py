@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raylib.config import SceneRead
 from raylib.errors import InputError
 from raylib.eval import reference
 from raylib.formats import embstore
@@ -179,9 +180,7 @@ def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray,
 
 def map_settings(meta: dict) -> dict:
     """The map flags the store was made with (a map with a head of it should use them)."""
-    pre = meta["preprocessing"]
-    return {k: pre.get(k) for k in ("bands", "scaling", "sensor", "fill_value", "scale", "sun_elevation",
-                                    "spectral_bands")}
+    return SceneRead.recorded(meta["preprocessing"]).model_dump()
 
 
 def _source_backbone(meta: dict) -> str | None:

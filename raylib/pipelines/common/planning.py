@@ -14,7 +14,7 @@ from raylib.errors import ConfigError, InputError, LandcoverError
 from raylib.formats import parts
 from raylib.io import resilience, storage
 from raylib.models.manifest import ModelManifest
-from raylib.raster import bands as bandlib
+from raylib.raster import bands as bandlib, scenes, windows
 from raylib.raster import radiometry, scene_source, tiling
 from raylib.raster.reading import ReadSpec
 
@@ -28,7 +28,7 @@ class ScenePlan:
 
     uri: str
     gdal_path: str | None = None  # what GDAL opens: the file, or a STAC item's VRT (``raster.scene_source``)
-    info: tiling.SceneInfo | None = None
+    info: scenes.SceneInfo | None = None
     layout: tiling.Layout | None = None
     bands: list[int] | None = None
     scaler: bandlib.Scaler | None = None
@@ -104,7 +104,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     plan.gdal_path = path = scene_source.gdal_path(uri, channels, grid, cfg.fill_value, cloud_asset, version)
     cloud = scene_source.cloud(uri, channels, cloud_asset, version)
     plan.cloud = {"band": cloud[0], **cloud[1]} if cloud else None
-    plan.info = info = tiling.open_scene(uri, path)
+    plan.info = info = scenes.open_scene(uri, path)
     plan.layout = tiling.layout(info, grid)
     if cfg.aoi:  # only the tiles that meet the AOI
         from raylib.raster import aoi
@@ -133,14 +133,14 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
             plan.bands = list(range(1, needed + 1))
         else:
             plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
-        sample = tiling.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
+        sample = windows.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
         stat_bands = list(range(1, min(n_data, bandlib.MAX_STAT_BANDS) + 1))
         tf_bands = sorted(set(stat_bands) | set(plan.bands))  # the model may read a band past the statistics'
         sensor_tf = None
         if sensor and sensor != "naip":  # one DN -> reflectance map for the model's and the statistics' bands
             try:
                 sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, n_data, info.dtype,
-                                                 tiling.centre_lonlat(info), cfg.sun_elevation, file_scales=file_scale)
+                                                 scenes.centre_lonlat(info), cfg.sun_elevation, file_scales=file_scale)
             except ConfigError:
                 if mode == "reflectance":
                     raise

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from raylib.config import MapConfig
+from raylib.config import MapConfig, SceneRead
 from raylib.errors import InputError
 from raylib.formats import embstore
 from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.model_dir import LandcoverModel
-from raylib.pipelines.common.labelled_tiles import map_settings
 from raylib.pipelines.common.planning import plan_scene, resolve_grid
 from raylib.raster.reading import read_tiles, scaled_pixels
 
@@ -35,8 +34,7 @@ def _map_config(meta: dict, scene: str):
     return MapConfig(scenes=[scene], out=".", model=model, tile_size=grid["tile_size"], stride=grid["stride"],
                      gsd=grid["gsd"] if grid["gsd"] is not None else "native",
                      grid="ground" if grid.get("ground") else "scene",
-                     max_fill_fraction=meta["preprocessing"].get("max_fill_fraction", 0.9),
-                     **{k: v for k, v in map_settings(meta).items() if v is not None})
+                     **SceneRead.recorded(meta["preprocessing"]).model_dump(exclude_none=True))
 
 
 def read_store_tiles(meta: dict, table, rows: np.ndarray,

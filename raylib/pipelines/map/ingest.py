@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.config import MapConfig
-from raylib.eval import reports
 from raylib.formats import embstore, mapfile
 from raylib.models.manifest import ModelManifest
-from raylib.pipelines.map.source import BBOX, MANIFEST_COLUMNS, item_columns
-from raylib.raster import tiling
+from raylib.pipelines.common.tile_grid import TileGrid
+from raylib.pipelines.map.source import BBOX, TILE_TABLE_COLUMNS, item_columns
+from raylib.raster import scenes, tiling
 
 STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood", *mapfile.CLOUD_COLUMNS)
 BBOX_TYPE = pa.struct([(k, pa.float64()) for k in BBOX])
@@ -31,7 +31,7 @@ BBOX_TYPE = pa.struct([(k, pa.float64()) for k in BBOX])
 class SceneInFlight:
     meta: dict
     todo: np.ndarray  # tiles not back yet
-    labels: np.ndarray | None = None  # quick-look grid (label index per tile, -1: none)
+    look: TileGrid | None = None  # what its quick-look draws, per grid cell
 
 
 class Ingest:
@@ -45,7 +45,7 @@ class Ingest:
         self.store, self.store_only = store, store_only
         self.tiles_known = 0  # tiles this run owes, over the scenes met so far (progress)
         self.on_scene_done = on_scene_done  # (SceneInFlight) when every tile of a scene is back
-        # (scene URI) -> the rows of it a killed run of the job wrote (``QUICKLOOK_COLUMNS``), for its picture
+        # (scene URI) -> the rows of it a killed run of the job wrote (``tile_grid.QUICKLOOK_COLUMNS``), for its picture
         self.earlier_rows = None
         self.counts: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
@@ -99,16 +99,14 @@ class Ingest:
         for lo, hi in self.done.get(uri, ()):
             todo[lo:hi] = False
         self.tiles_known += int(todo.sum())
-        labels = None
+        look = None
         if self.cfg.quicklook and meta["grid_shape"] and not meta["failure"]:
-            labels = np.full(meta["grid_shape"], -1, np.int16)
-        if labels is not None and not todo.all() and self.earlier_rows:  # resumed: the tiles a killed run wrote
+            look = TileGrid.empty(meta["grid_shape"])
+        if look is not None and not todo.all() and self.earlier_rows:  # resumed: the tiles a killed run wrote
             before = self.earlier_rows(uri)
             if before is not None and before.num_rows:
-                lab, gr, gc = quicklook_cells(before)
-                m = gr >= 0
-                labels[gr[m], gc[m]] = lab[m]
-        sc = self.inflight[uri] = SceneInFlight(meta, todo, labels=labels)
+                look.put(TileGrid.cells(before))
+        sc = self.inflight[uri] = SceneInFlight(meta, todo, look=look)
         for args in self.early.pop(uri, []):  # Ray Data may return a unit's later rows first
             self._emit_scene(uri, *args)
         return sc
@@ -168,7 +166,7 @@ class Ingest:
         uris = np.asarray(b["uri"], object)
         n = len(uris)
         man = pa.table({
-            **{k: pa.array(b["uri" if k == "scene" else k], mapfile.MAP_SCHEMA.field(k).type) for k in MANIFEST_COLUMNS},
+            **{k: pa.array(b["uri" if k == "scene" else k], mapfile.MAP_SCHEMA.field(k).type) for k in TILE_TABLE_COLUMNS},
             "bbox": pa.StructArray.from_arrays([pa.array(np.asarray(b["bbox_" + k], float)) for k in BBOX],
                                                fields=list(BBOX_TYPE)),
             **item_arrays(b),
@@ -197,7 +195,7 @@ class Ingest:
         if meta["info"] is None:
             man = tiling.unreadable_scene_row(uri, self.grid)
         else:
-            man = tiling.make_manifest(tiling.SceneInfo.from_dict(meta["info"]), self.grid, lo, lo + span)
+            man = tiling.tile_table(scenes.SceneInfo.from_dict(meta["info"]), self.grid, lo, lo + span)
         n = man.num_rows
         for k, v in item_arrays(item_columns(meta, n)).items():
             man = man.append_column(k, v)
@@ -224,9 +222,7 @@ class Ingest:
         for v, c in zip(*np.unique(rs[bad].astype(str), return_counts=True)):
             self.reasons[v] = self.reasons.get(v, 0) + int(c)
         self.rows += len(st)
-        labels = gr = gc = None
-        if self.cfg.quicklook:
-            labels, gr, gc = quicklook_cells(table)
+        cells = TileGrid.cells(table) if self.cfg.quicklook else None
         order = np.argsort(uris.astype(str), kind="stable")
         su = uris[order].astype(str)
         cut = np.flatnonzero(su[1:] != su[:-1]) + 1
@@ -241,7 +237,7 @@ class Ingest:
                 sub = pa.array(rows)
                 self.early.setdefault(uri, []).append(
                     ([tb.take(sub) for tb in tables], t[rows], st[rows],
-                     None if labels is None else (labels[rows], gr[rows], gc[rows])))
+                     None if cells is None else cells.take(rows)))
         if not ready:
             return
         writers = {id(self._writer(uri)) for uri, _ in ready}
@@ -251,12 +247,12 @@ class Ingest:
             sub = None if whole else pa.array(rows)
             self._writer(ready[0][0]).add(tables if whole else [tb.take(sub) for tb in tables], t[rows])
             for uri, r in ready:
-                self._account_scene(uri, t[r], st[r], None if labels is None else (labels[r], gr[r], gc[r]))
+                self._account_scene(uri, t[r], st[r], None if cells is None else cells.take(r))
         else:  # a writer per scene (incremental maps)
             for uri, r in ready:
                 sub = pa.array(r)
                 self._emit_scene(uri, [tb.take(sub) for tb in tables], t[r], st[r],
-                                 None if labels is None else (labels[r], gr[r], gc[r]))
+                                 None if cells is None else cells.take(r))
 
     def _emit_scene(self, uri: str, tables: list, idx: np.ndarray, st: np.ndarray, drawn) -> None:
         """Rows of one scene in flight, written to its writer, then accounted for."""
@@ -276,33 +272,13 @@ class Ingest:
         counts = self.records[uri]["counts"]
         for v, c in zip(*np.unique(st.astype(str), return_counts=True)):
             counts[v] = counts.get(v, 0) + int(c)
-        if sc.labels is not None and drawn is not None:
-            labels, gr, gc = drawn
-            m = gr >= 0
-            sc.labels[gr[m], gc[m]] = labels[m]
+        if sc.look is not None and drawn is not None:
+            sc.look.put(drawn)
         if not sc.todo.any():
             del self.inflight[uri]
             if self.on_scene_done:
                 self.on_scene_done(sc)
 
-
-QUICKLOOK_COLUMNS = ["scene", "label_index", "label", "reason", "grid_row", "grid_col"]
-
-
-def quicklook_cells(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What a quick-look draws of map rows (``QUICKLOOK_COLUMNS``): the label index per row
-    (``reports.UNKNOWN_INDEX`` for unknown, ``CLOUDY_INDEX`` for cloudy, -1 for none) and
-    its grid row and column (-1: none)."""
-    import pyarrow.compute as pc
-
-    def where(name: str, value: str) -> np.ndarray:  # (Arrow compute: no Python object per row)
-        return pc.equal(table.column(name), value).fill_null(False).to_numpy(zero_copy_only=False)
-
-    labels = table.column("label_index").fill_null(-1).to_numpy().astype(np.int16)
-    labels[where("label", mapfile.UNKNOWN)] = reports.UNKNOWN_INDEX
-    labels[where("reason", "cloudy")] = reports.CLOUDY_INDEX
-    return (labels, table.column("grid_row").fill_null(-1).to_numpy().astype(np.int64),
-            table.column("grid_col").fill_null(-1).to_numpy().astype(np.int64))
 
 
 def item_arrays(b: dict) -> dict:

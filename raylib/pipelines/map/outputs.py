@@ -21,7 +21,7 @@ from raylib.errors import ConfigError
 from raylib.formats import embstore, mapfile, mapstate, parts, partwriter
 from raylib.formats.mapfile import MARKER, SUCCESS
 from raylib.io import storage
-from raylib.raster import tiling
+from raylib.raster import scenes
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ class _Output:
         return True
 
     def earlier_rows(self, uri: str):
-        """The rows of scene ``uri`` the resumed parts hold (``ingest.QUICKLOOK_COLUMNS``), or None."""
+        """The rows of scene ``uri`` the resumed parts hold (``tile_grid.QUICKLOOK_COLUMNS``), or None."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from raylib.pipelines.map.ingest import QUICKLOOK_COLUMNS
+        from raylib.pipelines.common.tile_grid import QUICKLOOK_COLUMNS
 
         tables = []
         for name, c in self.resumed.items():
@@ -286,7 +286,7 @@ def partition_path(keys: list[str] | None, meta: dict) -> str:
 
     info = meta.get("info") or {}
     stamp = (meta.get("item") or {}).get("datetime")
-    when = dt.datetime.fromtimestamp(stamp, dt.timezone.utc) if stamp is not None else tiling.acquired(meta["uri"])
+    when = dt.datetime.fromtimestamp(stamp, dt.timezone.utc) if stamp is not None else scenes.acquired(meta["uri"])
     out = []
     for k in keys:
         if k == "zone":

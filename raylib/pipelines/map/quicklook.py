@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import logging
 import os
-
 import numpy as np
 
 from raylib.eval import reports
 from raylib.io import resilience, storage
-from raylib.raster import scene_source, tiling
+from raylib.pipelines.common.tile_grid import TileGrid
+from raylib.raster import scene_source, windows
 
 log = logging.getLogger(__name__)
 
-
-def write_quicklook(out: str, tag: str, meta: dict, labels: np.ndarray, classes: list[str], model_id: str,
+def write_quicklook(out: str, tag: str, meta: dict, look: TileGrid, classes: list[str], model_id: str,
                     rgb: list[int], read_timeout: float, read_retries: int, channels: tuple[str, ...] = (),
                     grid=None, fill: float | None = None) -> str:
-    """One PNG: the class of every tile of the scene (``labels``, its grid) beside an RGB
+    """One PNG: the class of every tile of the scene (``look``, its grid: paler where the
+    map is less sure, hatched where a tile is unlike the training tiles) beside an RGB
     thumbnail of the scene (``meta``: ``source.scene_meta``; ``channels``, ``grid``, ``fill``:
     what ``scene_source.gdal_path`` needs for a STAC item or a ground grid). Returns its URI."""
     import rasterio
@@ -28,7 +28,7 @@ def write_quicklook(out: str, tag: str, meta: dict, labels: np.ndarray, classes:
     try:
         def read_thumb():
             with rasterio.open(scene_source.gdal_path(uri, channels, grid, fill)) as ds:
-                return tiling.decimated_read(ds, meta["bands"], max_side=512, fill=fill)
+                return windows.decimated_read(ds, meta["bands"], max_side=512, fill=fill)
 
         wd = resilience.Watchdog(storage.rasterio_env)
         try:
@@ -42,8 +42,8 @@ def write_quicklook(out: str, tag: str, meta: dict, labels: np.ndarray, classes:
     except Exception as exc:  # a quick-look is a picture: its loss is logged, the map stands
         log.warning("no thumbnail for %s: %s", uri, resilience.classify(exc)[1])
     info = meta["info"]
-    png = reports.quicklook_png(f"{uri}  |  model {model_id}", labels, classes, thumb, (info["height"], info["width"]),
-                                tuple(meta["tile"]))
+    png = reports.quicklook_png(f"{uri}  |  model {model_id}", look.labels, classes, thumb,
+                                (info["height"], info["width"]), tuple(meta["tile"]), look.confidence, look.ood)
     stem = os.path.splitext(storage.basename(uri))[0]
     dest = storage.join(out, "_quicklook", f"{tag}-{stem}.png")
     storage.write_bytes(dest, png)
@@ -67,10 +67,10 @@ class Quicklooks:
         self.pending: dict = {}  # future -> scene uri
         self.written: dict[str, str] = {}  # scene uri -> PNG uri
 
-    def submit(self, meta: dict, labels: np.ndarray) -> None:
+    def submit(self, meta: dict, look: TileGrid) -> None:
         while len(self.pending) >= 4 * self.THREADS:  # bounded: a slow store does not pile up grids
             self._harvest(block=True)
-        fut = self.pool.submit(write_quicklook, self.out, self.tag(meta), meta, labels, *self.args)
+        fut = self.pool.submit(write_quicklook, self.out, self.tag(meta), meta, look, *self.args)
         self.pending[fut] = meta["uri"]
         self._harvest(block=False)
 

@@ -172,8 +172,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
 
     def scene_done(sc):
         output.scene_done(sc)
-        if quicklooks and sc.labels is not None:
-            quicklooks.submit(sc.meta, sc.labels)
+        if quicklooks and sc.look is not None:
+            quicklooks.submit(sc.meta, sc.look)
 
     ingest.on_scene_done = scene_done
     ingest.earlier_rows = output.earlier_rows if quicklooks else None

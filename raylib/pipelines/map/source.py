@@ -7,7 +7,7 @@ blocks of scene numbers (``first_blocks``), each the read task of a Ray Data dat
 (tiles ``lo..hi`` of one scene in grid order, minus the tiles a killed run of the same job
 already wrote), packs them into reads of up to ``read_batch_size * read_units_per_task``
 tiles (``plan_units``), and reads them one after the other (``read_units``:
-``reading.read_tiles`` plus the tiles' manifest columns: tile id, window, footprint),
+``reading.read_tiles`` plus the tiles' tile-table columns: tile id, window, footprint),
 yielding the tiles as it goes. So planning overlaps reading and the model, and the driver
 holds no plan: each unit's first row carries its scene's record (``meta``: URI, version,
 tile count, radiometry, grid) to the driver with the rows.
@@ -30,10 +30,10 @@ from raylib.config import MapConfig
 from raylib.errors import ConfigError
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import ScenePlan, plan_scene
-from raylib.raster import tiling
+from raylib.raster import scenes, tiling
 from raylib.raster.reading import PixelFn, empty_rows, read_tiles
 
-MANIFEST_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
+TILE_TABLE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
                     "scene_crs", "geometry")
 BBOX = ("xmin", "ymin", "xmax", "ymax")
 _SHARED: dict = {}
@@ -217,7 +217,7 @@ def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: Mod
 
 def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int,
                pixel_fn: PixelFn | None = None, pixel_type: str = "float32") -> dict:
-    """Read task: read units -> tiles (scaled pixels, statistics, manifest columns, and with
+    """Read task: read units -> tiles (scaled pixels, statistics, tile-table columns, and with
     ``pixel_fn`` its ``pixel_out``), or one record per unit of a scene that cannot be mapped."""
     parts = []
     flat = {k: np.concatenate([np.asarray(v) for v in batch[k]]) for k in ("scene_idx", "lo", "hi", "spec", "meta")}
@@ -226,7 +226,7 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
         if spec:
             out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, read_timeout, read_retries,
                              pixel_fn)
-            out.update(_manifest_columns(m, grid, int(lo), int(hi)))
+            out.update(_tile_table_columns(m, grid, int(lo), int(hi)))
             out["span"] = np.zeros(hi - lo, np.int64)
         else:
             out = _failure_record(m, grid, channels, int(lo), int(hi), pixel_fn, pixel_type)
@@ -240,9 +240,9 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _manifest_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> dict:
-    t = tiling.make_manifest(tiling.SceneInfo.from_dict(meta["info"]), grid, lo, hi)
-    out = {("uri" if k == "scene" else k): t.column(k).to_numpy(zero_copy_only=False) for k in MANIFEST_COLUMNS}
+def _tile_table_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> dict:
+    t = tiling.tile_table(scenes.SceneInfo.from_dict(meta["info"]), grid, lo, hi)
+    out = {("uri" if k == "scene" else k): t.column(k).to_numpy(zero_copy_only=False) for k in TILE_TABLE_COLUMNS}
     bb = t.column("bbox").combine_chunks()
     for k in BBOX:
         out["bbox_" + k] = bb.field(k).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -269,7 +269,7 @@ def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, h
     out = empty_rows(1, channels, grid.tile_size, pixel_fn, pixel_type)
     out.update(idx=np.array([lo], np.int64), status=np.array(["error"], object),
                error=np.array([f"{reason}: {msg}"], object), span=np.array([hi - lo], np.int64))
-    for k in MANIFEST_COLUMNS:
+    for k in TILE_TABLE_COLUMNS:
         out["uri" if k == "scene" else k] = np.array([None], object)
     for k in ("row_off", "col_off", "width", "height", "grid_row", "grid_col"):
         out[k] = np.zeros(1, np.int32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raylib.config import MapConfig
+from raylib.config import MapConfig, SceneRead
 from raylib.formats import embstore
 from raylib.models.manifest import ModelManifest
 from raylib.models.model_dir import local_model_folder
@@ -30,8 +30,7 @@ def store_meta(cfg: MapConfig, manifest: ModelManifest, model_uri: str, grid: di
         str(folder / manifest.backbone.get("path", "model")) if manifest.kind == "finetuned" else None)
     ref = bb.get("source") or bb.get("ref") or manifest.id
     pre = {"grid": grid, "input_size": bb.get("input_size"), "model_bands": manifest.bands,
-           **{k: getattr(cfg, k) for k in ("bands", "scaling", "sensor", "fill_value", "scale", "sun_elevation",
-                                           "spectral_bands", "max_fill_fraction")}}
+           **SceneRead.of(cfg).model_dump()}
     return {"backbone": ref, "input_size": bb.get("input_size"), "model_id": manifest.id, "model_kind": manifest.kind,
             "model_uri": model_uri,
             "weights_hash": embstore.weights_hash(bb_folder, ref), "preprocessing": pre,

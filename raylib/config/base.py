@@ -1,0 +1,92 @@
+"""What every job's config shares: the base model (unknown keys refused), the GPU settings'
+checks, and loading (YAML file and/or CLI flags) with errors naming the field."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from raylib.errors import ConfigError
+from raylib.io import storage
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Precision = Literal["fp32", "tf32", "bf16"]
+PRECISION_HELP = ("the network's arithmetic on GPU actors: fp32 (default: the CPU's answers), tf32 or bf16 (faster, "
+                  "a different map: BENCHMARKS.md)")
+SCORING_GPUS_HELP = "GPUs of the scoring actor (default: 1 when the cluster has a GPU, else 0)"
+
+
+def _check_gpu_fields(cfg):
+    """GPU settings a job cannot run with, refused at the edge."""
+    gpus = cfg.num_gpus
+    if gpus is not None and gpus > 1 and not float(gpus).is_integer():
+        raise ValueError(f"num_gpus {gpus:g}: more than one GPU per actor must be a whole number (Ray's rule)")
+    if cfg.precision != "fp32" and gpus == 0:
+        raise ValueError(f"precision {cfg.precision} is for GPU actors, and num_gpus is 0 (on a CPU the network "
+                         "runs fp32): give num_gpus, or leave precision out")
+    return cfg
+
+
+def _describe(cls: type[_Config]) -> str:
+    return ", ".join(cls.model_fields)
+
+
+def validate(cls: type[_Config], values: dict[str, Any], source: str = "config") -> _Config:
+    """Validate ``values`` into ``cls``; raise ``ConfigError`` naming every bad field."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems, unknown = [], False
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(err["loc"][0]), list(cls.model_fields), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(f"unknown field '{field}'{hint}")
+                unknown = True
+            elif err["type"] == "missing":
+                problems.append(f"field '{field}' is required")
+            elif not err["loc"]:  # a rule across fields (model validator)
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+            else:
+                problems.append(f"field '{field}': {err['msg']} (got {err.get('input')!r})")
+        fix = f"valid fields are: {_describe(cls)}." if unknown else \
+            "correct the value(s) named above (each field's meaning: landcover <verb> --help, docs/cli.md)."
+        raise ConfigError(f"Invalid {source}: " + "; ".join(problems) + ".", fix) from None
+
+
+def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] | None = None) -> _Config:
+    """Read a YAML config (optional), apply CLI overrides, validate."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    source = "config"
+    if path:
+
+        source = f"config {path}"
+        try:
+            text = storage.read_bytes(path).decode()
+        except Exception as exc:
+            raise ConfigError(f"Cannot read config file {path}: {exc}", "check the path.") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"Config file {path} is not valid YAML: {exc}", "fix the YAML syntax.") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {path} must be a mapping of field: value.", f"fields: {_describe(cls)}.")
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(cls, values, source)
+
+
+def dump(cfg: _Config, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))

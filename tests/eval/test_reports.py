@@ -1,0 +1,40 @@
+"""The map's pictures: how sure a quick-look's class colours look."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from raylib.eval import reports
+
+CLASSES = ["AnnualCrop", "Forest"]
+
+
+def _panel(png: bytes) -> np.ndarray:
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return img[22:22 + 512, 8:8 + 512]  # the class panel (no thumbnail): below the title, after the gap
+
+
+def test_a_quicklook_pales_unsure_tiles_and_hatches_tiles_unlike_the_training_data():
+    labels = np.ones((2, 2), np.int16)  # four Forest tiles of 64 px on a 128 px scene: 256 px each
+    conf = np.array([[0.95, 0.4], [np.nan, 0.95]], np.float32)
+    ood = np.array([[0.5, 0.5], [np.nan, 2.0]], np.float32)
+    plain = reports.quicklook_png("t", labels, CLASSES, None, (128, 128), (64, 64))
+    drawn = reports.quicklook_png("t", labels, CLASSES, None, (128, 128), (64, 64), conf, ood)
+    forest = np.array(reports.NAMED_COLOURS["Forest"])
+    p = _panel(drawn)
+    assert (p[10, 10] == forest).all()  # sure: full colour
+    palest = np.round(forest * reports.PALEST + 255 * (1 - reports.PALEST))
+    assert (p[10, 300] == palest).all()  # confidence 0.4: the palest
+    assert (p[300, 10] == forest).all()  # no confidence: as it was
+    far = p[256:, 256:].reshape(-1, 3)
+    hatch = (far == reports.HATCH).all(axis=1)
+    assert 0.2 < hatch.mean() < 0.3 and ((far == forest).all(axis=1) | hatch).all()  # stripes over the colour
+    assert not (p[:256] == reports.HATCH).all(axis=2).any()  # only the out-of-distribution tile
+    # the legend says what paler and hatched mean: two more lines
+    assert Image.open(io.BytesIO(drawn)).height == Image.open(io.BytesIO(plain)).height + 2 * 18
+    assert (_panel(plain) == forest).all(axis=2).all()  # without them, every tile in full colour
+    # between the two ends, linear in confidence
+    mid = reports.shaded(forest[None].astype(np.uint8), np.array([0.65], np.float32))[0]
+    w = reports.PALEST + (1 - reports.PALEST) * 0.5
+    assert (mid == np.round(forest * w + 255 * (1 - w))).all()

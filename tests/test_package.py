@@ -1,0 +1,19 @@
+"""The package's shape: small modules with one job each."""
+
+from .conftest import REPO
+
+
+def test_no_module_is_over_450_lines():
+    long = {str(p.relative_to(REPO)): n for p in (REPO / "raylib").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"split these modules by concern: {long}"
+
+
+def test_the_import_contracts_cover_the_cli_and_the_console():
+    import tomllib
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = " ".join(contracts[0]["layers"])
+    assert "raylib.cli" in layers and "raylib.console" in layers
+    cli = (REPO / "raylib" / "cli.py").read_text()
+    assert "import_module" not in cli  # the CLI's imports of the pipelines are plain statements lint-imports sees
