@@ -40,13 +40,18 @@ def palette(classes: list[str]) -> list[tuple[int, int, int]]:
     return [NAMED_COLOURS.get(c, CYCLE[i % len(CYCLE)]) for i, c in enumerate(classes)]
 
 
-def stretch(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """(3, H, W) any dtype -> uint8 (H, W, 3) with a 2-98 % stretch per band."""
+def stretch(rgb: np.ndarray, valid: np.ndarray | None = None, common: bool = False) -> np.ndarray:
+    """(3, H, W) any dtype -> uint8 (H, W, 3) with a 2-98 % stretch of the valid pixels: per
+    band (a satellite scene: it takes out the haze that lifts blue), or with ``common`` one
+    stretch for the three bands (a display product such as NAIP, whose colours are balanced
+    already: a stretch per band turns autumn canopy pink and bright fields cyan)."""
     out = np.zeros(rgb.shape[1:] + (3,), np.uint8)
+    sel = valid if valid is not None and valid.any() else np.ones(rgb.shape[1:], bool)
+    pooled = np.percentile(rgb[:, sel].astype(np.float32), [2, 98]) if common and sel.any() else None
     for b in range(3):
         band = rgb[b].astype(np.float32)
-        vals = band[valid] if valid is not None and valid.any() else band.ravel()
-        lo, hi = np.percentile(vals, [2, 98]) if vals.size else (0, 1)
+        vals = band[sel]
+        lo, hi = pooled if pooled is not None else (np.percentile(vals, [2, 98]) if vals.size else (0, 1))
         out[..., b] = np.clip((band - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
     if valid is not None:
         out[~valid] = 0

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raylib.errors import ConfigError
 from raylib.io import storage
 from raylib.raster.reading import CLOUD_COLUMNS  # the read stage's shares of a quality asset
-
-log = logging.getLogger(__name__)
 
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"  # a map folder's own files
 UNKNOWN = "unknown"  # the label of a tile below --unknown-below
@@ -190,25 +186,3 @@ def read_map(uri: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = storage.arrow_filesystem(uri)
     return pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES,
                         schema=MAP_SCHEMA).to_table(columns=columns)
-
-
-def prepare_output(out: str, job: str, overwrite: bool) -> bool:
-    """Make the map folder ``out`` ready for ``job``; True when it resumes an unfinished run
-    of the same job (its marker names it). A finished map is refused without ``overwrite``;
-    an unfinished run of another job, or a folder this program wrote, is cleared; any other
-    non-empty folder is refused."""
-    storage.check_bucket(out)
-    marker = storage.join(out, MARKER)
-    if storage.exists(storage.join(out, SUCCESS)):
-        if not overwrite:
-            raise ConfigError(f"{out} already holds a finished map.", "pass --overwrite, or choose another --out.")
-    elif storage.exists(marker) and not overwrite:
-        try:
-            same = json.loads(storage.read_bytes(marker)).get("job") == job
-        except ValueError:
-            same = False
-        if same:
-            return True
-        log.warning("%s holds an unfinished run with other settings or inputs; starting over", out)
-    storage.clear_own_folder(out, MARKER, "a landcover map")
-    return False

@@ -24,12 +24,11 @@ from raylib.config import RemapConfig
 from raylib.errors import InputError
 from raylib.eval import reports
 from raylib.failpoints import failpoint
-from raylib.formats import embstore, mapfile, parts
+from raylib.formats import embstore, map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.models.model_dir import MANIFEST, LandcoverModel
 
 log = logging.getLogger(__name__)
-from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
 from raylib.models.model_dir import local_model_folder
 from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
 from raylib.pipelines.common.tile_grid import TileGrid
@@ -106,14 +105,12 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     check_head(manifest, cfg.model, meta, store)
     job = parts.digest({"store": sorted(storage.basename(f) for f in files), "store_meta": meta["preprocessing_hash"],
                         "model": manifest.id, "bbox": cfg.bbox, "unknown_below": cfg.unknown_below})
-    resumed = mapfile.prepare_output(cfg.out, job, cfg.overwrite)
+    resumed = map_folder.prepare(cfg.out, job, cfg.overwrite)
     done = parts.existing(cfg.out) if resumed else {}
     names = [storage.basename(f) for f in files]
     done = {n: u for n, u in done.items() if n in names}
     parts.remove_tmp_debris(cfg.out, keep=set(done))
-    storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
-        {"job": job, "kind": "remap", "model_id": manifest.id, "embeddings": store,
-         "started": time.time()}).encode())
+    map_folder.mark(cfg.out, job, "remap", model_id=manifest.id, embeddings=store)
     pending = [f for f in files if storage.basename(f) not in done]
     extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": store,
              "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
@@ -134,8 +131,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     missing = [storage.basename(f) for f in pending if storage.basename(f) not in written]
     if missing:
         raise RuntimeError(f"{len(missing)} parts were not remapped ({missing[:3]}); nothing was marked complete")
-    parts.commit(cfg.out, names)
-    storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
+    map_folder.commit(cfg.out, names)
     table = mapfile.read_map(cfg.out, columns=["scene", "grid_row", "grid_col", "row_off", "col_off", "width",
                                                 "height", "label", "label_index", "status", "reason", "confidence",
                                                 "ood"])
@@ -150,8 +146,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
                "parts_resumed": len(done), "parts_written": len(written), "bbox": cfg.bbox, "result": "ok",
                "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
                "quicklooks": quicklooks, "config": cfg.model_dump()}
-    storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
-    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    map_folder.finish(cfg.out, summary)
     return summary
 
 

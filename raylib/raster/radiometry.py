@@ -67,6 +67,9 @@ SENSORS = ("landsat-oli-l1", "landsat-etm-l1", "landsat-tm-l1", "landsat-c2-l2",
 # without an MTL) mapped better with per-scene match on NC Wake.
 AUTO_REFLECTANCE = ("naip", "landsat-oli-l1", "landsat-c2-l2", "sentinel2-l1c", "sentinel2-l2a",
                     "sentinel2-l1c-pre04", "sentinel2-l2a-pre04", FILE_SCALE)
+# 8-bit display products (colour-balanced for viewing, not calibrated): their DN go to the model as
+# they are, and a quick-look stretches their three bands together (eval.reports.stretch)
+DISPLAY_SENSORS = ("naip",)
 # the pixel type each preset is made for (a scene of another type is refused with a message)
 SENSOR_DTYPES = {"landsat-etm-l1": ("uint8",), "landsat-tm-l1": ("uint8",), "naip": ("uint8",)}
 LANDSAT_ID = re.compile(r"\b(L[COTEM]0[4-9])_(L1\w\w|L2\w\w)_\d{6}_(\d{8})_")
@@ -244,7 +247,7 @@ def transform(sensor: str, uri: str, file_bands: list[int], descriptions, count:
                           "set the right sensor, or scaling: match.")
     k = len(file_bands)
     notes: dict = {"sensor": sensor}
-    if sensor == "naip":
+    if sensor in DISPLAY_SENSORS:
         return SensorTransform(np.full(k, 1 / 255.0), np.zeros(k), sensor, notes, display=True)
     if sensor.startswith("sentinel2"):
         off = 0.0 if sensor.endswith("pre04") else -1000.0

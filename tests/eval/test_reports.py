@@ -38,3 +38,21 @@ def test_a_quicklook_pales_unsure_tiles_and_hatches_tiles_unlike_the_training_da
     mid = reports.shaded(forest[None].astype(np.uint8), np.array([0.65], np.float32))[0]
     w = reports.PALEST + (1 - reports.PALEST) * 0.5
     assert (mid == np.round(forest * w + 255 * (1 - w))).all()
+
+
+def test_a_display_products_thumbnail_keeps_its_colour_balance():
+    """NAIP is colour-balanced already: one stretch for the three bands keeps a grey pixel grey
+    and a reddish one reddish; a stretch per band (for hazy satellite scenes) lifts whichever
+    band is dimmest."""
+    rng = np.random.default_rng(0)
+    rgb = np.stack([rng.integers(40, 200, (50, 50)), rng.integers(60, 170, (50, 50)),
+                    rng.integers(50, 150, (50, 50))]).astype(np.uint8)
+    rgb[:, 0, 0] = (120, 120, 120)  # grey
+    rgb[:, 0, 1] = (150, 110, 100)  # a reddish-brown field
+    common = reports.stretch(rgb, common=True)
+    assert len(set(common[0, 0].tolist())) == 1  # grey stays grey
+    assert common[0, 1, 0] > common[0, 1, 1] > common[0, 1, 2]  # reddish stays reddish, in order
+    per_band = reports.stretch(rgb)
+    assert len(set(per_band[0, 0].tolist())) > 1  # a stretch per band tints the grey pixel
+    lo, hi = np.percentile(rgb.astype(np.float32), [2, 98])
+    assert common[0, 0, 0] == int(np.clip((120 - lo) / (hi - lo) * 255, 0, 255))

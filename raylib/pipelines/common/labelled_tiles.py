@@ -179,8 +179,9 @@ def write_store_head(out: str, lt: LabelledTiles, head, class_index: np.ndarray,
 
 
 def map_settings(meta: dict) -> dict:
-    """The map flags the store was made with (a map with a head of it should use them)."""
-    return SceneRead.recorded(meta["preprocessing"]).model_dump()
+    """The map flags the store was made with, those not at their defaults (a map with a head of
+    it should use them)."""
+    return SceneRead.recorded(meta["preprocessing"]).model_dump(exclude_defaults=True)
 
 
 def _source_backbone(meta: dict) -> str | None:

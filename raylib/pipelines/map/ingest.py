@@ -45,7 +45,8 @@ class Ingest:
         self.store, self.store_only = store, store_only
         self.tiles_known = 0  # tiles this run owes, over the scenes met so far (progress)
         self.on_scene_done = on_scene_done  # (SceneInFlight) when every tile of a scene is back
-        # (scene URI) -> the rows of it a killed run of the job wrote (``tile_grid.QUICKLOOK_COLUMNS``), for its picture
+        # (scene URI) -> the rows of it a killed run of the job wrote (``tile_grid.QUICKLOOK_COLUMNS``),
+        # for its picture
         self.earlier_rows = None
         self.counts: dict[str, int] = {}
         self.reasons: dict[str, int] = {}
@@ -166,7 +167,8 @@ class Ingest:
         uris = np.asarray(b["uri"], object)
         n = len(uris)
         man = pa.table({
-            **{k: pa.array(b["uri" if k == "scene" else k], mapfile.MAP_SCHEMA.field(k).type) for k in TILE_TABLE_COLUMNS},
+            **{k: pa.array(b["uri" if k == "scene" else k], mapfile.MAP_SCHEMA.field(k).type)
+               for k in TILE_TABLE_COLUMNS},
             "bbox": pa.StructArray.from_arrays([pa.array(np.asarray(b["bbox_" + k], float)) for k in BBOX],
                                                fields=list(BBOX_TYPE)),
             **item_arrays(b),

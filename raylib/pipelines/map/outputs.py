@@ -18,7 +18,7 @@ import re
 
 from raylib.config import MapConfig
 from raylib.errors import ConfigError
-from raylib.formats import embstore, mapfile, mapstate, parts, partwriter
+from raylib.formats import embstore, map_folder, mapfile, mapstate, parts, partwriter
 from raylib.formats.mapfile import MARKER, SUCCESS
 from raylib.io import storage
 from raylib.raster import scenes
@@ -115,7 +115,7 @@ class FullOutput(_Output):
     def prepare(self, job: str) -> None:
         """Make ``out`` ready for ``job``; an unfinished run of it is resumed."""
         cfg = self.cfg
-        if mapfile.prepare_output(cfg.out, job, cfg.overwrite):
+        if map_folder.prepare(cfg.out, job, cfg.overwrite):
             existing = parts.existing(cfg.out)
             why = None
             if not self._read_resumed(existing):

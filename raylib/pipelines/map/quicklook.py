@@ -10,7 +10,7 @@ import numpy as np
 from raylib.eval import reports
 from raylib.io import resilience, storage
 from raylib.pipelines.common.tile_grid import TileGrid
-from raylib.raster import scene_source, windows
+from raylib.raster import radiometry, scene_source, windows
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def write_quicklook(out: str, tag: str, meta: dict, look: TileGrid, classes: lis
             wd.close()
         valid = ~np.all(sample == fill, axis=0) if fill is not None else np.ones(sample.shape[1:], bool)
         if sample.shape[0] >= 3:
-            thumb = reports.stretch(sample[rgb], valid)
+            sensor = (meta.get("radiometry") or {}).get("sensor")
+            thumb = reports.stretch(sample[rgb], valid, common=sensor in radiometry.DISPLAY_SENSORS)
     except Exception as exc:  # a quick-look is a picture: its loss is logged, the map stands
         log.warning("no thumbnail for %s: %s", uri, resilience.classify(exc)[1])
     info = meta["info"]

@@ -31,7 +31,6 @@ the output strategies of ``map.outputs``.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -41,8 +40,8 @@ from raylib.config import MapConfig
 from raylib.console import Progress
 from raylib.errors import InputError
 from raylib.failpoints import failpoint
-from raylib.formats import parts
-from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
+from raylib.formats import map_folder
+from raylib.formats.mapfile import MARKER
 from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
@@ -193,9 +192,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
             if head:
                 head.stop()
             raise
-    storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(
-        {"job": job, "kind": "map", "incremental": cfg.incremental, "model_id": manifest.id,
-         "started": time.time()}).encode())
+    map_folder.mark(cfg.out, job, "map", incremental=cfg.incremental, model_id=manifest.id)
     failpoint("planned")  # (the name it had when the driver planned: the pipeline starts now)
     t1 = time.time()
     if todo:
@@ -208,8 +205,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     _raise_if_nothing_mappable(cfg, uris, scenes_seen)
 
     order = output.part_order()
-    parts.commit(cfg.out, order, after_each=lambda _: failpoint("part_moved"))
-    storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, parts.TMP)))
+    map_folder.commit(cfg.out, order, after_each=lambda _: failpoint("part_moved"))
     t1 = time.time()
     pictures = quicklooks.result() if quicklooks else {}
     timings["quicklooks_wait"] = time.time() - t1
@@ -222,10 +218,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
                                                cfg.unknown_below)
         summary["timings"]["composite"] = round(time.time() - t1, 2)
     summary.update(output.finish(ingest, scenes_seen, pictures, manifest.id, grid_dict))
-    storage.write_bytes(storage.join(cfg.out, SUMMARY), json.dumps(summary, indent=2).encode())
-    failpoint("summary_written")
-    if summary["result"] == "ok":
-        storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    map_folder.finish(cfg.out, summary, after_summary=lambda: failpoint("summary_written"))
     return summary
 
 
