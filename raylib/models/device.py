@@ -17,8 +17,9 @@ same float32 arithmetic as ``raster.bands.Scaler``, so the CPU path is bit for b
 host's); resizing and normalisation follow on the device (``backbones.Preprocessor``).
 
 **Few batch shapes.** cuDNN plans each convolution for each input shape it meets, which
-stalls a GPU actor for each new shape (BENCHMARKS.md, "The GPU path"); a map's batches come in every size (a block's readable tiles). So on CUDA a batch
-goes through the network padded with blank rows to one of a few sizes (``padded_rows``:
+stalls a GPU actor for each new shape (BENCHMARKS.md, "The GPU path"), and a map's batches
+come in every size (a block's readable tiles). So off the CPU a batch goes through the
+network padded with blank rows to one of a few sizes (``padded_rows``:
 powers of two from 64 to 1,024, then multiples of 1,024), all planned when a model actor
 starts (``batch_shapes``); a row's result does not depend on the rows beside it.
 """

@@ -2,10 +2,10 @@
 
 Loading a backbone through ``transformers`` costs seconds of imports (``AutoModel`` scans
 its model registry and pulls in ``torch.distributed``; BENCHMARKS.md, "time to first row"),
-in every model actor's start. For the MobileNetV2 configurations it covers (the offline default among
-them: width 1.0, output stride 32, expansion as the first layer, ReLU6), this module builds
-the same network in a few lines of torch, with the same parameter names, and loads the
-folder's ``model.safetensors`` into it: the same weights, the same outputs
+in every model actor's start. For the MobileNetV2 configurations it covers (the offline
+default among them: width 1.0, output stride 32, expansion as the first layer, ReLU6), this
+module builds the same network in a few lines of torch, with the same parameter names, and
+loads the folder's ``model.safetensors`` into it: the same weights, the same outputs
 (``last_hidden_state``, ``pooler_output``). Any other configuration goes through
 ``transformers`` (``backbones.Backbone.from_pretrained``).
 """
