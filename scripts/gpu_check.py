@@ -273,6 +273,26 @@ def agreement(args, work: Path, ray_address: str) -> None:
                                              f"mean {d.mean():.3g} ({sec:.1f} s)")
 
 
+def timed(fn, dev: str, reps: int = 1) -> float:
+    """Seconds ``reps`` calls of ``fn`` take, the device's queue drained on both sides."""
+    import torch
+
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def timed_rate(fn, b: int, dev: str, reps: int) -> float:
+    """Tiles/s of ``fn`` on a batch of ``b``, after one warm-up call (cuDNN plans its shape)."""
+    fn()
+    return reps * b / timed(fn, dev, reps)
+
+
 def model_path(args) -> None:
     """``LandcoverModel.predict`` on host tiles (uint16 with their scaling, as the map sends
     them; float32 as before) at several batches, and the architecture's ceiling: the same
@@ -288,15 +308,7 @@ def model_path(args) -> None:
     reps = 2 if args.small else 8
 
     def rate(fn, b):
-        fn()  # warm-up (cuDNN picks its algorithms)
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        return reps * b / (time.perf_counter() - t0)
+        return timed_rate(fn, b, dev, reps)
 
     rng = np.random.default_rng(0)
     for precision in ("fp32", "bf16"):
@@ -338,13 +350,7 @@ def new_shapes(model_dir, rate, dev: str) -> None:
     from raylib.pipelines.map.predictor import Predictor
 
     def first(fn):
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return timed(fn, dev)
 
     t0 = time.perf_counter()
     actor = Predictor(str(model_dir), None, 1, dev, batch_size=1024)
@@ -388,18 +394,7 @@ def shapes(args) -> None:
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
 
-    def rate(fn, b, reps=4):
-        fn()
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        return reps * b / (time.perf_counter() - t0)
-
-    new_shapes(default_model_dir(), rate, dev)
+    new_shapes(default_model_dir(), lambda fn, b: timed_rate(fn, b, dev, 4), dev)
 
 
 def heavy_model(work: Path) -> str:

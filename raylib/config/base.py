@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from raylib.errors import ConfigError
 from raylib.io import storage
@@ -21,6 +21,10 @@ Precision = Literal["fp32", "tf32", "bf16"]
 PRECISION_HELP = ("the network's arithmetic on GPU actors: fp32 (default: the CPU's answers), tf32 or bf16 (faster, "
                   "a different map: BENCHMARKS.md)")
 SCORING_GPUS_HELP = "GPUs of the scoring actor (default: 1 when the cluster has a GPU, else 0)"
+# fields several verbs declare alike (each with its own default)
+GpuPrecision = Annotated[Precision, Field(description=PRECISION_HELP)]
+ScoringGpus = Annotated[Union[float, None], Field(ge=0, le=1, description=SCORING_GPUS_HELP)]
+Split = Annotated[Literal["test", "train", "all"], Field(description="rows of an embeddings table to use")]
 
 
 def _check_gpu_fields(cfg):
@@ -32,6 +36,15 @@ def _check_gpu_fields(cfg):
         raise ValueError(f"precision {cfg.precision} is for GPU actors, and num_gpus is 0 (on a CPU the network "
                          "runs fp32): give num_gpus, or leave precision out")
     return cfg
+
+
+class _ScoringConfig(_Config):
+    """A verb that scores models on a labelled split on a scoring actor (``evaluate``,
+    ``compare``): its GPU settings are checked as a map's."""
+
+    @model_validator(mode="after")
+    def _gpus(self):
+        return _check_gpu_fields(self)
 
 
 def _describe(cls: type[_Config]) -> str:

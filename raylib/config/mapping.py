@@ -8,7 +8,7 @@ from typing import Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from raylib.config.base import PRECISION_HELP, Precision, _check_gpu_fields, _Config
+from raylib.config.base import GpuPrecision, _check_gpu_fields, _Config
 from raylib.config.reading import (MAX_FILL_FRACTION, Bands, FillValue, MaxFillFraction, Scale, Scaling, Sensor,
                                    SpectralBands, SunElevation)
 
@@ -68,7 +68,7 @@ class MapConfig(_Config):
     scale: Scale = None
     batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
                                                                       "actors, 64 on CPU)")
-    precision: Precision = Field("fp32", description=PRECISION_HELP)
+    precision: GpuPrecision = "fp32"
     read_batch_size: int = Field(256, gt=0, le=4096, description="tiles per read unit (one scene, grid order)")
     actors: int | None = Field(None, gt=0, description="model actors (default: 1 per GPU, or 1 on CPU)")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")

@@ -7,7 +7,7 @@ from typing import Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from raylib.config.base import PRECISION_HELP, SCORING_GPUS_HELP, Precision, _check_gpu_fields, _Config
+from raylib.config.base import GpuPrecision, ScoringGpus, Split, _check_gpu_fields, _Config, _ScoringConfig
 from raylib.config.reading import (MAX_FILL_FRACTION, Bands, FillValue, MaxFillFraction, Scale, Scaling, Sensor,
                                    SpectralBands, SunElevation)
 
@@ -96,7 +96,7 @@ class EmbedConfig(_Config):
     seed: int = Field(0, description="random seed for the split")
     batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
                                                                       "actors, 64 on CPU)")
-    precision: Precision = Field("fp32", description=PRECISION_HELP)
+    precision: GpuPrecision = "fp32"
     read_batch_size: int = Field(64, gt=0, le=4096)
     actors: int | None = Field(None, gt=0)
     actor_cpus: float = Field(1.0, gt=0)
@@ -151,20 +151,16 @@ class TuneConfig(_Config):
         return self
 
 
-class EvaluateConfig(_Config):
+class EvaluateConfig(_ScoringConfig):
     """``landcover evaluate``: a model directory on labelled data -> metrics.json + report."""
 
     model: str = Field(description="model directory")
     data: str = Field(description="embeddings folder (from landcover embed) or an image folder")
     out: str = Field(description="report folder")
-    split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
-    num_gpus: float | None = Field(None, ge=0, le=1, description=SCORING_GPUS_HELP)
-    precision: Precision = Field("fp32", description=PRECISION_HELP)
+    split: Split = "test"
+    num_gpus: ScoringGpus = None
+    precision: GpuPrecision = "fp32"
     ray_address: str | None = None
-
-    @model_validator(mode="after")
-    def _gpus(self):
-        return _check_gpu_fields(self)
 
 
 class FinetuneConfig(_Config):
@@ -219,17 +215,13 @@ class FinetuneConfig(_Config):
         return v
 
 
-class CompareConfig(_Config):
+class CompareConfig(_ScoringConfig):
     """``landcover compare``: several models on one labelled split, side by side."""
 
     models: list[str] = Field(min_length=1, description="model directories (head-based or fine-tuned)")
     data: str = Field(description="embeddings folder (its stored split) or an image folder")
     out: str = Field(description="report folder")
-    split: Literal["test", "train", "all"] = Field("test", description="rows of an embeddings table to use")
-    num_gpus: float | None = Field(None, ge=0, le=1, description=SCORING_GPUS_HELP)
-    precision: Precision = Field("fp32", description=PRECISION_HELP)
+    split: Split = "test"
+    num_gpus: ScoringGpus = None
+    precision: GpuPrecision = "fp32"
     ray_address: str | None = None
-
-    @model_validator(mode="after")
-    def _gpus(self):
-        return _check_gpu_fields(self)
