@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
                 sp.add_argument(flag, nargs="+", **kwargs)
             else:
                 sp.add_argument(flag, **kwargs)
+        for old, new in cls.renamed.items():  # a renamed field's old flag: taken, not listed
+            kwargs = {"dest": old, "default": None, "help": argparse.SUPPRESS}
+            if cls.model_fields[new].annotation is bool:
+                sp.add_argument("--" + old.replace("_", "-"), action=argparse.BooleanOptionalAction, **kwargs)
+            else:
+                sp.add_argument("--" + old.replace("_", "-"), **kwargs)
     return p
 
 
@@ -66,7 +72,7 @@ def _coerce(cls, values: dict) -> dict:
     for k, v in values.items():
         if v is None:
             continue
-        ann = cls.model_fields[k].annotation
+        ann = cls.model_fields[cls.renamed.get(k, k)].annotation
         if isinstance(v, list):
             parts = [x for item in v for x in str(item).split(",") if x != ""]
             if k == "bands" and len(parts) == 1 and not parts[0].isdigit():
@@ -95,9 +101,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     if not args.verbose:  # an HTTP client's retries (a STAC API that does not answer) end in one error line
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     verb = VERBS[args.verb]
-    values = {k: getattr(args, k) for k in verb.config.model_fields}
     try:
-        cfg = cfglib.load(verb.config, args.config, _coerce(verb.config, values))
+        cfg = _config(verb, args)
         run = verb.runner(cfg)
         if not args.verbose:  # Ray's native log lines stay in its log files (console.py)
             console.hide_native_logs()
@@ -109,6 +114,20 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     except LandcoverError as exc:
         print(f"landcover {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _config(verb: "Verb", args: argparse.Namespace):
+    """The verb's typed config from its YAML file (``--config``) and flags (flags win)."""
+    values = {k: getattr(args, k) for k in (*verb.config.model_fields, *verb.config.renamed)}
+    return cfglib.load(verb.config, args.config, _coerce(verb.config, values))
+
+
+def parse(argv: list[str]):
+    """``landcover <verb> ...`` -> the verb's typed config, as ``main`` would run it."""
+    args, unknown = _parser().parse_known_args(_negative_values(argv))
+    if unknown:
+        _refuse_unknown(_parser(), args.verb, unknown)
+    return _config(VERBS[args.verb], args)
 
 
 def _refuse_unknown(parser: argparse.ArgumentParser, verb: str, unknown: list[str]) -> None:
@@ -289,9 +308,6 @@ def _map(cfg):
 
 
 def _embed(cfg):
-    if cfg.scenes:
-        from raylib.pipelines.map.embed_scenes import embed_scenes
-        return embed_scenes
     from raylib.pipelines.embed import run_embed
     return run_embed
 

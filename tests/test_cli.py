@@ -41,3 +41,24 @@ def test_every_verb_has_a_ray_job_entry_point():
         path = REPO / "jobs" / f"{verb.replace('-', '_')}.py"
         assert path.exists(), path
         assert f'entry("{verb}")' in path.read_text()
+
+
+def test_a_renamed_flag_still_works_with_one_deprecation_line(tmp_path, caplog, capsys):
+    """``map --remap`` (a flag named like the ``remap`` verb) is ``--refresh`` now: the old
+    flag and YAML key are still taken, with a line saying so, and only the new one is listed."""
+    from raylib.cli import parse
+
+    base = ["map", "--scenes", "a.tif", "--out", "o", "--incremental"]
+    assert parse(base + ["--refresh"]).refresh is True and not caplog.records
+    with caplog.at_level("WARNING"):
+        cfg = parse(base + ["--remap"])
+    assert cfg.refresh is True and "remap" not in cfg.model_dump()
+    assert [r.getMessage() for r in caplog.records] == [
+        "--remap (remap) is deprecated: it is --refresh (refresh) now, and the old name will go in a later release"]
+    assert parse(base + ["--no-remap"]).refresh is False
+    (tmp_path / "c.yaml").write_text("scenes: [a.tif]\nout: o\nincremental: true\nremap: true\n")
+    assert parse(["map", "--config", str(tmp_path / "c.yaml")]).refresh is True
+    with pytest.raises(SystemExit):
+        main(["map", "--help"])
+    out = capsys.readouterr().out
+    assert "--refresh" in out and "--remap" not in out

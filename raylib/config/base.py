@@ -4,8 +4,9 @@ checks, and loading (YAML file and/or CLI flags) with errors naming the field.""
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -15,6 +16,25 @@ from raylib.io import storage
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # old field name -> its new name: still taken (a flag, a YAML key, a keyword), with one
+    # deprecation line (the CLI keeps the old flag, hidden from --help)
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, values):
+        if not cls.renamed or not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for old, new in cls.renamed.items():
+            if old in values:
+                value = values.pop(old)
+                flag, to = "--" + old.replace("_", "-"), "--" + new.replace("_", "-")
+                logging.getLogger("raylib.config").warning(
+                    "%s (%s) is deprecated: it is %s (%s) now, and the old name will go in a later release",
+                    flag, old, to, new)
+                values.setdefault(new, value)
+        return values
 
 
 Precision = Literal["fp32", "tf32", "bf16"]

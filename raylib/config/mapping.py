@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal, Union
+from typing import ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,6 +15,8 @@ from raylib.config.reading import (MAX_FILL_FRACTION, Bands, FillValue, MaxFillF
 
 class MapConfig(_Config):
     """``landcover map`` / ``jobs/map.py``."""
+
+    renamed: ClassVar[dict[str, str]] = {"remap": "refresh"}  # remap is the verb that maps a store
 
     scenes: list[str] | None = Field(None, min_length=1,
                                      description="scene URIs: local paths, s3://bucket/key, or a prefix/folder")
@@ -113,7 +115,7 @@ class MapConfig(_Config):
     embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under "
                                                 "<out>/_embeddings (a folder every reader of the map skips)")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
-    remap: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
+    refresh: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
     ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
 

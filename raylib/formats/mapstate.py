@@ -192,24 +192,24 @@ def _write(table: pa.Table, uri: str) -> None:
 class Plan:
     pending: list[str]  # scenes to map, in input order
     unchanged: list[str]
-    reasons: dict  # scene -> "new" | "changed" | "retry" | "remap"
+    reasons: dict  # scene -> "new" | "changed" | "retry" | "refresh"
     fingerprints: dict  # pending scene -> its fingerprint now (what the record will hold)
 
 
-def plan_increment(state: MapState, scenes: list[str], model_id: str, grid: dict, remap: bool, out: str) -> Plan:
+def plan_increment(state: MapState, scenes: list[str], model_id: str, grid: dict, refresh: bool, out: str) -> Plan:
     """Which of ``scenes`` to map now."""
-    if state.model_id is not None and (state.model_id, state.grid) != (model_id, grid) and not remap:
+    if state.model_id is not None and (state.model_id, state.grid) != (model_id, grid) and not refresh:
         what = "model " + state.model_id if state.model_id != model_id else f"grid {state.grid}"
         now = "model " + model_id if state.model_id != model_id else f"grid {grid}"
         raise ConfigError(f"{out} was mapped with {what}; this run uses {now}.",
-                          "pass --remap to map every scene again with it, or choose another --out.")
+                          "pass --refresh to map every scene again with it, or choose another --out.")
     known = state.versions()
     pending, unchanged, reasons, fingerprints = [], [], {}, {}
     for uri in scenes:
         old = known.get(uri)
         fp = storage.fingerprint(uri)
-        if remap and state.model_id is not None:
-            reasons[uri] = "remap"
+        if refresh and state.model_id is not None:
+            reasons[uri] = "refresh"
         elif old is None:
             reasons[uri] = "new"
         elif old[0] != fp:

@@ -229,23 +229,6 @@ def tile_table(info: SceneInfo, grid: GridSpec, start: int = 0, stop: int | None
     )
 
 
-def unreadable_scene_row(uri: str, grid: GridSpec):
-    """The one tile-table row that stands for a scene whose header cannot be read (no grid
-    is known): no window, no geometry, ``grid_row = grid_col = -1``."""
-    import pyarrow as pa
-
-    return pa.table({
-        "tile_id": pa.array([tile_id(uri, -1, -1, 0, 0, grid)], pa.string()),
-        "scene": pa.array([uri], pa.string()),
-        **{k: pa.array([0], pa.int32()) for k in ("row_off", "col_off", "width", "height")},
-        "grid_row": pa.array([-1], pa.int32()), "grid_col": pa.array([-1], pa.int32()),
-        "edge": pa.array([False]), "scene_crs": pa.array([None], pa.string()),
-        "geometry": pa.array([None], pa.binary()),
-        "bbox": pa.array([None], pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()),
-                                             ("xmax", pa.float64()), ("ymax", pa.float64())])),
-    })
-
-
 def grid_shape(info: SceneInfo, grid: GridSpec) -> tuple[int, int]:
     lay = layout(info, grid)
     return len(lay.row_offs), len(lay.col_offs)

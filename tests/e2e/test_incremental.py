@@ -58,7 +58,7 @@ def test_only_new_and_changed_scenes_are_mapped(ray_session, bucket, test_model,
     assert parts == {p for s in state["scenes"].values() for p in s["parts"]}
 
 
-def test_model_change_needs_remap_and_debris_of_a_killed_run_is_removed(ray_session, test_model, tmp_path):
+def test_model_change_needs_refresh_and_debris_of_a_killed_run_is_removed(ray_session, test_model, tmp_path):
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     shutil.copy(NAIP_2010, scenes / "a.tif")
@@ -75,8 +75,8 @@ def test_model_change_needs_remap_and_debris_of_a_killed_run_is_removed(ray_sess
         run_map(cfg.model_copy(update={"model": str(other)}))
     # a part left behind by a run killed before it recorded its parts
     shutil.copy(next((tmp_path / "map").glob("part-*.parquet")), tmp_path / "map" / "part-deadbeef0000-1-00000.parquet")
-    s = run_map(cfg.model_copy(update={"model": str(other), "remap": True}))
-    assert s["reasons"] == {str(scenes / "a.tif"): "remap"} and s["tiles"] == 48
+    s = run_map(cfg.model_copy(update={"model": str(other), "refresh": True}))
+    assert s["reasons"] == {str(scenes / "a.tif"): "refresh"} and s["tiles"] == 48
     t = read_map(out)
     assert t.num_rows == 48 and set(t["model_id"].to_pylist()) == {"another-model@0123456789"}
     assert not (tmp_path / "map" / "part-deadbeef0000-1-00000.parquet").exists()

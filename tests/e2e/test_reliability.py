@@ -24,6 +24,7 @@ from raylib.cli import main
 from raylib.config import MapConfig
 from raylib.formats.mapfile import read_map
 from raylib.io import storage
+from raylib.pipelines.map import row_codec
 from raylib.pipelines.map.run import run_map
 from raylib.raster import scenes, tiling
 
@@ -64,7 +65,7 @@ def expected_ids(uris_paths: dict[str, Path | None]) -> set[str]:
             info = scenes.SceneInfo(**{**info.__dict__, "uri": uri})
             out |= set(tiling.tile_table(info, GRID)["tile_id"].to_pylist())
         except Exception:
-            out |= set(tiling.unreadable_scene_row(uri, GRID)["tile_id"].to_pylist())
+            out |= set(row_codec.unreadable_scene_row(uri, GRID)["tile_id"].to_pylist())
     return out
 
 
@@ -386,7 +387,7 @@ def test_stalled_store_and_a_read_that_hangs(ray_session, s3_server, clean, tmp_
             pass
     s = res["s"]
     table = read_map(str(out))
-    stuck = tiling.unreadable_scene_row(str(fifo), GRID)["tile_id"].to_pylist()
+    stuck = row_codec.unreadable_scene_row(str(fifo), GRID)["tile_id"].to_pylist()
     record("S3 stalled 4 s (SIGSTOP) + one scene whose read hangs for ever", table, clean["ids"] | set(stuck),
            read_timeout_s=2, read_retries=s["read_retries"], seconds=round(time.time() - t0, 1))
     rows = {t: (st, r) for t, st, r in zip(table["tile_id"].to_pylist(), table["status"].to_pylist(),

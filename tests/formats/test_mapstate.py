@@ -22,7 +22,7 @@ def test_record_roundtrip_and_what_a_run_owes(tmp_path):
     a, b, c = (_scene(tmp_path, n) for n in ("a.tif", "b.tif", "c.tif"))
     state = mapstate.MapState.load(out)
     assert state.scenes == {} and state.model_id is None
-    plan = mapstate.plan_increment(state, [a, b], "m@1", GRID, remap=False, out=out)
+    plan = mapstate.plan_increment(state, [a, b], "m@1", GRID, refresh=False, out=out)
     assert plan.pending == [a, b] and plan.reasons == {a: "new", b: "new"}
     assert mapstate.record(state, a, fingerprint=plan.fingerprints[a], parts=["part-a-0"], tiles=4, counts={"ok": 4},
                            quicklook=None) == []
@@ -34,17 +34,17 @@ def test_record_roundtrip_and_what_a_run_owes(tmp_path):
     assert state.committed_parts() == {"part-a-0", "part-b-0"} and state.get(b)["failed"] == "corrupt"
     assert state.get(a)["counts"] == {"ok": 4} and state.n_scenes() == 2 and state.n_tiles() == 8
     _scene(tmp_path, "a.tif", b"a rewritten scene")  # a new version: a new fingerprint
-    plan = mapstate.plan_increment(state, [a, b, c], "m@1", GRID, remap=False, out=out)
+    plan = mapstate.plan_increment(state, [a, b, c], "m@1", GRID, refresh=False, out=out)
     assert plan.pending == [a, b, c] and plan.reasons == {a: "changed", b: "retry", c: "new"}
     replaced = mapstate.record(state, a, fingerprint=plan.fingerprints[a], parts=["part-a-1"], tiles=4, counts=None,
                                quicklook=None)
     assert replaced == ["part-a-0"]
-    plan = mapstate.plan_increment(state, [a], "m@1", GRID, remap=False, out=out)
+    plan = mapstate.plan_increment(state, [a], "m@1", GRID, refresh=False, out=out)
     assert plan.pending == [] and plan.unchanged == [a]
     with pytest.raises(ConfigError, match="was mapped with model m@1; this run uses model m@2"):
-        mapstate.plan_increment(state, [a], "m@2", GRID, remap=False, out=out)
-    plan = mapstate.plan_increment(state, [a], "m@2", GRID, remap=True, out=out)
-    assert plan.reasons == {a: "remap"}
+        mapstate.plan_increment(state, [a], "m@2", GRID, refresh=False, out=out)
+    plan = mapstate.plan_increment(state, [a], "m@2", GRID, refresh=True, out=out)
+    assert plan.reasons == {a: "refresh"}
 
 
 def test_debris_is_what_the_record_does_not_list(tmp_path):

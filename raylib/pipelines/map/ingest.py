@@ -20,11 +20,10 @@ from raylib.config import MapConfig
 from raylib.formats import embstore, mapfile
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.tile_grid import TileGrid
-from raylib.pipelines.map.source import BBOX, TILE_TABLE_COLUMNS, item_columns
-from raylib.raster import scenes, tiling
+from raylib.pipelines.map import row_codec
+from raylib.raster import tiling
 
 STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood", *mapfile.CLOUD_COLUMNS)
-BBOX_TYPE = pa.struct([(k, pa.float64()) for k in BBOX])
 
 
 @dataclass
@@ -166,13 +165,7 @@ class Ingest:
     def _tiles(self, b: dict) -> None:
         uris = np.asarray(b["uri"], object)
         n = len(uris)
-        man = pa.table({
-            **{k: pa.array(b["uri" if k == "scene" else k], mapfile.MAP_SCHEMA.field(k).type)
-               for k in TILE_TABLE_COLUMNS},
-            "bbox": pa.StructArray.from_arrays([pa.array(np.asarray(b["bbox_" + k], float)) for k in BBOX],
-                                               fields=list(BBOX_TYPE)),
-            **item_arrays(b),
-        })
+        man = row_codec.decode_tiles(b)
         stats = {k: b[k] for k in STAT_COLUMNS if k in b}
         stats.setdefault("ood", np.full(n, np.nan, np.float32))
         status = np.asarray(b["status"], object)
@@ -194,13 +187,8 @@ class Ingest:
         if meta is None:  # a later unit of a failed scene: its record came with the first one
             raise RuntimeError("a failed scene's record came back without its meta")
         uri = meta["uri"]
-        if meta["info"] is None:
-            man = tiling.unreadable_scene_row(uri, self.grid)
-        else:
-            man = tiling.tile_table(scenes.SceneInfo.from_dict(meta["info"]), self.grid, lo, lo + span)
+        man = row_codec.decode_failure(meta, self.grid, lo, span)
         n = man.num_rows
-        for k, v in item_arrays(item_columns(meta, n)).items():
-            man = man.append_column(k, v)
         probs = np.full((n, len(self.manifest.classes)), np.nan, np.float32)
         status = np.full(n, "error", object)
         error = np.full(n, batch["error"][i], object)
@@ -280,14 +268,3 @@ class Ingest:
             del self.inflight[uri]
             if self.on_scene_done:
                 self.on_scene_done(sc)
-
-
-
-def item_arrays(b: dict) -> dict:
-    """The rows' ``datetime``, ``item_id`` and ``collection`` as Arrow arrays (``source.item_columns``)."""
-    when = np.asarray(b["datetime"], np.int64)
-    out = {"datetime": pa.array(when, pa.timestamp("s", tz="UTC"), mask=when < 0)}
-    for k in ("item_id", "collection"):
-        v = np.asarray(b[k], object).astype(str)
-        out[k] = pa.array(v, pa.string(), mask=v == "")
-    return out

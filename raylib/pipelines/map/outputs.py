@@ -195,7 +195,7 @@ class IncrementalOutput(_Output):
             embstore.check_same(embstore.read_meta(root), self.store.meta, root)
 
     def scenes(self, scenes: list[str], model_id: str, grid: dict) -> tuple[list[str], dict | None]:
-        self.increment = mapstate.plan_increment(self.state, scenes, model_id, grid, self.cfg.remap, self.cfg.out)
+        self.increment = mapstate.plan_increment(self.state, scenes, model_id, grid, self.cfg.refresh, self.cfg.out)
         return self.increment.pending, self.increment.fingerprints
 
     def _prefix(self, uri: str) -> str:

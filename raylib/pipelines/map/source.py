@@ -14,7 +14,8 @@ tile count, radiometry, grid) to the driver with the rows.
 
 A scene that cannot be mapped is one row per unit (``span`` > 0: it stands for tiles
 ``idx .. idx + span`` of the scene, or its one row when the header is unreadable) that the
-driver expands into error rows: no pixels travel for it.
+driver expands into error rows: no pixels travel for it. The rows' tile-table columns are
+written and read back by one module, ``map.row_codec``.
 
 Imports stay light (no torch, scikit-learn, transformers): read workers never load them.
 """
@@ -30,12 +31,10 @@ from raylib.config import MapConfig
 from raylib.errors import ConfigError
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import ScenePlan, plan_scene
-from raylib.raster import scenes, tiling
-from raylib.raster.reading import PixelFn, empty_rows, read_tiles
+from raylib.pipelines.map import row_codec
+from raylib.raster import tiling
+from raylib.raster.reading import PixelFn, read_tiles
 
-TILE_TABLE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
-                    "scene_crs", "geometry")
-BBOX = ("xmin", "ymin", "xmax", "ymax")
 _SHARED: dict = {}
 
 
@@ -217,8 +216,9 @@ def plan_and_read(batch: dict, uris_ref, done_ref, cfg: MapConfig, manifest: Mod
 
 def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: float, read_retries: int,
                pixel_fn: PixelFn | None = None, pixel_type: str = "float32") -> dict:
-    """Read task: read units -> tiles (scaled pixels, statistics, tile-table columns, and with
-    ``pixel_fn`` its ``pixel_out``), or one record per unit of a scene that cannot be mapped."""
+    """Read task: read units -> tiles (scaled pixels, statistics, tile-table columns
+    ``row_codec.encode_tiles``, and with ``pixel_fn`` its ``pixel_out``), or one record per unit of
+    a scene that cannot be mapped (``row_codec.encode_failure``)."""
     parts = []
     flat = {k: np.concatenate([np.asarray(v) for v in batch[k]]) for k in ("scene_idx", "lo", "hi", "spec", "meta")}
     for s, lo, hi, spec, meta in zip(flat["scene_idx"], flat["lo"], flat["hi"], flat["spec"], flat["meta"]):
@@ -226,10 +226,9 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
         if spec:
             out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, read_timeout, read_retries,
                              pixel_fn)
-            out.update(_tile_table_columns(m, grid, int(lo), int(hi)))
-            out["span"] = np.zeros(hi - lo, np.int64)
+            out.update(row_codec.encode_tiles(m, grid, int(lo), int(hi)))
         else:
-            out = _failure_record(m, grid, channels, int(lo), int(hi), pixel_fn, pixel_type)
+            out = row_codec.encode_failure(m, grid, channels, int(lo), int(hi), pixel_fn, pixel_type)
         n = len(out["idx"])
         out["scene_idx"] = np.full(n, s, np.int64)
         out["meta"] = np.full(n, "", object)
@@ -238,43 +237,3 @@ def read_units(batch: dict, grid: tiling.GridSpec, channels: int, read_timeout: 
     if len(parts) == 1:
         return parts[0]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _tile_table_columns(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> dict:
-    t = tiling.tile_table(scenes.SceneInfo.from_dict(meta["info"]), grid, lo, hi)
-    out = {("uri" if k == "scene" else k): t.column(k).to_numpy(zero_copy_only=False) for k in TILE_TABLE_COLUMNS}
-    bb = t.column("bbox").combine_chunks()
-    for k in BBOX:
-        out["bbox_" + k] = bb.field(k).to_numpy(zero_copy_only=False).astype(np.float64)
-    out.update(item_columns(meta, hi - lo))
-    return out
-
-
-def item_columns(meta: dict | None, n: int) -> dict:
-    """The scene's ``datetime`` (epoch seconds, -1: unknown), ``item_id`` and ``collection``
-    (``""``: none; a column of Nones would not stay strings through Ray Data) on each of
-    its ``n`` rows."""
-    item = (meta or {}).get("item") or {}
-    when = item.get("datetime")
-    return {"datetime": np.full(n, -1 if when is None else int(when), np.int64),
-            "item_id": np.full(n, item.get("item_id") or "", object),
-            "collection": np.full(n, item.get("collection") or "", object)}
-
-
-def _failure_record(meta: dict, grid: tiling.GridSpec, channels: int, lo: int, hi: int,
-                    pixel_fn: PixelFn | None = None, pixel_type: str = "float32") -> dict:
-    """One row standing for the tiles ``lo..hi`` of a scene that cannot be mapped, with every
-    column a read task gives, in the same types (so blocks of both kinds concatenate)."""
-    reason, msg = meta["failure"]
-    out = empty_rows(1, channels, grid.tile_size, pixel_fn, pixel_type)
-    out.update(idx=np.array([lo], np.int64), status=np.array(["error"], object),
-               error=np.array([f"{reason}: {msg}"], object), span=np.array([hi - lo], np.int64))
-    for k in TILE_TABLE_COLUMNS:
-        out["uri" if k == "scene" else k] = np.array([None], object)
-    for k in ("row_off", "col_off", "width", "height", "grid_row", "grid_col"):
-        out[k] = np.zeros(1, np.int32)
-    out["edge"] = np.zeros(1, bool)
-    for k in BBOX:
-        out["bbox_" + k] = np.full(1, np.nan)
-    out.update(item_columns(None, 1))
-    return out

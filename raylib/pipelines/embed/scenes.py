@@ -1,4 +1,5 @@
-"""``landcover embed --scenes``: the map job writing only the embedding store."""
+"""``landcover embed --scenes``: the map job writing only the embedding store (the one job
+that builds on another: the import contract puts ``embed`` above ``map``)."""
 
 from __future__ import annotations
 

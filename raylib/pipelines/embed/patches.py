@@ -134,12 +134,12 @@ def _prepare_output(out: str, overwrite: bool) -> None:
     storage.delete_prefix(storage.as_prefix(out))
 
 
-def run_embed(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
+def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
+    """``landcover embed --data``: labelled patches (an image folder, or a scene with a
+    label raster) -> the embeddings table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if cfg.scenes:
-        raise ConfigError("embed --scenes is the map job writing only its store.", "call raylib.pipelines.map.embed_scenes.embed_scenes (the CLI does).")
     t0 = time.time()
     if cfg.labels:
         info = scenes.open_scene(cfg.data)
