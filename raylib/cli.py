@@ -27,6 +27,11 @@ def _is_list(annotation) -> bool:
         typing.get_origin(a) is list for a in typing.get_args(annotation))
 
 
+def _is_bool(annotation) -> bool:
+    """``bool``, or ``bool | None`` (unset: the verb decides)."""
+    return annotation is bool or set(typing.get_args(annotation)) == {bool, type(None)}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="landcover", description="Satellite imagery to land-cover maps, on Ray.")
     sub = p.add_subparsers(dest="verb", required=True)
@@ -39,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
             flag = "--" + fname.replace("_", "-")
             # argparse formats help with %: a literal one is %%
             kwargs = {"dest": fname, "default": None, "help": (field.description or "").replace("%", "%%") or None}
-            if field.annotation is bool:  # --x / --no-x; unset keeps the file's value or the default
+            if _is_bool(field.annotation):  # --x / --no-x; unset keeps the file's value or the default
                 sp.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             elif _is_list(field.annotation):
                 sp.add_argument(flag, nargs="+", **kwargs)
@@ -47,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                 sp.add_argument(flag, **kwargs)
         for old, new in cls.renamed.items():  # a renamed field's old flag: taken, not listed
             kwargs = {"dest": old, "default": None, "help": argparse.SUPPRESS}
-            if cls.model_fields[new].annotation is bool:
+            if _is_bool(cls.model_fields[new].annotation):
                 sp.add_argument("--" + old.replace("_", "-"), action=argparse.BooleanOptionalAction, **kwargs)
             else:
                 sp.add_argument("--" + old.replace("_", "-"), **kwargs)
@@ -284,6 +289,31 @@ def _report_similar(cfg, r) -> int:
     return 0
 
 
+def _report_change(cfg, s) -> int:
+    span = " -> ".join(s["dates"])
+    flick = "" if s["flicker_share"] is None else \
+        f"; flicker (A->B->A) {s['flicker_share']:.1%} of tiles mapped, {s['flicker_share_after']:.1%} kept"
+    print(f"change {span}: {s['changed_tiles']} of {s['counts']['ok']} tiles changed ({s['changed_hectares']:,.1f} ha), "
+          f"{s['counts']['error']} not observed on both ends{flick} ({s['seconds']} s)")
+    print(f"change map: {s['out']}  (transitions: {s['files']['transitions']}; picture: {s['files']['picture']})")
+    return 0
+
+
+def _report_accounts(cfg, s) -> int:
+    zones = ", ".join(f"{z} {v['mapped_hectares']:,.1f} ha" for z, v in list(s["per_zone"].items())[:5])
+    more = f" (+{len(s['per_zone']) - 5} more)" if len(s["per_zone"]) > 5 else ""
+    print(f"accounts of {len(s['classes'])} classes in {len(s['per_zone'])} zones: {zones}{more}; "
+          f"{s['outside_hectares']:,.1f} ha of the map outside every zone ({s['seconds']} s)")
+    for z, why in ((z, v["no_interval"]) for z, v in s["per_zone"].items() if "no_interval" in v):
+        print(f"  {z}: no interval: {why}")
+    print(f"accounts: {s['files']['csv']}  (charts: {_folder_of(s['files']['csv'])}charts/)")
+    return 0
+
+
+def _folder_of(uri: str) -> str:
+    return uri[: uri.rfind("/") + 1]
+
+
 def _report_sample(cfg, r) -> int:
     alloc = ", ".join(f"{c} {n}" for c, n in r["allocation"].items())
     print(f"{r['units']} sample units ({alloc}) -> {r['out']}; mapped areas: {r['areas']}")
@@ -362,6 +392,16 @@ def _sample(cfg):
     return run_sample
 
 
+def _change(cfg):
+    from raylib.pipelines.change import run_change
+    return run_change
+
+
+def _accounts(cfg):
+    from raylib.pipelines.accounts import run_accounts
+    return run_accounts
+
+
 VERBS = {
     "map": Verb(cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map.",
                 _map, _report_map),
@@ -389,6 +429,10 @@ VERBS = {
                     _similar, _report_similar),
     "sample": Verb(cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess "
                    "--samples.", _sample, _report_sample),
+    "change": Verb(cfglib.ChangeConfig, "What changed between maps of one place on the ground grid: a change map, "
+                   "transitions (tiles, hectares) and a picture.", _change, _report_change),
+    "accounts": Verb(cfglib.AccountsConfig, "The area of each class (or transition) per region; with a labelled "
+                     "sample, estimates with 95 % intervals.", _accounts, _report_accounts),
 }
 
 

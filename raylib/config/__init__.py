@@ -2,15 +2,16 @@
 
 Unknown keys and bad values are rejected with a message naming the field. ``base``: what
 every config shares and the loading; ``reading``: the scene-read settings, declared once;
-``mapping`` and ``training``: the verbs' configs."""
+``mapping``, ``training`` and ``change``: the verbs' configs."""
 
 from raylib.config.base import dump, load, validate
+from raylib.config.change import AccountsConfig, ChangeConfig
 from raylib.config.mapping import (AssessConfig, ExportTilesConfig, MapConfig, RemapConfig, SampleConfig,
                                    SimilarConfig)
 from raylib.config.reading import READ_FIELDS, SceneRead
 from raylib.config.training import (CompareConfig, EmbedConfig, EvaluateConfig, FinetuneConfig, TrainHeadConfig,
                                     TuneConfig)
 
-__all__ = ["AssessConfig", "CompareConfig", "EmbedConfig", "EvaluateConfig", "ExportTilesConfig", "FinetuneConfig",
+__all__ = ["AccountsConfig", "AssessConfig", "ChangeConfig", "CompareConfig", "EmbedConfig", "EvaluateConfig", "ExportTilesConfig", "FinetuneConfig",
            "MapConfig", "READ_FIELDS", "RemapConfig", "SampleConfig", "SceneRead", "SimilarConfig",
            "TrainHeadConfig", "TuneConfig", "dump", "load", "validate"]

@@ -175,20 +175,24 @@ class AssessConfig(_Config):
         None, description="YAML: map: {<map class>: <group>}, reference: {<code or name>: <group>} (default: same names)")
     class_column: str = Field("class", min_length=1, description="class column of a points/polygons reference")
     purity: float = Field(0.5, gt=0, le=1, description="a tile is assessed when its majority reference group covers this share")
-    samples: str | None = Field(None, description="sample mode: CSV/Parquet with columns map, reference")
-    areas: str | None = Field(None, description="sample mode: CSV with columns class, area (mapped area per map class)")
+    samples: str | None = Field(None, description="sample mode: CSV/Parquet with columns map, reference (with --map: "
+                                "the mapped areas are the map's, in hectares)")
+    areas: str | None = Field(None, description="sample mode without --map: CSV with columns class, area (mapped area "
+                              "per map class)")
     area_unit: str | None = Field(None, description="sample mode: the unit of the areas table (reported as given)")
     exclude_training: str | None = Field(
         None, description="model directory from train-head --embeddings: leave out the tiles it was trained on")
     out: str = Field(description="report folder: assessment.json, report.md, confusion.png, comparison.png")
     overwrite: bool = Field(False, description="replace an existing assessment at out")
 
-    @field_validator("samples")
-    @classmethod
-    def _samples_xor_map(cls, v, info):
-        if v is not None and (info.data.get("map") or info.data.get("reference")):
-            raise ValueError("give --samples (with --areas) or --map with --reference, not both")
-        return v
+    @model_validator(mode="after")
+    def _mode(self):
+        if self.samples is not None and self.reference is not None:
+            raise ValueError("give --samples (with --areas, or with the --map they were drawn from) or --map with "
+                             "--reference, not both")
+        if self.samples is not None and self.map is not None and self.areas is not None:
+            raise ValueError("with --samples give --areas or --map (whose mapped areas are taken), not both")
+        return self
 
 
 class ExportTilesConfig(_Config):

@@ -71,8 +71,9 @@ class Crosswalk:
         return cls({c: c for c in classes}, {c: c for c in classes}, source="the map's own classes")
 
 
-def load_crosswalk(uri: str) -> Crosswalk:
-    """``map: {class: group}`` and ``reference: {code or name: group}`` from a YAML file."""
+def load_crosswalk(uri: str, need_reference: bool = True) -> Crosswalk:
+    """``map: {class: group}`` and ``reference: {code or name: group}`` from a YAML file
+    (``need_reference`` False: the ``map`` section alone will do, as for comparing maps)."""
     import yaml
 
     try:
@@ -83,11 +84,15 @@ def load_crosswalk(uri: str) -> Crosswalk:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"The crosswalk {uri} is not valid YAML: {exc}", "fix the YAML syntax.") from None
-    if not isinstance(doc, dict) or set(doc) - {"map", "reference"} or not {"map", "reference"} <= set(doc):
-        raise InputError(f"The crosswalk {uri} must be a mapping with exactly the keys 'map' and 'reference'.",
-                         "write map: {<map class>: <group>} and reference: {<code or name>: <group>}.")
-    parts = {}
-    for key in ("map", "reference"):
+    keys = {"map", "reference"} if need_reference else {"map"}
+    if not isinstance(doc, dict) or set(doc) - {"map", "reference"} or not keys <= set(doc):
+        if need_reference:
+            raise InputError(f"The crosswalk {uri} must be a mapping with exactly the keys 'map' and 'reference'.",
+                             "write map: {<map class>: <group>} and reference: {<code or name>: <group>}.")
+        raise InputError(f"The crosswalk {uri} must be a mapping with a 'map' section.",
+                         "write map: {<class of any of the maps>: <group>, ...}.")
+    parts = {"reference": {}}
+    for key in ("map", "reference") if "reference" in doc else ("map",):
         section = doc[key]
         if not isinstance(section, dict) or not section or \
                 not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in section.values()):

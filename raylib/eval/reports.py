@@ -37,7 +37,11 @@ CLOUDY_INDEX = -3  # label-grid value of a tile under cloud (reason cloudy)
 
 
 def palette(classes: list[str]) -> list[tuple[int, int, int]]:
-    return [NAMED_COLOURS.get(c, CYCLE[i % len(CYCLE)]) for i, c in enumerate(classes)]
+    """A colour per class: the named ones' own, the rest cycling; a transition (``A->B``, a
+    change map's class) in the colour of the class it became."""
+    ends = [c.split("->")[-1] for c in classes]
+    order = list(dict.fromkeys(ends))
+    return [NAMED_COLOURS.get(e, CYCLE[order.index(e) % len(CYCLE)]) for e in ends]
 
 
 def stretch(rgb: np.ndarray, valid: np.ndarray | None = None, common: bool = False) -> np.ndarray:
@@ -160,8 +164,9 @@ def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], ca
     stacked = pw > 1.5 * ph  # a wide scene: panels one above the other
     gap, head, cap_h = 8, 36, 16
     leg = ((len(classes) + 1 + 2) // 3) * 18 + 8
+    col_w = max(180, 24 + 7 * max(map(len, classes + [none_label])))  # a legend column fits its longest name
     n = max(len(panels), 1)
-    width = max((pw + 2 * gap) if stacked else n * (pw + gap) + gap, 3 * 180 + gap)  # (the legend's three columns)
+    width = max((pw + 2 * gap) if stacked else n * (pw + gap) + gap, 3 * col_w + gap)  # (the legend's three columns)
     body = n * (ph + cap_h + gap) if stacked else ph
     img = Image.new("RGB", (width, head + body + gap + leg), (255, 255, 255))
     draw = ImageDraw.Draw(img)
@@ -172,10 +177,44 @@ def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], ca
         draw.text((x, y - 14), cap, fill=(0, 0, 0))
     y0 = head + body + gap
     for j, name in enumerate(classes + [none_label]):
-        x, y = gap + (j % 3) * 180, y0 + (j // 3) * 18
+        x, y = gap + (j % 3) * col_w, y0 + (j // 3) * 18
         colour = tuple(int(v) for v in pal[j])
         draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
         draw.text((x + 18, y), name, fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bars_png(title: str, names: list[str], values: list[float], colours: list, unit: str = "ha",
+             errors: list[float | None] | None = None) -> bytes:
+    """PNG: one horizontal bar per name (its value, in ``unit``), largest first, with a
+    whisker of +-``errors`` where given (a 95 % interval)."""
+    from PIL import Image, ImageDraw
+
+    order = sorted(range(len(names)), key=lambda i: -values[i])
+    errs = errors or [None] * len(names)
+    top = max([values[i] + (errs[i] or 0.0) for i in order] + [1e-12])
+    label_w = 24 + 7 * max([len(n) for n in names] + [4])
+    bar_w, row, head = 360, 20, 26
+    img = Image.new("RGB", (label_w + bar_w + 150, head + row * max(1, len(names)) + 10), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((8, 5), title, fill=(0, 0, 0))
+    for k, i in enumerate(order):
+        y = head + k * row
+        w = int(round(bar_w * values[i] / top))
+        draw.text((8, y + 3), names[i], fill=(0, 0, 0))
+        draw.rectangle([label_w, y + 2, label_w + max(w, 1), y + row - 4], fill=tuple(colours[i]), outline=(0, 0, 0))
+        text = f"{values[i]:,.1f} {unit}"
+        if errs[i] is not None:
+            lo = int(round(bar_w * max(values[i] - errs[i], 0) / top))
+            hi = int(round(bar_w * (values[i] + errs[i]) / top))
+            mid = y + row // 2 - 1
+            draw.line([label_w + lo, mid, label_w + hi, mid], fill=(0, 0, 0), width=1)
+            draw.line([label_w + lo, mid - 4, label_w + lo, mid + 4], fill=(0, 0, 0))
+            draw.line([label_w + hi, mid - 4, label_w + hi, mid + 4], fill=(0, 0, 0))
+            text += f" ± {errs[i]:,.1f}"
+        draw.text((label_w + bar_w + 8, y + 3), text, fill=(0, 0, 0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -76,6 +76,17 @@ COMPOSITE_SCHEMA = pa.schema(
 )
 
 
+# ``landcover change``: one row per ground tile, a map whose classes are the transitions (``pipelines.change``)
+CHANGE_SCHEMA = pa.schema(
+    [MAP_SCHEMA.field(c) for c in ("tile_id", "scene_crs", "geometry", "bbox", "label", "label_index")]
+    + [pa.field("from", pa.string()), pa.field("to", pa.string()), pa.field("changed", pa.bool_()),
+       pa.field("p_change", pa.float32()), pa.field("confidence_before", pa.float32()),
+       pa.field("confidence_after", pa.float32()), pa.field("changed_at", pa.string()),
+       pa.field("pending", pa.bool_()), pa.field("labels", pa.list_(pa.string()))]
+    + [MAP_SCHEMA.field(c) for c in ("fill_fraction", "status", "reason", "error")]
+)
+
+
 def geo_metadata(bbox: list[float] | None) -> dict:
     col = {
         "encoding": "WKB",
@@ -175,6 +186,15 @@ def read_part(uri: str, columns: list[str] | None = None) -> pa.Table:
     """Read one part (some columns)."""
     fs, path = storage.arrow_filesystem(uri)
     return pq.read_table(path, filesystem=fs, columns=columns)
+
+
+def read_metadata(uri: str) -> dict:
+    """The ``landcover`` metadata of a map folder's parts (classes, model, grid, ...)."""
+    import pyarrow.dataset as pads
+
+    fs, path = storage.arrow_filesystem(uri)
+    meta = pads.dataset(path, filesystem=fs, format="parquet", ignore_prefixes=IGNORE_PREFIXES).schema.metadata or {}
+    return json.loads(meta.get(b"landcover", b"{}"))
 
 
 def read_map(uri: str, columns: list[str] | None = None) -> pa.Table:

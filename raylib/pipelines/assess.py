@@ -31,33 +31,12 @@ from raylib.formats import mapfile
 from raylib.formats.mapfile import SUCCESS
 from raylib.io import storage
 from raylib.models.model_dir import training_tile_ids
+from raylib.pipelines.common.map_input import read_map_input
 
 
 
 def _read_map(uri: str):
-    if not storage.exists(uri) and not storage.is_prefix(uri):
-        raise InputError(f"There is no map at {uri}.", "give the --out folder of a landcover map run.")
-    try:
-        table = mapfile.read_map(uri)
-    except Exception as exc:
-        raise InputError(f"Cannot read the map {uri}: {exc}", "give the --out folder of a landcover map run.") from None
-    missing = {"tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction"} - set(table.column_names)
-    if missing:
-        raise InputError(f"{uri} is not a landcover map: it has no column(s) {sorted(missing)}.",
-                         "give the --out folder of a landcover map run.")
-    if not storage.exists(storage.join(uri, SUCCESS)):
-        raise InputError(f"The map {uri} is incomplete (no _SUCCESS): its run has not finished or failed.",
-                         "finish the map run first (re-run the same landcover map command).")
-    return table
-
-
-def _map_metadata(uri: str) -> dict:
-    import pyarrow.dataset as pads
-
-    fs, path = storage.arrow_filesystem(uri)
-    meta = pads.dataset(path, filesystem=fs, format="parquet",
-                        ignore_prefixes=mapfile.IGNORE_PREFIXES).schema.metadata or {}
-    return json.loads(meta.get(b"landcover", b"{}"))
+    return read_map_input(uri).table
 
 
 def _check_out(out: str, overwrite: bool) -> None:
@@ -126,12 +105,31 @@ def run_assess(cfg: AssessConfig, argv: list[str] | None = None) -> dict:
 # --------------------------------------------------------------------------- sample mode
 
 
+def mapped_areas(table) -> tuple[dict[str, float], dict[str, int]]:
+    """Per map class (a change map's: per transition), the hectares of its tiles of status ok
+    (footprints less their fill) and their number."""
+    status = np.asarray(table.column("status").to_pylist(), dtype=object)
+    label = np.asarray(table.column("label").to_pylist(), dtype=object)
+    ok = status == "ok"
+    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
+    area_ha = reference.tile_areas_ha(table) * (1.0 - fill)
+    classes = sorted(set(label[ok]))
+    return ({c: float(area_ha[(label == c) & ok].sum()) for c in classes},
+            {c: int(((label == c) & ok).sum()) for c in classes})
+
+
 def _assess_samples(cfg: AssessConfig):
-    if cfg.areas is None:
-        raise ConfigError("--samples needs --areas: the mapped area of each class (CSV with columns class, area).",
-                          "pass --areas <csv>.")
+    if cfg.areas is None and cfg.map is None:
+        raise ConfigError("--samples needs the mapped area of each class: --map (the map the sample was drawn from) "
+                          "or --areas (CSV with columns class, area).", "pass --map <map folder> or --areas <csv>.")
     samples = reference.read_table(cfg.samples, "sample table", ["map", "reference"])
-    areas_t = reference.read_table(cfg.areas, "areas table", ["class", "area"], text=["class"])
+    if cfg.map is not None:
+        by_class, _ = mapped_areas(_read_map(cfg.map))
+        areas_t = pa.table({"class": list(by_class), "area": list(by_class.values())})
+        source = f"the map {cfg.map}"
+    else:
+        areas_t = reference.read_table(cfg.areas, "areas table", ["class", "area"], text=["class"])
+        source = cfg.areas
     m = [str(v) if v is not None else None for v in samples.column("map").to_pylist()]
     r = [str(v) if v is not None else None for v in samples.column("reference").to_pylist()]
     blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]
@@ -141,10 +139,10 @@ def _assess_samples(cfg: AssessConfig):
     try:
         area_vals = np.asarray(areas_t.column("area").to_pylist(), float)
     except (TypeError, ValueError):
-        raise InputError(f"The 'area' column of {cfg.areas} must hold numbers.", "fix the areas table.") from None
+        raise InputError(f"The 'area' column of {source} must hold numbers.", "fix the areas table.") from None
     area_classes = [str(v) for v in areas_t.column("class").to_pylist()]
     if len(set(area_classes)) != len(area_classes):
-        raise InputError(f"The areas table {cfg.areas} names a class twice.", "give one row per class.")
+        raise InputError(f"The areas table {source} names a class twice.", "give one row per class.")
     if cfg.crosswalk:
         cw = reference.load_crosswalk(cfg.crosswalk)
         cw.check_map_classes(set(m) | set(area_classes))
@@ -162,8 +160,9 @@ def _assess_samples(cfg: AssessConfig):
     else:
         unknown = sorted(set(m) - set(area_classes))
         if unknown:
-            raise InputError(f"Map class(es) {unknown} of the sample table {cfg.samples} have no area in {cfg.areas}.",
-                             "give the mapped area of every class the sample uses.")
+            raise InputError(f"Map class(es) {unknown} of the sample table {cfg.samples} have no area in {source}.",
+                             "give the mapped area of every class the sample uses." if cfg.map is None else
+                             "give the map the sample was drawn from.")
         groups = list(dict.fromkeys(area_classes + sorted(set(r) - set(area_classes))))
         m_g, r_g = m, r
         area_by = dict(zip(area_classes, area_vals))
@@ -173,8 +172,10 @@ def _assess_samples(cfg: AssessConfig):
         if b is not None:
             counts[gi[a], gi[b]] += 1
     est = accuracy.stratified_estimates(counts, [area_by.get(g, 0.0) for g in groups], groups)
-    result = _summary(est, counts, groups, cfg.area_unit or "as given in the areas table")
-    result.update(mode="samples", samples=cfg.samples, areas=cfg.areas, crosswalk=cfg.crosswalk, not_assessed={})
+    unit = "ha" if cfg.map is not None else cfg.area_unit or "as given in the areas table"
+    result = _summary(est, counts, groups, unit)
+    result.update(mode="samples", samples=cfg.samples, areas=cfg.areas, map=cfg.map, crosswalk=cfg.crosswalk,
+                  not_assessed={})
     return result, {}, f"Accuracy assessment of a sample ({cfg.samples})"
 
 
@@ -186,7 +187,7 @@ def _assess_map(cfg: AssessConfig):
         raise ConfigError("assess needs --map and --reference (or --samples and --areas).",
                           "pass --map <map folder> --reference <raster or points/polygons>.")
     table = _read_map(cfg.map)
-    meta = _map_metadata(cfg.map)
+    meta = mapfile.read_metadata(cfg.map)
     classes = meta.get("classes") or sorted({v for v in table.column("label").to_pylist() if v})
     cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else reference.Crosswalk.identity(classes)
     status = np.asarray(table.column("status").to_pylist(), dtype=object)
@@ -380,11 +381,8 @@ def run_sample(cfg: SampleConfig, argv: list[str] | None = None) -> dict:
     ok = status == "ok"
     if not ok.any():
         raise InputError(f"The map {cfg.map} has no mapped tile.", "sample a map with predictions.")
-    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
-    area_ha = reference.tile_areas_ha(table) * (1.0 - fill)
-    classes = sorted(set(label[ok]))
-    n_tiles = {c: int(((label == c) & ok).sum()) for c in classes}
-    map_area = {c: float(area_ha[(label == c) & ok].sum()) for c in classes}
+    map_area, n_tiles = mapped_areas(table)
+    classes = list(map_area)
     if cfg.per_class is not None:
         if isinstance(cfg.per_class, dict):
             unknown = sorted(set(cfg.per_class) - set(classes))

@@ -1,7 +1,8 @@
 """What a quick-look draws of map rows, per grid cell: the label (unknown and cloudy as their
 own values), how sure the map is, and how unlike the training tiles (``ood``). The map's
 driver fills a ``TileGrid`` per scene as its rows come back; ``remap`` fills one from a
-finished map."""
+finished map. ``ground_cells`` places the tiles of a ground-grid table (a composite, a
+change map) on each CRS zone's grid."""
 
 from __future__ import annotations
 
@@ -68,3 +69,48 @@ class TileGrid:
         m = cells.rows >= 0
         at = (cells.rows[m], cells.cols[m])
         self.labels[at], self.confidence[at], self.ood[at] = cells.labels[m], cells.confidence[m], cells.ood[m]
+
+
+@dataclass
+class ZoneCells:
+    """The tiles of one CRS zone of a ground-grid table: their rows in the table and their
+    cells (grid row, column) in a grid of ``shape``."""
+
+    zone: str
+    rows: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    shape: tuple[int, int]
+
+    def draw(self, values: np.ndarray, none: int = -1) -> np.ndarray:
+        """A grid of ``shape`` with each of the zone's tiles' ``values`` (indexed by table
+        row) at its cell, ``none`` elsewhere."""
+        grid = np.full(self.shape, none, np.int64)
+        grid[self.row, self.col] = values[self.rows]
+        return grid
+
+
+def ground_cells(table: pa.Table) -> list[ZoneCells]:
+    """Each tile of a ground-grid table (``bbox``, ``scene_crs``) at its cell of its CRS
+    zone's grid (from its footprint's centre, back in the zone's CRS), zones in order."""
+    from pyproj import Transformer
+
+    bb = table.column("bbox").combine_chunks()
+    lon = (np.asarray(bb.field("xmin")) + np.asarray(bb.field("xmax"))) / 2
+    lat = (np.asarray(bb.field("ymin")) + np.asarray(bb.field("ymax"))) / 2
+    crs = np.asarray(table.column("scene_crs").to_pylist(), object).astype(str)
+    out = []
+    for zone in sorted(set(crs) - {"None"}):
+        sel = np.flatnonzero(crs == zone)
+        x, y = Transformer.from_crs("EPSG:4326", str(zone), always_xy=True).transform(lon[sel], lat[sel])
+        x, y = np.asarray(x), np.asarray(y)
+        inside = np.isfinite(x) & np.isfinite(y)  # (a footprint the zone's projection cannot place: not drawn)
+        if not inside.any():
+            continue
+        sel, x, y = sel[inside], x[inside], y[inside]
+        steps = [np.diff(np.unique(np.round(v, 1))) for v in (x, y)]
+        step = min([float(d[d > 1].min()) for d in steps if (d > 1).any()], default=1.0)
+        col = np.round((x - x.min()) / step).astype(int)
+        row = np.round((y.max() - y) / step).astype(int)
+        out.append(ZoneCells(zone, sel, row, col, (int(row.max()) + 1, int(col.max()) + 1)))
+    return out

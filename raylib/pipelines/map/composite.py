@@ -131,27 +131,13 @@ def write(out: str, how: str, classes: list[str], model_id: str, extra: dict,
 def picture_png(comp: pa.Table, how: str, classes: list[str], model_id: str) -> bytes:
     """The composite's class map, one panel per CRS (UTM zone): each ground tile at its place
     on the zone's grid (from its footprint's centre), black where it has no clear observation."""
-    from pyproj import Transformer
-
     from raylib.eval import reports
+    from raylib.pipelines.common.tile_grid import ground_cells
 
-    bb = comp.column("bbox").combine_chunks()
-    lon = (np.asarray(bb.field("xmin")) + np.asarray(bb.field("xmax"))) / 2
-    lat = (np.asarray(bb.field("ymin")) + np.asarray(bb.field("ymax"))) / 2
-    crs = np.asarray(comp.column("scene_crs").to_pylist(), object).astype(str)
     label = comp.column("label_index").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     grids, captions = [], []
-    for zone in sorted(set(crs)):
-        sel = np.flatnonzero(crs == zone)
-        x, y = Transformer.from_crs("EPSG:4326", str(zone), always_xy=True).transform(lon[sel], lat[sel])
-        x, y = np.asarray(x), np.asarray(y)
-        steps = [np.diff(np.unique(np.round(v, 1))) for v in (x, y)]
-        step = min([float(d[d > 1].min()) for d in steps if (d > 1).any()], default=1.0)
-        col = np.round((x - x.min()) / step).astype(int)
-        row = np.round((y.max() - y) / step).astype(int)
-        grid = np.full((row.max() + 1, col.max() + 1), -1, np.int64)
-        grid[row, col] = label[sel]
-        grids.append(grid)
-        captions.append(f"{zone}: {len(sel)} ground tiles")
+    for z in ground_cells(comp):
+        grids.append(z.draw(label))
+        captions.append(f"{z.zone}: {len(z.rows)} ground tiles")
     return reports.side_by_side_png(f"composite ({how}) | model {model_id}", grids, classes, captions,
                                     none_label="no clear observation")

@@ -1,0 +1,241 @@
+"""``landcover accounts``: the area of each class (of a map or composite) or transition (of a
+change map) per region.
+
+Each tile of status ok counts in each zone by its share of area inside it (``--assign
+share``; a tile across a border is split) or wholly in the zone holding its centre
+(``centre``): ``eval.zones``. A tile's area is its geodesic footprint less its fill, as
+``assess`` computes it. With ``--samples`` (a labelled sample of the map, as ``landcover
+sample`` draws it) each zone also gets area estimates with 95 % intervals: the stratified
+estimator of Olofsson et al. (2014) restricted to the zone (the strata are the map's classes
+inside the zone, weighted by their mapped area there, and the units are the sample units
+whose tile counts most in the zone). A zone where a stratum with area has fewer than two
+units gets no interval, and says which.
+
+Writes ``accounts.csv`` and ``accounts.parquet`` (zone, class, tiles, hectares, share of the
+zone's mapped area; with samples ``estimate_ha``, ``ci95_ha``), ``charts/<zone>.png`` (a bar
+per class), ``summary.json`` (per zone and in all: mapped, not observed and outside every
+zone), then ``_SUCCESS``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from raylib.config import AccountsConfig
+from raylib.errors import ConfigError, InputError
+from raylib.eval import accuracy, reference, reports, zones
+from raylib.formats.mapfile import SUCCESS
+from raylib.io import storage
+from raylib.pipelines.common.map_input import read_map_input
+from raylib.raster import aoi
+
+COLUMNS = ["tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction"]
+
+
+def read_zones(cfg: AccountsConfig) -> tuple[list[str], list]:
+    """The zones' names and polygons (lon/lat); refused in one line without polygons or the
+    named field."""
+    gdf = aoi.read_features(cfg.zones, "zones file")
+    polys = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if polys.empty:
+        kinds = sorted(set(gdf.geometry.geom_type)) or ["nothing"]
+        raise InputError(f"The zones file {cfg.zones} holds no polygon (it holds {', '.join(kinds)}).",
+                         "give the regions as polygons.")
+    if cfg.zone_field not in polys.columns:
+        fields = [c for c in polys.columns if c != polys.geometry.name]
+        raise InputError(f"The zones file {cfg.zones} has no field {cfg.zone_field!r} (fields: {fields}).",
+                         "name the field that names each region with --zone-field.")
+    names = polys[cfg.zone_field]
+    if names.isna().any():
+        raise InputError(f"{int(names.isna().sum())} zone(s) of {cfg.zones} have no {cfg.zone_field!r}.",
+                         "give every zone a name, or drop the unnamed ones.")
+    import shapely
+
+    out: dict[str, list] = {}
+    for name, geom in zip(names.astype(str), polys.geometry.values):  # zones of one name: one region
+        out.setdefault(name, []).append(shapely.make_valid(geom))
+    return list(out), [shapely.union_all(np.array(g, object)) for g in out.values()]
+
+
+def _check_out(cfg: AccountsConfig) -> None:
+    storage.check_bucket(cfg.out)
+    if storage.exists(storage.join(cfg.out, SUCCESS)) and not cfg.overwrite:
+        raise ConfigError(f"{cfg.out} already holds land accounts.", "pass --overwrite, or choose another --out.")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "zone"
+
+
+def _units(cfg: AccountsConfig, ids: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, list, list]:
+    """The labelled sample: each unit's tile row in the map, map class and reference class."""
+    t = reference.read_table(cfg.samples, "sample table", ["tile_id", "map", "reference"])
+    tid = np.asarray(t.column("tile_id").to_pylist(), object).astype(str)
+    m = [str(v) if v is not None else None for v in t.column("map").to_pylist()]
+    r = [str(v) if v is not None else None for v in t.column("reference").to_pylist()]
+    blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]
+    if blank:
+        raise InputError(f"The sample table {cfg.samples} has {len(blank)} row(s) without a map or reference class "
+                         f"(first at row {blank[0] + 1}).", "label every sample unit, or drop the unlabelled rows.")
+    order = np.argsort(ids)
+    at = np.searchsorted(ids[order], tid)
+    found = (at < len(ids)) & (ids[order][np.minimum(at, len(ids) - 1)] == tid)
+    if not found.all():
+        raise InputError(f"{int((~found).sum())} unit(s) of the sample table {cfg.samples} are tiles the map "
+                         f"{cfg.map} does not have (first: {tid[~found][0]}).",
+                         "give the sample drawn from this map (landcover sample --map).")
+    rows = order[at]
+    wrong = [i for i, (row, mm) in enumerate(zip(rows, m)) if label[row] != mm]
+    if wrong:
+        raise InputError(f"{len(wrong)} unit(s) of {cfg.samples} name a map class their tile does not have (first: "
+                         f"{tid[wrong[0]]}: {m[wrong[0]]} vs {label[rows[wrong[0]]]}).",
+                         "give the sample drawn from this map (landcover sample --map).")
+    return rows, m, r
+
+
+def _zone_estimates(counts: np.ndarray, areas: np.ndarray, groups: list[str]) -> tuple[dict | None, str | None]:
+    """The stratified estimates of one zone, or why there are none."""
+    n_i = counts.sum(axis=1)
+    short = [f"{g} ({int(n)})" for g, a, n in zip(groups, areas, n_i) if a > 0 and n < 2]
+    if short:
+        return None, f"too few sample units for an interval in stratum(s) {', '.join(short)}: at least 2 each"
+    return accuracy.stratified_estimates(counts, areas, groups), None
+
+
+def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
+    t0 = time.time()
+    _check_out(cfg)
+    got = read_map_input(cfg.map, COLUMNS)
+    names, polys = read_zones(cfg)
+    table = got.table
+    status = np.asarray(table.column("status").to_pylist(), object)
+    label = np.asarray(table.column("label").to_pylist(), object)
+    ok = (status == "ok") & np.array([v is not None for v in label])
+    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
+    area = reference.tile_areas_ha(table) * (1.0 - fill)
+    classes = sorted(set(label[ok]))
+    ci = {c: i for i, c in enumerate(classes)}
+    cls = np.array([ci.get(v, -1) if o else -1 for v, o in zip(label, ok)], np.int64)
+    mem = zones.memberships(table, polys, cfg.assign)
+    if not len(mem.tile):
+        raise InputError(f"No tile of the map {cfg.map} lies in any zone of {cfg.zones}.",
+                         "give zones over the mapped area (in their own CRS, or WGS 84 for GeoJSON).")
+    nz, k = len(names), len(classes)
+    tiles = np.zeros((nz, k))
+    ha = np.zeros((nz, k))
+    unseen_ha = np.zeros(nz)
+    good = cls[mem.tile] >= 0
+    np.add.at(tiles, (mem.zone[good], cls[mem.tile[good]]), mem.share[good])
+    np.add.at(ha, (mem.zone[good], cls[mem.tile[good]]), (area[mem.tile] * mem.share)[good])
+    np.add.at(unseen_ha, mem.zone[~good], (area[mem.tile] * mem.share)[~good])
+    counted = np.zeros(len(area))
+    np.add.at(counted, mem.tile, mem.share)
+    outside_ha = float((area[ok] * np.clip(1.0 - counted[ok], 0.0, 1.0)).sum())
+
+    estimates: dict[int, dict] = {}
+    notes: dict[str, str] = {}
+    if cfg.samples:
+        rows, m, r = _units(cfg, np.asarray(table.column("tile_id").to_pylist(), object).astype(str), label)
+        cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else reference.Crosswalk.identity(classes)
+        cw.check_map_classes(classes)
+        groups = list(dict.fromkeys([cw.map[c] for c in classes] + [cw.reference_group(v) or v for v in r]))
+        unknown = sorted({v for v in r if cw.reference_group(v) is None})
+        if unknown:
+            raise InputError(f"Reference class(es) {unknown} of {cfg.samples} are not in the crosswalk "
+                             f"({cw.source}).", "add each of them to its 'reference:' section with its group.")
+        gi = {g: i for i, g in enumerate(groups)}
+        # each unit in the zone where its tile counts most
+        best = np.full(len(area), -1)
+        most = np.zeros(len(area))
+        for t, z, s in zip(mem.tile, mem.zone, mem.share):
+            if s > most[t]:
+                best[t], most[t] = z, s
+        for z in range(nz):
+            counts = np.zeros((len(groups), len(groups)), np.int64)
+            for row, a, b in zip(rows, m, r):
+                if best[row] == z:
+                    counts[gi[cw.map[a]], gi[cw.reference_group(b)]] += 1
+            areas = np.zeros(len(groups))
+            for c, i in ci.items():
+                areas[gi[cw.map[c]]] += ha[z, i]
+            est, why = _zone_estimates(counts, areas, groups)
+            if est is not None:
+                estimates[z] = est
+            else:
+                notes[names[z]] = why
+        out_classes = groups
+    else:
+        out_classes = classes
+
+    rows_out = []
+    for z, name in enumerate(names):
+        total = ha[z].sum()
+        est = estimates.get(z)
+        for c in out_classes:
+            mine = [ci[x] for x in classes if (cw.map[x] if cfg.samples else x) == c]  # a group: its classes
+            mapped_t, mapped_h = float(tiles[z, mine].sum()), float(ha[z, mine].sum())
+            row = {"zone": name, "class": c, "tiles": round(mapped_t, 4), "hectares": round(mapped_h, 4),
+                   "share": round(mapped_h / total, 6) if total > 0 else None}
+            if cfg.samples:
+                a = est["area"][c] if est else None
+                row.update(estimate_ha=round(a["estimate"], 4) if a else None, ci95_ha=round(a["ci95"], 4) if a else None)
+            rows_out.append(row)
+
+    files = _write(cfg, rows_out, names, out_classes, estimates)
+    summary = {
+        "result": "ok", "map": cfg.map, "kind": got.kind, "zones": cfg.zones, "zone_field": cfg.zone_field,
+        "assign": cfg.assign, "samples": cfg.samples, "classes": out_classes,
+        "per_zone": {name: {"mapped_hectares": round(float(ha[z].sum()), 4),
+                            "not_observed_hectares": round(float(unseen_ha[z]), 4),
+                            **({"estimates": estimates[z]} if z in estimates else {}),
+                            **({"no_interval": notes[name]} if name in notes else {})}
+                     for z, name in enumerate(names)},
+        "map_hectares": round(float(area[ok].sum()), 4),
+        "zoned_hectares": round(float(ha.sum()), 4), "outside_hectares": round(outside_ha, 4),
+        "files": files, "created_by": " ".join(argv or []), "seconds": round(time.time() - t0, 2),
+    }
+    storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
+    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    return summary
+
+
+def _write(cfg: AccountsConfig, rows: list[dict], names: list[str], classes: list[str],
+           estimates: dict[int, dict]) -> dict:
+    import pyarrow.parquet as pq
+
+    storage.delete_prefix(storage.join(cfg.out, SUCCESS))
+    cols = ["zone", "class", "tiles", "hectares", "share"] + (["estimate_ha", "ci95_ha"] if cfg.samples else [])
+    csv = io.StringIO()
+    csv.write(",".join(cols) + "\n")
+    for r in rows:
+        csv.write(",".join("" if r[c] is None else (f'"{r[c]}"' if "," in str(r[c]) else str(r[c])) for c in cols)
+                  + "\n")
+    files = {"csv": storage.join(cfg.out, "accounts.csv"), "parquet": storage.join(cfg.out, "accounts.parquet")}
+    storage.write_bytes(files["csv"], csv.getvalue().encode())
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf, compression="zstd")
+    storage.write_bytes(files["parquet"], buf.getvalue())
+    colours = reports.palette(classes)
+    charts: dict[str, str] = {}
+    slugs: set[str] = set()
+    for z, name in enumerate(names):
+        slug = _slug(name)
+        slug = slug if slug not in slugs else f"{slug}-{z}"
+        slugs.add(slug)
+        mine = [r for r in rows if r["zone"] == name and (r["hectares"] > 0 or r.get("estimate_ha"))]
+        values = [r["estimate_ha"] if cfg.samples and r.get("estimate_ha") is not None else r["hectares"]
+                  for r in mine]
+        errors = [r.get("ci95_ha") for r in mine] if cfg.samples and z in estimates else None
+        what = "estimated area (95 % interval)" if errors else "mapped area"
+        uri = storage.join(cfg.out, "charts", f"{slug}.png")
+        storage.write_bytes(uri, reports.bars_png(f"{name}: {what}", [r["class"] for r in mine], values,
+                                                  [colours[classes.index(r["class"])] for r in mine], "ha", errors))
+        charts[name] = uri
+    files["charts"] = charts
+    return files
