@@ -368,7 +368,7 @@ def _train_head(cfg):
 
 
 def _assess(cfg):
-    from raylib.pipelines.assess import run_assess
+    from raylib.pipelines.assess.run import run_assess
     return run_assess
 
 
@@ -388,12 +388,12 @@ def _similar(cfg):
 
 
 def _sample(cfg):
-    from raylib.pipelines.assess import run_sample
+    from raylib.pipelines.assess.samples import run_sample
     return run_sample
 
 
 def _change(cfg):
-    from raylib.pipelines.change import run_change
+    from raylib.pipelines.change.run import run_change
     return run_change
 
 

@@ -43,11 +43,12 @@ def run(args: list[str]) -> float:
 def sweep(maps: list[str]) -> list[dict]:
     """The 2010 -> 2015 changes at each threshold, and what 2020 says of them."""
     from raylib.eval import change
-    from raylib.pipelines.change import _groups, join, read_date
+    from raylib.pipelines.change.dates import READ, groups, open_date
+    from raylib.pipelines.change.partition import join
 
-    dates = [read_date(m) for m in maps]
-    _, mats = _groups(dates, None)
-    j = join(dates, mats)
+    dates = [open_date(m) for m in maps]
+    _, mats = groups(dates, None)
+    j = join([d.source.read(READ) for d in dates], mats)
     out = []
     for t in (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
         d = change.decide(j.labels, j.probs, j.confidence, t, 0.0, False)

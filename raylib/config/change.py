@@ -31,6 +31,11 @@ class ChangeConfig(_Config):
     persistence: bool | None = Field(None, description="a change counts only when its new class holds on the next "
                                      "date too (default: on with three or more dates)")
     overwrite: bool = Field(False, description="replace an existing change map at out")
+    partition_tiles: int = Field(500_000, gt=0, description="tiles per partition: the tile ids are cut into ranges of "
+                                 "about this many tiles, each joined and written by one Ray Data task (one "
+                                 "partition runs in the driver's process)")
+    ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local "
+                                    "cluster, when there are several partitions)")
 
     @model_validator(mode="after")
     def _inputs(self):
@@ -74,3 +79,7 @@ class AccountsConfig(_Config):
                                   "{<code or name>: <group>} (default: the same names)")
     out: str = Field(description="output folder: accounts.csv, accounts.parquet, charts/<zone>.png")
     overwrite: bool = Field(False, description="replace earlier accounts at out")
+    partition_tiles: int = Field(500_000, gt=0, description="tiles per partition: each range of tile ids is summed by "
+                                 "one Ray Data task (one partition runs in the driver's process)")
+    ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local "
+                                    "cluster, when there are several partitions)")

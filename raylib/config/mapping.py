@@ -180,6 +180,9 @@ class AssessConfig(_Config):
     areas: str | None = Field(None, description="sample mode without --map: CSV with columns class, area (mapped area "
                               "per map class)")
     area_unit: str | None = Field(None, description="sample mode: the unit of the areas table (reported as given)")
+    reference_before: str | None = Field(None, description="a change map (landcover change): the reference class raster "
+                                         "of its first date (with --reference-after): every tile assessed as a map")
+    reference_after: str | None = Field(None, description="a change map: the reference class raster of its last date")
     exclude_training: str | None = Field(
         None, description="model directory from train-head --embeddings: leave out the tiles it was trained on")
     out: str = Field(description="report folder: assessment.json, report.md, confusion.png, comparison.png")
@@ -192,6 +195,12 @@ class AssessConfig(_Config):
                              "--reference, not both")
         if self.samples is not None and self.map is not None and self.areas is not None:
             raise ValueError("with --samples give --areas or --map (whose mapped areas are taken), not both")
+        if (self.reference_before is None) != (self.reference_after is None):
+            raise ValueError("a change map is assessed against the reference of both its dates: give "
+                             "--reference-before and --reference-after")
+        if self.reference_before is not None and (self.map is None or self.reference or self.samples):
+            raise ValueError("--reference-before/--reference-after assess a change map: give --map <change folder> "
+                             "and not --reference or --samples")
         return self
 
 

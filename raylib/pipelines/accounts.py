@@ -11,6 +11,11 @@ inside the zone, weighted by their mapped area there, and the units are the samp
 whose tile counts most in the zone). A zone where a stratum with area has fewer than two
 units gets no interval, and says which.
 
+The map is read a range of tile ids at a time (about ``--partition-tiles`` tiles), each range
+summed by one Ray Data task (in the driver's process when there is one): the driver holds
+the sums per zone and class, not the tiles. A range's sums wait under ``_tmp/`` until the
+accounts are written, so a killed run, run again, resumes with the ranges not done.
+
 Writes ``accounts.csv`` and ``accounts.parquet`` (zone, class, tiles, hectares, share of the
 zone's mapped area; with samples ``estimate_ha``, ``ci95_ha``), ``charts/<zone>.png`` (a bar
 per class), ``summary.json`` (per zone and in all: mapped, not observed and outside every
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -30,9 +37,12 @@ import pyarrow as pa
 from raylib.config import AccountsConfig
 from raylib.errors import ConfigError, InputError
 from raylib.eval import accuracy, reference, reports, zones
+from raylib.failpoints import failpoint
+from raylib.formats import parts
 from raylib.formats.mapfile import SUCCESS
+from raylib.formats.parts import TMP
 from raylib.io import storage
-from raylib.pipelines.common.map_input import read_map_input
+from raylib.pipelines.common.map_input import MapSource, id_ranges, open_map_input
 from raylib.raster import aoi
 
 COLUMNS = ["tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction"]
@@ -73,8 +83,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "zone"
 
 
-def _units(cfg: AccountsConfig, ids: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, list, list]:
-    """The labelled sample: each unit's tile row in the map, map class and reference class."""
+def _units(cfg: AccountsConfig) -> tuple[np.ndarray, list, list]:
+    """The labelled sample: each unit's tile id, map class and reference class."""
     t = reference.read_table(cfg.samples, "sample table", ["tile_id", "map", "reference"])
     tid = np.asarray(t.column("tile_id").to_pylist(), object).astype(str)
     m = [str(v) if v is not None else None for v in t.column("map").to_pylist()]
@@ -83,20 +93,63 @@ def _units(cfg: AccountsConfig, ids: np.ndarray, label: np.ndarray) -> tuple[np.
     if blank:
         raise InputError(f"The sample table {cfg.samples} has {len(blank)} row(s) without a map or reference class "
                          f"(first at row {blank[0] + 1}).", "label every sample unit, or drop the unlabelled rows.")
-    order = np.argsort(ids)
-    at = np.searchsorted(ids[order], tid)
-    found = (at < len(ids)) & (ids[order][np.minimum(at, len(ids) - 1)] == tid)
-    if not found.all():
-        raise InputError(f"{int((~found).sum())} unit(s) of the sample table {cfg.samples} are tiles the map "
-                         f"{cfg.map} does not have (first: {tid[~found][0]}).",
-                         "give the sample drawn from this map (landcover sample --map).")
-    rows = order[at]
-    wrong = [i for i, (row, mm) in enumerate(zip(rows, m)) if label[row] != mm]
-    if wrong:
-        raise InputError(f"{len(wrong)} unit(s) of {cfg.samples} name a map class their tile does not have (first: "
-                         f"{tid[wrong[0]]}: {m[wrong[0]]} vs {label[rows[wrong[0]]]}).",
-                         "give the sample drawn from this map (landcover sample --map).")
-    return rows, m, r
+    return tid, m, r
+
+
+@dataclass
+class AccountsJob:
+    """What every partition needs (it travels to the Ray tasks)."""
+
+    source: MapSource
+    polys: list
+    assign: str
+    unit_ids: np.ndarray  # the sample's tile ids (none without --samples)
+
+
+def _partition(batch: dict, job: AccountsJob, out: str) -> dict:
+    """Ray Data: one partition per row (``k``, ``lo``, ``hi``) -> its sums, as JSON (also
+    kept under ``<out>/_tmp/`` until the accounts are written: a rerun resumes with them)."""
+    k, ids = int(batch["k"][0]), (str(batch["lo"][0]), str(batch["hi"][0]) or None)
+    sums = json.dumps(partition_sums(job, ids))
+    storage.write_bytes(storage.join(out, TMP, f"sums-{k:05d}.json"), sums.encode())
+    return {"k": [k], "sums": [sums]}
+
+
+def partition_sums(job: AccountsJob, ids: tuple[str, str | None] | None) -> dict:
+    """The tiles with ids in ``ids`` (None: all) summed per zone and class: tiles (by share)
+    and hectares; hectares not observed per zone and outside every zone; and, for each sample
+    unit among them, the zone where its tile counts most and the tile's class."""
+    table = job.source.read(COLUMNS, ids)
+    status = np.asarray(table.column("status").to_pylist(), object)
+    label = np.asarray(table.column("label").to_pylist(), object)
+    ok = (status == "ok") & np.array([v is not None for v in label], bool)
+    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
+    area = reference.tile_areas_ha(table) * (1.0 - fill)
+    mem = zones.memberships(table, job.polys, job.assign)
+    cells: dict[str, list] = {}
+    unseen = [0.0] * len(job.polys)
+    for t, z, sh in zip(mem.tile, mem.zone, mem.share):
+        if ok[t]:
+            c = cells.setdefault(f"{z}\t{label[t]}", [0.0, 0.0])
+            c[0] += float(sh)
+            c[1] += float(area[t] * sh)
+        else:
+            unseen[z] += float(area[t] * sh)
+    counted = np.zeros(len(area))
+    np.add.at(counted, mem.tile, mem.share)
+    best = np.full(len(area), -1)
+    most = np.zeros(len(area))
+    for t, z, sh in zip(mem.tile, mem.zone, mem.share):
+        if sh > most[t]:
+            best[t], most[t] = z, sh
+    units = []
+    if len(job.unit_ids):
+        tid = np.asarray(table.column("tile_id").to_pylist(), object).astype(str)
+        for row in np.flatnonzero(np.isin(tid, job.unit_ids)):
+            units.append([tid[row], int(best[row]), None if label[row] is None else str(label[row])])
+    return {"cells": cells, "unseen": unseen, "members": int(len(mem.tile)),
+            "map_hectares": float(area[ok].sum()),
+            "outside_hectares": float((area[ok] * np.clip(1.0 - counted[ok], 0.0, 1.0)).sum()), "units": units}
 
 
 def _zone_estimates(counts: np.ndarray, areas: np.ndarray, groups: list[str]) -> tuple[dict | None, str | None]:
@@ -108,58 +161,107 @@ def _zone_estimates(counts: np.ndarray, areas: np.ndarray, groups: list[str]) ->
     return accuracy.stratified_estimates(counts, areas, groups), None
 
 
+def _resumed(cfg: AccountsConfig, job_id: str, n_parts: int) -> dict[int, dict]:
+    """The partitions' sums a killed run of the same accounts left under ``_tmp/`` (those of
+    other settings or inputs are cleared)."""
+    tmp = storage.join(cfg.out, TMP)
+    marker = storage.join(tmp, "job.json")
+    found: dict[int, dict] = {}
+    if storage.exists(marker) and json.loads(storage.read_bytes(marker)).get("job") == job_id:
+        for k in range(n_parts):
+            uri = storage.join(tmp, f"sums-{k:05d}.json")
+            if storage.exists(uri):
+                try:
+                    found[k] = json.loads(storage.read_bytes(uri))
+                except ValueError:
+                    continue
+    else:
+        storage.delete_prefix(storage.as_prefix(tmp))
+        storage.write_bytes(marker, json.dumps({"job": job_id}).encode())
+    return found
+
+
+def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
+    """Every partition's sums: one in this process, several as Ray Data tasks (resumed)."""
+    n_parts = max(1, math.ceil(job.source.count() / cfg.partition_tiles))
+    if n_parts == 1 and cfg.ray_address is None:
+        return [partition_sums(job, None)]
+    import ray
+
+    from raylib.pipelines.common.stages import ensure_ray
+
+    job_id = parts.digest({"map": cfg.map, "rows": job.source.count(), "parts": n_parts,
+                           "zones": [cfg.zones, storage.fingerprint(cfg.zones)], "field": cfg.zone_field,
+                           "assign": cfg.assign,
+                           "samples": [cfg.samples, storage.fingerprint(cfg.samples) if cfg.samples else None]})
+    done = _resumed(cfg, job_id, n_parts)
+    todo = [{"k": k, "lo": lo, "hi": hi or ""} for k, (lo, hi) in enumerate(id_ranges(n_parts)) if k not in done]
+    if todo:
+        ensure_ray(cfg.ray_address)
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+        ds = ds.map_batches(_partition, batch_size=1, batch_format="numpy", num_cpus=1,
+                            fn_kwargs={"job": job, "out": cfg.out})
+        for b in ds.iter_batches(batch_format="numpy", batch_size=None):
+            for k, v in zip(b["k"], b["sums"]):
+                done[int(k)] = json.loads(str(v))
+                failpoint("accounts_partition_done")
+    return [done[k] for k in sorted(done)]
+
+
 def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
     _check_out(cfg)
-    got = read_map_input(cfg.map, COLUMNS)
+    source = open_map_input(cfg.map)
     names, polys = read_zones(cfg)
-    table = got.table
-    status = np.asarray(table.column("status").to_pylist(), object)
-    label = np.asarray(table.column("label").to_pylist(), object)
-    ok = (status == "ok") & np.array([v is not None for v in label])
-    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
-    area = reference.tile_areas_ha(table) * (1.0 - fill)
-    classes = sorted(set(label[ok]))
-    ci = {c: i for i, c in enumerate(classes)}
-    cls = np.array([ci.get(v, -1) if o else -1 for v, o in zip(label, ok)], np.int64)
-    mem = zones.memberships(table, polys, cfg.assign)
-    if not len(mem.tile):
+    tid, m, r = _units(cfg) if cfg.samples else (np.zeros(0, str), [], [])
+    sums = _sums(cfg, AccountsJob(source, polys, cfg.assign, np.unique(tid)))
+    if not sum(s["members"] for s in sums):
         raise InputError(f"No tile of the map {cfg.map} lies in any zone of {cfg.zones}.",
                          "give zones over the mapped area (in their own CRS, or WGS 84 for GeoJSON).")
+    cells: dict[tuple[int, str], list] = {}
+    for s in sums:
+        for key, (t, h) in s["cells"].items():
+            z, c = key.split("\t", 1)
+            v = cells.setdefault((int(z), c), [0.0, 0.0])
+            v[0] += t
+            v[1] += h
+    classes = sorted({c for _, c in cells})
+    ci = {c: i for i, c in enumerate(classes)}
     nz, k = len(names), len(classes)
-    tiles = np.zeros((nz, k))
-    ha = np.zeros((nz, k))
-    unseen_ha = np.zeros(nz)
-    good = cls[mem.tile] >= 0
-    np.add.at(tiles, (mem.zone[good], cls[mem.tile[good]]), mem.share[good])
-    np.add.at(ha, (mem.zone[good], cls[mem.tile[good]]), (area[mem.tile] * mem.share)[good])
-    np.add.at(unseen_ha, mem.zone[~good], (area[mem.tile] * mem.share)[~good])
-    counted = np.zeros(len(area))
-    np.add.at(counted, mem.tile, mem.share)
-    outside_ha = float((area[ok] * np.clip(1.0 - counted[ok], 0.0, 1.0)).sum())
+    tiles, ha = np.zeros((nz, k)), np.zeros((nz, k))
+    for (z, c), (t, h) in cells.items():
+        tiles[z, ci[c]], ha[z, ci[c]] = t, h
+    unseen_ha = np.sum([s["unseen"] for s in sums], axis=0)
+    outside_ha = sum(s["outside_hectares"] for s in sums)
+    map_ha = sum(s["map_hectares"] for s in sums)
 
     estimates: dict[int, dict] = {}
     notes: dict[str, str] = {}
     if cfg.samples:
-        rows, m, r = _units(cfg, np.asarray(table.column("tile_id").to_pylist(), object).astype(str), label)
+        where = {u[0]: (u[1], u[2]) for s in sums for u in s["units"]}
+        missing = [t for t in tid if t not in where]
+        if missing:
+            raise InputError(f"{len(missing)} unit(s) of the sample table {cfg.samples} are tiles the map {cfg.map} "
+                             f"does not have (first: {missing[0]}).",
+                             "give the sample drawn from this map (landcover sample --map).")
+        wrong = [i for i, (t, mm) in enumerate(zip(tid, m)) if where[t][1] != mm]
+        if wrong:
+            i = wrong[0]
+            raise InputError(f"{len(wrong)} unit(s) of {cfg.samples} name a map class their tile does not have "
+                             f"(first: {tid[i]}: {m[i]} vs {where[tid[i]][1]}).",
+                             "give the sample drawn from this map (landcover sample --map).")
         cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else reference.Crosswalk.identity(classes)
         cw.check_map_classes(classes)
-        groups = list(dict.fromkeys([cw.map[c] for c in classes] + [cw.reference_group(v) or v for v in r]))
         unknown = sorted({v for v in r if cw.reference_group(v) is None})
         if unknown:
             raise InputError(f"Reference class(es) {unknown} of {cfg.samples} are not in the crosswalk "
                              f"({cw.source}).", "add each of them to its 'reference:' section with its group.")
+        groups = list(dict.fromkeys([cw.map[c] for c in classes] + [cw.reference_group(v) for v in r]))
         gi = {g: i for i, g in enumerate(groups)}
-        # each unit in the zone where its tile counts most
-        best = np.full(len(area), -1)
-        most = np.zeros(len(area))
-        for t, z, s in zip(mem.tile, mem.zone, mem.share):
-            if s > most[t]:
-                best[t], most[t] = z, s
-        for z in range(nz):
+        for z in range(nz):  # each unit in the zone where its tile counts most
             counts = np.zeros((len(groups), len(groups)), np.int64)
-            for row, a, b in zip(rows, m, r):
-                if best[row] == z:
+            for t, a, b in zip(tid, m, r):
+                if where[t][0] == z:
                     counts[gi[cw.map[a]], gi[cw.reference_group(b)]] += 1
             areas = np.zeros(len(groups))
             for c, i in ci.items():
@@ -189,18 +291,19 @@ def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
 
     files = _write(cfg, rows_out, names, out_classes, estimates)
     summary = {
-        "result": "ok", "map": cfg.map, "kind": got.kind, "zones": cfg.zones, "zone_field": cfg.zone_field,
+        "result": "ok", "map": cfg.map, "kind": source.kind, "zones": cfg.zones, "zone_field": cfg.zone_field,
         "assign": cfg.assign, "samples": cfg.samples, "classes": out_classes,
         "per_zone": {name: {"mapped_hectares": round(float(ha[z].sum()), 4),
                             "not_observed_hectares": round(float(unseen_ha[z]), 4),
                             **({"estimates": estimates[z]} if z in estimates else {}),
                             **({"no_interval": notes[name]} if name in notes else {})}
                      for z, name in enumerate(names)},
-        "map_hectares": round(float(area[ok].sum()), 4),
+        "map_hectares": round(float(map_ha), 4), "partitions": len(sums),
         "zoned_hectares": round(float(ha.sum()), 4), "outside_hectares": round(outside_ha, 4),
         "files": files, "created_by": " ".join(argv or []), "seconds": round(time.time() - t0, 2),
     }
     storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
+    storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, TMP)))
     storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
     return summary
 

@@ -11,7 +11,6 @@ import shapely
 
 from raylib.cli import main
 from raylib.eval import reference
-from raylib.formats import mapfile
 from raylib.raster import tiling
 
 from .test_change import AFTER, BEFORE, CLASSES, GRID, scene, write_map

@@ -12,7 +12,7 @@ import pytest
 from raylib.cli import main
 from raylib.eval import reference
 from raylib.formats import mapfile
-from raylib.pipelines.change import run_change
+from raylib.pipelines.change.run import run_change
 from raylib.raster import scenes, tiling
 
 CLASSES = ["forest", "crop", "water"]
@@ -282,3 +282,45 @@ def test_the_olofsson_example_through_a_change_map(tmp_path):
     assert main(["assess", "--map", str(tmp_path / "c"), "--samples", str(samples),
                  "--out", str(tmp_path / "refused")]) == 2
     assert not (tmp_path / "refused" / "assessment.json").exists()
+
+
+def _reference(path, codes: list[int]) -> str:
+    """A reference class raster of the test scene: one code per tile (1 forest, 2 crop, 3 water)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    grid = np.asarray(codes, np.uint8).reshape(3, 4)
+    data = np.kron(grid, np.ones((16, 16), np.uint8))
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=48, count=1, dtype="uint8", crs="EPSG:32618",
+                       transform=from_origin(500000, 4400000, 10.0, 10.0), nodata=0) as ds:
+        ds.write(data, 1)
+    return str(path)
+
+
+def test_a_change_map_assessed_against_references_of_both_dates(tmp_path):
+    a = write_map(tmp_path / "a", BEFORE, "2018-06-01")
+    b = write_map(tmp_path / "b", AFTER, "2023-06-01")
+    run_change(_cfg(before=a, after=b, out=str(tmp_path / "c")))
+    truth_before, truth_after = list(BEFORE), list(AFTER)
+    truth_before[5] = F  # tile 5 was forest in 2018 (mapped crop -> crop; truly forest -> crop)
+    truth_after[11] = W  # tile 11 is still water (mapped water -> crop)
+    rb = _reference(tmp_path / "before.tif", [v + 1 for v in truth_before])
+    ra = _reference(tmp_path / "after.tif", [v + 1 for v in truth_after])
+    cw = tmp_path / "cw.yaml"
+    cw.write_text("map: {forest: forest, crop: crop, water: water}\nreference: {1: forest, 2: crop, 3: water}\n")
+    out = tmp_path / "assessment"
+    assert main(["assess", "--map", str(tmp_path / "c"), "--reference-before", rb, "--reference-after", ra,
+                 "--crosswalk", str(cw), "--out", str(out)]) == 0
+    r = json.loads((out / "assessment.json").read_text())
+    assert r["mode"] == "change" and r["tiles"]["assessed"] == 12 and r["area_unit"] == "ha"
+    assert r["sample_accuracy"] == pytest.approx(10 / 12)
+    ha = areas()
+    est = r["area"]
+    assert est["water->crop"]["mapped"] == pytest.approx(ha[11], rel=1e-6) and est["water->crop"]["estimate"] == 0
+    assert est["water->water"]["estimate"] == pytest.approx(ha[[8, 9, 10, 11]].sum(), rel=1e-6)
+    # forest->crop: its stratum (tiles 1, 2) and a third of crop->crop's (tile 5 of 4, 5, 7)
+    assert est["forest->crop"]["estimate"] == pytest.approx(ha[[1, 2]].sum() + ha[[4, 5, 7]].sum() / 3, rel=1e-6)
+    assert "first date -> last date" in (out / "report.md").read_text()
+    # a map of one date is not a change map
+    assert main(["assess", "--map", a, "--reference-before", rb, "--reference-after", ra,
+                 "--out", str(tmp_path / "refused")]) == 2
