@@ -16,6 +16,14 @@ def test_every_verbs_help_prints_and_exits_0(verb, capsys):
         assert "eo:cloud_cover <= this (%)" in out  # a literal % in a field's help
 
 
+def test_the_verb_list_prints_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(verb in out for verb in VERBS) and "95 % intervals" in out  # a literal % in a verb's help
+
+
 def test_a_mistyped_flag_gets_the_closest_one_in_one_line(capsys):
     with pytest.raises(SystemExit) as done:
         main(["map", "--scenes", "a.tif", "--out", "o", "--tilesize", "64"])

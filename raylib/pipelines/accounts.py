@@ -42,7 +42,7 @@ from raylib.formats import parts
 from raylib.formats.mapfile import SUCCESS
 from raylib.formats.parts import TMP
 from raylib.io import storage
-from raylib.pipelines.common.map_input import MapSource, id_ranges, open_map_input
+from raylib.pipelines.common.map_input import MapSource, finished_folder, id_ranges, open_map_input
 from raylib.raster import aoi
 
 COLUMNS = ["tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction"]
@@ -190,7 +190,9 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
 
     from raylib.pipelines.common.stages import ensure_ray
 
-    job_id = parts.digest({"map": cfg.map, "rows": job.source.count(), "parts": n_parts,
+    done_marker = storage.join(finished_folder(cfg.map), SUCCESS)
+    job_id = parts.digest({"map": [cfg.map, storage.fingerprint(done_marker)], "rows": job.source.count(),
+                           "parts": n_parts,
                            "zones": [cfg.zones, storage.fingerprint(cfg.zones)], "field": cfg.zone_field,
                            "assign": cfg.assign,
                            "samples": [cfg.samples, storage.fingerprint(cfg.samples) if cfg.samples else None]})
@@ -313,6 +315,7 @@ def _write(cfg: AccountsConfig, rows: list[dict], names: list[str], classes: lis
     import pyarrow.parquet as pq
 
     storage.delete_prefix(storage.join(cfg.out, SUCCESS))
+    storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, "charts")))  # (an earlier run's zones)
     cols = ["zone", "class", "tiles", "hectares", "share"] + (["estimate_ha", "ci95_ha"] if cfg.samples else [])
     csv = io.StringIO()
     csv.write(",".join(cols) + "\n")

@@ -37,6 +37,12 @@ class DateSource:
     def uri(self) -> str:
         return self.source.uri
 
+    @property
+    def version(self) -> str:
+        """Which run of the map this is (its ``_SUCCESS`` marker's fingerprint): a map made
+        again is another input, and a killed change does not resume over it."""
+        return storage.fingerprint(storage.join(finished_folder(self.uri), mapfile.SUCCESS))
+
 
 def _median_day(src: MapSource) -> float | None:
     """The median acquisition day of the map's rows, streamed (flat in the number of rows)."""

@@ -95,7 +95,8 @@ def run_change(cfg: ChangeConfig, argv: list[str] | None = None) -> dict:
     groups, mats = datelib.groups(dates, cfg.crosswalk)
     rows = max(d.source.count() for d in dates)
     n_parts = max(1, math.ceil(rows / max(1, cfg.partition_tiles)))
-    job_id = parts.digest({"maps": [[d.uri, d.model_id, d.source.count()] for d in dates], "parts": n_parts,
+    job_id = parts.digest({"maps": [[d.uri, d.model_id, d.source.count(), d.version] for d in dates],
+                           "parts": n_parts,
                            "settings": cfg.model_dump(exclude={"overwrite", "out", "ray_address"})})
     existed = storage.exists(cfg.out) or storage.is_prefix(cfg.out)
     resumed = map_folder.prepare(cfg.out, job_id, cfg.overwrite)

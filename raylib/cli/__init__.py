@@ -1,15 +1,15 @@
 """``landcover <verb>``: parse flags/YAML into the job's typed config, call the verb's one
 function, print its summary.
 
-Each verb is one ``Verb`` in ``VERBS``: its config class, its help, the function that runs
-it (``module:function``, imported only when the verb runs, so ``landcover --help`` stays
-fast) and the few lines that report what it did. ``jobs/<verb>.py`` call ``entry(verb)``.
+Each verb is one ``Verb`` in ``VERBS``: its config class, its help, the function that gives
+its runner (a plain import inside it: ``landcover --help`` stays fast and the import
+contract sees it) and the few lines that report what it did (``reports``).
+``jobs/<verb>.py`` call ``entry(verb)``; ``python -m raylib.cli`` is ``landcover``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -19,6 +19,7 @@ from typing import Callable
 
 from raylib import config as cfglib
 from raylib import console
+from raylib.cli import reports
 from raylib.errors import LandcoverError
 
 
@@ -37,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True)
     for name, verb in VERBS.items():
         cls = verb.config
-        sp = sub.add_parser(name, help=verb.help, description=verb.help)
+        text = verb.help.replace("%", "%%")  # argparse formats help with %
+        sp = sub.add_parser(name, help=text, description=text)
         sp.add_argument("--config", help="YAML file with the fields below (flags override it)")
         sp.add_argument("-v", "--verbose", action="store_true", help="log what happens, Ray's own messages included")
         for fname, field in cls.model_fields.items():
@@ -161,166 +163,6 @@ def entry(verb: str) -> None:
     sys.exit(main([verb, *sys.argv[1:]], started=console.process_started()))
 
 
-# --------------------------------------------------------------------------- what each verb prints
-
-
-def _report_map(cfg, summary) -> int:
-    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
-    reasons = ", ".join(f"{v} {k}" for k, v in summary["error_reasons"].items())
-    resumed = f"; {summary['parts_resumed']} of {summary['parts']} parts kept from an earlier run" \
-        if summary["parts_resumed"] else ""
-    print(f"mapped {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
-          f"({counts}{'; ' + reasons if reasons else ''}) with model {summary['model_id']}{resumed}")
-    if summary["scenes_failed"]:
-        print(f"{len(summary['scenes_failed'])} scene(s) could not be read: their tiles are error rows "
-              f"(see {summary['out']}/_summary.json)")
-    if "unchanged" in summary:
-        print(f"incremental: {summary['unchanged']} scene(s) unchanged since the last run; the map holds "
-              f"{summary['map_tiles']} tiles of {summary['map_scenes']} scene(s)")
-    print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
-    if summary.get("embeddings"):
-        print(f"embedding store: {summary['embeddings']}  (a folder of its own, which readers of the map skip; "
-              f"train-head, remap, tune and similar take it, or the map folder, as --embeddings)")
-    if summary.get("composite"):
-        c = summary["composite"]
-        print(f"composite ({c['method']}): {c['path']}  ({c['tiles']} ground tiles, {c['clear_tiles']} with a clear "
-              f"observation, from {c['observations']} observations)")
-    for q in summary["quicklooks"]:
-        print(f"quick-look: {q}")
-    if summary["result"] != "ok":
-        print(f"landcover map: failed: {summary['failure']}", file=sys.stderr)
-        return 3
-    return 0
-
-
-def _report_embed(cfg, summary) -> int:
-    if summary.get("store"):
-        counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
-        print(f"embedded {summary['tiles']} tiles from {summary['scenes']} scene(s) in {summary['seconds']} s "
-              f"({counts}) with the backbone of {summary['model_id']}")
-        print(f"embedding store: {summary['out']}")
-        if summary["result"] != "ok":
-            print(f"landcover embed: failed: {summary['failure']}", file=sys.stderr)
-            return 3
-        return 0
-    print(f"embedded {summary['rows']} patches ({summary['train']} train, {summary['test']} test) "
-          f"-> {summary['dim']}-d in {summary['seconds']} s")
-    print(f"embeddings: {summary['out']}")
-    return 0
-
-
-def _report_tune(cfg, summary) -> int:
-    score = "cross-validated" if cfg.labels else "validation"
-    test = f", test {summary['test']['balanced_accuracy']:.4f}" if summary["test"] else ""
-    print(f"{summary['trials']} trials ({', '.join(summary['families'])}) in {summary['seconds']} s; "
-          f"best {summary['best_config']['family']}: {score} balanced accuracy "
-          f"{summary['best_trial_score']:.4f}{test}")
-    print(f"model: {summary['model']}  (landcover map --model {summary['model']} ...)")
-    return 0
-
-
-def _report_evaluate(cfg, res) -> int:
-    m = res["metrics"]
-    print(f"{res['rows']} rows: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
-          f"kappa {m['cohen_kappa']:.4f}")
-    print(f"report: {res['files']['report.md']}")
-    return 0
-
-
-def _report_finetune(cfg, s) -> int:
-    resumed = f", resumed at epoch {s['resumed_from']}" if s["resumed_from"] else ""
-    print(f"fine-tuned {s['epochs_completed']} epochs in {s['seconds']} s{resumed}; best epoch {s['best_epoch']}: "
-          f"validation balanced accuracy {s['best_val_balanced_accuracy']:.4f}")
-    if "test" in s:
-        t, t0 = s["test"], s["test_without_tta"]
-        print(f"test: accuracy {t['accuracy']:.4f}, balanced accuracy {t['balanced_accuracy']:.4f}, "
-              f"kappa {t['cohen_kappa']:.4f} (without TTA: accuracy {t0['accuracy']:.4f})")
-    print(f"model: {s['out']}  (landcover map --model {s['out']} ...); checkpoints: {s['run']}")
-    return 0
-
-
-def _report_compare(cfg, res) -> int:
-    for i, m in enumerate(res["models"]):
-        mm = m["metrics"]
-        print(f"{i + 1}: {m['model_id']} ({m['kind']}): balanced accuracy {mm['balanced_accuracy']:.4f}, "
-              f"accuracy {mm['accuracy']:.4f}, kappa {mm['cohen_kappa']:.4f}")
-    print(f"report: {res['files']['compare.md']}")
-    return 0
-
-
-def _report_train_head(cfg, result) -> int:
-    manifest, scores = result
-    print(f"model {manifest.id} written to {cfg.out}")
-    if cfg.embeddings:
-        print(f"trained on labelled tiles of {cfg.embeddings}: {json.dumps(scores['labelled_tiles'])}")
-        for w in scores.get("warnings", []):
-            print(f"landcover train-head: warning: {w}", file=sys.stderr)
-    else:
-        print(json.dumps({k: scores[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}))
-    return 0
-
-
-def _report_assess(cfg, r) -> int:
-    what = (f"{r['tiles']['assessed']} of {r['tiles']['mapped']} mapped tiles assessed"
-            if r["mode"] == "map" else f"{r['estimates']['sample_size']} sample units")
-    print(f"{what}: overall accuracy {r['overall_accuracy']:.4f} ± {r['overall_accuracy_ci95']:.4f}, "
-          f"balanced accuracy {r['balanced_accuracy']:.4f}, kappa {r['kappa']:.4f}")
-    print(f"report: {r['files']['report.md']}")
-    return 0
-
-
-def _report_export_tiles(cfg, s) -> int:
-    print(f"exported {s['tiles']} labelled tiles ({json.dumps(s['labelled_tiles'])}) in {s['seconds']} s -> {s['out']}")
-    print(f"fine-tune on them: landcover finetune --data {s['out']} --test-fraction 0 --out <model dir>; map with "
-          f"the store's settings: {json.dumps({k: v for k, v in s['map_settings'].items() if v is not None})}")
-    return 0
-
-
-def _report_remap(cfg, s) -> int:
-    counts = ", ".join(f"{v} {k}" for k, v in s["counts"].items())
-    print(f"remapped {s['tiles']} tiles in {s['seconds']} s ({counts}) with model {s['model_id']}")
-    print(f"map: {s['out']}")
-    return 0
-
-
-def _report_similar(cfg, r) -> int:
-    print(f"{r['k']} most similar of {r['tiles']} tiles ({r['positives']} positive, {r['negatives']} negative "
-          f"examples; {r['index']} search in {r['query_seconds']} s) -> {r['out']}")
-    return 0
-
-
-def _report_change(cfg, s) -> int:
-    span = " -> ".join(s["dates"])
-    flick = "" if s["flicker_share"] is None else \
-        f"; flicker (A->B->A) {s['flicker_share']:.1%} of tiles mapped, {s['flicker_share_after']:.1%} kept"
-    print(f"change {span}: {s['changed_tiles']} of {s['counts']['ok']} tiles changed ({s['changed_hectares']:,.1f} ha), "
-          f"{s['counts']['error']} not observed on both ends{flick} ({s['seconds']} s)")
-    print(f"change map: {s['out']}  (transitions: {s['files']['transitions']}; picture: {s['files']['picture']})")
-    return 0
-
-
-def _report_accounts(cfg, s) -> int:
-    zones = ", ".join(f"{z} {v['mapped_hectares']:,.1f} ha" for z, v in list(s["per_zone"].items())[:5])
-    more = f" (+{len(s['per_zone']) - 5} more)" if len(s["per_zone"]) > 5 else ""
-    print(f"accounts of {len(s['classes'])} classes in {len(s['per_zone'])} zones: {zones}{more}; "
-          f"{s['outside_hectares']:,.1f} ha of the map outside every zone ({s['seconds']} s)")
-    for z, why in ((z, v["no_interval"]) for z, v in s["per_zone"].items() if "no_interval" in v):
-        print(f"  {z}: no interval: {why}")
-    print(f"accounts: {s['files']['csv']}  (charts: {_folder_of(s['files']['csv'])}charts/)")
-    return 0
-
-
-def _folder_of(uri: str) -> str:
-    return uri[: uri.rfind("/") + 1]
-
-
-def _report_sample(cfg, r) -> int:
-    alloc = ", ".join(f"{c} {n}" for c, n in r["allocation"].items())
-    print(f"{r['units']} sample units ({alloc}) -> {r['out']}; mapped areas: {r['areas']}")
-    print("label the 'reference' column, then: landcover assess --samples <that file> --areas <areas csv> --out <dir>")
-    return 0
-
-
 @dataclass(frozen=True)
 class Verb:
     config: type
@@ -397,6 +239,11 @@ def _change(cfg):
     return run_change
 
 
+def _export(cfg):
+    from raylib.pipelines.export import run_export
+    return run_export
+
+
 def _accounts(cfg):
     from raylib.pipelines.accounts import run_accounts
     return run_accounts
@@ -404,37 +251,35 @@ def _accounts(cfg):
 
 VERBS = {
     "map": Verb(cfglib.MapConfig, "Map scenes to a GeoParquet land-cover map.",
-                _map, _report_map),
+                _map, reports.map),
     "embed": Verb(cfglib.EmbedConfig, "Embed a labelled patch set into a Parquet table, or scenes tile by tile into an "
-                  "embedding store.", _embed, _report_embed),
+                  "embedding store.", _embed, reports.embed),
     "tune": Verb(cfglib.TuneConfig, "Sweep head families and hyperparameters with Ray Tune; export the best.",
-                 _tune, _report_tune),
+                 _tune, reports.tune),
     "evaluate": Verb(cfglib.EvaluateConfig, "Score a model on labelled data; write metrics.json and a report.",
-                     _evaluate, _report_evaluate),
+                     _evaluate, reports.evaluate),
     "finetune": Verb(cfglib.FinetuneConfig, "Fine-tune a backbone end to end with Ray Train; write a model directory.",
-                     _finetune, _report_finetune),
+                     _finetune, reports.finetune),
     "compare": Verb(cfglib.CompareConfig, "Score several models on one labelled split; write a side-by-side report.",
-                    _compare, _report_compare),
+                    _compare, reports.compare),
     "train-head": Verb(cfglib.TrainHeadConfig, "Fit a logistic-regression head on an image folder or on labelled "
                        "tiles of an embedding store.", _train_head,
-                       _report_train_head),
+                       reports.train_head),
     "assess": Verb(cfglib.AssessConfig, "Map accuracy and area estimates against reference land cover (Olofsson et "
-                   "al. 2014).", _assess, _report_assess),
+                   "al. 2014).", _assess, reports.assess),
     "export-tiles": Verb(cfglib.ExportTilesConfig, "Write labelled tiles of an embedding store as an image folder, "
                          "read from the scenes as the map read them (for finetune).",
-                         _export_tiles, _report_export_tiles),
+                         _export_tiles, reports.export_tiles),
     "remap": Verb(cfglib.RemapConfig, "Apply a head to an embedding store: a map without imagery or backbone.",
-                  _remap, _report_remap),
+                  _remap, reports.remap),
     "similar": Verb(cfglib.SimilarConfig, "Find the tiles of an embedding store most like a few example tiles.",
-                    _similar, _report_similar),
+                    _similar, reports.similar),
     "sample": Verb(cfglib.SampleConfig, "Draw a stratified random sample of a map's tiles to label for assess "
-                   "--samples.", _sample, _report_sample),
+                   "--samples.", _sample, reports.sample),
     "change": Verb(cfglib.ChangeConfig, "What changed between maps of one place on the ground grid: a change map, "
-                   "transitions (tiles, hectares) and a picture.", _change, _report_change),
+                   "transitions (tiles, hectares) and a picture.", _change, reports.change),
     "accounts": Verb(cfglib.AccountsConfig, "The area of each class (or transition) per region; with a labelled "
-                     "sample, estimates with 95 % intervals.", _accounts, _report_accounts),
+                     "sample, estimates with 95 % intervals.", _accounts, reports.accounts),
+    "export": Verb(cfglib.ExportConfig, "A map (or composite, or change map) as cloud-optimised GeoTIFFs: classes "
+                   "with their palette, confidence, probabilities; one per CRS zone.", _export, reports.export),
 }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,182 @@
+"""``landcover export``: a map (or its composite, or a change map) as rasters GIS users open.
+
+Per CRS zone of the map's tiles (a map across UTM zones gives a raster per zone), on the
+tile grid's own lines in that zone's CRS:
+
+- ``classes-<crs>.tif``: one pixel per tile (``--resolution``: finer, each tile's pixels its
+  class), uint8 with the quick-look's colours as its palette; 0 no data (error rows), the
+  map's classes ``1..k`` (``label_index`` + 1), ``k + 1`` ``unknown``;
+- ``confidence-<crs>.tif``: the top probability, 0-100 (255: no data);
+- with ``--probabilities``, ``probabilities-<crs>.tif``: a band per class, 0-100;
+
+each a COG (``formats.cog``: 512-pixel tiles, ZSTD, overviews by ``MODE`` for classes and
+``AVERAGE`` for percentages), validated. A tile paints the cells of its footprint (a tile
+larger than the grid step, on an overlapping grid, paints the step-sized cells around its
+centre). Then ``export.json`` (files, sizes, checksums, classes and values) and ``_SUCCESS``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from raylib.config import ExportConfig
+from raylib.errors import ConfigError, InputError
+from raylib.eval import reference, reports
+from raylib.formats import cog, mapfile
+from raylib.io import storage
+from raylib.pipelines.common.map_input import read_map_input
+
+COLUMNS = ["tile_id", "geometry", "scene_crs", "label", "label_index", "confidence", "probs", "status"]
+
+
+@dataclass
+class ZoneGrid:
+    """The pixel grid of one CRS zone's raster: origin (top left), pixel size, shape."""
+
+    crs: str
+    x0: float
+    y1: float
+    res: float
+    width: int
+    height: int
+
+    @property
+    def transform(self):
+        from rasterio.transform import from_origin
+
+        return from_origin(self.x0, self.y1, self.res, self.res)
+
+
+def _step(boxes: np.ndarray) -> float:
+    """The tile grid's step in a zone: the smallest spacing of the tiles' left edges (a lone
+    tile: its width)."""
+    xs = np.unique(np.round(boxes[:, 0], 3))
+    gaps = np.diff(xs)
+    gaps = gaps[gaps > 1e-6]
+    return float(gaps.min()) if len(gaps) else float(np.max(boxes[:, 2] - boxes[:, 0]))
+
+
+def _cells(boxes: np.ndarray, step: float, g: ZoneGrid) -> np.ndarray:
+    """Each tile's cells (row0, row1, col0, col1) in the zone's raster."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    big = (w > step * 1.001) | (h > step * 1.001)  # an overlapping grid: the step around the centre
+    x0 = np.where(big, cx - step / 2, boxes[:, 0])
+    x1 = np.where(big, cx + step / 2, boxes[:, 2])
+    y0 = np.where(big, cy - step / 2, boxes[:, 1])
+    y1 = np.where(big, cy + step / 2, boxes[:, 3])
+    c0 = np.clip(np.round((x0 - g.x0) / g.res), 0, g.width).astype(np.int64)
+    c1 = np.clip(np.round((x1 - g.x0) / g.res), 0, g.width).astype(np.int64)
+    r0 = np.clip(np.round((g.y1 - y1) / g.res), 0, g.height).astype(np.int64)
+    r1 = np.clip(np.round((g.y1 - y0) / g.res), 0, g.height).astype(np.int64)
+    return np.stack([r0, np.maximum(r1, r0 + 1), c0, np.maximum(c1, c0 + 1)], axis=1)
+
+
+def _zone_name(crs: str, i: int) -> str:
+    m = re.fullmatch(r"EPSG:(\d+)", crs.upper())
+    return f"epsg{m.group(1)}" if m else f"crs{i}"
+
+
+def _check_out(cfg: ExportConfig) -> None:
+    storage.check_bucket(cfg.out)
+    if storage.exists(storage.join(cfg.out, mapfile.SUCCESS)) and not cfg.overwrite:
+        raise ConfigError(f"{cfg.out} already holds an export.", "pass --overwrite, or choose another --out.")
+
+
+def run_export(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
+    t0 = time.time()
+    _check_out(cfg)
+    got = read_map_input(cfg.map, COLUMNS)
+    classes = list(got.meta["classes"])
+    k = len(classes)
+    dtype, unknown_value = cog.class_values(k)
+    table = got.table
+    status = np.asarray(table.column("status").to_pylist(), object)
+    label = np.asarray(table.column("label").to_pylist(), object)
+    ok = status == "ok"
+    if not ok.any():
+        raise InputError(f"The map {cfg.map} has no mapped tile (every row is an error row).",
+                         "export a map with predictions.")
+    index = table.column("label_index").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    value = np.where(ok & (index >= 0), index + 1, np.where(ok & (label == mapfile.UNKNOWN), unknown_value, 0))
+    conf = np.nan_to_num(table.column("confidence").cast(pa.float64()).fill_null(np.nan)
+                         .to_numpy(zero_copy_only=False), nan=-1.0)
+    percent = np.where(ok & (conf >= 0), np.round(conf * 100), cog.NODATA_PERCENT).astype(np.uint8)
+    probs = None
+    if cfg.probabilities:
+        col = table.column("probs").combine_chunks()
+        probs = np.full((table.num_rows, k), cog.NODATA_PERCENT, np.uint8)
+        if ok.any():
+            raw = np.asarray(col.filter(pa.array(ok)).flatten().to_numpy(zero_copy_only=False), float).reshape(-1, k)
+            probs[ok] = np.round(np.clip(raw, 0, 1) * 100).astype(np.uint8)
+    fp = reference.footprints(table)
+    colours = reports.palette(classes)
+    colormap = {0: (0, 0, 0, 0), **{i + 1: (*c, 255) for i, c in enumerate(colours)},
+                unknown_value: (*reports.UNKNOWN, 255)}
+    files, zones = {}, []
+    crs_all = np.asarray(fp.crs, object)
+    plans = []
+    for crs in sorted(set(fp.crs)):  # every zone's grid checked before anything is written
+        sel = np.flatnonzero(crs_all == crs)
+        step = _step(fp.box[sel])
+        if cfg.resolution and cfg.resolution > step * 1.001:
+            raise ConfigError(f"--resolution {cfg.resolution:g} is coarser than the tile grid's step in {crs} "
+                              f"({step:g}): a pixel would hold several tiles.",
+                              f"give a resolution of {step:g} or finer (leave it out for one pixel per tile).")
+        plans.append((crs, sel, step))
+    for zi, (crs, sel, step) in enumerate(plans):
+        rows, boxes = fp.rows[sel], fp.box[sel]
+        res = cfg.resolution or step
+        x0, y1 = float(boxes[:, 0].min()), float(boxes[:, 3].max())
+        g = ZoneGrid(crs, x0, y1, res, int(np.ceil((boxes[:, 2].max() - x0) / res - 1e-6)),
+                     int(np.ceil((y1 - boxes[:, 1].min()) / res - 1e-6)))
+        cells = _cells(boxes, step, g)
+        order = np.argsort(ok[rows], kind="stable")  # error tiles first: a mapped tile paints over them
+        rasters = {"classes": (np.zeros((1, g.height, g.width), dtype), value[rows], True, cog.NODATA_CLASS),
+                   "confidence": (np.full((1, g.height, g.width), cog.NODATA_PERCENT, np.uint8), percent[rows][:, None],
+                                  False, cog.NODATA_PERCENT)}
+        if probs is not None:
+            rasters["probabilities"] = (np.full((k, g.height, g.width), cog.NODATA_PERCENT, np.uint8), probs[rows],
+                                        False, cog.NODATA_PERCENT)
+        name = _zone_name(crs, zi)
+        single = bool(((cells[:, 1] - cells[:, 0]) == 1).all() and ((cells[:, 3] - cells[:, 2]) == 1).all())
+        for what, (arr, vals, is_class, nodata) in rasters.items():
+            if single:  # one pixel per tile: painted at once (in order: the last write of a cell stays)
+                v = np.asarray(vals)[order].reshape(len(order), -1)
+                arr[:, cells[order, 0], cells[order, 2]] = v.T
+            else:
+                for t in order:
+                    r0, r1, c0, c1 = cells[t]
+                    arr[:, r0:r1, c0:c1] = np.asarray(vals[t]).reshape(-1, 1, 1)
+            uri = storage.join(cfg.out, f"{what}-{name}.tif")
+            desc = [f"class (1..{k}: {', '.join(classes[:3])}{', ...' if k > 3 else ''}; 0: no data; "
+                    f"{unknown_value}: unknown)"] if what == "classes" else (
+                ["confidence (%)"] if what == "confidence" else [f"p({c}) (%)" for c in classes])
+            info = cog.write_cog(uri, arr, g.transform, crs, nodata, classes=is_class,
+                                 colormap=colormap if is_class else None, descriptions=desc,
+                                 tags={"landcover_map": cfg.map, "model_id": got.meta.get("model_id")})
+            problems = cog.validate(uri)
+            if problems:
+                raise RuntimeError(f"{uri} is not a valid COG: {problems}")
+            files[f"{what}-{name}"] = {"uri": uri, **info}
+        zones.append({"crs": crs, "name": name, "width": g.width, "height": g.height, "resolution": res,
+                      "grid_step": step, "tiles": int(len(sel)), "transform": list(g.transform)[:6]})
+    result = {"result": "ok", "map": cfg.map, "kind": got.kind, "out": cfg.out, "format": cfg.format,
+              "classes": [{"value": i + 1, "name": c, "color_hint": "%02X%02X%02X" % colours[i]}
+                          for i, c in enumerate(classes)]
+              + [{"value": unknown_value, "name": mapfile.UNKNOWN, "color_hint": "%02X%02X%02X" % reports.UNKNOWN}],
+              "nodata": {"classes": cog.NODATA_CLASS, "percent": cog.NODATA_PERCENT}, "dtype": dtype,
+              "model_id": got.meta.get("model_id"), "zones": zones, "files": files,
+              "tiles": int(table.num_rows), "mapped_tiles": int(ok.sum()),
+              "note": None if dtype == "uint8" else f"{k} classes: the class raster is uint16",
+              "created_by": " ".join(argv or []), "seconds": round(time.time() - t0, 2)}
+    storage.write_bytes(storage.join(cfg.out, "export.json"), json.dumps(result, indent=2).encode())
+    storage.write_bytes(storage.join(cfg.out, mapfile.SUCCESS), b"")
+    return result

@@ -1,0 +1,42 @@
+"""landcover export of a real map: the shipped NAIP scene mapped on Ray with the test model,
+exported as COGs and read back: every tile's class and confidence, the quick-look's palette."""
+
+import numpy as np
+import rasterio
+
+from raylib.cli import main
+from raylib.config import MapConfig
+from raylib.eval import reports
+from raylib.eval.reference import footprints
+from raylib.formats import cog
+from raylib.formats.mapfile import read_map, read_metadata
+from raylib.pipelines.map.run import run_map
+
+from ..conftest import NAIP
+
+
+def test_a_real_map_exported_reads_back_tile_by_tile(ray_session, test_model, tmp_path):
+    out = str(tmp_path / "map")
+    run_map(MapConfig(scenes=[str(NAIP)], out=out, model=test_model["uri"], bands="naip"))
+    assert main(["export", "--map", out, "--out", str(tmp_path / "x"), "--resolution", "5"]) == 0
+    table = read_map(out)
+    classes = read_metadata(out)["classes"]
+    fp = footprints(table)
+    ok = np.asarray(table.column("status").to_pylist(), object)[fp.rows] == "ok"
+    want = table.column("label_index").fill_null(-1).to_numpy(zero_copy_only=False)[fp.rows] + 1
+    conf = np.round(np.asarray(table.column("confidence").to_pylist(), float)[fp.rows][ok] * 100)
+    xs, ys = (fp.box[:, 0] + fp.box[:, 2]) / 2, (fp.box[:, 1] + fp.box[:, 3]) / 2
+    crs = fp.crs[0]
+    with rasterio.open(tmp_path / "x" / f"classes-epsg{crs.split(':')[1]}.tif") as ds:
+        got = np.array([v[0] for v in ds.sample(zip(xs, ys))])
+        cmap = ds.colormap(1)
+        data = ds.read(1)
+        assert ds.overviews(1)
+    with rasterio.open(tmp_path / "x" / f"classes-epsg{crs.split(':')[1]}.tif", overview_level=0) as ov:
+        assert set(np.unique(ov.read(1))) <= set(np.unique(data))
+    assert ok.sum() >= 40 and (got[ok] == want[ok]).all() and (got[~ok] == 0).all()
+    with rasterio.open(tmp_path / "x" / f"confidence-epsg{crs.split(':')[1]}.tif") as ds:
+        assert (np.array([v[0] for v in ds.sample(zip(xs[ok], ys[ok]))]) == conf).all()
+    assert [cmap[i + 1][:3] for i in range(len(classes))] == [tuple(c) for c in reports.palette(classes)]
+    for name in ("classes", "confidence"):
+        assert not cog.validate(str(tmp_path / "x" / f"{name}-epsg{crs.split(':')[1]}.tif"))

@@ -1,0 +1,122 @@
+"""landcover export on maps written in the map contract (no Ray): class, confidence and
+probability COGs read back tile by tile, their palette, overviews, zones, and bad inputs."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import rasterio
+
+from raylib.cli import main
+from raylib.eval import reports
+from raylib.formats import cog, mapfile
+from raylib.raster import tiling
+
+from .test_change import AFTER, CLASSES, GRID, scene, write_map
+
+
+def _centres(table: pa.Table, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """The tiles' centres in ``crs`` (from their lon/lat footprints)."""
+    from raylib.eval.reference import footprints
+
+    fp = footprints(table)
+    return (fp.box[:, 0] + fp.box[:, 2]) / 2, (fp.box[:, 1] + fp.box[:, 3]) / 2
+
+
+def _read_at(path, xs, ys, band=1):
+    with rasterio.open(path) as ds:
+        return np.array([v[band - 1] for v in ds.sample(zip(xs, ys))])
+
+
+def test_classes_and_confidence_read_back_tile_by_tile(tmp_path, capsys):
+    labels = list(AFTER)
+    labels[3] = None  # an error row: no data
+    m = write_map(tmp_path / "m", labels, "2023-06-01", sure=0.8)
+    assert main(["export", "--map", m, "--out", str(tmp_path / "x"), "--probabilities"]) == 0
+    assert "exported 11 mapped tiles of 12 as COGs (EPSG:32618 4x3 px at 160)" in capsys.readouterr().out
+    r = json.loads((tmp_path / "x" / "export.json").read_text())
+    classes = tmp_path / "x" / "classes-epsg32618.tif"
+    table = tiling.tile_table(scene(), GRID)
+    xs, ys = _centres(table, "EPSG:32618")
+    want = [0 if v is None else v + 1 for v in labels]
+    assert _read_at(classes, xs, ys).tolist() == want
+    conf = _read_at(tmp_path / "x" / "confidence-epsg32618.tif", xs, ys)
+    assert conf.tolist() == [255 if v is None else 80 for v in labels]
+    p_crop = _read_at(tmp_path / "x" / "probabilities-epsg32618.tif", xs, ys, band=2)
+    assert p_crop.tolist() == [255 if v is None else (80 if v == 1 else 10) for v in labels]
+    with rasterio.open(classes) as ds:
+        assert ds.crs.to_epsg() == 32618 and ds.nodata == 0 and ds.dtypes[0] == "uint8"
+        assert ds.res == (160.0, 160.0) and (ds.width, ds.height) == (4, 3)
+        cmap = ds.colormap(1)
+    assert [cmap[i + 1][:3] for i in range(3)] == [tuple(c) for c in reports.palette(CLASSES)]  # the quick-look's
+    assert cmap[4][:3] == reports.UNKNOWN and cmap[0][3] == 0
+    assert [c["name"] for c in r["classes"]] == CLASSES + ["unknown"] and r["classes"][3]["value"] == 4
+    assert all(not cog.validate(f["uri"]) for f in r["files"].values())
+
+
+def test_a_finer_resolution_paints_each_tiles_pixels_and_overviews_keep_class_values(tmp_path):
+    info = scene()
+    big = type(info)(info.uri, 64 * 12, 48 * 12, 3, "uint16", info.crs, info.transform, info.res, 0, True)
+    n = tiling.tile_table(big, GRID).num_rows  # 48 x 36 tiles
+    labels = [(i * 7 + i // 48) % 3 for i in range(n)]
+    m = write_map(tmp_path / "m", labels, "2023-06-01", info=big)
+    assert main(["export", "--map", m, "--out", str(tmp_path / "x"), "--resolution", "10"]) == 0
+    path = tmp_path / "x" / "classes-epsg32618.tif"
+    with rasterio.open(path) as ds:
+        assert (ds.width, ds.height) == (768, 576) and ds.overviews(1) == [2]
+        data = ds.read(1)
+        assert (data[:16, :16] == labels[0] + 1).all() and (data[:16, 16:32] == labels[1] + 1).all()
+    with rasterio.open(path, overview_level=0) as ov:
+        assert set(np.unique(ov.read(1))) <= set(np.unique(data))  # MODE: no invented class
+    assert not cog.validate(str(path))
+    with rasterio.open(tmp_path / "x" / "confidence-epsg32618.tif", overview_level=0) as ov:
+        assert set(np.unique(ov.read(1))) == {90}
+
+
+def test_a_map_across_two_zones_gives_a_raster_per_zone(tmp_path):
+    m = tmp_path / "m"
+    write_map(m, AFTER, "2023-06-01")
+    other = tmp_path / "other"
+    west = scene(crs="EPSG:32617")
+    write_map(other, [2] * 12, "2023-06-01", info=west)
+    (other / "part-00000.parquet").rename(m / "part-00001.parquet")
+    assert main(["export", "--map", str(m), "--out", str(tmp_path / "x")]) == 0
+    r = json.loads((tmp_path / "x" / "export.json").read_text())
+    assert [z["crs"] for z in r["zones"]] == ["EPSG:32617", "EPSG:32618"]
+    with rasterio.open(tmp_path / "x" / "classes-epsg32617.tif") as ds:
+        assert ds.crs.to_epsg() == 32617 and set(np.unique(ds.read(1))) == {3}
+    with rasterio.open(tmp_path / "x" / "classes-epsg32618.tif") as ds:
+        assert ds.crs.to_epsg() == 32618 and sorted(np.unique(ds.read(1))) == [1, 2, 3]
+
+
+def test_unknown_tiles_have_their_own_value(tmp_path):
+    rows = tiling.tile_table(scene(), GRID)
+    n = rows.num_rows
+    probs = np.full((n, 3), 1 / 3, np.float32)
+    probs[0] = [0.9, 0.05, 0.05]
+    table = mapfile.build_table(rows, probs, np.full(n, "ok", object), np.full(n, "", object),
+                                np.zeros(n, np.float32), CLASSES, "m@1", unknown_below=0.5)
+    (tmp_path / "m").mkdir()
+    mapfile.write_part(table, str(tmp_path / "m" / "part-00000.parquet"), CLASSES, "m@1", {"grid": GRID.as_dict()})
+    (tmp_path / "m" / "_SUCCESS").write_text("")
+    assert main(["export", "--map", str(tmp_path / "m"), "--out", str(tmp_path / "x")]) == 0
+    xs, ys = _centres(rows, "EPSG:32618")
+    assert _read_at(tmp_path / "x" / "classes-epsg32618.tif", xs, ys).tolist() == [1] + [4] * (n - 1)
+
+
+@pytest.mark.parametrize("case, says", [
+    ("unfinished", "incomplete (no _SUCCESS)"),
+    ("coarse", "coarser than the tile grid's step in EPSG:32618 (160)"),
+    ("again", "already holds an export"),
+])
+def test_bad_exports_are_refused_in_one_line(case, says, tmp_path, capsys):
+    m = write_map(tmp_path / "m", AFTER, "2023-06-01", done=case != "unfinished")
+    out = tmp_path / "x"
+    args = ["export", "--map", m, "--out", str(out)]
+    if case == "again":
+        assert main(args) == 0
+        capsys.readouterr()
+    assert main(args + (["--resolution", "320"] if case == "coarse" else [])) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
