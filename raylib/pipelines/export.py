@@ -21,6 +21,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -28,11 +29,11 @@ import pyarrow as pa
 from raylib.config import ExportConfig
 from raylib.errors import ConfigError, InputError
 from raylib.eval import reference, reports
-from raylib.formats import cog, mapfile
+from raylib.formats import cog, mapfile, stac_items
 from raylib.io import storage
 from raylib.pipelines.common.map_input import read_map_input
 
-COLUMNS = ["tile_id", "geometry", "scene_crs", "label", "label_index", "confidence", "probs", "status"]
+COLUMNS = ["tile_id", "geometry", "scene_crs", "label", "label_index", "confidence", "probs", "status", "datetime"]
 
 
 @dataclass
@@ -120,7 +121,8 @@ def run_export(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
     colours = reports.palette(classes)
     colormap = {0: (0, 0, 0, 0), **{i + 1: (*c, 255) for i, c in enumerate(colours)},
                 unknown_value: (*reports.UNKNOWN, 255)}
-    files, zones = {}, []
+    files, zones, items = {}, [], []
+    when = _when(table, got)
     crs_all = np.asarray(fp.crs, object)
     plans = []
     for crs in sorted(set(fp.crs)):  # every zone's grid checked before anything is written
@@ -166,9 +168,11 @@ def run_export(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
             if problems:
                 raise RuntimeError(f"{uri} is not a valid COG: {problems}")
             files[f"{what}-{name}"] = {"uri": uri, **info}
+            items.append(_item(cfg, got, what, name, g, arr, info, classes, colours, unknown_value, when))
         zones.append({"crs": crs, "name": name, "width": g.width, "height": g.height, "resolution": res,
                       "grid_step": step, "tiles": int(len(sel)), "transform": list(g.transform)[:6]})
-    result = {"result": "ok", "map": cfg.map, "kind": got.kind, "out": cfg.out, "format": cfg.format,
+    stac_files = _write_stac(cfg, got, items)
+    result = {"result": "ok", "map": cfg.map, "stac": stac_files, "kind": got.kind, "out": cfg.out, "format": cfg.format,
               "classes": [{"value": i + 1, "name": c, "color_hint": "%02X%02X%02X" % colours[i]}
                           for i, c in enumerate(classes)]
               + [{"value": unknown_value, "name": mapfile.UNKNOWN, "color_hint": "%02X%02X%02X" % reports.UNKNOWN}],
@@ -180,3 +184,93 @@ def run_export(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
     storage.write_bytes(storage.join(cfg.out, "export.json"), json.dumps(result, indent=2).encode())
     storage.write_bytes(storage.join(cfg.out, mapfile.SUCCESS), b"")
     return result
+
+
+# --------------------------------------------------------------------------- STAC
+
+
+def _when(table: pa.Table, got) -> dict:
+    """The Items' time: the map's acquisitions (one day, or a range), a change map's first
+    and last dates, else the time of the export."""
+    def iso(v) -> str:
+        return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    days = table.column("datetime").drop_null() if "datetime" in table.column_names else pa.array([])
+    if len(days):
+        import pyarrow.compute as pc
+
+        lo, hi = pc.min(days).as_py(), pc.max(days).as_py()
+        return {"datetime": iso(lo)} if lo == hi else {"datetime": None, "start_datetime": iso(lo),
+                                                       "end_datetime": iso(hi)}
+    dates = [d.get("name") for d in got.meta.get("dates", []) if d.get("name")]
+    if len(dates) >= 2 and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", d) for d in dates):
+        return {"datetime": None, "start_datetime": dates[0] + "T00:00:00Z", "end_datetime": dates[-1] + "T00:00:00Z"}
+    return {"datetime": iso(datetime.now(timezone.utc))}
+
+
+def _item(cfg: ExportConfig, got, what: str, zone: str, g: ZoneGrid, arr: np.ndarray, info: dict, classes: list,
+          colours: list, unknown_value: int, when: dict) -> dict:
+    """The STAC Item of one exported raster."""
+    from raylib import __version__
+
+    base = storage.basename(cfg.map.rstrip("/")) or "map"
+    percent = {"nodata": cog.NODATA_PERCENT, "data_type": "uint8", "spatial_resolution": g.res, "scale": 0.01,
+               "unit": "1"}
+    entries = None
+    if what == "classes":
+        values, counts = np.unique(arr, return_counts=True)
+        n = dict(zip(values.tolist(), counts.tolist()))
+        mapped = sum(c for v, c in n.items() if v != cog.NODATA_CLASS)
+        names = list(classes) + [mapfile.UNKNOWN]
+        hints = list(colours) + [reports.UNKNOWN]
+        entries = [{"value": v + 1, "name": stac_items.class_name(c), "title": c,
+                    "color_hint": "%02X%02X%02X" % tuple(hints[v]), "count": int(n.get(v + 1, 0)),
+                    "percentage": round(100 * n.get(v + 1, 0) / max(mapped, 1), 4)} for v, c in enumerate(names)]
+        entries.append({"value": cog.NODATA_CLASS, "name": "no_data", "description": "error rows: no class",
+                        "nodata": True})
+        bands = [{"nodata": cog.NODATA_CLASS, "data_type": str(arr.dtype), "spatial_resolution": g.res}]
+    elif what == "confidence":
+        bands = [percent]
+    else:
+        bands = [dict(percent) for _ in classes]
+    processing = {"processing:software": {"landcover-ray": __version__},
+                  "processing:lineage": f"landcover export of the {got.kind} {cfg.map} (model {got.meta.get('model_id')})",
+                  "landcover:model_id": got.meta.get("model_id"), "landcover:kind": got.kind}
+    links = [{"rel": r, "href": "../collection.json", "type": "application/json"} for r in ("root", "parent",
+                                                                                             "collection")]
+    links += [{"rel": "derived_from", "href": h, "type": "application/geo+json"} for h in _sources(cfg.map)]
+    item = stac_items.raster_item(f"{base}-{what}-{zone}", f"../{what}-{zone}.tif",
+                                  bounds=(g.x0, g.y1 - g.height * g.res, g.x0 + g.width * g.res, g.y1), crs=g.crs,
+                                  shape=(g.height, g.width), transform=list(g.transform)[:6], when=when,
+                                  title=f"{what} of {base} ({g.crs})", bands=bands, size=info["size"],
+                                  sha256=info["sha256"], processing=processing, classes=entries, links=links)
+    item["collection"] = f"{base}-export"
+    return item
+
+
+def _sources(map_uri: str) -> list[str]:
+    """The STAC items a map was made from (``map --stac`` keeps them under ``_inputs/stac/``)."""
+    folder = storage.join(map_uri.rstrip("/").removesuffix("/" + mapfile.COMPOSITE), "_inputs", "stac")
+    try:
+        return sorted(u for u in storage.folder_files(folder) if u.endswith(".json"))
+    except Exception:
+        return []
+
+
+def _write_stac(cfg: ExportConfig, got, items: list[dict]) -> dict:
+    """The Items under ``items/`` and the Collection over them, each validated."""
+    base = storage.basename(cfg.map.rstrip("/")) or "map"
+    hrefs = [f"./items/{i['id']}.json" for i in items]
+    coll = stac_items.collection(f"{base}-export", f"Rasters exported from the land-cover {got.kind} {cfg.map} "
+                                 f"(model {got.meta.get('model_id')})", items, hrefs)
+    for obj in items + [coll]:
+        problems = stac_items.validate(obj)
+        if problems:
+            raise RuntimeError(f"the STAC {obj['type']} {obj['id']} does not validate: {problems}")
+    out = {"collection": storage.join(cfg.out, "collection.json"), "items": []}
+    for item in items:
+        uri = storage.join(cfg.out, "items", f"{item['id']}.json")
+        storage.write_bytes(uri, json.dumps(item, indent=2).encode())
+        out["items"].append(uri)
+    storage.write_bytes(out["collection"], json.dumps(coll, indent=2).encode())
+    return out

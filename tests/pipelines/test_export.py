@@ -2,6 +2,8 @@
 probability COGs read back tile by tile, their palette, overviews, zones, and bad inputs."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -120,3 +122,48 @@ def test_bad_exports_are_refused_in_one_line(case, says, tmp_path, capsys):
     assert main(args + (["--resolution", "320"] if case == "coarse" else [])) == 2
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1, err
+
+
+def test_the_export_is_a_valid_stac_collection_a_client_reads(tmp_path):
+    import shutil
+    import subprocess
+
+    import pystac
+    from pystac.extensions.classification import ClassificationExtension
+
+    from raylib.formats import stac_items
+
+    m = write_map(tmp_path / "m", AFTER, "2023-06-01")
+    source = tmp_path / "m" / "_inputs" / "stac" / "landsat-c2-l2" / "LC08_X.json"  # as map --stac keeps them
+    source.parent.mkdir(parents=True)
+    source.write_text("{}")
+    assert main(["export", "--map", m, "--out", str(tmp_path / "x"), "--probabilities"]) == 0
+    coll = pystac.Collection.from_file(str(tmp_path / "x" / "collection.json"))
+    items = {i.id: i for i in coll.get_items()}
+    assert sorted(items) == ["m-classes-epsg32618", "m-confidence-epsg32618", "m-probabilities-epsg32618"]
+    item = items["m-classes-epsg32618"]
+    asset = item.assets["data"]
+    assert asset.get_absolute_href() == str(tmp_path / "x" / "classes-epsg32618.tif")
+    classes = ClassificationExtension.ext(asset).classes
+    assert [c.title for c in classes[:4]] == CLASSES + ["unknown"]
+    assert [c.color_hint for c in classes[:3]] == ["%02X%02X%02X" % tuple(c) for c in reports.palette(CLASSES)]
+    assert [c.count for c in classes[:3]] == [3, 6, 3] and classes[-1].nodata is True
+    assert item.properties["proj:code"] == "EPSG:32618" and item.properties["proj:shape"] == [3, 4]
+    assert item.properties["datetime"].startswith("2023-06-01")
+    data = (tmp_path / "x" / "classes-epsg32618.tif").read_bytes()
+    import hashlib
+
+    assert asset.extra_fields["file:checksum"] == "1220" + hashlib.sha256(data).hexdigest()
+    assert asset.extra_fields["file:size"] == len(data)
+    assert [link.target for link in item.links if link.rel == "derived_from"] == [str(source)]
+    for path in [tmp_path / "x" / "collection.json", *(tmp_path / "x" / "items").glob("*.json")]:
+        assert stac_items.validate(json.loads(path.read_text())) == [], path
+    bad = json.loads((tmp_path / "x" / "items" / "m-classes-epsg32618.json").read_text())
+    bad["assets"]["data"]["classification:classes"][0]["color_hint"] = "green"
+    assert stac_items.validate(bad) and "color_hint" not in json.dumps(stac_items.validate(item.to_dict()))
+    rustac = shutil.which("rustac") or str(Path(sys.executable).parent / "rustac")
+    r = subprocess.run([rustac, "crawl", str(tmp_path / "x" / "collection.json"), str(tmp_path / "crawl")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    crawled = json.loads(next((tmp_path / "crawl").glob("*.json")).read_text())
+    assert len(crawled["features"]) == 3
