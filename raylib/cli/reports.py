@@ -6,6 +6,13 @@ import json
 import sys
 
 
+def _cog(summary: dict) -> None:
+    """``--cog``: where the map's rasters and their STAC Collection are."""
+    c = summary.get("cog")
+    if c:
+        print(f"COGs: {c['path']}  ({len(c['rasters'])} rasters; STAC: {c['collection']})")
+
+
 def map(cfg, summary) -> int:
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
     reasons = ", ".join(f"{v} {k}" for k, v in summary["error_reasons"].items())
@@ -29,6 +36,7 @@ def map(cfg, summary) -> int:
               f"observation, from {c['observations']} observations)")
     for q in summary["quicklooks"]:
         print(f"quick-look: {q}")
+    _cog(summary)
     if summary["result"] != "ok":
         print(f"landcover map: failed: {summary['failure']}", file=sys.stderr)
         return 3
@@ -122,6 +130,7 @@ def remap(cfg, s) -> int:
     counts = ", ".join(f"{v} {k}" for k, v in s["counts"].items())
     print(f"remapped {s['tiles']} tiles in {s['seconds']} s ({counts}) with model {s['model_id']}")
     print(f"map: {s['out']}")
+    _cog(s)
     return 0
 
 
@@ -138,6 +147,7 @@ def change(cfg, s) -> int:
     print(f"change {span}: {s['changed_tiles']} of {s['counts']['ok']} tiles changed ({s['changed_hectares']:,.1f} ha), "
           f"{s['counts']['error']} not observed on both ends{flick} ({s['seconds']} s)")
     print(f"change map: {s['out']}  (transitions: {s['files']['transitions']}; picture: {s['files']['picture']})")
+    _cog(s)
     return 0
 
 

@@ -31,6 +31,8 @@ class ChangeConfig(_Config):
     persistence: bool | None = Field(None, description="a change counts only when its new class holds on the next "
                                      "date too (default: on with three or more dates)")
     overwrite: bool = Field(False, description="replace an existing change map at out")
+    cog: bool = Field(False, description="at the end, also export the change map (its transitions) as COGs with a "
+                                         "STAC Collection under <out>/_cog (landcover export)")
     partition_tiles: int = Field(500_000, gt=0, description="tiles per partition: the tile ids are cut into ranges of "
                                  "about this many tiles, each joined and written by one Ray Data task (one "
                                  "partition runs in the driver's process)")

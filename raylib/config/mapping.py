@@ -112,6 +112,8 @@ class MapConfig(_Config):
                                       "mostly_fill, cloudy not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
+    cog: bool = Field(False, description="at the end, also export the map as COGs with a STAC Collection under "
+                                         "<out>/_cog (landcover export)")
     embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under "
                                                 "<out>/_embeddings (a folder every reader of the map skips)")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
@@ -228,6 +230,8 @@ class RemapConfig(_Config):
     unknown_below: float | None = Field(None, gt=0, lt=1, description="as landcover map")
     read_cpus: float = Field(1.0, gt=0, description="CPUs per task (one store part each)")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
+    cog: bool = Field(False, description="at the end, also export the map as COGs with a STAC Collection under "
+                                         "<out>/_cog (landcover export)")
     overwrite: bool = Field(False, description="replace a finished map at out")
     ray_address: str | None = None
 

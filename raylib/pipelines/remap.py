@@ -30,6 +30,7 @@ from raylib.models.model_dir import MANIFEST, LandcoverModel
 
 log = logging.getLogger(__name__)
 from raylib.models.model_dir import local_model_folder
+from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
 from raylib.pipelines.common.tile_grid import TileGrid
 
@@ -147,6 +148,8 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
                "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
                "quicklooks": quicklooks, "config": cfg.model_dump()}
     map_folder.finish(cfg.out, summary)
+    if cfg.cog:
+        summary["cog"] = export_after(cfg.out)
     return summary
 
 

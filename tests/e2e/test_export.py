@@ -17,7 +17,8 @@ from ..conftest import NAIP
 
 def test_a_real_map_exported_reads_back_tile_by_tile(ray_session, test_model, tmp_path):
     out = str(tmp_path / "map")
-    run_map(MapConfig(scenes=[str(NAIP)], out=out, model=test_model["uri"], bands="naip"))
+    s = run_map(MapConfig(scenes=[str(NAIP)], out=out, model=test_model["uri"], bands="naip", cog=True))
+    assert s["cog"]["collection"].endswith("_cog/collection.json") and len(s["cog"]["rasters"]) == 2
     assert main(["export", "--map", out, "--out", str(tmp_path / "x"), "--resolution", "5"]) == 0
     table = read_map(out)
     classes = read_metadata(out)["classes"]
@@ -40,3 +41,5 @@ def test_a_real_map_exported_reads_back_tile_by_tile(ray_session, test_model, tm
     assert [cmap[i + 1][:3] for i in range(len(classes))] == [tuple(c) for c in reports.palette(classes)]
     for name in ("classes", "confidence"):
         assert not cog.validate(str(tmp_path / "x" / f"{name}-epsg{crs.split(':')[1]}.tif"))
+    with rasterio.open(f"{out}/_cog/classes-epsg{crs.split(':')[1]}.tif") as ds:  # map --cog: one pixel a tile
+        assert np.array([v[0] for v in ds.sample(zip(xs, ys))]).tolist() == got.tolist()

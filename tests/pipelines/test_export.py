@@ -167,3 +167,28 @@ def test_the_export_is_a_valid_stac_collection_a_client_reads(tmp_path):
     assert r.returncode == 0, r.stderr
     crawled = json.loads(next((tmp_path / "crawl").glob("*.json")).read_text())
     assert len(crawled["features"]) == 3
+
+
+def test_change_cog_exports_its_transitions_and_p_change(tmp_path, capsys):
+    from raylib.formats import stac_items
+
+    from .test_change import BEFORE
+
+    a = write_map(tmp_path / "a", BEFORE, "2018-06-01")
+    b = write_map(tmp_path / "b", AFTER, "2023-06-01")
+    assert main(["change", "--before", a, "--after", b, "--out", str(tmp_path / "c"), "--cog"]) == 0
+    assert "COGs: " in capsys.readouterr().out
+    cog_dir = tmp_path / "c" / "_cog"
+    r = json.loads((cog_dir / "export.json").read_text())
+    names = [c["name"] for c in r["classes"]]
+    assert names[:3] == ["forest->forest", "forest->crop", "forest->water"] and len(names) == 10
+    xs, ys = _centres(tiling.tile_table(scene(), GRID), "EPSG:32618")
+    got = _read_at(cog_dir / "classes-epsg32618.tif", xs, ys)
+    assert [names[v - 1] for v in got] == [f"{CLASSES[x]}->{CLASSES[y]}" for x, y in zip(BEFORE, AFTER)]
+    p = _read_at(cog_dir / "p_change-epsg32618.tif", xs, ys)
+    want = [18.5 if x == y else 90.75 for x, y in zip(BEFORE, AFTER)]  # 1 - 0.81 - 2 * 0.05^2; 1 - 0.0925
+    assert np.abs(p - np.array(want)).max() <= 0.5 + 1e-6
+    item = json.loads((cog_dir / "items" / "c-classes-epsg32618.json").read_text())
+    assert item["properties"]["start_datetime"].startswith("2018-06-01") and stac_items.validate(item) == []
+    assert item["assets"]["data"]["classification:classes"][1]["name"] == "forest_to_crop"
+    assert main(["export", "--map", str(tmp_path / "c"), "--out", str(tmp_path / "x"), "--probabilities"]) == 2

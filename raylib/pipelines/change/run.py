@@ -22,6 +22,7 @@ from raylib.formats import map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.pipelines.change import dates as datelib
 from raylib.pipelines.change.partition import ChangeJob, record_name, run_partition
+from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_input import MapSource, id_ranges
 
 # beside the parts, under "_" names that every reader of the map skips
@@ -125,6 +126,8 @@ def run_change(cfg: ChangeConfig, argv: list[str] | None = None) -> dict:
     summary = _summary(cfg, job, sums, names, argv)
     summary.update(partitions=n_parts, partitions_resumed=len(done), seconds=round(time.time() - t0, 2))
     map_folder.finish(cfg.out, summary)
+    if cfg.cog:
+        summary["cog"] = export_after(cfg.out)
     return summary
 
 
