@@ -170,7 +170,7 @@ def export(cfg, r) -> int:
     zones = ", ".join(f"{z['crs']} {z['width']}x{z['height']} px at {z['resolution']:g}" for z in r["zones"])
     print(f"exported {r['mapped_tiles']} mapped tiles of {r['tiles']} as COGs ({zones}) in {r['seconds']} s")
     for f in r["files"].values():
-        print(f"  {f['uri']}  ({f['size']:,} bytes)")
+        print(f"  {f['uri']}  " + (f"({f['size']:,} bytes)" if f.get("size") is not None else f"(VRT of {f['blocks']} COGs)"))
     if r.get("note"):
         print(f"note: {r['note']}")
     return 0

@@ -20,3 +20,8 @@ class ExportConfig(_Config):
                                      "than the tile grid, each tile's pixels its class (default: one pixel per tile)")
     probabilities: bool = Field(False, description="also the class probabilities: one band per class, 0-100")
     overwrite: bool = Field(False, description="replace an earlier export at out")
+    max_pixels: int = Field(100_000_000, gt=0, description="a zone's raster of more pixels is written as blocks of "
+                            "rows of at most this many, each a COG written by a Ray Data task from the map's tiles "
+                            "there, under a VRT (no process holds the whole map)")
+    ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster, "
+                                    "when a raster has several blocks)")

@@ -4,7 +4,8 @@ Tiles are the footprints of a map's rows (lon/lat polygons of boxes in each tile
 zone, ``scene_crs``); zones are polygons in lon/lat. Each tile is tested in its own CRS
 (the zones reprojected there), so a share is a ratio of planar areas in the projection the
 tile was cut in: ``share`` gives every (tile, zone) pair the tile's share of area inside the
-zone, ``centre`` gives the whole tile to each zone holding its centre.
+zone, ``centre`` gives the whole tile to the zone holding its centre (a centre on a border:
+to one of them, once).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def memberships(table, zones: list, assign: str = "share") -> Membership:
         boxes = shapely.box(*fp.box[sel].T)
         if assign == "centre":
             t, z = tree.query(shapely.centroid(boxes), predicate="intersects")
-            share = np.ones(len(t))
+            t, first = np.unique(t, return_index=True)  # a centre on a border: the first zone only, once
+            z, share = z[first], np.ones(len(t))
         else:
             t, z = tree.query(boxes, predicate="intersects")
             inter = shapely.area(shapely.intersection(boxes[t], np.asarray(local, object)[z]))

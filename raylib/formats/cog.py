@@ -64,3 +64,35 @@ def validate(uri: str) -> list[str]:
     loc = storage.parse(uri)
     valid, errors, _ = cog_validate(loc.gdal_path if loc.is_s3 else loc.uri, quiet=True)
     return [] if valid else list(errors) or ["not a valid COG"]
+
+
+def write_vrt(uri: str, blocks: list[dict], width: int, height: int, transform, crs: str, dtype: str, bands: int,
+              nodata: int, colormap: dict[int, tuple] | None = None) -> None:
+    """A VRT mosaic of block COGs (``blocks``: ``name`` beside the VRT, ``row0``, ``rows``),
+    each a band of rows of the whole ``width`` x ``height`` raster."""
+    from xml.sax.saxutils import escape
+
+    from rasterio.crs import CRS
+
+    gdal_type = {"uint8": "Byte", "uint16": "UInt16"}[dtype]
+    a, b, c, d, e, f = list(transform)[:6]
+    out = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+           f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(CRS.from_user_input(crs).to_wkt())}</SRS>',
+           f"  <GeoTransform>{c!r}, {a!r}, {b!r}, {f!r}, {d!r}, {e!r}</GeoTransform>"]
+    for band in range(1, bands + 1):
+        out.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{band}">')
+        out.append(f"    <NoDataValue>{nodata}</NoDataValue>")
+        if colormap and band == 1:
+            out.append("    <ColorInterp>Palette</ColorInterp>\n    <ColorTable>")
+            for v in range(max(colormap) + 1):
+                r, g, bl, al = colormap.get(v, (0, 0, 0, 0))
+                out.append(f'      <Entry c1="{r}" c2="{g}" c3="{bl}" c4="{al}"/>')
+            out.append("    </ColorTable>")
+        for blk in blocks:
+            out.append(f'    <SimpleSource><SourceFilename relativeToVRT="1">{escape(blk["name"])}</SourceFilename>'
+                       f"<SourceBand>{band}</SourceBand>"
+                       f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{blk["rows"]}"/>'
+                       f'<DstRect xOff="0" yOff="{blk["row0"]}" xSize="{width}" ySize="{blk["rows"]}"/></SimpleSource>')
+        out.append("  </VRTRasterBand>")
+    out.append("</VRTDataset>")
+    storage.write_bytes(uri, ("\n".join(out) + "\n").encode())

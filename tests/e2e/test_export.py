@@ -43,3 +43,33 @@ def test_a_real_map_exported_reads_back_tile_by_tile(ray_session, test_model, tm
         assert not cog.validate(str(tmp_path / "x" / f"{name}-epsg{crs.split(':')[1]}.tif"))
     with rasterio.open(f"{out}/_cog/classes-epsg{crs.split(':')[1]}.tif") as ds:  # map --cog: one pixel a tile
         assert np.array([v[0] for v in ds.sample(zip(xs, ys))]).tolist() == got.tolist()
+
+
+def test_a_raster_larger_than_the_budget_is_blocks_under_a_vrt(ray_session, tmp_path):
+    """--max-pixels below a zone's raster: blocks of rows written by Ray Data tasks, each a
+    valid COG with its STAC Item, mosaicked by a VRT that reads as the one-block raster."""
+    import json
+
+    from ..pipelines.test_change import GRID, scene, write_map
+    from raylib.formats import stac_items
+    from raylib.raster import tiling
+
+    info = scene()
+    big = type(info)(info.uri, 64 * 6, 48 * 6, 3, "uint16", info.crs, info.transform, info.res, 0, True)
+    n = tiling.tile_table(big, GRID).num_rows  # 24 x 18 tiles
+    m = write_map(tmp_path / "m", [(i * 5 + i // 24) % 3 for i in range(n)], "2023-06-01", info=big)
+    assert main(["export", "--map", m, "--out", str(tmp_path / "one"), "--resolution", "20"]) == 0
+    assert main(["export", "--map", m, "--out", str(tmp_path / "blocks"), "--resolution", "20",
+                 "--max-pixels", "8000"]) == 0
+    r = json.loads((tmp_path / "blocks" / "export.json").read_text())
+    assert r["blocks"] == 4 and r["zones"][0]["blocks"] == 4  # 192 x 144 px, 41 rows a block
+    parts = sorted((tmp_path / "blocks").glob("classes-epsg32618-b*.tif"))
+    assert len(parts) == 4 and all(not cog.validate(str(p)) for p in parts)
+    for kind in ("classes", "confidence"):
+        with rasterio.open(tmp_path / "one" / f"{kind}-epsg32618.tif") as a, \
+                rasterio.open(tmp_path / "blocks" / f"{kind}-epsg32618.vrt") as b:
+            assert a.transform == b.transform and a.crs == b.crs and (a.read() == b.read()).all()
+            if kind == "classes":
+                assert a.colormap(1)[1] == b.colormap(1)[1] and b.nodata == 0
+    items = sorted((tmp_path / "blocks" / "items").glob("*.json"))
+    assert len(items) == 8 and all(stac_items.validate(json.loads(p.read_text())) == [] for p in items)
