@@ -19,6 +19,7 @@ EXTENSIONS = {
     "processing": "https://stac-extensions.github.io/processing/v1.0.0/schema.json",
 }
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+PARQUET_TYPE = "application/vnd.apache.parquet"
 
 
 def schema_folder() -> Path:
@@ -65,6 +66,43 @@ def raster_item(item_id: str, href: str, *, bounds, crs: str, shape: tuple[int, 
                        "proj:transform": list(transform), **processing},
         "assets": {"data": asset},
         "links": list(links or []),
+    }
+
+
+def class_entries(names: list[str], colours: list, first_value: int) -> list[dict]:
+    """``classification:classes`` of a map's classes (values from ``first_value``), each with
+    its quick-look colour; a transition ``a->b`` described as such."""
+    out = []
+    for i, (c, rgb) in enumerate(zip(names, colours)):
+        a, _, b = c.partition("->")
+        what = f"from {a} to {b}" if b and a != b else (f"stable {a}" if b else f"land cover: {c}")
+        out.append({"value": first_value + i, "name": class_name(c), "title": c, "description": what,
+                    "color_hint": "%02X%02X%02X" % tuple(rgb)})
+    return out
+
+
+def box_polygon(bbox: list[float]) -> dict:
+    """A lon/lat box as a GeoJSON polygon."""
+    w, s_, e, n = bbox
+    return {"type": "Polygon", "coordinates": [[[w, s_], [e, s_], [e, n], [w, n], [w, s_]]]}
+
+
+def part_item(item_id: str, href: str, *, bbox: list[float], when: dict, title: str, rows: int, size: int,
+              sha256: str, processing: dict, classes: list[dict] | None = None,
+              links: list[dict] | None = None) -> dict:
+    """The Item of one GeoParquet part of a map, store, composite or change map (asset
+    ``data`` at ``href``, relative to the item)."""
+    asset = {"href": href, "type": PARQUET_TYPE, "title": title, "roles": ["data"], "file:size": size,
+             "file:checksum": "1220" + sha256}
+    exts = ["file", "processing"]
+    if classes is not None:
+        asset["classification:classes"] = classes
+        exts.insert(0, "classification")
+    return {
+        "type": "Feature", "stac_version": STAC_VERSION, "stac_extensions": [EXTENSIONS[e] for e in exts],
+        "id": item_id, "geometry": box_polygon(bbox), "bbox": list(bbox),
+        "properties": {**when, "title": title, "landcover:rows": rows, **processing},
+        "assets": {"data": asset}, "links": list(links or []),
     }
 
 

@@ -31,6 +31,7 @@ from raylib.models.model_dir import MANIFEST, LandcoverModel
 log = logging.getLogger(__name__)
 from raylib.models.model_dir import local_model_folder
 from raylib.pipelines.common.exports import export_after
+from raylib.pipelines.common.map_stac import describe_run
 from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
 from raylib.pipelines.common.tile_grid import TileGrid
 
@@ -148,6 +149,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
                "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
                "quicklooks": quicklooks, "config": cfg.model_dump()}
     map_folder.finish(cfg.out, summary)
+    summary["stac"] = describe_run(cfg.out, "map")
     if cfg.cog:
         summary["cog"] = export_after(cfg.out)
     return summary

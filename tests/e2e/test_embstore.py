@@ -163,3 +163,19 @@ def test_a_killed_remap_resumes_with_the_parts_it_wrote(ray_session, mapped, tes
     assert s["parts_resumed"] >= 1 and s["parts_resumed"] + s["parts_written"] == s["parts"] == n_parts
     a, b = read_map(mapped["out"]).sort_by("tile_id"), read_map(out).sort_by("tile_id")
     assert a["tile_id"].equals(b["tile_id"]) and a["label"].equals(b["label"]) and a["status"].equals(b["status"])
+
+
+def test_the_run_describes_its_map_and_store_parts_in_stac(mapped):
+    """A map run with --embeddings writes a STAC Collection of its parts and one of its store's."""
+    import json
+
+    from raylib.formats import stac_items
+
+    s = mapped["summary"]
+    assert s["stac"]["map"]["rows"] == s["tiles"] and s["stac"]["store"]["items"] >= 1
+    for folder in (mapped["out"], storage.join(mapped["out"], "_embeddings")):
+        coll = json.loads(open(storage.join(folder, "_stac", "collection.json")).read())
+        assert stac_items.validate(coll) == []
+        for link in (x for x in coll["links"] if x["rel"] == "item"):
+            item = json.loads(open(storage.join(folder, "_stac", link["href"][2:])).read())
+            assert stac_items.validate(item) == [] and item["assets"]["data"]["file:size"] > 0

@@ -19,6 +19,7 @@ def test_a_real_map_exported_reads_back_tile_by_tile(ray_session, test_model, tm
     out = str(tmp_path / "map")
     s = run_map(MapConfig(scenes=[str(NAIP)], out=out, model=test_model["uri"], bands="naip", cog=True))
     assert s["cog"]["collection"].endswith("_cog/collection.json") and len(s["cog"]["rasters"]) == 2
+    assert s["stac"]["map"]["items"] >= 1 and s["stac"]["map"]["rows"] == s["tiles"]  # the run's parts in STAC
     assert main(["export", "--map", out, "--out", str(tmp_path / "x"), "--resolution", "5"]) == 0
     table = read_map(out)
     classes = read_metadata(out)["classes"]

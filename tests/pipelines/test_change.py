@@ -89,6 +89,14 @@ def test_two_dates_give_the_exact_transition_table(tmp_path, capsys):
     assert r["p_change"] == pytest.approx(1 - 2 * 0.9 * 0.05 - 0.05 ** 2, abs=1e-6)
     assert r["confidence_before"] == pytest.approx(0.9) and r["changed_at"] == "2023-06-01"
     assert by_id[ids[0]]["changed"] is False and by_id[ids[0]]["label"] == "forest->forest"
+    # the run's STAC: an Item per part with its transitions' classes, valid, under a Collection
+    from raylib.formats import stac_items
+
+    coll = json.loads((tmp_path / "c" / "_stac" / "collection.json").read_text())
+    item = json.loads((tmp_path / "c" / "_stac" / coll["links"][2]["href"][2:]).read_text())
+    assert stac_items.validate(coll) == [] and stac_items.validate(item) == []
+    assert item["assets"]["data"]["href"] == "../../part-00000.parquet" and item["properties"]["landcover:rows"] == 12
+    assert item["assets"]["data"]["classification:classes"][1]["title"] == "forest->crop"
 
 
 def test_unsure_dates_and_a_high_threshold_keep_tiles_stable(tmp_path):

@@ -156,6 +156,13 @@ def test_the_export_is_a_valid_stac_collection_a_client_reads(tmp_path):
     assert asset.extra_fields["file:checksum"] == "1220" + hashlib.sha256(data).hexdigest()
     assert asset.extra_fields["file:size"] == len(data)
     assert [link.target for link in item.links if link.rel == "derived_from"] == [str(source)]
+    from raylib.pipelines.common.map_stac import describe  # a run's parts: the same link and classes
+
+    assert describe(m, "map", "m")["items"] == 1
+    part = json.loads(next((tmp_path / "m" / "_stac" / "items").glob("*.json")).read_text())
+    assert [x["href"] for x in part["links"] if x["rel"] == "derived_from"] == [str(source)]
+    assert part["assets"]["data"]["classification:classes"][0]["description"] == "land cover: forest"
+    assert stac_items.validate(part) == []
     for path in [tmp_path / "x" / "collection.json", *(tmp_path / "x" / "items").glob("*.json")]:
         assert stac_items.validate(json.loads(path.read_text())) == [], path
     bad = json.loads((tmp_path / "x" / "items" / "m-classes-epsg32618.json").read_text())
@@ -192,3 +199,14 @@ def test_change_cog_exports_its_transitions_and_p_change(tmp_path, capsys):
     assert item["properties"]["start_datetime"].startswith("2018-06-01") and stac_items.validate(item) == []
     assert item["assets"]["data"]["classification:classes"][1]["name"] == "forest_to_crop"
     assert main(["export", "--map", str(tmp_path / "c"), "--out", str(tmp_path / "x"), "--probabilities"]) == 2
+
+
+def test_a_map_of_more_than_254_classes_gets_a_uint16_class_raster(tmp_path, capsys):
+    many = [f"c{i}" for i in range(300)]
+    m = write_map(tmp_path / "m", [0, 299, 150] + [7] * 9, "2023-06-01", classes=many, sure=0.5)
+    assert main(["export", "--map", m, "--out", str(tmp_path / "x")]) == 0
+    assert "note: 300 classes: the class raster is uint16" in capsys.readouterr().out
+    xs, ys = _centres(tiling.tile_table(scene(), GRID), "EPSG:32618")
+    with rasterio.open(tmp_path / "x" / "classes-epsg32618.tif") as ds:
+        assert ds.dtypes[0] == "uint16"
+    assert _read_at(tmp_path / "x" / "classes-epsg32618.tif", xs, ys).tolist()[:3] == [1, 300, 151]

@@ -24,6 +24,7 @@ from raylib.pipelines.change import dates as datelib
 from raylib.pipelines.change.partition import ChangeJob, record_name, run_partition
 from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_input import MapSource, id_ranges
+from raylib.pipelines.common.map_stac import describe_run
 
 # beside the parts, under "_" names that every reader of the map skips
 TRANSITIONS, PICTURE = "_transitions.csv", "_quicklook/change.png"
@@ -126,6 +127,7 @@ def run_change(cfg: ChangeConfig, argv: list[str] | None = None) -> dict:
     summary = _summary(cfg, job, sums, names, argv)
     summary.update(partitions=n_parts, partitions_resumed=len(done), seconds=round(time.time() - t0, 2))
     map_folder.finish(cfg.out, summary)
+    summary["stac"] = describe_run(cfg.out, "change")
     if cfg.cog:
         summary["cog"] = export_after(cfg.out)
     return summary

@@ -35,6 +35,7 @@ from raylib.formats import cog, mapfile, stac_items
 from raylib.io import storage
 from raylib.pipelines.common.export_blocks import ExportJob, ZoneGrid, write_block, zone_grids
 from raylib.pipelines.common.map_input import open_map_input
+from raylib.pipelines.common.map_stac import stac_sources
 
 COG_FOLDER = "_cog"  # --cog: a map's export, in a folder every reader of the map skips
 
@@ -189,9 +190,9 @@ def _item(cfg: ExportConfig, source, what: str, part: dict, g, counts: dict, cla
         n = {int(v): c for v, c in counts.items()}
         names = list(classes) + [mapfile.UNKNOWN]
         hints = list(colours) + [reports.UNKNOWN]
-        entries = [{"value": v + 1, "name": stac_items.class_name(c), "title": c,
-                    "color_hint": "%02X%02X%02X" % tuple(hints[v]), "count": int(n.get(v + 1, 0)),
-                    "percentage": round(100 * n.get(v + 1, 0) / max(mapped, 1), 4)} for v, c in enumerate(names)]
+        entries = [{**e, "count": int(n.get(e["value"], 0)), "percentage": round(100 * n.get(e["value"], 0) /
+                                                                                 max(mapped, 1), 4)}
+                   for e in stac_items.class_entries(names, hints, 1)]
         entries.append({"value": cog.NODATA_CLASS, "name": "no_data", "description": "error rows: no class",
                         "nodata": True})
         bands = [{"nodata": cog.NODATA_CLASS, "data_type": cog.class_values(len(classes))[0],
@@ -206,7 +207,7 @@ def _item(cfg: ExportConfig, source, what: str, part: dict, g, counts: dict, cla
                   "landcover:model_id": source.meta.get("model_id"), "landcover:kind": source.kind}
     links = [{"rel": r, "href": "../collection.json", "type": "application/json"} for r in ("root", "parent",
                                                                                              "collection")]
-    links += [{"rel": "derived_from", "href": h, "type": "application/geo+json"} for h in _sources(cfg.map)]
+    links += [{"rel": "derived_from", "href": h, "type": "application/geo+json"} for h in stac_sources(cfg.map)]
     y_top = g.y1 - part["row0"] * g.res
     stem = part["name"][: -len(".tif")]
     item = stac_items.raster_item(f"{base}-{stem}", f"../{part['name']}",
@@ -217,15 +218,6 @@ def _item(cfg: ExportConfig, source, what: str, part: dict, g, counts: dict, cla
                                   sha256=part["sha256"], processing=processing, classes=entries, links=links)
     item["collection"] = f"{base}-export"
     return item
-
-
-def _sources(map_uri: str) -> list[str]:
-    """The STAC items a map was made from (``map --stac`` keeps them under ``_inputs/stac/``)."""
-    folder = storage.join(map_uri.rstrip("/").removesuffix("/" + mapfile.COMPOSITE), "_inputs", "stac")
-    try:
-        return sorted(u for u in storage.folder_files(folder) if u.endswith(".json"))
-    except Exception:
-        return []
 
 
 def _write_stac(cfg: ExportConfig, source, items: list[dict]) -> dict:

@@ -46,6 +46,7 @@ from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.exports import export_after
+from raylib.pipelines.common.map_stac import describe_run
 from raylib.pipelines.common.planning import (OUTSIDE_AOI, expand_scenes, job_fingerprint, plan_scene, resolve_grid,
                                               scene_channels)
 from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, block_tiles, first_tiles, model_batch,
@@ -220,6 +221,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         summary["timings"]["composite"] = round(time.time() - t1, 2)
     summary.update(output.finish(ingest, scenes_seen, pictures, manifest.id, grid_dict))
     map_folder.finish(cfg.out, summary, after_summary=lambda: failpoint("summary_written"))
+    if summary["result"] == "ok":
+        extra = {k: v for k, v in (("store", summary.get("embeddings")),
+                                   ("composite", (summary.get("composite") or {}).get("path"))) if v and not store_only}
+        summary["stac"] = describe_run(cfg.out, "store" if store_only else "map", extra)
     if cfg.cog and summary["result"] == "ok" and not store_only:
         summary["cog"] = export_after(cfg.out)
     return summary

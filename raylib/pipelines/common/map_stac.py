@@ -1,0 +1,135 @@
+"""STAC for the GeoParquet a run writes: an Item per part of a map, embedding store,
+composite or change map, and a Collection over them, under the folder's ``_stac/`` (a ``_``
+folder every reader of the map skips), rewritten at the end of each run. Each Item carries
+the part's footprint (its GeoParquet bbox), acquisition time, row count, size and SHA-256,
+the software and model that made it, and (maps, composites, change maps) the classes of its
+``label_index`` column with their quick-look colours; all validated offline
+(``formats.stac_items``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raylib.eval import reports
+from raylib.formats import embstore, stac_items
+from raylib.io import storage
+
+FOLDER = "_stac"
+
+
+def _when(times: list[tuple[int, int]]) -> dict:
+    def iso(v) -> str:
+        return datetime.fromtimestamp(v, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    if not times:
+        return {"datetime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    lo, hi = min(t[0] for t in times), max(t[1] for t in times)
+    return {"datetime": iso(lo)} if lo == hi else {"datetime": None, "start_datetime": iso(lo), "end_datetime": iso(hi)}
+
+
+def _part(uri: str) -> dict:
+    """A part's footer facts (bbox, rows, metadata, time range) and its size and SHA-256."""
+    data = storage.read_bytes(uri)
+    import io
+
+    f = pq.ParquetFile(io.BytesIO(data))
+    meta = f.schema_arrow.metadata or {}
+    geo = json.loads(meta.get(b"geo", b"{}"))
+    bbox = (geo.get("columns", {}).get("geometry", {}) or {}).get("bbox")
+    if not bbox and "bbox" in f.schema_arrow.names:  # a part written as a stream: its footer has no bbox
+        bb = f.read(columns=["bbox"]).column(0).combine_chunks()
+        vals = [np.asarray(bb.field(k).to_numpy(zero_copy_only=False), float) for k in ("xmin", "ymin", "xmax", "ymax")]
+        good = np.isfinite(vals[0]) & np.isfinite(vals[3])
+        if good.any():
+            bbox = [float(vals[0][good].min()), float(vals[1][good].min()), float(vals[2][good].max()),
+                    float(vals[3][good].max())]
+    times = []
+    if "datetime" in f.schema_arrow.names:
+        col = f.read(columns=["datetime"]).column(0)  # (Parquet stores seconds as milliseconds)
+        v = col.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).drop_null().to_numpy()
+        if len(v):
+            times.append((int(v.min()), int(v.max())))
+    return {"bbox": bbox, "rows": f.metadata.num_rows, "landcover": json.loads(meta.get(b"landcover", b"{}")),
+            "times": times, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def stac_sources(folder: str) -> list[str]:
+    """The STAC items a map was made from (``map --stac`` keeps them under the map's
+    ``_inputs/stac/``; a store or composite beside it shares them)."""
+    root = folder.rstrip("/")
+    for sub in ("/_embeddings", "/_composite", "/embeddings"):
+        root = root.removesuffix(sub)
+    try:
+        return sorted(u for u in storage.folder_files(storage.join(root, "_inputs", "stac")) if u.endswith(".json"))
+    except Exception:
+        return []
+
+
+def describe(folder: str, kind: str, title: str) -> dict | None:
+    """Write ``<folder>/_stac/``: an Item per GeoParquet part of ``folder`` (``kind``: map,
+    store, composite, change) and a Collection over them; None when it has no part."""
+    from raylib import __version__
+
+    files = embstore.part_files(folder)
+    facts = {u: _part(u) for u in files}
+    facts = {u: f for u, f in facts.items() if f["bbox"]}  # (a part of error rows alone has no footprint)
+    if not facts:
+        return None
+    base = storage.as_prefix(folder)
+    name = storage.basename(folder.rstrip("/")) or kind
+    sources = stac_sources(folder)
+    coll_id = re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{name}-{kind}")
+    stac = storage.join(folder, FOLDER)
+    storage.delete_prefix(storage.as_prefix(stac))
+    items, hrefs = [], []
+    for uri, f in facts.items():
+        rel = uri[len(base):]
+        meta = f["landcover"]
+        classes = meta.get("classes") if kind != "store" else None
+        entries = stac_items.class_entries(list(classes), reports.palette(list(classes)), 0) if classes else None
+        processing = {"processing:software": {"landcover-ray": __version__},
+                      "processing:lineage": f"landcover {kind} (model {meta.get('model_id') or meta.get('backbone')})",
+                      "landcover:model_id": meta.get("model_id"), "landcover:kind": kind}
+        item_id = re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{coll_id}-{rel.removesuffix('.parquet')}")
+        links = [{"rel": r, "href": "../collection.json", "type": "application/json"}
+                 for r in ("root", "parent", "collection")]
+        links += [{"rel": "derived_from", "href": h, "type": "application/geo+json"} for h in sources]
+        item = stac_items.part_item(item_id, "../../" + rel, bbox=[float(v) for v in f["bbox"]],
+                                    when=_when(f["times"]), title=f"{kind} part {rel}", rows=int(f["rows"]),
+                                    size=f["size"], sha256=f["sha256"], processing=processing, classes=entries,
+                                    links=links)
+        item["collection"] = coll_id
+        items.append(item)
+        hrefs.append(f"./items/{item_id}.json")
+    coll = stac_items.collection(coll_id, f"The GeoParquet parts of the land-cover {kind} {folder}", items, hrefs)
+    for obj in items + [coll]:
+        problems = stac_items.validate(obj)
+        if problems:
+            raise RuntimeError(f"the STAC {obj['type']} {obj['id']} does not validate: {problems}")
+    for item, href in zip(items, hrefs):
+        storage.write_bytes(storage.join(stac, href[2:]), json.dumps(item, indent=2).encode())
+    uri = storage.join(stac, "collection.json")
+    storage.write_bytes(uri, json.dumps(coll, indent=2).encode())
+    return {"collection": uri, "items": len(items), "rows": int(np.sum([f["rows"] for f in facts.values()]))}
+
+
+def describe_run(out: str, kind: str, extra: dict[str, str] | None = None) -> dict:
+    """The STAC of a finished run: its folder (``kind``) and ``extra`` folders by kind (a
+    map's store, its composite). A failure here does not undo the run: it is reported."""
+    import logging
+
+    done = {}
+    for k, folder in [(kind, out), *((extra or {}).items())]:
+        try:
+            done[k] = describe(folder, k, f"{k} {folder}")
+        except Exception as exc:  # the run's output is complete; its description is not
+            logging.getLogger(__name__).warning("STAC for %s not written: %s", folder, exc)
+            done[k] = {"error": str(exc)}
+    return done
