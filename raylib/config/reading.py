@@ -21,8 +21,9 @@ Scaling = Annotated[Literal["auto", "match", "dtype", "reflectance"], Field(
     description="radiometric scaling: auto (reflectance where the sensor is known and the model records its "
                 "reflectance stretch, else match), match, dtype or reflectance (see README)")]
 Sensor = Annotated[Union[str, None], Field(
-    description="sensor preset for scaling: reflectance (default: from the file name; landsat-oli-l1, "
-                "landsat-etm-l1, landsat-tm-l1, landsat-c2-l2, sentinel2-l1c, sentinel2-l2a, naip, ...)")]
+    description="sensor preset for scaling: reflectance (default: the file name's, else a STAC item's own "
+                "properties; landsat-oli-l1, landsat-etm-l1, landsat-tm-l1, landsat-c2-l2, sentinel2-l1c, "
+                "sentinel2-l2a, naip, ...)")]
 SpectralBands = Annotated[Union[dict[str, int], None], Field(
     description="1-based file bands of red, green, nir, swir16 for the per-tile indices (default: band "
                 "descriptions, colour interpretation, the sensor's usual layout)")]

@@ -114,12 +114,48 @@ def detect_sensor(uri: str) -> str | None:
 BAND_PRESET_SENSORS = {"naip": "naip", "landsat8-b234": "landsat-oli-l1", "sentinel2-eurosat": "sentinel2-l1c-pre04"}
 
 
-def scene_sensor(configured: str | None, bands, uri: str) -> str | None:
-    """The sensor of a scene: the config's, else the file name's, else the one a band
-    preset names (``--bands naip`` is a NAIP layout; EuroSAT MS is L1C before baseline 04.00)."""
-    if configured:
-        return configured
-    return detect_sensor(uri) or (BAND_PRESET_SENSORS.get(bands) if isinstance(bands, str) else None)
+# Sentinel-2 processing baseline 04.00 (the -1000 DN offset) began on 2022-01-25
+S2_BASELINE_04 = dt.date(2022, 1, 25)
+
+
+def sensor_of_item(item: dict) -> tuple[str | None, str]:
+    """The preset a STAC item names for itself (platform, constellation, instruments,
+    collection, processing level, product id, processing baseline), and the rule that
+    recognised it; (None, why not) when its properties do not name a known sensor and level."""
+    props = item.get("properties") or {}
+    words = " ".join(str(v) for v in [item.get("collection"), item.get("id"), props.get("platform"),
+                                      props.get("constellation"), props.get("processing:level"),
+                                      props.get("s2:product_type"), props.get("s2:product_uri"),
+                                      props.get("landsat:correction"), *(props.get("instruments") or [])]
+                     if v).lower()
+    said = ", ".join(f"{k}={props[k]}" for k in ("platform", "constellation", "instruments", "processing:level")
+                     if props.get(k)) + (f", collection={item['collection']}" if item.get("collection") else "")
+    if "sentinel-2" in words or "sentinel2" in words or " msi" in f" {words}" or words.startswith("s2"):
+        level = "l2a" if "l2a" in words else ("l1c" if "l1c" in words else None)
+        if level is None:
+            return None, f"a Sentinel-2 item ({said}) of unknown processing level (L1C or L2A)"
+        baseline = props.get("s2:processing_baseline")
+        m = re.search(r"_N(\d{4})", str(props.get("s2:product_uri") or ""))
+        if baseline is not None:
+            pre04, how = float(baseline) < 4.0, f"processing baseline {baseline}"
+        elif m:
+            pre04, how = int(m.group(1)) < 400, f"product id baseline N{m.group(1)}"
+        else:
+            when = str(props.get("datetime") or props.get("start_datetime") or "")[:10]
+            try:
+                pre04, how = dt.date.fromisoformat(when) < S2_BASELINE_04, f"acquired {when} (baseline 04.00 from " \
+                                                                            f"{S2_BASELINE_04})"
+            except ValueError:
+                return None, f"a Sentinel-2 {level.upper()} item ({said}) without a date or processing baseline"
+        sensor = f"sentinel2-{level}" + ("-pre04" if pre04 else "")
+        return sensor, f"STAC item: Sentinel-2 {level.upper()} ({said}; {how})"
+    if "landsat" in words and ("oli" in words or "landsat-8" in words or "landsat-9" in words):
+        if "l2" in words.replace("l2a", ""):
+            return "landsat-c2-l2", f"STAC item: Landsat 8/9 Collection 2 Level-2 ({said})"
+        if "l1" in words:
+            return "landsat-oli-l1", f"STAC item: Landsat 8/9 OLI Level-1 ({said})"
+        return None, f"a Landsat 8/9 item ({said}) of unknown processing level"
+    return None, f"no known sensor in the item's properties ({said or 'none'})"
 
 
 def _mtl(uri: str) -> dict:

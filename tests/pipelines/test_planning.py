@@ -77,3 +77,27 @@ def test_bad_band_setting_is_a_config_error(tmp_path):
     uri = _raster(tmp_path / "a.tif")
     with pytest.raises(ConfigError, match="Unknown band preset 'no-such-preset'"):
         planning.plan_scene(uri, _cfg(bands="no-such-preset"), MAN, tiling.GridSpec(16, 16, 10.0))
+
+
+def test_a_sentinel2_l2a_stac_item_without_raster_bands_is_read_as_reflectance(tmp_path):
+    """The item's own properties name the sensor (its id is no product id, its bands carry no
+    scale): auto scaling takes reflectance, and the plan says which rule recognised it."""
+    import json
+
+    from ..stac_catalog import absolute, item
+
+    doc = absolute([item(tmp_path, item_id="S2A_21JXN_20200518_0_L2A", collection="sentinel-2-l2a")], tmp_path)[0]
+    doc["properties"].update(platform="sentinel-2a", constellation="sentinel-2", instruments=["msi"])
+    uri = tmp_path / "S2A_21JXN_20200518_0_L2A.json"
+    uri.write_text(json.dumps(doc))
+    man = ModelManifest(**{**MAN.__dict__, "bands": {**MAN.bands, "reflectance": {
+        "gain": [3.5, 3.6, 3.6], "offset": [0.01, 0.005, 0.004]}}})
+    cfg = _cfg()  # (the channels: the model's, red, green, blue)
+    plan = planning.plan_scene(str(uri), cfg, man, planning.resolve_grid(cfg, man))
+    assert plan.failure is None, plan.failure
+    assert plan.radiometry["scaling"] == "reflectance"
+    assert plan.radiometry["sensor_rule"].startswith("STAC item: Sentinel-2 L2A (platform=sentinel-2a")
+    landsat = absolute([item(tmp_path / "l", item_id="L8_item_0", collection="landsat-test")], tmp_path / "l")[0]
+    (tmp_path / "l8.json").write_text(json.dumps(landsat))  # platform landsat-8, no level: per-scene match
+    plan = planning.plan_scene(str(tmp_path / "l8.json"), cfg, man, planning.resolve_grid(cfg, man))
+    assert plan.radiometry["scaling"] == "match" and "unknown processing level" in plan.radiometry["sensor_rule"]

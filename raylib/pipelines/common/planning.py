@@ -86,6 +86,28 @@ def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str
     return [u for u in out if not (u in seen or seen.add(u))]
 
 
+def _sensor(cfg: MapConfig, uri: str, stac_item: bool, file_scale) -> tuple[str | None, str]:
+    """A scene's sensor preset and the rule that chose it, in this order: the config's, the
+    file name's, a band preset's, the scale/offset its bands carry (a STAC item's
+    ``raster:bands``, a GeoTIFF's tags), what a STAC item says of itself
+    (``radiometry.sensor_of_item``)."""
+    if cfg.sensor:
+        return cfg.sensor, "configured (sensor)"
+    named = radiometry.detect_sensor(uri)
+    if named:
+        return named, f"the file name ({storage.basename(uri)})"
+    preset = radiometry.BAND_PRESET_SENSORS.get(cfg.bands) if isinstance(cfg.bands, str) else None
+    if preset:
+        return preset, f"the band preset {cfg.bands}"
+    if file_scale:
+        return radiometry.FILE_SCALE, "the bands' own scale/offset (raster:bands, or the GeoTIFF's tags)"
+    if stac_item:
+        import json
+
+        return radiometry.sensor_of_item(json.loads(storage.read_bytes(uri)))
+    return None, "no sensor in the file name, no band preset, no scale/offset on the bands"
+
+
 def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec) -> ScenePlan:
     """Header, band choice and radiometric scaling of one scene, filled into ``plan`` as
     they are learnt (raises on a bad scene; what was learnt before stays)."""
@@ -127,7 +149,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         colorinterp, descriptions = ds.colorinterp, ds.descriptions
         n_data = info.count - (1 if cloud else 0)  # a quality asset is the VRT's last band, no spectral band
         file_scale = radiometry.file_scale(ds.scales, ds.offsets)
-        sensor = radiometry.scene_sensor(cfg.sensor, cfg.bands, uri) or (radiometry.FILE_SCALE if file_scale else None)
+        sensor, rule = _sensor(cfg, uri, stac_item, file_scale)
         mode = scaling_mode(cfg.scaling, sensor, manifest, uri)
         if stac_item:  # its VRT holds the model's channels first, in order (``scene_source``)
             plan.bands = list(range(1, needed + 1))
@@ -161,7 +183,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         "offset": (stat_tf.c.tolist() if physical else [0.0] * len(stat_bands)),
         "units": "reflectance" if physical else "value / dtype maximum",
     }
-    plan.radiometry = {"scaling": mode, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
+    plan.radiometry = {"scaling": mode, "sensor_rule": rule, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
                        "roles": {r: b for r, b in roles.items()}}
     return plan
 
