@@ -252,7 +252,8 @@ def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
             raise InputError(f"{len(wrong)} unit(s) of {cfg.samples} name a map class their tile does not have "
                              f"(first: {tid[i]}: {m[i]} vs {where[tid[i]][1]}).",
                              "give the sample drawn from this map (landcover sample --map).")
-        cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else reference.Crosswalk.identity(classes)
+        cw = reference.load_crosswalk(cfg.crosswalk) if cfg.crosswalk else \
+            reference.Crosswalk.identity(sorted(set(classes) | set(r)))  # (a reference class the map never gives)
         cw.check_map_classes(classes)
         unknown = sorted({v for v in r if cw.reference_group(v) is None})
         if unknown:

@@ -35,29 +35,36 @@ def _when(times: list[tuple[int, int]]) -> dict:
 
 
 def _part(uri: str) -> dict:
-    """A part's footer facts (bbox, rows, metadata, time range) and its size and SHA-256."""
-    data = storage.read_bytes(uri)
-    import io
-
-    f = pq.ParquetFile(io.BytesIO(data))
-    meta = f.schema_arrow.metadata or {}
-    geo = json.loads(meta.get(b"geo", b"{}"))
-    bbox = (geo.get("columns", {}).get("geometry", {}) or {}).get("bbox")
-    if not bbox and "bbox" in f.schema_arrow.names:  # a part written as a stream: its footer has no bbox
-        bb = f.read(columns=["bbox"]).column(0).combine_chunks()
-        vals = [np.asarray(bb.field(k).to_numpy(zero_copy_only=False), float) for k in ("xmin", "ymin", "xmax", "ymax")]
-        good = np.isfinite(vals[0]) & np.isfinite(vals[3])
-        if good.any():
-            bbox = [float(vals[0][good].min()), float(vals[1][good].min()), float(vals[2][good].max()),
-                    float(vals[3][good].max())]
-    times = []
-    if "datetime" in f.schema_arrow.names:
-        col = f.read(columns=["datetime"]).column(0)  # (Parquet stores seconds as milliseconds)
-        v = col.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).drop_null().to_numpy()
-        if len(v):
-            times.append((int(v.min()), int(v.max())))
-    return {"bbox": bbox, "rows": f.metadata.num_rows, "landcover": json.loads(meta.get(b"landcover", b"{}")),
-            "times": times, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    """A part's footer facts (bbox, rows, metadata, time range) and its size and SHA-256, read
+    as a stream (a part is never held whole)."""
+    fs, path = storage.arrow_filesystem(uri)
+    digest, size = hashlib.sha256(), 0
+    with fs.open_input_stream(path) as stream:
+        while chunk := stream.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    with fs.open_input_file(path) as handle:
+        f = pq.ParquetFile(handle)
+        meta = f.schema_arrow.metadata or {}
+        geo = json.loads(meta.get(b"geo", b"{}"))
+        bbox = (geo.get("columns", {}).get("geometry", {}) or {}).get("bbox")
+        if not bbox and "bbox" in f.schema_arrow.names:  # a part written as a stream: its footer has no bbox
+            bb = f.read(columns=["bbox"]).column(0).combine_chunks()
+            vals = [np.asarray(bb.field(k).to_numpy(zero_copy_only=False), float)
+                    for k in ("xmin", "ymin", "xmax", "ymax")]
+            good = np.isfinite(vals[0]) & np.isfinite(vals[3])
+            if good.any():
+                bbox = [float(vals[0][good].min()), float(vals[1][good].min()), float(vals[2][good].max()),
+                        float(vals[3][good].max())]
+        times = []
+        if "datetime" in f.schema_arrow.names:
+            col = f.read(columns=["datetime"]).column(0)  # (Parquet stores seconds as milliseconds)
+            v = col.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).drop_null().to_numpy()
+            if len(v):
+                times.append((int(v.min()), int(v.max())))
+        rows = f.metadata.num_rows
+    return {"bbox": bbox, "rows": rows, "landcover": json.loads(meta.get(b"landcover", b"{}")),
+            "times": times, "size": size, "sha256": digest.hexdigest()}
 
 
 def stac_sources(folder: str) -> list[str]:
