@@ -14,5 +14,5 @@ from raylib.config.training import (CompareConfig, EmbedConfig, EvaluateConfig, 
                                     TuneConfig)
 
 __all__ = ["AccountsConfig", "AssessConfig", "ChangeConfig", "CompareConfig", "EmbedConfig", "EvaluateConfig",
-           "ExportConfig", "ExportTilesConfig", "FinetuneConfig", "MapConfig", "READ_FIELDS", "RemapConfig", "SampleConfig", "SceneRead", "SimilarConfig",
-           "TrainHeadConfig", "TuneConfig", "dump", "load", "validate"]
+           "ExportConfig", "ExportTilesConfig", "FinetuneConfig", "MapConfig", "READ_FIELDS", "RemapConfig",
+           "SampleConfig", "SceneRead", "SimilarConfig", "TrainHeadConfig", "TuneConfig", "dump", "load", "validate"]
