@@ -126,6 +126,20 @@ def read_table(uri: str, what: str, columns: list[str], text: list[str] | None =
     return table
 
 
+def labelled_sample(uri: str, columns: tuple[str, ...] = ()):
+    """A labelled sample table (``map``, ``reference`` and ``columns``): the table, and each
+    unit's map and reference class; a unit without either is refused (dropping it would bias
+    every estimate)."""
+    table = read_table(uri, "sample table", [*columns, "map", "reference"])
+    m = [str(v) if v is not None else None for v in table.column("map").to_pylist()]
+    r = [str(v) if v is not None else None for v in table.column("reference").to_pylist()]
+    blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]
+    if blank:
+        raise InputError(f"The sample table {uri} has {len(blank)} row(s) without a map or reference class "
+                         f"(first at row {blank[0] + 1}).", "label every sample unit, or drop the unlabelled rows.")
+    return table, m, r
+
+
 # --------------------------------------------------------------------------- tile footprints
 
 

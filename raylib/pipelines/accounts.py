@@ -85,14 +85,8 @@ def _slug(name: str) -> str:
 
 def _units(cfg: AccountsConfig) -> tuple[np.ndarray, list, list]:
     """The labelled sample: each unit's tile id, map class and reference class."""
-    t = reference.read_table(cfg.samples, "sample table", ["tile_id", "map", "reference"])
+    t, m, r = reference.labelled_sample(cfg.samples, ("tile_id",))
     tid = np.asarray(t.column("tile_id").to_pylist(), object).astype(str)
-    m = [str(v) if v is not None else None for v in t.column("map").to_pylist()]
-    r = [str(v) if v is not None else None for v in t.column("reference").to_pylist()]
-    blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]
-    if blank:
-        raise InputError(f"The sample table {cfg.samples} has {len(blank)} row(s) without a map or reference class "
-                         f"(first at row {blank[0] + 1}).", "label every sample unit, or drop the unlabelled rows.")
     return tid, m, r
 
 
@@ -106,13 +100,12 @@ class AccountsJob:
     unit_ids: np.ndarray  # the sample's tile ids (none without --samples)
 
 
-def _partition(batch: dict, job: AccountsJob, out: str) -> dict:
-    """Ray Data: one partition per row (``k``, ``lo``, ``hi``) -> its sums, as JSON (also
-    kept under ``<out>/_tmp/`` until the accounts are written: a rerun resumes with them)."""
-    k, ids = int(batch["k"][0]), (str(batch["lo"][0]), str(batch["hi"][0]) or None)
-    sums = json.dumps(partition_sums(job, ids))
-    storage.write_bytes(storage.join(out, TMP, f"sums-{k:05d}.json"), sums.encode())
-    return {"k": [k], "sums": [sums]}
+def _partition_task(k: int, lo: str, hi: str, job: AccountsJob, out: str) -> dict:
+    """One range of tile ids as a Ray Data task (``stages.tasks``) -> its sums, also kept under
+    ``<out>/_tmp/`` until the accounts are written (a rerun resumes with them)."""
+    sums = partition_sums(job, (lo, hi or None))
+    storage.write_bytes(storage.join(out, TMP, f"sums-{k:05d}.json"), json.dumps(sums).encode())
+    return sums
 
 
 def partition_sums(job: AccountsJob, ids: tuple[str, str | None] | None) -> dict:
@@ -186,9 +179,7 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
     n_parts = max(1, math.ceil(job.source.count() / cfg.partition_tiles))
     if n_parts == 1 and cfg.ray_address is None:
         return [partition_sums(job, None)]
-    import ray
-
-    from raylib.pipelines.common.stages import ensure_ray
+    from raylib.pipelines.common.stages import tasks
 
     done_marker = storage.join(finished_folder(cfg.map), SUCCESS)
     job_id = parts.digest({"map": [cfg.map, storage.fingerprint(done_marker)], "rows": job.source.count(),
@@ -199,14 +190,9 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
     done = _resumed(cfg, job_id, n_parts)
     todo = [{"k": k, "lo": lo, "hi": hi or ""} for k, (lo, hi) in enumerate(id_ranges(n_parts)) if k not in done]
     if todo:
-        ensure_ray(cfg.ray_address)
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-        ds = ds.map_batches(_partition, batch_size=1, batch_format="numpy", num_cpus=1,
-                            fn_kwargs={"job": job, "out": cfg.out})
-        for b in ds.iter_batches(batch_format="numpy", batch_size=None):
-            for k, v in zip(b["k"], b["sums"]):
-                done[int(k)] = json.loads(str(v))
-                failpoint("accounts_partition_done")
+        for i, sums in tasks(_partition_task, todo, {"job": job, "out": cfg.out}, cfg.ray_address):
+            done[todo[i]["k"]] = sums
+            failpoint("accounts_partition_done")
     return [done[k] for k in sorted(done)]
 
 

@@ -32,7 +32,7 @@ def assess_samples(cfg: AssessConfig):
     if cfg.areas is None and cfg.map is None:
         raise ConfigError("--samples needs the mapped area of each class: --map (the map the sample was drawn from) "
                           "or --areas (CSV with columns class, area).", "pass --map <map folder> or --areas <csv>.")
-    samples = reference.read_table(cfg.samples, "sample table", ["map", "reference"])
+    _, m, r = reference.labelled_sample(cfg.samples)
     if cfg.map is not None:
         by_class, _ = mapped_areas(read_map(cfg.map))
         areas_t = pa.table({"class": list(by_class), "area": list(by_class.values())})
@@ -40,12 +40,6 @@ def assess_samples(cfg: AssessConfig):
     else:
         areas_t = reference.read_table(cfg.areas, "areas table", ["class", "area"], text=["class"])
         source = cfg.areas
-    m = [str(v) if v is not None else None for v in samples.column("map").to_pylist()]
-    r = [str(v) if v is not None else None for v in samples.column("reference").to_pylist()]
-    blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]
-    if blank:
-        raise InputError(f"The sample table {cfg.samples} has {len(blank)} row(s) without a map or reference class "
-                         f"(first at row {blank[0] + 1}).", "label every sample unit, or drop the unlabelled rows.")
     try:
         area_vals = np.asarray(areas_t.column("area").to_pylist(), float)
     except (TypeError, ValueError):

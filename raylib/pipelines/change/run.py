@@ -31,11 +31,9 @@ TRANSITIONS, PICTURE = "_transitions.csv", "_quicklook/change.png"
 PICTURE_TILES = 1_000_000  # a larger change map has no picture (the driver would hold a cell per tile)
 
 
-def _partitions_of(batch: dict, job: ChangeJob) -> dict:
-    """Ray Data: one partition per row (``k``, ``lo``, ``hi``) -> its sums, as JSON."""
-    k, lo, hi = int(batch["k"][0]), str(batch["lo"][0]), str(batch["hi"][0])
-    sums = run_partition(job, k, (lo, hi or None))
-    return {"k": [k], "sums": [json.dumps(sums)]}
+def _partition_task(k: int, lo: str, hi: str, job: ChangeJob) -> dict:
+    """One partition as a Ray Data task (``stages.tasks``): ``hi`` "" is no end."""
+    return run_partition(job, k, (lo, hi or None))
 
 
 def _run_partitions(cfg: ChangeConfig, job: ChangeJob, todo: list[tuple[int, tuple]], in_process: bool
@@ -50,18 +48,12 @@ def _run_partitions(cfg: ChangeConfig, job: ChangeJob, todo: list[tuple[int, tup
             out[k] = run_partition(job, k, ids)
             failpoint("change_partition_done")
         return out
-    import ray
+    from raylib.pipelines.common.stages import tasks
 
-    from raylib.pipelines.common.stages import ensure_ray
-
-    ensure_ray(cfg.ray_address)
     items = [{"k": k, "lo": lo, "hi": hi or ""} for k, (lo, hi) in todo]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(_partitions_of, batch_size=1, batch_format="numpy", num_cpus=1, fn_kwargs={"job": job})
-    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-        for k, s in zip(batch["k"], batch["sums"]):
-            out[int(k)] = json.loads(str(s))
-            failpoint("change_partition_done")
+    for i, sums in tasks(_partition_task, items, {"job": job}, cfg.ray_address):
+        out[items[i]["k"]] = sums
+        failpoint("change_partition_done")
     return out
 
 

@@ -58,10 +58,9 @@ def _blocks(job: ExportJob, grids: list[ZoneGrid], max_pixels: int) -> list[tupl
     return out
 
 
-def _block_task(batch: dict, job: ExportJob, grids: list[ZoneGrid]) -> dict:
-    """Ray Data: one block per row (``z``, ``r0``, ``r1``, ``suffix``) -> its files, as JSON."""
-    z, r0, r1, suffix = int(batch["z"][0]), int(batch["r0"][0]), int(batch["r1"][0]), str(batch["suffix"][0])
-    return {"i": batch["i"], "result": [json.dumps(write_block(job, grids[z], r0, r1, suffix))]}
+def _block_task(z: int, r0: int, r1: int, suffix: str, job: ExportJob, grids: list[ZoneGrid]) -> dict:
+    """One block as a Ray Data task (``stages.tasks``)."""
+    return write_block(job, grids[z], r0, r1, suffix)
 
 
 def _write_blocks(cfg: ExportConfig, job: ExportJob, grids: list[ZoneGrid], blocks: list) -> list[dict]:
@@ -69,19 +68,10 @@ def _write_blocks(cfg: ExportConfig, job: ExportJob, grids: list[ZoneGrid], bloc
     named), else as Ray Data tasks."""
     if len(blocks) == len(grids) and cfg.ray_address is None:
         return [write_block(job, grids[z], r0, r1, suffix) for z, r0, r1, suffix in blocks]
-    import ray
+    from raylib.pipelines.common.stages import tasks
 
-    from raylib.pipelines.common.stages import ensure_ray
-
-    ensure_ray(cfg.ray_address)
-    items = [{"i": i, "z": z, "r0": r0, "r1": r1, "suffix": sfx} for i, (z, r0, r1, sfx) in enumerate(blocks)]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(_block_task, batch_size=1, batch_format="numpy", num_cpus=1,
-                        fn_kwargs={"job": job, "grids": grids})
-    out: dict[int, dict] = {}
-    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-        for i, r in zip(batch["i"], batch["result"]):
-            out[int(i)] = json.loads(str(r))
+    items = [{"z": z, "r0": r0, "r1": r1, "suffix": sfx} for z, r0, r1, sfx in blocks]
+    out = dict(tasks(_block_task, items, {"job": job, "grids": grids}, cfg.ray_address))
     return [out[i] for i in range(len(blocks))]
 
 

@@ -1,9 +1,10 @@
-"""Ray plumbing shared by the Ray Data jobs (map, embed): connecting to a cluster and
-sizing the model actor pool."""
+"""Ray plumbing shared by the Ray Data jobs (map, embed, change, accounts, export): connecting
+to a cluster, sizing the model actor pool, one task per item."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import threading
@@ -200,6 +201,28 @@ def collect(ds, n: int, fields: dict[str, tuple], what: str | None = None, unit:
     if not done.all():
         raise RuntimeError(f"{int((~done).sum())} rows never came back from the pipeline")
     return out
+
+
+def _one_task(batch: dict, fn, kwargs: dict) -> dict:
+    """``tasks``: the one row of a batch as keyword arguments to ``fn``; its result as JSON."""
+    row = {k: v[0].item() if hasattr(v[0], "item") else v[0] for k, v in batch.items() if k != "_i"}
+    return {"_i": batch["_i"], "result": [json.dumps(fn(**row, **kwargs))]}
+
+
+def tasks(fn, items: list[dict], kwargs: dict, ray_address: str | None = None):
+    """One Ray Data task per item (``fn(**item, **kwargs)``, a JSON-able result), each on one
+    CPU; yields ``(item number, result)`` as the tasks finish (change's and accounts'
+    partitions, export's blocks)."""
+    import ray
+
+    ensure_ray(ray_address)
+    rows = [{**item, "_i": i} for i, item in enumerate(items)]
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    ds = ds.map_batches(_one_task, batch_size=1, batch_format="numpy", num_cpus=1,
+                        fn_kwargs={"fn": fn, "kwargs": kwargs})
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        for i, r in zip(batch["_i"], batch["result"]):
+            yield int(i), json.loads(str(r))
 
 
 def dataset_from_table(table, rows_per_block: int):
