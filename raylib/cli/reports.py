@@ -37,6 +37,11 @@ def map(cfg, summary) -> int:
     for q in summary["quicklooks"]:
         print(f"quick-look: {q}")
     _cog(summary)
+    w = summary.get("radiometry_warnings") or {}
+    if w.get("scenes"):
+        uri, text = next(iter(w["examples"].items()))
+        more = f" (and {w['scenes'] - 1} more scene(s): _summary.json)" if w["scenes"] > 1 else ""
+        print(f"landcover map: warning: {uri}: {text}{more}", file=sys.stderr)
     if summary["result"] != "ok":
         print(f"landcover map: failed: {summary['failure']}", file=sys.stderr)
         return 3

@@ -119,6 +119,14 @@ class MapConfig(_Config):
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
     refresh: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
+    adapt: bool | None = Field(
+        None, description="scene-centre adaptation: re-centre the head on each scene's own mean embedding, from a "
+                          "first pass over a sample of its tiles (default: the model's advice; on for the built-in "
+                          "model)")
+    adapt_sample: int = Field(512, ge=16, le=100_000, description="tiles per scene the adaptation's first pass reads")
+    spectral_prior: bool = Field(
+        True, description="where a scene has NIR, pool the model's spectral head (NDVI, NDWI) with its image head "
+                          "(models that carry one: the built-in model)")
     ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
 
     @model_validator(mode="after")
@@ -228,6 +236,9 @@ class RemapConfig(_Config):
     out: str = Field(description="output map folder (local or s3://)")
     bbox: list[float] | None = Field(None, description="only the tiles meeting W,S,E,N (lon/lat)")
     unknown_below: float | None = Field(None, gt=0, lt=1, description="as landcover map")
+    adapt: bool | None = Field(None, description="as landcover map: each scene's centre from the map that wrote the "
+                                                 "store, else from all its tiles in the store")
+    spectral_prior: bool = Field(True, description="as landcover map")
     read_cpus: float = Field(1.0, gt=0, description="CPUs per task (one store part each)")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
     cog: bool = Field(False, description="at the end, also export the map as COGs with a STAC Collection under "

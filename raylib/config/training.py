@@ -47,6 +47,11 @@ class TrainHeadConfig(_Config):
     reflectance: Literal["none", "eurosat-rgb"] = Field(
         "none", description="how the images relate to reflectance: 'eurosat-rgb' records the EuroSAT RGB stretch "
                             "(enables scaling: reflectance)")
+    spectral: Literal["none", "eurosat-ms"] = Field(
+        "none", description="also fit a spectral head (NDVI, NDWI) on the EuroSAT MS sample beside the data (or "
+                            "LANDCOVER_EUROSAT_MS_DIR), pooled with the image head where a scene has NIR")
+    adapt: bool = Field(False, description="advise maps to re-centre the head on each scene (scene-centre "
+                                           "adaptation; landcover map --no-adapt overrides)")
 
     @model_validator(mode="after")
     def _data_or_embeddings(self):
@@ -56,6 +61,9 @@ class TrainHeadConfig(_Config):
             raise ValueError("--embeddings needs --labels (a class raster, points/polygons, or a CSV tile_id,label)")
         if self.pixels and self.embeddings is None:
             raise ValueError("--pixels trains on tiles of an embedding store: give --embeddings and --labels")
+        if self.data is None and (self.spectral != "none" or self.adapt):
+            raise ValueError("--spectral and --adapt go with --data (an image folder of another place); a head on "
+                             "tiles of the store is of the area it maps already")
         return self
 
     @field_validator("degrade")

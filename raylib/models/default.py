@@ -14,7 +14,8 @@ from raylib.io.cache import cache_dir, cached
 from raylib.models.model_dir import DEFAULT_MODEL_NAME, MANIFEST
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL_VERSION = "v2"  # v2: resolution augmentation, EuroSAT reflectance stretch, temperature, OOD
+DEFAULT_MODEL_VERSION = "v3"  # v2: resolution augmentation, EuroSAT reflectance stretch, temperature, OOD;
+# v3: the spectral head (EuroSAT MS NDVI/NDWI) and scene-centre adaptation advised
 
 
 def find_eurosat() -> str:
@@ -44,7 +45,7 @@ def default_model_dir(per_class: int = 300) -> str:
         log.warning("building the default model (first use): MobileNetV2 + logistic regression on %d EuroSAT "
                     "patches per class from %s -> %s", per_class, data, out)
         cfg = TrainHeadConfig(data=data, out=str(tmp), per_class=per_class, name=DEFAULT_MODEL_NAME,
-                              degrade=[1.5, 4.0], reflectance="eurosat-rgb")
+                              degrade=[1.5, 4.0], reflectance="eurosat-rgb", spectral="eurosat-ms", adapt=True)
         train_head_on_folder(cfg, argv=["(built-in default model)"])
 
     return str(cached(out, build, lambda d: (d / MANIFEST).exists()))

@@ -78,6 +78,24 @@ def _reflectance(cfg: TrainHeadConfig) -> dict | None:
     return dict(radiometry.EUROSAT_RGB_STRETCH)
 
 
+def _spectral(cfg: TrainHeadConfig, classes: list[str]):
+    """The spectral head (``models.spectral``) asked for with ``spectral: eurosat-ms``:
+    (head, source, metrics), or None when the sample is not at hand (said in the log)."""
+    if cfg.spectral == "none":
+        return None
+    import os
+
+    from raylib.models import spectral
+
+    ms = os.environ.get("LANDCOVER_EUROSAT_MS_DIR") or (
+        str(Path(cfg.data).parent / "eurosat-ms-sample") if not storage.parse(cfg.data).is_s3 else "")
+    if not ms or not Path(ms).is_dir():
+        log.warning("no spectral head: the EuroSAT MS sample is not at %s (set LANDCOVER_EUROSAT_MS_DIR)", ms or "(none)")
+        return None
+    head, metrics = spectral.fit_eurosat_ms(ms, classes, cfg.seed)
+    return head, f"EuroSAT MS sample ({ms}): mean per-pixel NDVI and NDWI, Sentinel-2 L1C reflectance", metrics
+
+
 def train_head_on_folder(cfg: TrainHeadConfig, argv: list[str] | None = None):
     """Embed an image-folder set, fit a logistic-regression head, write a model directory."""
     ps = patches.subsample(patches.list_image_folder(cfg.data), cfg.per_class, cfg.seed)
@@ -105,5 +123,6 @@ def train_head_on_folder(cfg: TrainHeadConfig, argv: list[str] | None = None):
                  "data": cfg.data, "split": f"stratified {cfg.test_fraction} seed {cfg.seed}"},
         created_by=created_by(argv), reflectance=_reflectance(cfg),
         training={"degrade": cfg.degrade} if cfg.degrade else None, temperature=temperature, ood=ood,
+        spectral=_spectral(cfg, ps.classes), adapt=cfg.adapt,
     )
     return manifest, scores

@@ -164,6 +164,24 @@ class LandcoverModel:
             from safetensors.numpy import load_file
 
             self.ood = OODScorer.from_tensors(load_file(str(folder / ood["file"])), ood.get("quantiles"))
+        self.spectral = None  # models.spectral: NDVI/NDWI prior for scenes with NIR
+        spec = manifest.inference.get("spectral")
+        if spec and head is not None:
+            from raylib.models.spectral import SpectralHead
+
+            self.spectral = SpectralHead.load(folder, spec)
+
+    @property
+    def can_adapt(self) -> bool:
+        """True for a head that standardises L2-normalised embeddings by itself (logistic,
+        MLP): scene-centre adaptation (``models.adaptation``) can re-centre it."""
+        return self.head is not None and self.features is None and bool(getattr(self.head, "centred", False))
+
+    @property
+    def adapts_by_default(self) -> bool:
+        """The model's own advice (``inference.adapt``): the built-in model, trained on
+        EuroSAT, maps other places better re-centred (BENCHMARKS.md)."""
+        return self.can_adapt and bool(self.manifest.inference.get("adapt"))
 
     @property
     def kind(self) -> str:
@@ -240,16 +258,17 @@ class LandcoverModel:
 
     @property
     def needs_statistics(self) -> bool:
-        """True when the head reads the tiles' spectral statistics beside the embedding."""
-        return self.features is not None and self.features.mode != "embedding"
+        """True when the head reads the tiles' spectral statistics beside the embedding (its
+        features, or the spectral head's NDVI and NDWI)."""
+        return (self.features is not None and self.features.mode != "embedding") or self.spectral is not None
 
     def predict(self, tiles: np.ndarray, with_embeddings: bool = False, stats: dict | None = None,
-                gain=None, offset=None):
+                gain=None, offset=None, centre=None):
         """tiles (floats in [0, 1], or raw values with their ``gain``/``offset``: the map's
         read tasks send them so, and they are scaled on the device) -> (probabilities
         (temperature-scaled when the model has a temperature), out-of-distribution score
         per tile (NaN when the model has no OOD statistics)), and with ``with_embeddings``
-        the float16 embeddings as a third item.
+        the float16 embeddings as a third item. ``centre``: the scene's (``predict_embeddings``).
 
         A head sees the embedding rounded to float16, as the embedding store holds it, so
         that a remap of the store gives exactly these probabilities."""
@@ -263,7 +282,7 @@ class LandcoverModel:
                 return probs, ood, self.net.features(x).cpu().numpy().astype(np.float16)
             return probs, ood
         emb16 = self.embed16(tiles, gain, offset)
-        probs, ood = self.predict_embeddings(emb16, stats)
+        probs, ood = self.predict_embeddings(emb16, stats, centre)
         return (probs, ood, emb16) if with_embeddings else (probs, ood)
 
     def embed16(self, tiles, gain=None, offset=None) -> np.ndarray:
@@ -272,16 +291,29 @@ class LandcoverModel:
         the device's work; ``predict_embeddings`` is the host's)."""
         return self.backbone.embed_tensor(tiles, gain, offset).half().cpu().numpy()
 
-    def predict_embeddings(self, emb: np.ndarray, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_embeddings(self, emb: np.ndarray, stats: dict | None = None, centre=None,
+                           spectral: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Head models: stored embeddings (and, for heads that use them, the tiles' spectral
-        statistics) -> (probabilities, out-of-distribution score)."""
+        statistics) -> (probabilities, out-of-distribution score).
+
+        ``centre``: the mean of the scene's L2-normalised embeddings, which replaces the
+        training mean in the head (``models.adaptation``; None: the head as trained). With
+        ``spectral`` and a model that carries a spectral head, the rows whose ``stats`` have
+        NDVI and NDWI get the two heads' pooled probabilities (``models.spectral``). The
+        out-of-distribution score is the embedding's own, adaptation or not."""
 
         if self.head is None:
             raise InputError(f"Model {self.id} is a fine-tuned network; it has no head to apply to embeddings.",
                              "use a head model (landcover train-head or tune).")
         x = np.asarray(emb, np.float32)
         feats = self.features.transform(x, stats) if self.features is not None else x
-        probs = apply_temperature(self.head.predict_proba(feats).astype(np.float32), self.temperature)
+        if centre is not None and not self.can_adapt:
+            raise InputError(f"Model {self.id}'s head cannot be re-centred on a scene (adapt).",
+                             "map without --adapt (a kNN, XGBoost or statistics head has no centre).")
+        raw = self.head.predict_proba(feats) if centre is None else self.head.predict_proba(feats, centre=centre)
+        probs = apply_temperature(raw.astype(np.float32), self.temperature)
+        if spectral and self.spectral is not None:
+            probs = self.spectral.apply(probs, stats)
         ood = self.ood.score(x) if self.ood is not None else np.full(len(x), np.nan, np.float32)
         return probs, ood
 
@@ -292,9 +324,11 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
                     training: dict | None = None, temperature: float | None = None,
                     ood=None, features=None, backbone_extra: dict | None = None,
                     bands: dict | None = None, extra_files: dict[str, bytes] | None = None,
-                    pixel_head=None) -> ModelManifest:
+                    pixel_head=None, spectral=None, adapt: bool = False) -> ModelManifest:
     """Write a model directory (local or S3). The backbone folder is copied in when local.
-    ``pixel_head``: a ``models.pixel_head.PixelHead`` beside the head (``head.pixels``)."""
+    ``pixel_head``: a ``models.pixel_head.PixelHead`` beside the head (``head.pixels``).
+    ``spectral``: (``models.spectral.SpectralHead``, source, metrics) -> ``inference.spectral``;
+    ``adapt``: ``inference.adapt``, the advice that maps re-centre the head per scene."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmpd:
@@ -321,9 +355,14 @@ def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: i
 
             save_file({k: np.ascontiguousarray(v) for k, v in ood.tensors().items()}, str(tmp / CALIBRATION))
             inference["ood"] = {"file": CALIBRATION, "quantiles": ood.quantiles}
+        if spectral is not None:
+            inference["spectral"] = spectral[0].save(tmp, spectral[1], spectral[2])
+        if adapt:
+            inference["adapt"] = "scene-centre"
         payload = (tmp / head_spec["file"]).read_bytes() + json.dumps(bb_spec).encode() + json.dumps(inference).encode()
-        if (tmp / CALIBRATION).exists():
-            payload += (tmp / CALIBRATION).read_bytes()
+        for extra in (CALIBRATION, "spectral.safetensors"):
+            if (tmp / extra).exists():
+                payload += (tmp / extra).read_bytes()
         if pixel_head is not None:
             payload += json.dumps(head_spec["pixels"]).encode() + b"".join(
                 p.read_bytes() for p in sorted((tmp / head_spec["pixels"]["folder"]).rglob("*")) if p.is_file())

@@ -101,12 +101,23 @@ class SavedHead:
                              f"is expecting {self.n_features_in_} features as input.")
         return X
 
-    def predict_proba(self, X) -> np.ndarray:
+    @property
+    def centred(self) -> bool:
+        """True when the head standardises L2-normalised inputs (its ``mean`` is the training
+        embeddings' centre, which ``predict_proba(centre=...)`` can replace)."""
+        return self.kind != "knn" and bool(self.params.get("l2_normalize", True))
+
+    def predict_proba(self, X, centre: np.ndarray | None = None) -> np.ndarray:
+        """``centre``: the mean of the L2-normalised inputs of the scene being mapped, in the
+        training mean's place (``models.adaptation``); heads that are not ``centred`` take none."""
         X, t, p = self._input(X), self.t, self.params
         if self.kind == "knn":
             return knn_proba(X, t["X"], t["y"], len(self.classes_), p.get("n_neighbors", 10),
                              p.get("weights", "distance"))
-        Xs = standardise(X, t["mean"], t["scale"], p.get("l2_normalize", True))
+        if centre is not None and not self.centred:
+            raise ValueError(f"a {self.kind} head without l2_normalize takes no centre")
+        Xs = standardise(X, t["mean"] if centre is None else np.asarray(centre, np.float32), t["scale"],
+                         p.get("l2_normalize", True))
         if self.kind == "logistic_regression":
             return scores_to_proba(logistic_scores(Xs, t["coef"], t["intercept"]))
         return scores_to_proba(mlp_scores(Xs, self.coefs, self.intercepts))

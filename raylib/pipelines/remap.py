@@ -27,6 +27,7 @@ from raylib.failpoints import failpoint
 from raylib.formats import embstore, map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.models.model_dir import MANIFEST, LandcoverModel
+from raylib.pipelines.common import centres as centres_of
 
 log = logging.getLogger(__name__)
 from raylib.models.model_dir import local_model_folder
@@ -66,9 +67,11 @@ def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
                          "train the head on this store, or remap the store it was trained on.")
 
 
-def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: dict) -> dict:
-    """Ray Data task: each row names a store part; its map part is written under ``_tmp/``."""
-
+def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: dict, centres=None,
+                spectral: bool = True) -> dict:
+    """Ray Data task: each row names a store part; its map part is written under ``_tmp/``.
+    ``centres``: scene URI -> its centre (``models.adaptation``), or None."""
+    centres = centres_of.shared_value(centres)
     model = LandcoverModel.load(local_folder(model_ref, "ray-models"), with_backbone=False)
     classes, mid = model.classes, model.id
     names, counts = [], []
@@ -83,8 +86,13 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
         stats = embstore.stats_of(t)
         if ok.any():
             emb = embstore.embeddings_of(t.filter(ok))
-            probs[ok], stats["ood"][ok] = model.predict_embeddings(
-                emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi")})
+            scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok]
+            at = np.flatnonzero(ok)
+            for sc in (np.unique(scene.astype(str)) if centres else [None]):  # each scene with its centre
+                rows = np.flatnonzero(scene == sc) if sc is not None else np.arange(len(at))
+                probs[at[rows]], stats["ood"][at[rows]] = model.predict_embeddings(
+                    emb[rows], {k: stats[k][at[rows]] for k in ("band_mean", "band_std", "ndvi", "ndwi")},
+                    centre=centres.get(sc) if centres else None, spectral=spectral)
         rows = t.select(list(embstore.TILE_COLUMNS) + [c for c in mapfile.ITEM_COLUMNS if c in t.column_names])
         table = mapfile.build_table(rows, probs, status, error,
                                     np.asarray(t.column("fill_fraction").to_numpy(zero_copy_only=False), np.float32),
@@ -105,8 +113,10 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     files = embstore.part_files(store)
     manifest = LandcoverModel.read_manifest(cfg.model)
     check_head(manifest, cfg.model, meta, store)
+    adapting = centres_of.resolve(cfg.adapt, cfg.model, manifest)
     job = parts.digest({"store": sorted(storage.basename(f) for f in files), "store_meta": meta["preprocessing_hash"],
-                        "model": manifest.id, "bbox": cfg.bbox, "unknown_below": cfg.unknown_below})
+                        "model": manifest.id, "bbox": cfg.bbox, "unknown_below": cfg.unknown_below,
+                        **({"adapt": True} if adapting else {}), **({} if cfg.spectral_prior else {"spectral": False})})
     resumed = map_folder.prepare(cfg.out, job, cfg.overwrite)
     done = parts.existing(cfg.out) if resumed else {}
     names = [storage.basename(f) for f in files]
@@ -117,6 +127,8 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": store,
              "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
     written = {}
+    centres, adapted = (store_centres(store, files, cfg.embeddings) if adapting and pending
+                        else (None, {"method": "none"}))
     if pending:
         ensure_ray(cfg.ray_address)
         with tempfile.TemporaryDirectory() as tmp:  # the head alone travels to the workers, not the backbone
@@ -125,7 +137,9 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
         ds = ray.data.from_items([{"part": f} for f in pending], override_num_blocks=len(pending))
         ds = ds.map_batches(remap_parts, batch_size=1, batch_format="numpy", num_cpus=cfg.read_cpus,
                             fn_kwargs={"model_ref": ref, "out": cfg.out, "bbox": cfg.bbox,
-                                       "unknown_below": cfg.unknown_below, "extra": extra})
+                                       "unknown_below": cfg.unknown_below, "extra": extra,
+                                       "centres": ray.put(centres) if centres else None,
+                                       "spectral": cfg.spectral_prior})
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             for name, c in zip(batch["part"], batch["counts"]):
                 written[str(name)] = json.loads(str(c))
@@ -147,12 +161,37 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
                "tiles": int(table.num_rows), "counts": counts, "error_reasons": reasons, "parts": len(names),
                "parts_resumed": len(done), "parts_written": len(written), "bbox": cfg.bbox, "result": "ok",
                "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
-               "quicklooks": quicklooks, "config": cfg.model_dump()}
+               "quicklooks": quicklooks, "adaptation": adapted, "config": cfg.model_dump()}
     map_folder.finish(cfg.out, summary)
     summary["stac"] = describe_run(cfg.out, "map")
     if cfg.cog:
         summary["cog"] = export_after(cfg.out)
     return summary
+
+
+def store_centres(store: str, files: list[str], named: str) -> tuple[dict, dict]:
+    """Each scene's centre for a remap: the one the map that wrote the store used (its
+    ``_adaptation``, beside the store in the map folder), else the mean of all the scene's
+    tiles in the store (a first pass over the stored embeddings)."""
+    from raylib.models import adaptation as centring
+
+    parent = store.rstrip("/").rsplit("/", 1)[0] \
+        if storage.basename(store.rstrip("/")) in (embstore.FOLDER, embstore.LEGACY_FOLDER) else named
+    stored = {u: v["centre"] for u, v in centres_of.load(parent).items() if v["centre"] is not None}
+    sums = centring.CentreSums()
+    for f in files:
+        t = embstore.read_one(f, columns=["scene", "status", "embedding"])
+        ok = np.asarray(t.column("status").to_pylist(), dtype=object) == "ok"
+        scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok]
+        if not ok.any() or all(s in stored for s in set(scene)):
+            continue
+        emb = embstore.embeddings_of(t.filter(ok))
+        for sc in set(scene) - set(stored):
+            sums.add(sc, emb[scene == sc])
+    computed = {u: c for u, (c, _) in sums.centres().items() if c is not None}
+    info = {"method": centring.METHOD, "scenes": len(stored) + len(computed), "from_map": len(stored),
+            "from_store": len(computed)}
+    return {**computed, **stored}, info
 
 
 def _head_only(model_uri: str, tmp: Path) -> Path:

@@ -314,6 +314,24 @@ def dtype_max(dtype: str) -> float:
     return 1.0
 
 
+MATCH_MIN_PIXELS = 16 * 64 * 64  # valid pixels (of the decimated read) below which a scene is too small to match
+
+
+def match_unfit(sample: np.ndarray, fill_value: float | None) -> str | None:
+    """Why ``match`` would mislead on this scene, or None: too few valid pixels (fewer than
+    16 tiles of 64 px) to stand for the model's training distribution; a small item of one
+    pasture, stretched to EuroSAT's contrast, reads partly as water. (Uniformity is not
+    judged: a band's spread relative to its mean is as low in a varied scene of Level-1
+    digital numbers, whose offset is large, as in a uniform one: BENCHMARKS.md.)"""
+    valid = np.ones(sample.shape[1:], bool)
+    if fill_value is not None:
+        valid &= ~np.all(sample == _as_pixel(fill_value, sample.dtype), axis=0)
+    n = int(valid.sum())
+    if n < MATCH_MIN_PIXELS:
+        return f"only {n:,} valid pixels in its statistics read (fewer than {MATCH_MIN_PIXELS:,}: 16 tiles of 64 px)"
+    return None
+
+
 def make_scaler(mode: str, sample: np.ndarray | None, dtype: str, fill_value: float | None,
                 target_mean, target_std, scale: float | None = None, uri: str = "", sensor=None,
                 model_reflectance: dict | None = None) -> Scaler:

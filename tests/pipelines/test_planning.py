@@ -101,3 +101,31 @@ def test_a_sentinel2_l2a_stac_item_without_raster_bands_is_read_as_reflectance(t
     (tmp_path / "l8.json").write_text(json.dumps(landsat))  # platform landsat-8, no level: per-scene match
     plan = planning.plan_scene(str(tmp_path / "l8.json"), cfg, man, planning.resolve_grid(cfg, man))
     assert plan.radiometry["scaling"] == "match" and "unknown processing level" in plan.radiometry["sensor_rule"]
+    assert "the last resort" in plan.radiometry["warning"]  # said out loud, in the plan and the map's summary
+
+
+def test_match_is_the_last_resort_and_says_so(tmp_path):
+    """A scene no rule recognises is matched, with a warning in its plan; a scene too small to
+    stand for the model's training set is not matched; --scaling match is obeyed as asked."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from ..conftest import LANDSAT
+
+    cfg = _cfg(bands=[3, 2, 1])  # no band preset: nothing tells the sensor
+    big = tmp_path / "scene.tif"
+    big.symlink_to(LANDSAT)
+    plan = planning.plan_scene(str(big), cfg, MAN, planning.resolve_grid(cfg, MAN))
+    assert plan.radiometry["scaling"] == "match" and "the last resort" in plan.radiometry["warning"]
+    small = tmp_path / "small.tif"  # 40,000 pixels of the scene: fewer than 16 tiles of 64 px
+    with rasterio.open(LANDSAT) as src:
+        win = Window(800, 800, 200, 200)
+        profile = {**src.profile, "width": 200, "height": 200, "transform": src.window_transform(win), "tiled": False}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        with rasterio.open(small, "w", **profile) as dst:
+            dst.write(src.read(window=win))
+    plan = planning.plan_scene(str(small), cfg, MAN, planning.resolve_grid(cfg, MAN))
+    assert plan.radiometry["scaling"] == "dtype" and "only 40,000 valid pixels" in plan.radiometry["warning"]
+    asked = _cfg(bands=[3, 2, 1], scaling="match")
+    plan = planning.plan_scene(str(small), asked, MAN, planning.resolve_grid(asked, MAN))
+    assert plan.radiometry["scaling"] == "match" and "warning" in plan.radiometry

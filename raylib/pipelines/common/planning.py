@@ -156,6 +156,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         else:
             plan.bands = bandlib.resolve_bands(cfg.bands, info.count, uri, needed, colorinterp)
         sample = windows.decimated_read(ds, plan.bands, fill=fill) if mode == "match" else None
+        unfit = bandlib.match_unfit(sample, fill) if sample is not None and cfg.scaling == "auto" else None
         stat_bands = list(range(1, min(n_data, bandlib.MAX_STAT_BANDS) + 1))
         tf_bands = sorted(set(stat_bands) | set(plan.bands))  # the model may read a band past the statistics'
         sensor_tf = None
@@ -170,6 +171,9 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
             sensor_tf = radiometry.transform(sensor, uri, tf_bands, descriptions, n_data, info.dtype,
                                              file_scales=file_scale)
         roles = radiometry.spectral_roles(sensor, descriptions, n_data, colorinterp, cfg.spectral_bands)
+    if unfit:  # match only as a last resort, and never from a scene that cannot stand for the training set
+        can_reflect = sensor_tf is not None and (sensor_tf.display or bool(manifest.bands.get("reflectance")))
+        mode, sample = ("reflectance" if can_reflect else "dtype"), None
     model_tf = sensor_tf.select([tf_bands.index(b) for b in plan.bands]) if sensor_tf else None
     stat_tf = sensor_tf.select([tf_bands.index(b) for b in stat_bands]) if sensor_tf else None
     plan.scaler = bandlib.make_scaler(mode, sample, info.dtype, fill, manifest.bands["mean"],
@@ -185,6 +189,12 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     }
     plan.radiometry = {"scaling": mode, "sensor_rule": rule, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
                        "roles": {r: b for r, b in roles.items()}}
+    if mode == "match" and not sensor:
+        plan.radiometry["warning"] = (f"scaling: match, the last resort ({rule}): the scene's own statistics are "
+                                      "stretched to the model's, so its map depends on what the scene holds; set "
+                                      "--sensor to read it as reflectance")
+    elif unfit:
+        plan.radiometry["warning"] = (f"scaling: {mode}, not match: {unfit}; set --sensor (or --scaling) to choose")
     return plan
 
 
@@ -280,7 +290,8 @@ def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, 
         "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
                                                   "part_mb", "max_fill_fraction", "sensor", "sun_elevation",
                                                   "spectral_bands", "unknown_below", "embeddings", "cloud_asset",
-                                                  "max_tile_cloud", "aoi", "composite")},
+                                                  "max_tile_cloud", "aoi", "composite", "adapt", "adapt_sample",
+                                                  "spectral_prior")},
         "aoi_version": storage.fingerprint(cfg.aoi) if cfg.aoi else None,
         # another precision is another map (fp32, the default, leaves the fingerprints of earlier runs as they were)
         **({"precision": cfg.precision} if cfg.precision != "fp32" else {}),

@@ -53,6 +53,7 @@ class Ingest:
         self.inflight: dict[str, SceneInFlight] = {}
         self.scaling: dict[str, int] = {}
         self.radiometry_examples: dict[str, dict] = {}
+        self.radiometry_warnings: dict = {}  # scenes whose scaling deserves a word: how many, a few examples
         self.read_retries = 0
         self.rows = 0
         self.first_row: float | None = None
@@ -95,6 +96,11 @@ class Ingest:
             self.scaling[mode] = self.scaling.get(mode, 0) + 1
             if len(self.radiometry_examples) < 5:
                 self.radiometry_examples[uri] = meta["radiometry"]
+            if meta["radiometry"].get("warning"):  # match as the last resort, or refused: said per scene
+                w = self.radiometry_warnings
+                w["scenes"] = w.get("scenes", 0) + 1
+                if len(w.setdefault("examples", {})) < 5:
+                    w["examples"][uri] = meta["radiometry"]["warning"]
         todo = np.ones(n, bool)
         for lo, hi in self.done.get(uri, ()):
             todo[lo:hi] = False

@@ -10,6 +10,7 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.models.device import batch_shapes, memory_guard, placed
 from raylib.models.model_dir import LandcoverModel
+from raylib.pipelines.common.centres import shared_value
 from raylib.pipelines.common.stages import local_folder, set_torch_threads
 from raylib.raster.reading import model_batches, rows_out
 
@@ -28,7 +29,8 @@ class Predictor:
     batch waits for cuDNN to plan its shape mid-run."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
-                 tta: bool | None = None, batch_size: int = 64, embeddings: bool = False, precision: str = "fp32"):
+                 tta: bool | None = None, batch_size: int = 64, embeddings: bool = False, precision: str = "fp32",
+                 centres=None, spectral: bool = True):
         set_torch_threads(torch_threads, actors)
         uri = local_folder(model_ref, "ray-models")
         device, precision = placed(device, precision)  # a CPU runs fp32 (the driver's first tiles)
@@ -36,6 +38,8 @@ class Predictor:
         self.k = len(self.model.classes)
         self.batch_size = batch_size
         self.embeddings = embeddings
+        self.centres = shared_value(centres)
+        self.spectral = spectral
         self.lock = threading.Lock()
         self.unfit = None  # the warm-up's error, raised by the first call (a task's error reaches the driver whole)
         if device.startswith("cuda"):
@@ -74,7 +78,7 @@ class Predictor:
             if self.model.net is None:  # a head model: the network under the lock, the head beside it
                 with self.lock, memory_guard(self.batch_size):
                     e = self.model.embed16(x, gain, offset)
-                out = (*self.model.predict_embeddings(e, stats), e)
+                out = (*self._head(e, stats, batch["scene_idx"][sel] if self.centres else None), e)
             else:
                 with self.lock, memory_guard(self.batch_size):
                     out = self.model.predict(x, with_embeddings=self.embeddings, stats=stats, gain=gain,
@@ -90,3 +94,18 @@ class Predictor:
         if self.embeddings:
             out["embedding"] = emb if emb is not None else np.zeros((n, 0), np.float16)
         return out
+
+    def _head(self, emb: np.ndarray, stats: dict | None, scenes) -> tuple[np.ndarray, np.ndarray]:
+        """The head on a batch's embeddings, each scene's rows with its centre."""
+        if scenes is None:
+            return self.model.predict_embeddings(emb, stats, spectral=self.spectral)
+        scenes = np.asarray(scenes)
+        probs = np.empty((len(emb), self.k), np.float32)
+        ood = np.empty(len(emb), np.float32)
+        for s in np.unique(scenes):
+            rows = np.flatnonzero(scenes == s)
+            part = {k: v[rows] for k, v in stats.items()} if stats else None
+            probs[rows], ood[rows] = self.model.predict_embeddings(emb[rows], part, self.centres.get(int(s)),
+                                                                   spectral=self.spectral)
+        return probs, ood
+

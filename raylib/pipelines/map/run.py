@@ -6,6 +6,7 @@ Output layout at ``out``::
     part-00000.parquet ...   the map (GeoParquet 1.1), readable as one dataset
     _quicklook/<scene>.png   class map beside an RGB thumbnail, per scene
     _summary.json            counts per status and reason, error share, result, timings, settings
+    _adaptation/             the scenes' centres (``map.adaptation``: the first pass of an adapting run)
     _landcover.json          run marker with the job's fingerprint (written first)
     _SUCCESS                 written last, when the run passed: a map without it is incomplete
 
@@ -45,6 +46,7 @@ from raylib.formats.mapfile import MARKER
 from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
+from raylib.pipelines.common import centres as centres_of
 from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_stac import describe_run
 from raylib.pipelines.common.planning import (OUTSIDE_AOI, expand_scenes, job_fingerprint, plan_scene, resolve_grid,
@@ -53,7 +55,7 @@ from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, bloc
                                             read_slots)
 from raylib.pipelines.common.stages import (actor_stage, check_gpus, ensure_ray, landcover_cause, pool_size,
                                             share_folder)
-from raylib.pipelines.map import composite
+from raylib.pipelines.map import adaptation, composite
 from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
 from raylib.pipelines.map.outputs import output_for
@@ -130,6 +132,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     from raylib.models.model_dir import LandcoverModel
 
     manifest = LandcoverModel.read_manifest(model_uri)
+    adapting = not store_only and centres_of.resolve(cfg.adapt, model_uri, manifest)
     grid = resolve_grid(cfg, manifest)
     grid_dict = grid.as_dict()
     store = StoreOutput(store_meta(cfg, manifest, model_uri, grid_dict), only=store_only) \
@@ -145,7 +148,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
     head = first = None
     pixels = pixel_fn(model_uri, manifest) if uris else None  # loaded once: the driver's child and the read tasks
-    if uris and not _ray_ready():  # (a warm session's pipeline starts at once: no child)
+    if uris and not _ray_ready() and not adapting:  # (a warm session's pipeline starts at once: no child;
+        # an adapting run maps no tile before its scenes' centres are known)
         # before Ray's start thread: the driver is one thread here, so the child can be forked
         head = _driver_head(cfg, uris[0], manifest, grid, model_uri, predictor, store is not None, pixels)
     ray_start = _RayStarter(cfg.ray_address) if uris else None
@@ -195,10 +199,20 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
                 head.stop()
             raise
     map_folder.mark(cfg.out, job, "map", incremental=cfg.incremental, model_id=manifest.id)
+    centres = None
+    adapted = {"method": "scene-centre", "scenes": 0, "sampled": 0, "reused": 0} if adapting else {"method": "none"}
+    if todo and adapting:  # the first pass: each scene's centre, stored before any of its tiles is mapped
+        t1 = time.time()
+        centres, adapted = adaptation.scene_centres(
+            cfg, uris, set(todo), fingerprints, manifest, grid,
+            lambda ds: _model_stage(ds, cfg, model_uri, predictor, embeddings=True),
+            first.pixel_type if first is not None else "float32")
+        timings["adaptation"] = time.time() - t1
+        failpoint("adapted")
     failpoint("planned")  # (the name it had when the driver planned: the pipeline starts now)
     t1 = time.time()
     if todo:
-        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first, pixels)
+        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first, pixels, centres)
         timings["first_row_s"] = ingest.first_row - t0
     output.close()
     ingest.check_complete(uris, done)
@@ -214,6 +228,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     summary = _summary(cfg, ingest, output, scenes_seen, uris, skipped, pictures, model_uri, manifest, grid_dict,
                        store, timings, time.time() - t0)
     summary["tiles_on_driver"] = head.tiles if head and head.taken else 0
+    summary["adaptation"] = adapted
+    summary["spectral_prior"] = bool(cfg.spectral_prior and manifest.inference.get("spectral"))
     if cfg.composite:
         t1 = time.time()
         summary["composite"] = composite.write(cfg.out, cfg.composite, manifest.classes, manifest.id, extra,
@@ -276,6 +292,7 @@ def _summary(cfg: MapConfig, ingest: Ingest, output, scenes: dict, uris: list[st
         "parts": len(output.resumed) + len(output.written), "parts_resumed": len(output.resumed),
         "parts_written": len(output.written), "tiles_computed": ingest.rows, "read_retries": ingest.read_retries,
         "scaling": dict(sorted(ingest.scaling.items())), "radiometry_examples": ingest.radiometry_examples,
+        "radiometry_warnings": ingest.radiometry_warnings,
         "quicklooks": shown, "quicklooks_written": len(quicklooks), "grid": grid_dict, "seconds": round(seconds, 2),
         "embeddings": output.store_root() if store else None,
         "tiles_per_second": round(n_tiles / max(seconds, 1e-9), 2),
@@ -313,14 +330,12 @@ def _head_rows(head: DriverHead | None) -> list[dict]:
 
 def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_uri: str, manifest: ModelManifest,
             grid, predictor: type | None, head: DriverHead | None = None, first=None,
-            pixels: PixelFn | None = None) -> None:
+            pixels: PixelFn | None = None, centres: dict | None = None) -> None:
     """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each, the
     read tasks of ``SceneDatasource``) -> the model actors -> the driver (``ingest``), block
     by block."""
     import pyarrow as pa
     import ray
-
-    from raylib.pipelines.map.predictor import Predictor
 
     if head is not None:  # its rows count only when back before the pipeline starts; else the pipeline maps them
         for rows in _head_rows(head):
@@ -351,15 +366,7 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
     ds = ray.data.read_datasource(scenes, override_num_blocks=max(1, len(scenes.blocks)), num_cpus=cfg.read_cpus)
     ds.context.target_max_block_size = block_bytes(cfg, channels, grid.tile_size, pixel_type)
     ds.context.raise_original_map_exception = True  # a user's error from an actor arrives as itself (landcover_cause)
-    local_model = not storage.parse(model_uri).is_s3
-    model_ref = share_folder(model_uri) if local_model else model_uri
-    batch = model_batch(cfg.batch_size, cfg.num_gpus)
-    ds = actor_stage(ds, predictor or Predictor,
-                     {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors, "tta": cfg.tta,
-                      "batch_size": batch, "embeddings": ingest.store, "precision": cfg.precision},
-                     # GPU actors: Ray Data joins blocks up to a model batch (CPU ones take each block as it comes)
-                     actors=actors, batch_size=max(block_tiles(cfg), batch) if cfg.num_gpus else None,
-                     actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus, concurrency=actor_concurrency(cfg))
+    ds = _model_stage(ds, cfg, model_uri, predictor, ingest.store, centres)
     log.info("mapping %d scenes", n)
     # the driver's first rows (back before Ray was up) count, but not in the rate
     progress = Progress("embed" if ingest.store_only else "map", ingest.tiles_known, initial=ingest.rows)
@@ -380,6 +387,28 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         raise cause from None
     ingest.finish()
     progress.close()
+
+
+def _model_stage(ds, cfg: MapConfig, model_uri: str, predictor: type | None, embeddings: bool,
+                 centres: dict | None = None):
+    """``ds`` through the model actors (``Predictor``, or the ``predictor`` that replaces it)."""
+    import ray
+
+    from raylib.pipelines.map.predictor import Predictor
+
+    model_ref = share_folder(model_uri) if not storage.parse(model_uri).is_s3 else model_uri
+    actors = pool_size(cfg.actors, cfg.num_gpus)
+    batch = model_batch(cfg.batch_size, cfg.num_gpus)
+    kwargs = {"model_ref": model_ref, "torch_threads": cfg.torch_threads, "actors": actors, "tta": cfg.tta,
+              "batch_size": batch, "embeddings": embeddings, "precision": cfg.precision}
+    if centres:
+        kwargs["centres"] = ray.put(centres)
+    if not cfg.spectral_prior:
+        kwargs["spectral"] = False
+    return actor_stage(ds, predictor or Predictor, kwargs,
+                       # GPU actors: Ray Data joins blocks up to a model batch (CPU ones take each block as it comes)
+                       actors=actors, batch_size=max(block_tiles(cfg), batch) if cfg.num_gpus else None,
+                       actor_cpus=cfg.actor_cpus, num_gpus=cfg.num_gpus, concurrency=actor_concurrency(cfg))
 
 
 def _spread(cfg: MapConfig, uris: list[str], done: dict, manifest: ModelManifest, grid, known: dict, slots: int,

@@ -1,0 +1,135 @@
+"""The adaptation's first pass (``models.adaptation``): each scene's centre, from a sample
+of its tiles spread over the whole scene, embedded on the map's own model actors before
+the scene is mapped.
+
+The sample is ``adapt_sample`` tiles in runs of ``RUN`` consecutive tiles (one row read
+each) evenly spaced over the scene's grid: every part of the scene, never one batch. The
+centres are stored with the map, ``<out>/_adaptation/centres-*.parquet`` (scene, its
+version, tiles sampled, centre), before any tile is mapped, so a resumed run (and an
+incremental one, for the scenes it already knows) uses the same centres, and ``remap`` of
+the map's store too. A scene with fewer than ``models.adaptation.MIN_TILES`` readable
+sampled tiles keeps the head as trained, and the summary names it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from raylib.config import MapConfig
+from raylib.io import storage
+from raylib.models import adaptation
+from raylib.models.manifest import ModelManifest
+from raylib.pipelines.common.centres import FOLDER, load, save
+from raylib.raster import tiling
+
+log = logging.getLogger(__name__)
+RUN = 32  # consecutive tiles per sampled run (a row's read)
+
+
+
+
+def sample_ranges(n_tiles: int, sample: int, run: int = RUN) -> list[tuple[int, int]]:
+    """Tile ranges ``[lo, hi)`` holding about ``sample`` tiles of a scene of ``n_tiles``: all of
+    them for a small scene, else runs of ``run`` tiles evenly spaced from the first to the last."""
+    if n_tiles <= sample:
+        return [(0, n_tiles)] if n_tiles else []
+    k = max(1, sample // run)
+    starts = np.linspace(0, n_tiles - run, k).round().astype(int)
+    out: list[tuple[int, int]] = []
+    for s in starts.tolist():
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], min(n_tiles, s + run))
+        else:
+            out.append((s, min(n_tiles, s + run)))
+    return out
+
+
+def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
+                 pixel_type: str) -> dict:
+    """Ray Data task: scene numbers -> their sampled tiles (``read_tiles``' columns, with
+    ``scene_idx``); a scene that cannot be mapped gives no rows (the map says why)."""
+    from raylib.pipelines.map.source import plan_or_failure, shared
+    from raylib.raster.reading import empty_rows, read_tiles
+
+    uris = shared(uris_ref)
+    parts = []
+    for s in (int(v) for v in batch["id"]):
+        plan = plan_or_failure(uris[s].as_py(), cfg, manifest, grid)
+        if plan.failure:
+            continue
+        spec = plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud, pixel_type)
+        for lo, hi in sample_ranges(plan.n_tiles, cfg.adapt_sample):
+            out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, cfg.read_timeout,
+                             cfg.read_retries)
+            out["scene_idx"] = np.full(len(out["idx"]), s, np.int64)
+            parts.append(out)
+    if not parts:
+        out = empty_rows(0, len(manifest.bands["channels"]), grid.tile_size, None, pixel_type)
+        out["scene_idx"] = np.zeros(0, np.int64)
+        return out
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+
+
+
+
+def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints: dict | None,
+                  manifest: ModelManifest, grid: tiling.GridSpec, stage, pixel_type: str) -> tuple[dict, dict]:
+    """(scene number -> centre, the summary's ``adaptation``): the stored centres of the
+    scenes in ``todo`` (an incremental run's: of the same scene version), and for the others
+    a first pass (Ray Data: sample-read tasks -> ``stage(ds)``, the model actors with
+    embeddings), stored before it returns."""
+    import pyarrow as pa
+    import ray
+
+    stored = load(cfg.out)
+
+    def usable(u):
+        s = stored.get(u)
+        return s is not None and (not fingerprints or s["fingerprint"] == fingerprints.get(u))
+
+    need = [i for i, u in enumerate(uris) if u in todo and not usable(u)]
+    sums = adaptation.CentreSums()
+    t0 = time.time()
+    if need:
+        uris_ref = ray.put(pa.array(uris, pa.string()))
+        ds = ray.data.from_items([{"id": i} for i in need], override_num_blocks=len(need))
+        ds = ds.map_batches(read_samples, batch_size=1, batch_format="numpy", num_cpus=cfg.read_cpus,
+                            fn_kwargs={"uris_ref": uris_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
+                                       "pixel_type": pixel_type})
+        for b in stage(ds).iter_batches(batch_format="numpy", batch_size=None):
+            ok = np.asarray(b["status"]) == "ok"
+            scenes = np.asarray(b["scene_idx"])[ok]
+            emb = np.asarray(b["embedding"])[ok]
+            for s in np.unique(scenes):
+                sums.add(int(s), emb[scenes == s])
+        found = sums.centres()
+        new = {}
+        for i in need:
+            c, n = found.get(i, (None, 0))
+            fp = (fingerprints or {}).get(uris[i]) or storage.fingerprint(uris[i])
+            new[uris[i]] = {"fingerprint": fp, "tiles": n, "centre": c}
+        save(cfg.out, new)
+        stored.update(new)
+    centres = {i: stored[u]["centre"] for i, u in enumerate(uris) if u in todo and stored.get(u) is not None
+               and stored[u]["centre"] is not None}
+    few = [u for u in uris if u in todo and stored.get(u) is not None and stored[u]["centre"] is None]
+    tiles = [stored[u]["tiles"] for u in uris if u in todo and stored.get(u) is not None]
+    info = {"method": adaptation.METHOD, "scenes": len(centres), "sampled": len(need),
+            "reused": len([u for u in uris if u in todo]) - len(need),
+            "tiles_per_scene": int(np.median(tiles)) if tiles else 0, "sample": cfg.adapt_sample,
+            "seconds": round(time.time() - t0, 2), "stored": storage.join(cfg.out, FOLDER)}
+    if few:
+        info["too_few_tiles"] = {"scenes": len(few), "examples": few[:5],
+                                 "note": f"fewer than {adaptation.MIN_TILES} readable sampled tiles: mapped with the "
+                                         "head as trained"}
+        log.warning("adaptation: %d scene(s) with too few readable tiles keep the head as trained (e.g. %s)",
+                    len(few), few[0])
+    if need:
+        log.info("adaptation: %s", json.dumps({k: v for k, v in info.items() if k != "too_few_tiles"}))
+    return centres, info
