@@ -1,7 +1,9 @@
 """What each precision does to a map, measured on a CPU: tiles of the README scene read as the
 map reads them, through the built-in model at fp32, at bf16 (CPU autocast) and at TF32
 (emulated: ``models.device.emulate_tf32``), side by side: the share of tiles whose label
-agrees with fp32 and the largest change of a probability.
+agrees with fp32 and the largest change of a probability; for a model that adapts (the
+built-in one), also with the head re-centred on these tiles' mean embedding, each precision
+re-centred on its own (as a run's first pass on that device would), and with the head as trained.
 
     python scripts/precision_check.py [--tiles 2000] [--start 3000] [--model DIR]
 
@@ -58,24 +60,38 @@ def main() -> None:
     print(f"model {man.id}; {len(raw)} tiles ({raw.dtype}) of {Path(args.scene).name}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
 
-    def predict(model):
-        t0 = time.perf_counter()
-        p = np.concatenate([model.predict(raw[i:i + args.batch], gain=gain[i:i + args.batch],
-                                          offset=offset[i:i + args.batch])[0]
-                            for i in range(0, len(raw), args.batch)])
-        return p, time.perf_counter() - t0
+    from raylib.models.adaptation import unit_rows
 
-    p32, s32 = predict(LandcoverModel.load(uri, device="cpu"))
+    def predict(model):
+        """{way: probabilities} (the head as trained; re-centred on the tiles' own mean when the
+        model can be), and the seconds of the network."""
+        t0 = time.perf_counter()
+        if model.net is not None:  # a fine-tuned network: no head to re-centre
+            p = np.concatenate([model.predict(raw[i:i + args.batch], gain=gain[i:i + args.batch],
+                                              offset=offset[i:i + args.batch])[0]
+                                for i in range(0, len(raw), args.batch)])
+            return {"as trained": p}, time.perf_counter() - t0
+        emb = np.concatenate([model.embed16(raw[i:i + args.batch], gain[i:i + args.batch], offset[i:i + args.batch])
+                              for i in range(0, len(raw), args.batch)])
+        sec = time.perf_counter() - t0
+        ways = {"as trained": model.predict_embeddings(emb)[0]}
+        if model.can_adapt:
+            ways["re-centred"] = model.predict_embeddings(emb, centre=unit_rows(emb).mean(axis=0))[0]
+        return ways, sec
+
+    p32s, s32 = predict(LandcoverModel.load(uri, device="cpu"))
     print(f"fp32: {s32:.1f} s")
     tf32_model = LandcoverModel.load(uri, device="cpu")
     emulate_tf32(tf32_model.backbone.model)
     for name, model in (("tf32 (emulated)", tf32_model),
                         ("bf16 (autocast)", LandcoverModel.load(uri, device="cpu", precision="bf16"))):
-        p, sec = predict(model)
-        d = np.abs(p - p32).max(1)
-        print(f"{name}: labels agree with fp32 on {(p.argmax(1) == p32.argmax(1)).mean():.4f} of the tiles; "
-              f"|dp| max {d.max():.3f}, 99th percentile {np.quantile(d, 0.99):.3f}, mean {d.mean():.4f} "
-              f"({sec:.1f} s on this CPU)")
+        ps, sec = predict(model)
+        for way, p in ps.items():
+            p32 = p32s[way]
+            d = np.abs(p - p32).max(1)
+            print(f"{name}, head {way}: labels agree with fp32 on {(p.argmax(1) == p32.argmax(1)).mean():.4f} of the "
+                  f"tiles; |dp| max {d.max():.3f}, 99th percentile {np.quantile(d, 0.99):.3f}, mean {d.mean():.4f} "
+                  f"({sec:.1f} s on this CPU)")
 
 
 if __name__ == "__main__":

@@ -315,20 +315,29 @@ def dtype_max(dtype: str) -> float:
 
 
 MATCH_MIN_PIXELS = 16 * 64 * 64  # valid pixels (of the decimated read) below which a scene is too small to match
+MATCH_MIN_SPREAD = 0.03  # every band's std/mean below this: a scene of one cover, too uniform to match
 
 
 def match_unfit(sample: np.ndarray, fill_value: float | None) -> str | None:
     """Why ``match`` would mislead on this scene, or None: too few valid pixels (fewer than
-    16 tiles of 64 px) to stand for the model's training distribution; a small item of one
-    pasture, stretched to EuroSAT's contrast, reads partly as water. (Uniformity is not
-    judged: a band's spread relative to its mean is as low in a varied scene of Level-1
-    digital numbers, whose offset is large, as in a uniform one: BENCHMARKS.md.)"""
+    16 tiles of 64 px) to stand for the model's training distribution, or every band nearly
+    uniform (its spread under ``MATCH_MIN_SPREAD`` of its mean: open water, one field), which
+    matching would stretch into the training set's whole range of covers. The bound is low
+    because Level-1 digital numbers carry a large offset: the README scene's bands spread
+    4–11 % of their means, a crop of its reservoir 0.2–2 % (tests/raster/test_bands.py)."""
     valid = np.ones(sample.shape[1:], bool)
     if fill_value is not None:
         valid &= ~np.all(sample == _as_pixel(fill_value, sample.dtype), axis=0)
     n = int(valid.sum())
+    if n < 16:  # no valid pixels at all: not a matter of scaling (``make_scaler`` refuses the scene, all_nodata)
+        return None
     if n < MATCH_MIN_PIXELS:
         return f"only {n:,} valid pixels in its statistics read (fewer than {MATCH_MIN_PIXELS:,}: 16 tiles of 64 px)"
+    vals = sample[:, valid].astype(np.float64)
+    spread = vals.std(axis=1) / np.maximum(np.abs(vals.mean(axis=1)), 1e-12)
+    if spread.max() < MATCH_MIN_SPREAD:
+        return (f"it is nearly uniform (each band's spread is at most {spread.max():.1%} of its mean, under "
+                f"{MATCH_MIN_SPREAD:.0%}): one cover, which matching would stretch into every cover")
     return None
 
 

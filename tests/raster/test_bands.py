@@ -78,3 +78,20 @@ def test_naip_uint8_dtype_scaling():
     x, ff = sc.apply(px, inside)
     np.testing.assert_allclose(x, px / 255.0, rtol=1e-6)
     assert ff == 0.0
+
+
+def test_match_is_refused_for_a_scene_too_small_or_of_one_cover():
+    """The README scene (varied, Level-1 digital numbers with a large offset) can be matched;
+    a crop of its reservoir (open water alone, repeated to pass the size rule) cannot, nor
+    a scene of fewer than 16 tiles' pixels."""
+    from rasterio.windows import Window
+
+    with rasterio.open(LANDSAT) as ds:
+        whole = windows.decimated_read(ds, [3, 2, 1], fill=0)
+        water = ds.read([3, 2, 1], window=Window(1200, 560, 96, 96))
+    assert bands.match_unfit(whole, 0) is None
+    many = np.tile(water, (1, 3, 3))  # 82,944 pixels of the reservoir
+    why = bands.match_unfit(many, 0)
+    assert why is not None and "nearly uniform" in why
+    small = whole[:, 300:500, 300:500]  # 40,000 pixels
+    assert "only 40,000 valid pixels" in bands.match_unfit(small, 0)

@@ -17,24 +17,24 @@ from raylib.models.manifest import ModelManifest
 FOLDER = "_adaptation"
 
 def resolve(cfg_adapt: bool | None, model_uri: str, manifest: ModelManifest) -> bool:
-    """Whether a run adapts: ``cfg_adapt``, else the model's advice; asking for it with a
-    model whose head cannot be re-centred is a configuration error."""
+    """Whether a run adapts: ``cfg_adapt``, else the model's advice (``inference.adapt``);
+    asking for it with a model whose head cannot be re-centred is a configuration error."""
     if cfg_adapt is False or (cfg_adapt is None and not manifest.inference.get("adapt")):
-        return False
+        return False  # (decided without loading the model)
     from raylib.models.model_dir import LandcoverModel
 
     model = LandcoverModel.load(model_uri, with_backbone=False)
-    if not model.can_adapt:
-        if cfg_adapt:
-            raise ConfigError(f"--adapt: model {manifest.id} has a head that cannot be re-centred on a scene "
-                              f"({manifest.kind} {(manifest.head or {}).get('type')}).",
-                              "map without --adapt (it applies to logistic and MLP heads on embeddings alone).")
-        return False
-    return True
+    if cfg_adapt and not model.can_adapt:
+        raise ConfigError(f"--adapt: model {manifest.id} has a head that cannot be re-centred on a scene "
+                          f"({manifest.kind} {(manifest.head or {}).get('type')}).",
+                          "map without --adapt (it applies to logistic and MLP heads on embeddings alone).")
+    return model.adapts_by_default if cfg_adapt is None else True
+
 
 def load(out: str) -> dict[str, dict]:
-    """The centres stored under ``out``: scene URI -> {fingerprint, tiles, centre (None: too
-    few tiles)}; the latest file wins for a scene stored twice."""
+    """The centres stored under ``out``: scene URI -> {fingerprint, tiles, model_id (whose
+    backbone made the embeddings), centre (None: too few tiles)}; the latest file wins for a
+    scene stored twice."""
     import pyarrow.parquet as pq
 
     folder = storage.join(out, FOLDER)
@@ -43,8 +43,11 @@ def load(out: str) -> dict[str, dict]:
         return found
     for uri in storage.list_files(folder, (".parquet",)):
         t = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
-        for scene, fp, n, c in zip(*(t.column(k).to_pylist() for k in ("scene", "fingerprint", "tiles", "centre"))):
-            found[scene] = {"fingerprint": fp, "tiles": int(n), "centre": None if c is None else np.asarray(c, np.float32)}
+        model = t.column("model_id").to_pylist() if "model_id" in t.column_names else [None] * t.num_rows
+        for scene, fp, n, c, m in zip(*(t.column(k).to_pylist() for k in ("scene", "fingerprint", "tiles", "centre")),
+                                      model):
+            found[scene] = {"fingerprint": fp, "tiles": int(n), "model_id": m,
+                            "centre": None if c is None else np.asarray(c, np.float32)}
     return found
 
 def save(out: str, rows: dict[str, dict]) -> str | None:
@@ -57,6 +60,7 @@ def save(out: str, rows: dict[str, dict]) -> str | None:
         return None
     scenes = sorted(rows)
     t = pa.table({"scene": scenes, "fingerprint": [rows[s]["fingerprint"] for s in scenes],
+                  "model_id": [rows[s]["model_id"] for s in scenes],
                   "tiles": pa.array([rows[s]["tiles"] for s in scenes], pa.int32()),
                   "centre": pa.array([None if rows[s]["centre"] is None else rows[s]["centre"].tolist() for s in scenes],
                                      pa.list_(pa.float32()))})

@@ -51,7 +51,8 @@ def sample_ranges(n_tiles: int, sample: int, run: int = RUN) -> list[tuple[int, 
 def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
                  pixel_type: str) -> dict:
     """Ray Data task: scene numbers -> their sampled tiles (``read_tiles``' columns, with
-    ``scene_idx``); a scene that cannot be mapped gives no rows (the map says why)."""
+    ``scene_idx`` and the scene's ``fingerprint``); a scene that cannot be mapped gives no
+    rows (the map says why)."""
     from raylib.pipelines.map.source import plan_or_failure, shared
     from raylib.raster.reading import empty_rows, read_tiles
 
@@ -66,10 +67,11 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
             out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, cfg.read_timeout,
                              cfg.read_retries)
             out["scene_idx"] = np.full(len(out["idx"]), s, np.int64)
+            out["fingerprint"] = np.full(len(out["idx"]), plan.fingerprint or "", object)  # the version sampled
             parts.append(out)
     if not parts:
         out = empty_rows(0, len(manifest.bands["channels"]), grid.tile_size, None, pixel_type)
-        out["scene_idx"] = np.zeros(0, np.int64)
+        out["scene_idx"], out["fingerprint"] = np.zeros(0, np.int64), np.zeros(0, object)
         return out
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -81,7 +83,8 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
 def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints: dict | None,
                   manifest: ModelManifest, grid: tiling.GridSpec, stage, pixel_type: str) -> tuple[dict, dict]:
     """(scene number -> centre, the summary's ``adaptation``): the stored centres of the
-    scenes in ``todo`` (an incremental run's: of the same scene version), and for the others
+    scenes in ``todo`` (made with the same model; an incremental run's: of the same scene
+    version), and for the others
     a first pass (Ray Data: sample-read tasks -> ``stage(ds)``, the model actors with
     embeddings), stored before it returns."""
     import pyarrow as pa
@@ -91,10 +94,11 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
 
     def usable(u):
         s = stored.get(u)
-        return s is not None and (not fingerprints or s["fingerprint"] == fingerprints.get(u))
+        return s is not None and s["model_id"] == manifest.id and (
+            not fingerprints or s["fingerprint"] == fingerprints.get(u))
 
     need = [i for i, u in enumerate(uris) if u in todo and not usable(u)]
-    sums = adaptation.CentreSums()
+    sums, versions = adaptation.CentreSums(), {}
     t0 = time.time()
     if need:
         uris_ref = ray.put(pa.array(uris, pa.string()))
@@ -103,6 +107,8 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
                             fn_kwargs={"uris_ref": uris_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
                                        "pixel_type": pixel_type})
         for b in stage(ds).iter_batches(batch_format="numpy", batch_size=None):
+            if len(b["scene_idx"]):
+                versions.update(zip(np.asarray(b["scene_idx"]).tolist(), np.asarray(b["fingerprint"]).tolist()))
             ok = np.asarray(b["status"]) == "ok"
             scenes = np.asarray(b["scene_idx"])[ok]
             emb = np.asarray(b["embedding"])[ok]
@@ -112,8 +118,10 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
         new = {}
         for i in need:
             c, n = found.get(i, (None, 0))
-            fp = (fingerprints or {}).get(uris[i]) or storage.fingerprint(uris[i])
-            new[uris[i]] = {"fingerprint": fp, "tiles": n, "centre": c}
+            if i not in versions:  # a scene that cannot be mapped: its rows are the map's error rows
+                continue
+            fp = (fingerprints or {}).get(uris[i]) or versions[i] or None
+            new[uris[i]] = {"fingerprint": fp, "tiles": n, "centre": c, "model_id": manifest.id}
         save(cfg.out, new)
         stored.update(new)
     centres = {i: stored[u]["centre"] for i, u in enumerate(uris) if u in todo and stored.get(u) is not None
