@@ -6,8 +6,9 @@
 Columns: the map's tile columns (``tile_id``, ``scene``, window, grid position, ``edge``,
 ``scene_crs``, ``geometry`` in OGC:CRS84, ``bbox``), ``datetime`` (the acquisition date when
 the scene's name tells it), ``embedding`` (``fixed_size_list<float16>``; null on error rows),
-the per-tile spectral statistics (``band_mean``, ``band_std``, ``ndvi``, ``ndwi``),
-``fill_fraction`` and ``status``/``reason``/``error``.
+the per-tile spectral statistics (``band_mean``, ``band_std``, ``ndvi``, ``ndwi``, and
+``stats_reflectance``: whether they are reflectance, which a spectral head needs; false in
+stores older than the column), ``fill_fraction`` and ``status``/``reason``/``error``.
 
 float16, not int8 with a per-row scale: half the size of float32 with a relative error of at
 most 2^-11 (about 5e-4), no scale to carry, and every Arrow/Parquet reader knows the type.
@@ -52,7 +53,7 @@ def store_schema(dim: int) -> pa.Schema:
                MAP_SCHEMA.field("collection"),
                pa.field("embedding", pa.list_(pa.float16(), dim)),
                MAP_SCHEMA.field("band_mean"), MAP_SCHEMA.field("band_std"), MAP_SCHEMA.field("ndvi"),
-               MAP_SCHEMA.field("ndwi"), MAP_SCHEMA.field("fill_fraction"),
+               MAP_SCHEMA.field("ndwi"), pa.field("stats_reflectance", pa.bool_()), MAP_SCHEMA.field("fill_fraction"),
                *[MAP_SCHEMA.field(c) for c in CLOUD_COLUMNS], MAP_SCHEMA.field("status"),
                MAP_SCHEMA.field("reason"), MAP_SCHEMA.field("error")]
     return pa.schema(fields)
@@ -100,6 +101,7 @@ def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, erro
         band_std=ragged(stats["band_std"], stats["n_stats"]),
         ndvi=nullable(np.asarray(stats["ndvi"], np.float32)),
         ndwi=nullable(np.asarray(stats["ndwi"], np.float32)),
+        stats_reflectance=pa.array(np.asarray(stats.get("stats_reflectance", np.zeros(n, bool)), bool)),
         fill_fraction=pa.array(fill_fraction.astype(np.float32)),
         status=pa.array(status.astype(str), pa.string()),
         reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),
@@ -257,4 +259,7 @@ def stats_of(table: pa.Table) -> dict:
     for name in ("ndvi", "ndwi", *CLOUD_COLUMNS):  # cloud shares: not in stores older than them
         if name in table.column_names:
             out[name] = np.asarray(table.column(name).to_numpy(zero_copy_only=False), np.float32)
+    # statistics in reflectance (stores older than the column: unknown, so no spectral prior)
+    out["stats_reflectance"] = (np.asarray(table.column("stats_reflectance").fill_null(False).to_numpy(
+        zero_copy_only=False), bool) if "stats_reflectance" in table.column_names else np.zeros(n, bool))
     return out

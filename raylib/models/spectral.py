@@ -86,11 +86,14 @@ class SpectralHead:
         return softmax(((X - self.mean) / self.scale) @ self.coef.T + self.intercept).astype(np.float32)
 
     def apply(self, probs: np.ndarray, stats: dict | None) -> np.ndarray:
-        """``probs`` pooled with this head's on the rows whose ``stats`` hold both indices."""
-        if not stats or "ndvi" not in stats or "ndwi" not in stats:
+        """``probs`` pooled with this head's on the rows whose ``stats`` hold both indices in
+        reflectance (``stats_reflectance``: a scene of a known sensor). Indices of digital
+        numbers or of a display product's values (NAIP's 8-bit bands: NDVI near 0 over
+        green prairie) are not the indices the head learnt, and are left out."""
+        if not stats or "ndvi" not in stats or "ndwi" not in stats or "stats_reflectance" not in stats:
             return probs
         ndvi, ndwi = np.asarray(stats["ndvi"], np.float32), np.asarray(stats["ndwi"], np.float32)
-        rows = np.flatnonzero(np.isfinite(ndvi) & np.isfinite(ndwi))
+        rows = np.flatnonzero(np.isfinite(ndvi) & np.isfinite(ndwi) & np.asarray(stats["stats_reflectance"], bool))
         if not len(rows):
             return probs
         out = probs.copy()

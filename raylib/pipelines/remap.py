@@ -91,7 +91,8 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
             for sc in (np.unique(scene.astype(str)) if centres else [None]):  # each scene with its centre
                 rows = np.flatnonzero(scene == sc) if sc is not None else np.arange(len(at))
                 probs[at[rows]], stats["ood"][at[rows]] = model.predict_embeddings(
-                    emb[rows], {k: stats[k][at[rows]] for k in ("band_mean", "band_std", "ndvi", "ndwi")},
+                    emb[rows], {k: stats[k][at[rows]] for k in ("band_mean", "band_std", "ndvi", "ndwi",
+                                                                 "stats_reflectance")},
                     centre=centres.get(sc) if centres else None, spectral=spectral)
         rows = t.select(list(embstore.TILE_COLUMNS) + [c for c in mapfile.ITEM_COLUMNS if c in t.column_names])
         table = mapfile.build_table(rows, probs, status, error,

@@ -94,6 +94,9 @@ def empty_rows(n: int, channels: int, tile_size: int, pixel_fn: PixelFn | None =
            "band_mean": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "band_std": np.full((n, bandlib.MAX_STAT_BANDS), np.nan, np.float32),
            "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan, np.float32), "ndwi": np.full(n, np.nan, np.float32),
+           # the statistics are reflectance (a known sensor), not digital numbers or display values: a
+           # model's spectral head (``models.spectral``) reads NDVI and NDWI only from these
+           "stats_reflectance": np.zeros(n, bool),
            # shares of the tile's pixels a quality asset flags (NaN: the scene has none)
            **{c: np.full(n, np.nan, np.float32) for c in CLOUD_COLUMNS}}
     if pixel_fn is not None:
@@ -325,6 +328,7 @@ class _SceneReader:
         out["band_mean"][rows, :s], out["band_std"][rows, :s] = res["band_mean"], res["band_std"]
         out["n_stats"][rows] = s
         out["ndvi"][rows], out["ndwi"][rows] = res["ndvi"], res["ndwi"]
+        out["stats_reflectance"][rows] = st.get("units") == "reflectance"
         if self.pixel_fn is not None and len(rows):
             pf = self.pixel_fn
             f = bandlib.pixel_features(raw[:, self.stat_pos], valid, st["gain"], st["offset"], pf.stride, pf.window)

@@ -71,6 +71,27 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
     assert read_map(str(tmp_path / "gpu")).sort_by("tile_id")["label"].equals(t["label"])
 
 
+def test_a_display_product_keeps_the_head_as_trained_unless_asked(ray_session, test_model, tmp_path):
+    """A model that advises adaptation re-centres scenes by default, but not a display product
+    (NAIP's 8-bit values, read as the model's training JPEGs were): its map is the map
+    without adaptation, and the summary says why."""
+    import json
+    import shutil
+
+    advised = tmp_path / "advised"
+    shutil.copytree(test_model["uri"], advised)
+    m = json.loads((advised / "model.json").read_text())
+    m["inference"]["adapt"] = "scene-centre"
+    (advised / "model.json").write_text(json.dumps(m))
+    args = dict(scenes=[str(NAIP)], bands="naip", model=str(advised), quicklook=False)
+    s = run_map(MapConfig(out=str(tmp_path / "auto"), **args))
+    a = s["adaptation"]
+    assert a["scenes"] == 0 and a["display_products"]["scenes"] == 1 and "too_few_tiles" not in a
+    run_map(MapConfig(out=str(tmp_path / "off"), adapt=False, **args))
+    assert read_map(str(tmp_path / "auto")).sort_by("tile_id")["label"].equals(
+        read_map(str(tmp_path / "off")).sort_by("tile_id")["label"])
+
+
 def test_adapt_is_refused_for_a_head_that_cannot_be_recentred(test_model, tmp_path):
     import json
     import shutil

@@ -51,11 +51,15 @@ def test_pooling_weights_and_rows_without_nir(spectral_head):
     g = np.sqrt(p_img * p_sp)
     np.testing.assert_allclose(half, g / g.sum(axis=1, keepdims=True), atol=1e-6)
     stats = {"ndvi": np.array([0.7, np.nan, 0.1, np.nan, -0.1, 0.5], np.float32),
-             "ndwi": np.array([-0.5, 0.2, np.nan, np.nan, 0.3, -0.4], np.float32)}
+             "ndwi": np.array([-0.5, 0.2, np.nan, np.nan, 0.3, -0.4], np.float32),
+             "stats_reflectance": np.array([True, True, True, True, True, False])}
     out = head.apply(p_img, stats)
-    keep = [1, 2, 3]  # a tile without both indices (no NIR) keeps the image head's probabilities
-    assert np.array_equal(out[keep], p_img[keep]) and not np.allclose(out[[0, 4, 5]], p_img[[0, 4, 5]])
+    # a tile without both indices (no NIR), or whose indices are not of reflectance (a display product's
+    # values, digital numbers), keeps the image head's probabilities
+    keep = [1, 2, 3, 5]
+    assert np.array_equal(out[keep], p_img[keep]) and not np.allclose(out[[0, 4]], p_img[[0, 4]])
     assert head.apply(p_img, None) is p_img
+    assert head.apply(p_img, {k: v for k, v in stats.items() if k != "stats_reflectance"}) is p_img
 
 
 def test_sample_spread_over_the_scene():

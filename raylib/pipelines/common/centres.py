@@ -44,9 +44,10 @@ def load(out: str) -> dict[str, dict]:
     for uri in storage.list_files(folder, (".parquet",)):
         t = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
         model = t.column("model_id").to_pylist() if "model_id" in t.column_names else [None] * t.num_rows
-        for scene, fp, n, c, m in zip(*(t.column(k).to_pylist() for k in ("scene", "fingerprint", "tiles", "centre")),
-                                      model):
-            found[scene] = {"fingerprint": fp, "tiles": int(n), "model_id": m,
+        display = t.column("display").to_pylist() if "display" in t.column_names else [False] * t.num_rows
+        for scene, fp, n, c, m, d in zip(*(t.column(k).to_pylist() for k in ("scene", "fingerprint", "tiles", "centre")),
+                                         model, display):
+            found[scene] = {"fingerprint": fp, "tiles": int(n), "model_id": m, "display": bool(d),
                             "centre": None if c is None else np.asarray(c, np.float32)}
     return found
 
@@ -61,6 +62,7 @@ def save(out: str, rows: dict[str, dict]) -> str | None:
     scenes = sorted(rows)
     t = pa.table({"scene": scenes, "fingerprint": [rows[s]["fingerprint"] for s in scenes],
                   "model_id": [rows[s]["model_id"] for s in scenes],
+                  "display": [bool(rows[s].get("display")) for s in scenes],
                   "tiles": pa.array([rows[s]["tiles"] for s in scenes], pa.int32()),
                   "centre": pa.array([None if rows[s]["centre"] is None else rows[s]["centre"].tolist() for s in scenes],
                                      pa.list_(pa.float32()))})

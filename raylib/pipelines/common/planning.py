@@ -188,7 +188,8 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         "units": "reflectance" if physical else "value / dtype maximum",
     }
     plan.radiometry = {"scaling": mode, "sensor_rule": rule, **(sensor_tf.notes if sensor_tf else {}), "statistics": plan.stats["units"],
-                       "roles": {r: b for r, b in roles.items()}}
+                       "roles": {r: b for r, b in roles.items()},
+                       "display": bool(mode == "reflectance" and sensor_tf is not None and sensor_tf.display)}
     if mode == "match" and not sensor:
         plan.radiometry["warning"] = (f"scaling: match, the last resort ({rule}): the scene's own statistics are "
                                       "stretched to the model's, so its map depends on what the scene holds; set "

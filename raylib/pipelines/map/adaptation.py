@@ -27,7 +27,10 @@ from raylib.pipelines.common.centres import FOLDER, load, save
 from raylib.raster import tiling
 
 log = logging.getLogger(__name__)
-RUN = 32  # consecutive tiles per sampled run (a row's read)
+RUN = 32
+# a display product (NAIP: 8-bit values as they are, like the EuroSAT JPEGs the head learnt from) keeps the head as
+# trained unless --adapt asks: re-centred, a farmland NAIP scene's crops became roads and towns (BENCHMARKS.md)
+DISPLAY = "adapt_skipped: a display product, read as the model's training images were: the head as trained"  # consecutive tiles per sampled run (a row's read)
 
 
 
@@ -62,6 +65,12 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
         plan = plan_or_failure(uris[s].as_py(), cfg, manifest, grid)
         if plan.failure:
             continue
+        if cfg.adapt is None and (plan.radiometry or {}).get("display"):  # one row that says so, no sample
+            out = empty_rows(1, len(manifest.bands["channels"]), grid.tile_size, None, pixel_type)
+            out["status"][0], out["error"][0] = "error", DISPLAY
+            out["scene_idx"], out["fingerprint"] = np.full(1, s, np.int64), np.full(1, plan.fingerprint or "", object)
+            parts.append(out)
+            continue
         spec = plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud, pixel_type)
         for lo, hi in sample_ranges(plan.n_tiles, cfg.adapt_sample):
             out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, cfg.read_timeout,
@@ -94,11 +103,11 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
 
     def usable(u):
         s = stored.get(u)
-        return s is not None and s["model_id"] == manifest.id and (
+        return s is not None and s["model_id"] == manifest.id and not (cfg.adapt and s.get("display")) and (
             not fingerprints or s["fingerprint"] == fingerprints.get(u))
 
     need = [i for i, u in enumerate(uris) if u in todo and not usable(u)]
-    sums, versions = adaptation.CentreSums(), {}
+    sums, versions, display = adaptation.CentreSums(), {}, set()
     t0 = time.time()
     if need:
         uris_ref = ray.put(pa.array(uris, pa.string()))
@@ -109,6 +118,7 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
         for b in stage(ds).iter_batches(batch_format="numpy", batch_size=None):
             if len(b["scene_idx"]):
                 versions.update(zip(np.asarray(b["scene_idx"]).tolist(), np.asarray(b["fingerprint"]).tolist()))
+                display.update(np.asarray(b["scene_idx"])[np.asarray(b["error"]) == DISPLAY].tolist())
             ok = np.asarray(b["status"]) == "ok"
             scenes = np.asarray(b["scene_idx"])[ok]
             emb = np.asarray(b["embedding"])[ok]
@@ -121,17 +131,24 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
             if i not in versions:  # a scene that cannot be mapped: its rows are the map's error rows
                 continue
             fp = (fingerprints or {}).get(uris[i]) or versions[i] or None
-            new[uris[i]] = {"fingerprint": fp, "tiles": n, "centre": c, "model_id": manifest.id}
+            new[uris[i]] = {"fingerprint": fp, "tiles": n, "centre": c, "model_id": manifest.id,
+                            "display": i in display}
         save(cfg.out, new)
         stored.update(new)
     centres = {i: stored[u]["centre"] for i, u in enumerate(uris) if u in todo and stored.get(u) is not None
                and stored[u]["centre"] is not None}
-    few = [u for u in uris if u in todo and stored.get(u) is not None and stored[u]["centre"] is None]
+    shown = [u for u in uris if u in todo and (stored.get(u) or {}).get("display")]
+    few = [u for u in uris if u in todo and stored.get(u) is not None and stored[u]["centre"] is None
+           and not stored[u].get("display")]
     tiles = [stored[u]["tiles"] for u in uris if u in todo and stored.get(u) is not None]
     info = {"method": adaptation.METHOD, "scenes": len(centres), "sampled": len(need),
             "reused": len([u for u in uris if u in todo]) - len(need),
             "tiles_per_scene": int(np.median(tiles)) if tiles else 0, "sample": cfg.adapt_sample,
             "seconds": round(time.time() - t0, 2), "stored": storage.join(cfg.out, FOLDER)}
+    if shown:
+        info["display_products"] = {"scenes": len(shown), "examples": shown[:5],
+                                    "note": "display products (NAIP-like 8-bit imagery) keep the head as trained "
+                                            "unless --adapt asks"}
     if few:
         info["too_few_tiles"] = {"scenes": len(few), "examples": few[:5],
                                  "note": f"fewer than {adaptation.MIN_TILES} readable sampled tiles: mapped with the "
@@ -139,5 +156,5 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
         log.warning("adaptation: %d scene(s) with too few readable tiles keep the head as trained (e.g. %s)",
                     len(few), few[0])
     if need:
-        log.info("adaptation: %s", json.dumps({k: v for k, v in info.items() if k != "too_few_tiles"}))
+        log.info("adaptation: %s", json.dumps({k: v for k, v in info.items() if not isinstance(v, dict)}))
     return centres, info

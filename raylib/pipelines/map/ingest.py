@@ -23,7 +23,8 @@ from raylib.pipelines.common.tile_grid import TileGrid
 from raylib.pipelines.map import row_codec
 from raylib.raster import tiling
 
-STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "ood", *mapfile.CLOUD_COLUMNS)
+STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "stats_reflectance", "ood",
+                *mapfile.CLOUD_COLUMNS)
 
 
 @dataclass

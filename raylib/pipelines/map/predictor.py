@@ -72,7 +72,7 @@ class Predictor:
         probs = np.full((n, self.k), np.nan, np.float32)
         ood = np.full(n, np.nan, np.float32)
         emb = None
-        stat_cols = ("band_mean", "band_std", "ndvi", "ndwi") if self.model.needs_statistics else ()
+        stat_cols = ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance") if self.model.needs_statistics else ()
         for sel, x, gain, offset in model_batches(batch, self.batch_size):
             stats = {k: batch[k][sel] for k in stat_cols} or None
             if self.model.net is None:  # a head model: the network under the lock, the head beside it
