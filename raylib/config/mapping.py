@@ -237,7 +237,8 @@ class RemapConfig(_Config):
     bbox: list[float] | None = Field(None, description="only the tiles meeting W,S,E,N (lon/lat)")
     unknown_below: float | None = Field(None, gt=0, lt=1, description="as landcover map")
     adapt: bool | None = Field(None, description="as landcover map: each scene's centre from the map that wrote the "
-                                                 "store, else from all its tiles in the store")
+                                                 "store; with --adapt, a scene it did not re-centre from all its "
+                                                 "tiles in the store")
     spectral_prior: bool = Field(True, description="as landcover map")
     read_cpus: float = Field(1.0, gt=0, description="CPUs per task (one store part each)")
     quicklook: bool = Field(True, description="write a PNG class map per scene")

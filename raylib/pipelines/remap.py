@@ -128,8 +128,8 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": store,
              "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
     written = {}
-    centres, adapted = (store_centres(store, files, cfg.embeddings) if adapting and pending
-                        else (None, {"method": "none"}))
+    centres, adapted = (store_centres(store, files, cfg.embeddings, from_store=bool(cfg.adapt))
+                        if adapting and pending else (None, {"method": "none"}))
     if pending:
         ensure_ray(cfg.ray_address)
         with tempfile.TemporaryDirectory() as tmp:  # the head alone travels to the workers, not the backbone
@@ -170,24 +170,28 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     return summary
 
 
-def store_centres(store: str, files: list[str], named: str) -> tuple[dict, dict]:
-    """Each scene's centre for a remap: the one the map that wrote the store used (its
-    ``_adaptation``, beside the store in the map folder), else the mean of all the scene's
-    tiles in the store (a first pass over the stored embeddings)."""
+def store_centres(store: str, files: list[str], named: str, from_store: bool) -> tuple[dict, dict]:
+    """Each scene's centre for a remap: what the map that wrote the store did (its
+    ``_adaptation``, beside the store in the map folder: a centre, or none for a display
+    product or a scene of too few tiles); for a scene the map did not record, with
+    ``from_store`` (``--adapt`` asked), the mean of all its tiles in the store (a first pass
+    over the stored embeddings), else none."""
     from raylib.models import adaptation as centring
 
     parent = store.rstrip("/").rsplit("/", 1)[0] \
         if storage.basename(store.rstrip("/")) in (embstore.FOLDER, embstore.LEGACY_FOLDER) else named
-    stored = {u: v["centre"] for u, v in centres_of.load(parent).items() if v["centre"] is not None}
+    # what the map recorded stands (a display product it left as trained: re-centred from the store if asked)
+    recorded = {u: v for u, v in centres_of.load(parent).items() if not (from_store and v.get("display"))}
+    stored = {u: v["centre"] for u, v in recorded.items() if v["centre"] is not None}
     sums = centring.CentreSums()
-    for f in files:
+    for f in (files if from_store else []):
         t = embstore.read_one(f, columns=["scene", "status", "embedding"])
         ok = np.asarray(t.column("status").to_pylist(), dtype=object) == "ok"
         scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok]
-        if not ok.any() or all(s in stored for s in set(scene)):
+        if not ok.any() or all(s in recorded for s in set(scene)):
             continue
         emb = embstore.embeddings_of(t.filter(ok))
-        for sc in set(scene) - set(stored):
+        for sc in set(scene) - set(recorded):
             sums.add(sc, emb[scene == sc])
     computed = {u: c for u, (c, _) in sums.centres().items() if c is not None}
     info = {"method": centring.METHOD, "scenes": len(stored) + len(computed), "from_map": len(stored),

@@ -63,6 +63,16 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
     assert rm["adaptation"] == {"method": "scene-centre", "scenes": 1, "from_map": 1, "from_store": 0}
     b = read_map(str(tmp_path / "remapped")).sort_by("tile_id")
     assert b["label"].equals(t["label"])
+    # a store away from its map: --adapt computes each scene's centre from all its stored tiles (here: the same
+    # tiles the first pass read), without it the head as trained
+    import shutil
+
+    alone = tmp_path / "store-alone"
+    shutil.copytree(out + "/_embeddings", alone)
+    rs = run_remap(RemapConfig(embeddings=str(alone), model=test_model["uri"], out=str(tmp_path / "r2"), adapt=True,
+                               quicklook=False))
+    assert rs["adaptation"] == {"method": "scene-centre", "scenes": 1, "from_map": 0, "from_store": 1}
+    assert read_map(str(tmp_path / "r2")).sort_by("tile_id")["label"].equals(t["label"])
 
     # on GPU actors (a logical GPU here): the first pass and the map both run there, with the CPU map's answers
     g = run_map(MapConfig(scenes=[str(NAIP)], bands="naip", model=test_model["uri"], out=str(tmp_path / "gpu"),

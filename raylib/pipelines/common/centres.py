@@ -16,6 +16,7 @@ from raylib.models.manifest import ModelManifest
 
 FOLDER = "_adaptation"
 
+
 def resolve(cfg_adapt: bool | None, model_uri: str, manifest: ModelManifest) -> bool:
     """Whether a run adapts: ``cfg_adapt``, else the model's advice (``inference.adapt``);
     asking for it with a model whose head cannot be re-centred is a configuration error."""

@@ -8,7 +8,8 @@ centres are stored with the map, ``<out>/_adaptation/centres-*.parquet`` (scene,
 version, tiles sampled, centre), before any tile is mapped, so a resumed run (and an
 incremental one, for the scenes it already knows) uses the same centres, and ``remap`` of
 the map's store too. A scene with fewer than ``models.adaptation.MIN_TILES`` readable
-sampled tiles keeps the head as trained, and the summary names it.
+sampled tiles keeps the head as trained, and so does a display product (``DISPLAY``) unless
+``adapt`` is asked for explicitly; the summary names them.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ from raylib.pipelines.common.centres import FOLDER, load, save
 from raylib.raster import tiling
 
 log = logging.getLogger(__name__)
-RUN = 32
+RUN = 32  # consecutive tiles per sampled run (a row's read)
 # a display product (NAIP: 8-bit values as they are, like the EuroSAT JPEGs the head learnt from) keeps the head as
 # trained unless --adapt asks: re-centred, a farmland NAIP scene's crops became roads and towns (BENCHMARKS.md)
-DISPLAY = "adapt_skipped: a display product, read as the model's training images were: the head as trained"  # consecutive tiles per sampled run (a row's read)
-
-
+DISPLAY = "adapt_skipped: a display product, read as the model's training images were: the head as trained"
 
 
 def sample_ranges(n_tiles: int, sample: int, run: int = RUN) -> list[tuple[int, int]]:
@@ -85,17 +84,12 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-
-
-
-
 def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints: dict | None,
                   manifest: ModelManifest, grid: tiling.GridSpec, stage, pixel_type: str) -> tuple[dict, dict]:
     """(scene number -> centre, the summary's ``adaptation``): the stored centres of the
     scenes in ``todo`` (made with the same model; an incremental run's: of the same scene
-    version), and for the others
-    a first pass (Ray Data: sample-read tasks -> ``stage(ds)``, the model actors with
-    embeddings), stored before it returns."""
+    version), and for the others a first pass (Ray Data: sample-read tasks -> ``stage(ds)``,
+    the model actors with embeddings), stored before it returns."""
     import pyarrow as pa
     import ray
 
