@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 from raylib.models.model_dir import local_model_folder
 from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_stac import describe_run
-from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
+from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder, shared
 from raylib.pipelines.common.tile_grid import TileGrid
 
 
@@ -71,7 +71,7 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
                 spectral: bool = True) -> dict:
     """Ray Data task: each row names a store part; its map part is written under ``_tmp/``.
     ``centres``: scene URI -> its centre (``models.adaptation``), or None."""
-    centres = centres_of.shared_value(centres)
+    centres = shared(centres)
     model = LandcoverModel.load(local_folder(model_ref, "ray-models"), with_backbone=False)
     classes, mid = model.classes, model.id
     names, counts = [], []

@@ -73,11 +73,3 @@ def save(out: str, rows: dict[str, dict]) -> str | None:
     storage.write_bytes(uri, sink.getvalue())
     return uri
 
-
-def shared_value(v):
-    """A task's or actor's argument that may come as a Ray object reference: its value."""
-    if v is None or isinstance(v, dict):
-        return v
-    import ray
-
-    return ray.get(v)

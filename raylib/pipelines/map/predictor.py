@@ -10,8 +10,7 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.models.device import batch_shapes, memory_guard, placed
 from raylib.models.model_dir import LandcoverModel
-from raylib.pipelines.common.centres import shared_value
-from raylib.pipelines.common.stages import local_folder, set_torch_threads
+from raylib.pipelines.common.stages import local_folder, set_torch_threads, shared
 from raylib.raster.reading import model_batches, rows_out
 
 
@@ -38,7 +37,7 @@ class Predictor:
         self.k = len(self.model.classes)
         self.batch_size = batch_size
         self.embeddings = embeddings
-        self.centres = shared_value(centres)
+        self.centres = shared(centres)
         self.spectral = spectral
         self.lock = threading.Lock()
         self.unfit = None  # the warm-up's error, raised by the first call (a task's error reaches the driver whole)

@@ -9,6 +9,7 @@ import functools
 
 from ray.data.datasource import Datasource
 
+from raylib.pipelines.common.stages import shared
 from raylib.pipelines.map import source
 
 
@@ -43,5 +44,5 @@ def read_scenes(block: dict, args_ref):
     Ray Data blocks."""
     from ray.data.block import BlockAccessor
 
-    for out in source.plan_and_read(block, **source.shared(args_ref)):
+    for out in source.plan_and_read(block, **shared(args_ref)):
         yield BlockAccessor.batch_to_block(out)

@@ -31,27 +31,10 @@ from raylib.config import MapConfig
 from raylib.errors import ConfigError
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import ScenePlan, plan_scene
+from raylib.pipelines.common.stages import shared
 from raylib.pipelines.map import row_codec
 from raylib.raster import tiling
 from raylib.raster.reading import PixelFn, read_tiles
-
-_SHARED: dict = {}
-
-
-def shared(ref):
-    """An object put in the object store once by the driver (the scene list, the tiles done
-    by an earlier run), fetched once per worker."""
-    if ref is None:
-        return None
-    import ray
-
-    key = ref.hex()
-    if key not in _SHARED:
-        if len(_SHARED) >= 4:  # the objects of an earlier job on this worker
-            _SHARED.clear()
-        _SHARED[key] = ray.get(ref)
-    return _SHARED[key]
-
 
 def unit_ranges(n: int, step: int, done: list | None = None) -> list[tuple[int, int]]:
     """Tile ranges ``[lo, hi)`` of at most ``step`` tiles covering ``0..n`` minus the ranges
