@@ -86,14 +86,10 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
         stats = embstore.stats_of(t)
         if ok.any():
             emb = embstore.embeddings_of(t.filter(ok))
-            scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok]
-            at = np.flatnonzero(ok)
-            for sc in (np.unique(scene.astype(str)) if centres else [None]):  # each scene with its centre
-                rows = np.flatnonzero(scene == sc) if sc is not None else np.arange(len(at))
-                probs[at[rows]], stats["ood"][at[rows]] = model.predict_embeddings(
-                    emb[rows], {k: stats[k][at[rows]] for k in ("band_mean", "band_std", "ndvi", "ndwi",
-                                                                 "stats_reflectance")},
-                    centre=centres.get(sc) if centres else None, spectral=spectral)
+            scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok].astype(str)
+            probs[ok], stats["ood"][ok] = model.predict_scenes(  # each scene with its centre
+                emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance")},
+                scene, centres, spectral)
         rows = t.select(list(embstore.TILE_COLUMNS) + [c for c in mapfile.ITEM_COLUMNS if c in t.column_names])
         table = mapfile.build_table(rows, probs, status, error,
                                     np.asarray(t.column("fill_fraction").to_numpy(zero_copy_only=False), np.float32),

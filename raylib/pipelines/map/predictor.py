@@ -77,7 +77,8 @@ class Predictor:
             if self.model.net is None:  # a head model: the network under the lock, the head beside it
                 with self.lock, memory_guard(self.batch_size):
                     e = self.model.embed16(x, gain, offset)
-                out = (*self._head(e, stats, batch["scene_idx"][sel] if self.centres else None), e)
+                scenes = batch["scene_idx"][sel] if self.centres else None
+                out = (*self.model.predict_scenes(e, stats, scenes, self.centres, self.spectral), e)
             else:
                 with self.lock, memory_guard(self.batch_size):
                     out = self.model.predict(x, with_embeddings=self.embeddings, stats=stats, gain=gain,
@@ -93,18 +94,3 @@ class Predictor:
         if self.embeddings:
             out["embedding"] = emb if emb is not None else np.zeros((n, 0), np.float16)
         return out
-
-    def _head(self, emb: np.ndarray, stats: dict | None, scenes) -> tuple[np.ndarray, np.ndarray]:
-        """The head on a batch's embeddings, each scene's rows with its centre."""
-        if scenes is None:
-            return self.model.predict_embeddings(emb, stats, spectral=self.spectral)
-        scenes = np.asarray(scenes)
-        probs = np.empty((len(emb), self.k), np.float32)
-        ood = np.empty(len(emb), np.float32)
-        for s in np.unique(scenes):
-            rows = np.flatnonzero(scenes == s)
-            part = {k: v[rows] for k, v in stats.items()} if stats else None
-            probs[rows], ood[rows] = self.model.predict_embeddings(emb[rows], part, self.centres.get(int(s)),
-                                                                   spectral=self.spectral)
-        return probs, ood
-
