@@ -46,3 +46,21 @@ class CentreSums:
         """key -> (centre float32, tiles); ``None`` as the centre below ``min_tiles`` tiles."""
         return {k: ((self.sum[k] / self.n[k]).astype(np.float32) if self.n[k] >= min_tiles else None, self.n[k])
                 for k in self.sum}
+
+
+def predict_scenes(model, emb: np.ndarray, stats: dict | None, scenes, centres: dict | None,
+                   spectral: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``model.predict_embeddings`` (a ``LandcoverModel``) of rows of several scenes
+    (``scenes``: each row's key in ``centres``), each scene's rows with its own centre (a
+    scene without one: the head as trained); no ``centres``: every row as trained, in one
+    call. The map's model actor and ``remap`` apply a head so."""
+    if not centres:
+        return model.predict_embeddings(emb, stats, spectral=spectral)
+    scenes = np.asarray(scenes)
+    probs = np.empty((len(emb), len(model.classes)), np.float32)
+    ood = np.empty(len(emb), np.float32)
+    for s in np.unique(scenes):
+        rows = np.flatnonzero(scenes == s)
+        part = {k: np.asarray(v)[rows] for k, v in stats.items()} if stats else None
+        probs[rows], ood[rows] = model.predict_embeddings(emb[rows], part, centres.get(s), spectral=spectral)
+    return probs, ood

@@ -317,22 +317,6 @@ class LandcoverModel:
         ood = self.ood.score(x) if self.ood is not None else np.full(len(x), np.nan, np.float32)
         return probs, ood
 
-    def predict_scenes(self, emb: np.ndarray, stats: dict | None, scenes, centres: dict | None,
-                       spectral: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """``predict_embeddings`` of rows of several scenes (``scenes``: each row's key in
-        ``centres``), each scene's rows with its own centre (a scene without one: the head as
-        trained); no ``centres``: every row as trained, in one call."""
-        if not centres:
-            return self.predict_embeddings(emb, stats, spectral=spectral)
-        scenes = np.asarray(scenes)
-        probs = np.empty((len(emb), len(self.classes)), np.float32)
-        ood = np.empty(len(emb), np.float32)
-        for s in np.unique(scenes):
-            rows = np.flatnonzero(scenes == s)
-            part = {k: np.asarray(v)[rows] for k, v in stats.items()} if stats else None
-            probs[rows], ood[rows] = self.predict_embeddings(emb[rows], part, centres.get(s), spectral=spectral)
-        return probs, ood
-
 
 def write_model_dir(out_uri: str, *, name: str, backbone_ref: str, input_size: int | None, head, classes: list[str],
                     band_mean, band_std, tile_size: int, gsd: float | None, metrics: dict, created_by: str,

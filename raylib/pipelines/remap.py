@@ -26,6 +26,7 @@ from raylib.eval import reports
 from raylib.failpoints import failpoint
 from raylib.formats import embstore, map_folder, mapfile, parts
 from raylib.io import storage
+from raylib.models.adaptation import predict_scenes
 from raylib.models.model_dir import MANIFEST, LandcoverModel
 from raylib.pipelines.common import centres as centres_of
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 from raylib.models.model_dir import local_model_folder
 from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_stac import describe_run
-from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder, shared
+from raylib.pipelines.common.object_store import shared
+from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
 from raylib.pipelines.common.tile_grid import TileGrid
 
 
@@ -87,8 +89,8 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
         if ok.any():
             emb = embstore.embeddings_of(t.filter(ok))
             scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok].astype(str)
-            probs[ok], stats["ood"][ok] = model.predict_scenes(  # each scene with its centre
-                emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance")},
+            probs[ok], stats["ood"][ok] = predict_scenes(  # each scene with its centre
+                model, emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance")},
                 scene, centres, spectral)
         rows = t.select(list(embstore.TILE_COLUMNS) + [c for c in mapfile.ITEM_COLUMNS if c in t.column_names])
         table = mapfile.build_table(rows, probs, status, error,

@@ -18,7 +18,7 @@ MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "
 
 
 class _Ref:
-    """Stands in for an object-store reference (``stages.shared`` fetches it once)."""
+    """Stands in for an object-store reference (``object_store.shared`` fetches it once)."""
 
     def __init__(self, value):
         self.value = value

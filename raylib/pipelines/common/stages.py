@@ -247,25 +247,6 @@ def share_folder(folder: str):
     return ray.put({p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()})
 
 
-_SHARED: dict = {}
-
-
-def shared(ref):
-    """An object put in the object store once by the driver (the scene list, the tiles done
-    by an earlier run, the scenes' centres), fetched once per worker; a plain value (not an
-    object reference: a test's, or None) as it is."""
-    import ray
-
-    if not isinstance(ref, ray.ObjectRef):
-        return ref
-    key = ref.hex()
-    if key not in _SHARED:
-        if len(_SHARED) >= 4:  # the objects of an earlier job on this worker
-            _SHARED.clear()
-        _SHARED[key] = ray.get(ref)
-    return _SHARED[key]
-
-
 def local_folder(ref, kind: str) -> str:
     """A folder shared with ``share_folder``, unpacked once per node into the cache
     (``<cache>/<kind>/<digest>``); a plain string is returned as it is."""

@@ -55,7 +55,7 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
     """Ray Data task: scene numbers -> their sampled tiles (``read_tiles``' columns, with
     ``scene_idx`` and the scene's ``fingerprint``); a scene that cannot be mapped gives no
     rows (the map says why)."""
-    from raylib.pipelines.common.stages import shared
+    from raylib.pipelines.common.object_store import shared
     from raylib.pipelines.map.source import plan_or_failure
     from raylib.raster.reading import empty_rows, read_tiles
 

@@ -8,9 +8,11 @@ import threading
 import numpy as np
 
 from raylib.errors import InputError
+from raylib.models.adaptation import predict_scenes
 from raylib.models.device import batch_shapes, memory_guard, placed
 from raylib.models.model_dir import LandcoverModel
-from raylib.pipelines.common.stages import local_folder, set_torch_threads, shared
+from raylib.pipelines.common.object_store import shared
+from raylib.pipelines.common.stages import local_folder, set_torch_threads
 from raylib.raster.reading import model_batches, rows_out
 
 
@@ -78,7 +80,7 @@ class Predictor:
                 with self.lock, memory_guard(self.batch_size):
                     e = self.model.embed16(x, gain, offset)
                 scenes = batch["scene_idx"][sel] if self.centres else None
-                out = (*self.model.predict_scenes(e, stats, scenes, self.centres, self.spectral), e)
+                out = (*predict_scenes(self.model, e, stats, scenes, self.centres, self.spectral), e)
             else:
                 with self.lock, memory_guard(self.batch_size):
                     out = self.model.predict(x, with_embeddings=self.embeddings, stats=stats, gain=gain,

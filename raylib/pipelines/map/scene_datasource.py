@@ -9,7 +9,7 @@ import functools
 
 from ray.data.datasource import Datasource
 
-from raylib.pipelines.common.stages import shared
+from raylib.pipelines.common.object_store import shared
 from raylib.pipelines.map import source
 
 

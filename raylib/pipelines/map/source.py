@@ -31,7 +31,7 @@ from raylib.config import MapConfig
 from raylib.errors import ConfigError
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.planning import ScenePlan, plan_scene
-from raylib.pipelines.common.stages import shared
+from raylib.pipelines.common.object_store import shared
 from raylib.pipelines.map import row_codec
 from raylib.raster import tiling
 from raylib.raster.reading import PixelFn, read_tiles
