@@ -133,7 +133,6 @@ def naip_rows(out: Path) -> list[str]:
 def eurosat_rows() -> list[str]:
     from PIL import Image
     from sklearn.metrics import balanced_accuracy_score as bas
-    from sklearn.model_selection import StratifiedKFold
 
     from raylib.models import adaptation, spectral
     from raylib.models.default import default_model_dir, find_eurosat
@@ -156,10 +155,7 @@ def eurosat_rows() -> list[str]:
     jp = np.stack([np.asarray(Image.open(DATA / "eurosat-rgb" / model.classes[c] / (Path(f).stem + ".jpg"))).transpose(2, 0, 1)
                    for c in range(len(model.classes)) for f in sorted((ms / model.classes[c]).glob("*.tif"))])
     p_img = model.predict(jp, gain=g, offset=o)[0]
-    p_sp = np.zeros_like(p_img)
-    for fit, val in StratifiedKFold(5, shuffle=True, random_state=0).split(X, ym):
-        head = spectral.SpectralHead.fit(X[fit], ym[fit], len(model.classes))
-        p_sp[val] = head.predict_proba(X[val, 0], X[val, 1])
+    p_sp = spectral.out_of_fold(X, ym, len(model.classes))
     rows += [f"| EuroSAT MS sample ({len(ym)} patches with NIR) | image head alone | **{bas(ym, p_img.argmax(1)):.3f}** |",
              f"| | pooled with the spectral head (out of fold) | **{bas(ym, spectral.pool(p_img, p_sp, 0.5).argmax(1)):.3f}** |",
              f"| | spectral head alone (out of fold) | {bas(ym, p_sp.argmax(1)):.3f} |"]
