@@ -28,6 +28,8 @@ def test_unknown_key_is_named_with_suggestion(tmp_path):
     ("batch_size", "many", "batch_size"),
     ("block_tiles", 0, "block_tiles"),
     ("actor_concurrency", 0, "actor_concurrency"),
+    ("adapt_sample", 4, "adapt_sample"),
+    ("adapt", "sometimes", "adapt"),
 ])
 def test_bad_values_name_the_field(field, value, needle):
     with pytest.raises(ConfigError) as e:
@@ -92,3 +94,12 @@ def test_pixels_goes_with_a_store():
     with pytest.raises(ConfigError, match="--pixels trains on tiles of an embedding store"):
         config.validate(TrainHeadConfig, {"data": "imgs", "out": "m", "pixels": True})
     assert config.validate(TrainHeadConfig, {"embeddings": "s", "labels": "l.csv", "out": "m", "pixels": True}).pixels
+
+
+def test_spectral_and_adapt_go_with_an_image_folder():
+    from raylib.config import TrainHeadConfig
+
+    with pytest.raises(ConfigError, match="--spectral and --adapt go with --data"):
+        config.validate(TrainHeadConfig, {"embeddings": "s", "labels": "l.tif", "out": "m", "adapt": True})
+    with pytest.raises(ConfigError, match="'spectral'"):
+        config.validate(TrainHeadConfig, {"data": "d", "out": "m", "spectral": "landsat"})
