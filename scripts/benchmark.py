@@ -103,7 +103,7 @@ class SimulatedDevice:
     LOG = ""
 
     def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None, batch_size=64,
-                 embeddings=False, precision="fp32"):
+                 embeddings=False, precision="fp32", **_):
         from raylib.models.model_dir import LandcoverModel
         from raylib.pipelines.common.stages import local_folder
         # imported with the actor, as the real model actor's module imports them
@@ -203,7 +203,7 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
     from raylib.raster import bands as bandlib
     from raylib.raster import tiling
     from raylib.raster import windows
-    from raylib.raster import scenes
+    from raylib.raster import scenes as headers
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = LandcoverModel.load(model_uri)
@@ -212,7 +212,7 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
     rows, busy, t0 = [], 0.0, time.perf_counter()
     with storage.rasterio_env():
         for uri in scenes:
-            info = scenes.open_scene(uri)
+            info = headers.open_scene(uri)
             lay = tiling.layout(info, grid)
             with rasterio.open(storage.parse(uri).gdal_path) as ds:
                 sample = windows.decimated_read(ds, bands)
@@ -312,11 +312,12 @@ def main() -> None:
 
         band_list = band_indices(args.bands, len(manifest.bands["channels"]))
         # the pipeline's own figures: no first block mapped by the driver (driver_first_block),
-        # whose model would share the cores and the driver's memory with what is measured
+        # whose model would share the cores and the driver's memory with what is measured, and
+        # no first pass re-centring the head (adapt: a pass of its own before the pipeline)
         base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, bands=args.bands,
-                    fill_value=args.fill_value, driver_first_block=False, **extra)
+                    fill_value=args.fill_value, driver_first_block=False, adapt=False, **extra)
         mem_base = dict(model=model_uri, batch_size=args.batch_size, quicklook=False, driver_first_block=False,
-                        **extra)
+                        adapt=False, **extra)
         say("machine", f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                        f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB")
         say("model", manifest.id)

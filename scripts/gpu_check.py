@@ -4,7 +4,7 @@ pipeline's throughput, GPU busy share and host cores for 1 and N copies of the R
 Landsat scene, with the built-in model and with a heavy backbone (ViT-B/16 at 224 px, built
 from its configuration: random weights, which cost the same as trained ones).
 
-    python scripts/gpu_check.py --scene S.TIF --eurosat DIR [--runs 1:1,8:1,8:0.5] [--heavy-copies 4]
+    python scripts/gpu_check.py --scene S.TIF --eurosat DIR [--runs 1:1,8:1,8:0.5,8:1:no-adapt] [--heavy-copies 4]
                                 [--verbs map,map-embeddings,embed,finetune] [--precisions fp32,tf32,bf16]
                                 [--cpu-map DIR] [--order ...] [--small] [--json out.json] [--skip a,b]
 
@@ -424,23 +424,30 @@ def heavy_model(work: Path) -> str:
 
 def pipeline(args, work: Path, ray_address: str, heavy: bool) -> None:
     """The map's throughput, GPU busy share and host cores, whole runs, warm cluster."""
-    runs = [(args.heavy_copies, "--num-gpus", "1")] if heavy else \
-        [(int(n), "--num-gpus", g) for n, g in (r.split(":") for r in args.runs.split(","))]
+    runs = [(args.heavy_copies, "1", "")] if heavy else [(int(n), g, a[0] if a else "")
+                                                         for n, g, *a in (r.split(":") for r in args.runs.split(","))]
     model = ["--model", heavy_model(work)] if heavy else []
     what = "heavy (ViT-B/16 224 px)" if heavy else "built-in"
-    for n, *gpus in runs:
+    for n, gpus, extra in runs:
+        if extra not in ("", "no-adapt"):
+            raise ValueError(f"--runs: {extra!r} is not a run option (copies:num_gpus[:no-adapt])")
         scenes = copies(args.scene, n, work)
-        out = str(work / f"p-{'heavy' if heavy else 'mobilenet'}-{n}-{gpus[1]}")
+        out = str(work / f"p-{'heavy' if heavy else 'mobilenet'}-{n}-{gpus}{extra and '-' + extra}")
         with Usage() as u:
             code, text, sec = landcover("map", "--scenes", *scenes, "--bands", "landsat8-b234", "--fill-value", "0",
-                                        "--no-quicklook", "--ray-address", ray_address, *model, *gpus, "--out", out)
+                                        "--no-quicklook", "--ray-address", ray_address, *model, "--num-gpus", gpus,
+                                        *([f"--{extra}"] if extra else []), "--out", out)
+        key = f"pipeline {what}, {n} cop{'y' if n == 1 else 'ies'}, num_gpus {gpus}{extra and ', ' + extra}"
         if code:
-            say(f"pipeline {what}, {n} cop{'y' if n == 1 else 'ies'}", f"FAILED: {text[-800:]}")
+            say(key, f"FAILED: {text[-800:]}")
             continue
         s = summary(out)
-        key = f"pipeline {what}, {n} cop{'y' if n == 1 else 'ies'}, num_gpus {gpus[1]}"
+        t = s["timings"]
+        first = t.get("first_row_s", float("nan"))
+        adapt = f", of which the first pass (adaptation) {t['adaptation']:.1f} s" if "adaptation" in t else ""
         say(key, f"{s['tiles'] / s['seconds']:.0f} tiles/s ({s['tiles']} tiles, {s['seconds']:.1f} s; first row "
-                 f"{s['timings'].get('first_row_s', float('nan')):.1f} s); GPU busy "
+                 f"{first:.1f} s{adapt}; {s['tiles'] / max(1e-9, s['seconds'] - first):.0f} tiles/s from the first "
+                 f"row to the last); GPU busy "
                  f"{'n/a' if u.gpu_busy is None else f'{u.gpu_busy:.2f}'}; host cores busy {u.cores:.1f} of "
                  f"{os.cpu_count()}; read tasks {u.read_cpu_s:.0f} CPU s")
 
@@ -449,7 +456,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scene", required=True)
     ap.add_argument("--eurosat", required=True, help="an image folder <Class>/<file> of a few hundred patches")
-    ap.add_argument("--runs", default="1:1,8:1,8:0.5", help="pipeline runs, copies:num_gpus each")
+    ap.add_argument("--runs", default="1:1,8:1,8:0.5,8:1:no-adapt",
+                    help="pipeline runs, copies:num_gpus[:no-adapt] each")
     ap.add_argument("--verbs", default="map,map-embeddings,embed,finetune")
     ap.add_argument("--precisions", default="fp32,tf32,bf16", help="the agreement section's GPU maps")
     ap.add_argument("--cpu-map", default=None, help="the scene's CPU map made beforehand (else mapped here)")

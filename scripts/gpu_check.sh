@@ -13,7 +13,7 @@
 #               bash .gpu/a/install.sh
 #               bash .gpu/b/install.sh && . /tmp/site/env.sh && bash scripts/gpu_check.sh
 # The output goes to stdout and, when $OUT is set, to $OUT/gpu_check.txt and gpu_check.json.
-# Extra arguments go to scripts/gpu_check.py (--order, --runs 8:1,1:1, --verbs, --precisions, --cpu-map DIR,
+# Extra arguments go to scripts/gpu_check.py (--order, --runs 8:1,8:1:no-adapt,1:1, --verbs, --precisions, --cpu-map DIR,
 # --small, --skip ...).
 set -uo pipefail
 cd "$(dirname "$0")/.."

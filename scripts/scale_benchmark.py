@@ -109,7 +109,7 @@ def one_size(n: int, work: Path, rate: float) -> dict:
     # the pipeline's own first row: the simulated device loads no model, so a first block
     # mapped by the driver (driver_first_block) would say nothing about the area's costs
     s = run_map(MapConfig(scenes=scenes, out=str(work / "map"), quicklook=False, bands="naip",
-                          driver_first_block=False), predictor=device(rate, log))
+                          driver_first_block=False, adapt=False), predictor=device(rate, log))
     busy, wall, tiles = duty_cycle(log)
     return {"scenes": n, "tiles": s["tiles"], "first_row_s": s["timings"]["first_row_s"], "seconds": time.time() - t0,
             "driver_peak_rss_mib": peak_rss_mib(), "parts": s["parts"], "counts": s["counts"],
@@ -131,11 +131,13 @@ def duty(sizes: list[int], work: Path, rate: float) -> list[dict]:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     # the simulated device stands for a GPU, but its actors ask for none: give them a GPU
     # actor's blocks (a read task's tiles) and concurrency; SCALE_MAP='{...}' overrides map settings
+    # (adapt=False: the simulated device gives no embeddings for an adapting run's first pass)
     base = {**dict(quicklook=False, bands="landsat8-b234", fill_value=0, block_tiles=1024, actor_concurrency=8,
+                   adapt=False,
                    driver_first_block=False),  # the device's log holds the actor's batches only
             **json.loads(os.environ.get("SCALE_MAP", "{}"))}
     run_map(MapConfig(scenes=vrt_copies(work / "warm", NAIP, 1), out=str(work / "warm-map"), quicklook=False,
-                      bands="naip"), predictor=device(rate, str(work / "warm.log")))
+                      bands="naip", adapt=False), predictor=device(rate, str(work / "warm.log")))
     out = []
     for n in sizes:
         scenes = vrt_copies(work / f"duty{n}", [LANDSAT], n, per_row=16, crop=1 if n <= 16 else 4)

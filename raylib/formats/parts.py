@@ -40,6 +40,20 @@ def existing(out: str) -> dict[str, str]:
     return found
 
 
+def read_records(folder: str, names: dict[int, str]) -> dict[int, dict]:
+    """The JSON records ``folder/names[k]`` a killed run finished (a partition's sums), by
+    ``k``: a missing one, or one cut short mid-write, is not done."""
+    found = {}
+    for k, name in names.items():
+        uri = storage.join(folder, name)
+        if storage.exists(uri):
+            try:
+                found[k] = json.loads(storage.read_bytes(uri))
+            except ValueError:
+                continue
+    return found
+
+
 def remove_tmp_debris(out: str, keep: set[str]) -> list[str]:
     """Delete what ``_tmp/`` holds besides the parts in ``keep`` (a killed run's leftovers)."""
     gone = []

@@ -104,7 +104,7 @@ def _partition_task(k: int, lo: str, hi: str, job: AccountsJob, out: str) -> dic
     """One range of tile ids as a Ray Data task (``stages.tasks``) -> its sums, also kept under
     ``<out>/_tmp/`` until the accounts are written (a rerun resumes with them)."""
     sums = partition_sums(job, (lo, hi or None))
-    storage.write_bytes(storage.join(out, TMP, f"sums-{k:05d}.json"), json.dumps(sums).encode())
+    storage.write_bytes(storage.join(out, TMP, _sums_name(k)), json.dumps(sums).encode())
     return sums
 
 
@@ -159,19 +159,15 @@ def _resumed(cfg: AccountsConfig, job_id: str, n_parts: int) -> dict[int, dict]:
     other settings or inputs are cleared)."""
     tmp = storage.join(cfg.out, TMP)
     marker = storage.join(tmp, "job.json")
-    found: dict[int, dict] = {}
     if storage.exists(marker) and json.loads(storage.read_bytes(marker)).get("job") == job_id:
-        for k in range(n_parts):
-            uri = storage.join(tmp, f"sums-{k:05d}.json")
-            if storage.exists(uri):
-                try:
-                    found[k] = json.loads(storage.read_bytes(uri))
-                except ValueError:
-                    continue
-    else:
-        storage.delete_prefix(storage.as_prefix(tmp))
-        storage.write_bytes(marker, json.dumps({"job": job_id}).encode())
-    return found
+        return parts.read_records(tmp, {k: _sums_name(k) for k in range(n_parts)})
+    storage.delete_prefix(storage.as_prefix(tmp))
+    storage.write_bytes(marker, json.dumps({"job": job_id}).encode())
+    return {}
+
+
+def _sums_name(k: int) -> str:
+    return f"sums-{k:05d}.json"
 
 
 def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:

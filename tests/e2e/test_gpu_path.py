@@ -86,7 +86,7 @@ class TooBig(Predictor):  # the model actor on a GPU whose memory a batch of 655
         with memory_guard(self.batch_size):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 96.00 GiB (GPU 0)")
 
-    def warm_up(self):
+    def warm_up(self, every_shape=True):
         self._oom()
 
     def __init__(self, *args, **kwargs):
@@ -135,3 +135,12 @@ def test_a_gpu_actors_blank_first_batch_runs_the_network_alone(test_model):
     p = Predictor(test_model["uri"], torch_threads=1, batch_size=8)
     p.warm_up()
     assert p.model.device == "cpu" and p.batch_size == 8
+    # every padded shape a batch of 1,024 can take, largest first; an adapting run's first pass: the largest alone
+    assert p.model.net is None  # (a head model: its warm-up runs embed16, recorded here)
+    p.batch_size, seen, embed16 = 1024, [], p.model.embed16
+    p.model.embed16 = lambda x, g, o: seen.append(len(x)) or embed16(x[:1], g, o)
+    p.warm_up()
+    assert seen == [1024, 512, 256, 128, 64]
+    seen.clear()
+    p.warm_up(every_shape=False)
+    assert seen == [1024]

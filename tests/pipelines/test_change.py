@@ -332,3 +332,17 @@ def test_a_change_map_assessed_against_references_of_both_dates(tmp_path):
     # a map of one date is not a change map
     assert main(["assess", "--map", a, "--reference-before", rb, "--reference-after", ra,
                  "--out", str(tmp_path / "refused")]) == 2
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--reference-before", "b.tif"], "give --reference-before and --reference-after"),
+    (["--reference-after", "a.tif"], "give --reference-before and --reference-after"),
+    (["--reference-before", "b.tif", "--reference-after", "a.tif", "--reference", "r.tif"],
+     "give --map <change folder> and not --reference or --samples"),
+])
+def test_a_change_assessment_needs_both_references_and_no_other_mode(args, said, tmp_path, capsys):
+    """One date's reference alone, or the change references beside --reference: refused
+    before anything is read, in one line naming the flags (exit 2)."""
+    assert main(["assess", "--map", str(tmp_path / "c"), *args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and not (tmp_path / "o").exists()

@@ -11,7 +11,6 @@ picture (up to ``PICTURE_TILES`` tiles), the summary and ``_SUCCESS`` (``formats
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 
@@ -57,19 +56,6 @@ def _run_partitions(cfg: ChangeConfig, job: ChangeJob, todo: list[tuple[int, tup
     return out
 
 
-def _resumed_sums(out: str, n: int) -> dict[int, dict]:
-    """The sums of the partitions a killed run of the same job finished."""
-    found = {}
-    for k in range(n):
-        uri = storage.join(out, parts.TMP, record_name(k))
-        if storage.exists(uri):
-            try:
-                found[k] = json.loads(storage.read_bytes(uri))
-            except ValueError:
-                continue
-    return found
-
-
 def _undo(out: str, existed: bool) -> None:
     """A run refused after it started writing: leave ``out`` as it was."""
     if not existed:
@@ -94,7 +80,9 @@ def run_change(cfg: ChangeConfig, argv: list[str] | None = None) -> dict:
                            "settings": cfg.model_dump(exclude={"overwrite", "out", "ray_address"})})
     existed = storage.exists(cfg.out) or storage.is_prefix(cfg.out)
     resumed = map_folder.prepare(cfg.out, job_id, cfg.overwrite)
-    done = _resumed_sums(cfg.out, n_parts) if resumed else {}
+    # the sums of the partitions a killed run of the same job finished
+    done = parts.read_records(storage.join(cfg.out, parts.TMP), {k: record_name(k) for k in range(n_parts)}) \
+        if resumed else {}
     keep = {record_name(k) for k in done} | {s["part"] for s in done.values() if s.get("part")}
     parts.remove_tmp_debris(cfg.out, keep=keep)
     map_folder.mark(cfg.out, job_id, "change", dates=[d.uri for d in dates])

@@ -27,11 +27,13 @@ class Predictor:
     batches of every padded shape (``models.device.batch_shapes``) go through the network
     at the start, so a batch that does not fit fails on the first block, naming the flag
     (an error raised in an actor's constructor reaches the driver as text only), and no
-    batch waits for cuDNN to plan its shape mid-run."""
+    batch waits for cuDNN to plan its shape mid-run. ``every_shape=False`` (an adapting
+    run's first pass, which meets one or two shapes) plans the largest alone: the memory
+    check, without planning shapes the pass never meets."""
 
     def __init__(self, model_ref, torch_threads: int | None, actors: int = 1, device: str = "auto",
                  tta: bool | None = None, batch_size: int = 64, embeddings: bool = False, precision: str = "fp32",
-                 centres=None, spectral: bool = True):
+                 centres=None, spectral: bool = True, every_shape: bool = True):
         set_torch_threads(torch_threads, actors)
         uri = local_folder(model_ref, "ray-models")
         device, precision = placed(device, precision)  # a CPU runs fp32 (the driver's first tiles)
@@ -45,19 +47,20 @@ class Predictor:
         self.unfit = None  # the warm-up's error, raised by the first call (a task's error reaches the driver whole)
         if device.startswith("cuda"):
             try:
-                self.warm_up()
+                self.warm_up(every_shape)
             except InputError as exc:
                 self.unfit = exc
 
-    def warm_up(self) -> None:
+    def warm_up(self, every_shape: bool = True) -> None:
         """The network on a blank batch of each shape a batch can take on the device
-        (``models.device.batch_shapes``), the largest first: a batch that does not fit the
-        device fails now, naming the flag, and cuDNN plans every shape before real tiles."""
+        (``models.device.batch_shapes``; the largest alone unless ``every_shape``), the
+        largest first: a batch that does not fit the device fails now, naming the flag, and
+        cuDNN plans every shape before real tiles."""
         man = self.model.manifest
         c, t = len(man.bands["channels"]), int(man.tile_size)
         g, o = np.ones(c, np.float32), np.zeros(c, np.float32)
         with memory_guard(self.batch_size):
-            for rows in batch_shapes(self.batch_size):
+            for rows in batch_shapes(self.batch_size)[:None if every_shape else 1]:
                 x = np.zeros((rows, c, t, t), np.uint8)
                 if self.model.net is None:
                     self.model.embed16(x, g, o)

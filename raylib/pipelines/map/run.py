@@ -205,7 +205,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         t1 = time.time()
         centres, adapted = adaptation.scene_centres(
             cfg, uris, set(todo), fingerprints, manifest, grid,
-            lambda ds: _model_stage(ds, cfg, model_uri, predictor, embeddings=True),
+            lambda ds: _model_stage(ds, cfg, model_uri, predictor, embeddings=True, every_shape=False),
             first.pixel_type if first is not None else "float32")
         timings["adaptation"] = time.time() - t1
         failpoint("adapted")
@@ -390,7 +390,7 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
 
 
 def _model_stage(ds, cfg: MapConfig, model_uri: str, predictor: type | None, embeddings: bool,
-                 centres: dict | None = None):
+                 centres: dict | None = None, every_shape: bool = True):
     """``ds`` through the model actors (``Predictor``, or the ``predictor`` that replaces it)."""
     import ray
 
@@ -405,6 +405,8 @@ def _model_stage(ds, cfg: MapConfig, model_uri: str, predictor: type | None, emb
         kwargs["centres"] = ray.put(centres)
     if not cfg.spectral_prior:
         kwargs["spectral"] = False
+    if not every_shape:  # (a first pass: the warm-up's largest shape alone)
+        kwargs["every_shape"] = False
     return actor_stage(ds, predictor or Predictor, kwargs,
                        # GPU actors: Ray Data joins blocks up to a model batch (CPU ones take each block as it comes)
                        actors=actors, batch_size=max(block_tiles(cfg), batch) if cfg.num_gpus else None,
