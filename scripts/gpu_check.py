@@ -222,15 +222,20 @@ def verbs(args, work: Path, ray_address: str) -> None:
     if "embed" in chosen:
         smoke("embed --scenes --num-gpus 1", "embed", "--scenes", scene, *landsat, "--out", str(work / "v-store"),
               "--num-gpus", "1", *ra)
+    if "finetune" not in chosen:
+        return
     ft = str(work / "v-ft")
-    if "finetune" in chosen and smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft,
-                                      "--gpu", "--epochs", "1", "--freeze-epochs", "0", "--workers", "1",
-                                      "--batch-size", "32", "--input-size", "64", *ra):
-        smoke("evaluate --num-gpus 1", "evaluate", "--model", ft, "--data", args.eurosat, "--out",
-              str(work / "v-eval"), "--num-gpus", "1", *ra)
+    tuned = smoke("finetune --gpu (1 epoch)", "finetune", "--data", args.eurosat, "--out", ft, "--gpu", "--epochs",
+                  "1", "--freeze-epochs", "0", "--workers", "1", "--batch-size", "32", "--input-size", "64", *ra)
+    if not tuned:  # evaluate's GPU path all the same, with the built-in model
+        from raylib.models.default import default_model_dir
+
+        ft = str(default_model_dir())
+    what = "1 epoch, its own patches" if tuned else "the built-in model"
+    if smoke(f"evaluate --num-gpus 1 ({what})", "evaluate", "--model", ft, "--data", args.eurosat, "--out",
+             str(work / "v-eval"), "--num-gpus", "1", *ra):
         metrics = json.loads((Path(work / "v-eval") / "metrics.json").read_text())
-        say("evaluate balanced accuracy (1 epoch, its own patches)",
-            metrics.get("metrics", metrics).get("balanced_accuracy"))
+        say(f"evaluate balanced accuracy ({what})", metrics.get("metrics", metrics).get("balanced_accuracy"))
 
 
 def agreement(args, work: Path, ray_address: str) -> None:
@@ -249,8 +254,15 @@ def agreement(args, work: Path, ray_address: str) -> None:
         return list(zip(t["row_off"].to_pylist(), t["col_off"].to_pylist())), ok, p
 
     if args.cpu_map:  # the same scene and model mapped on another machine's CPU
+        from raylib.models.default import default_model_dir
+        from raylib.models.model_dir import LandcoverModel
+
         cpu_out = args.cpu_map
-        say("agreement: CPU map", f"{cpu_out} (made beforehand)")
+        made, here = summary(cpu_out).get("model_id"), LandcoverModel.read_manifest(default_model_dir()).id
+        if made != here:
+            raise RuntimeError(f"--cpu-map {cpu_out} was made with model {made}, the built-in model here is {here}: "
+                               "map the scene again with this checkout (BENCHMARKS.md, 'The GPU path')")
+        say("agreement: CPU map", f"{cpu_out} (made beforehand, model {made})")
     else:
         cpu_out = str(work / "a-cpu")
         code, out, sec = landcover(*base, "--out", cpu_out, "--num-gpus", "0",

@@ -7,7 +7,8 @@
 # scene with the built-in model, and for a heavy backbone (ViT-B/16, 224 px, random weights).
 #
 # Here, once:   bash ../shared/gpu/make-bundles.sh       # Ray, rasterio, the built-in model -> .gpu/a, .gpu/b
-#               bash scripts/gpu_check.sh --prepare      # then the scene and 400 EuroSAT patches -> .gpu/data
+#               bash scripts/gpu_check.sh --prepare      # then the scene, 400 EuroSAT patches and the scene's
+#                                                        # CPU map (~2 min) -> .gpu/data
 #               (in that order: make-bundles.sh starts from an empty .gpu; .gpu/b and .gpu/data: 60 MiB)
 # There (two device runs back to back, the second carrying .gpu/b and .gpu/data):
 #               bash .gpu/a/install.sh
@@ -30,6 +31,10 @@ if [ "${1:-}" = "--prepare" ]; then
   done
   excl=$(git rev-parse --git-dir)/info/exclude
   grep -qx '/.gpu/' "$excl" 2>/dev/null || echo '/.gpu/' >> "$excl"
+  # the scene's CPU map with this checkout's built-in model (the agreement section's reference: --cpu-map)
+  rm -rf "$DATA/cpu-map"
+  .venv/bin/landcover map --scenes "$DATA/scenes/$SCENE_NAME" --bands landsat8-b234 --fill-value 0 \
+      --no-quicklook --out "$DATA/cpu-map" || exit 1
   du -sh "$DATA"
   exit 0
 fi

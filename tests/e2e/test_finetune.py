@@ -263,6 +263,13 @@ def test_bad_inputs_are_named(ray_session, ft_set, tmp_path, capsys):
     (Path(sp) / "finetune" / "landcover_run.json").write_text(json.dumps({"settings": {"lr": 1.0}}))
     rc, e = err(["--data", str(ft_set), "--out", str(tmp_path / "m2"), "--storage-path", sp, "--batch-size", "16"])
     assert rc == 2 and "was started with other settings" in e and "lr" in e
+    # --gpu on a cluster whose GPU (the session's logical one) has a torch without CUDA: one line, before training
+    # (Ray Train's workers would stop setting up NCCL, with a traceback)
+    rc, e = err(["--data", str(ft_set), "--out", str(tmp_path / "m3"), "--gpu", "--batch-size", "16"])
+    assert rc == 2 and e.count("\n") == 1, e
+    assert "--gpu: the torch on the cluster's GPU node (2.13.0+cpu on " in e and "has no CUDA" in e
+    assert "Fix: install a CUDA build of torch on the GPU nodes, or leave out --gpu" in e
+    assert not (tmp_path / "m3").exists()
 
 
 def test_a_corrupt_training_image_is_named_and_nothing_written(ray_session, ft_set, tmp_path, capsys):

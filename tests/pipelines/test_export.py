@@ -15,7 +15,7 @@ from raylib.eval import reports
 from raylib.formats import cog, mapfile
 from raylib.raster import tiling
 
-from .test_change import AFTER, CLASSES, GRID, scene, write_map
+from .test_change import AFTER, BEFORE, CLASSES, GRID, scene, write_map
 
 
 def _centres(table: pa.Table, crs: str) -> tuple[np.ndarray, np.ndarray]:
@@ -210,3 +210,37 @@ def test_a_map_of_more_than_254_classes_gets_a_uint16_class_raster(tmp_path, cap
     with rasterio.open(tmp_path / "x" / "classes-epsg32618.tif") as ds:
         assert ds.dtypes[0] == "uint16"
     assert _read_at(tmp_path / "x" / "classes-epsg32618.tif", xs, ys).tolist()[:3] == [1, 300, 151]
+
+
+def test_a_runs_stac_reads_only_new_or_changed_parts(tmp_path, monkeypatch):
+    """Each part's facts (its SHA-256: a read of the whole part) are kept by fingerprint in
+    ``_stac/_parts.json``: describing the folder again reads no part, a part added or
+    rewritten is read alone, and the Items are those a fresh description writes."""
+    import shutil
+
+    from raylib.pipelines.common import map_stac
+
+    m = write_map(tmp_path / "m", AFTER, "2023-06-01")
+    reads = []
+    real = map_stac._part
+    monkeypatch.setattr(map_stac, "_part", lambda u: reads.append(Path(u).name) or real(u))
+    assert map_stac.describe(m, "map", "m")["parts_read"] == 1 and reads == ["part-00000.parquet"]
+    items = tmp_path / "m" / "_stac" / "items"
+    first = {p.name: p.read_bytes() for p in items.glob("*.json")}
+    assert map_stac.describe(m, "map", "m")["parts_read"] == 0 and len(reads) == 1
+    assert {p.name: p.read_bytes() for p in items.glob("*.json")} == first
+    shutil.copy(tmp_path / "m" / "part-00000.parquet", tmp_path / "m" / "part-00001.parquet")
+    assert map_stac.describe(m, "map", "m") | {"collection": None} == {
+        "collection": None, "items": 2, "rows": 24, "parts_read": 1}
+    assert reads == ["part-00000.parquet", "part-00001.parquet"]
+    write_map(tmp_path / "m", BEFORE, "2018-06-01")  # part-00000 rewritten: read again, and its Item follows
+    assert map_stac.describe(m, "map", "m")["parts_read"] == 1 and reads[-1] == "part-00000.parquet"
+    item = json.loads((items / "m-map-part-00000.json").read_text())
+    assert item["properties"]["datetime"].startswith("2018-06-01")
+    fresh = tmp_path / "fresh" / "m"  # (the same folder name: the same ids)
+    shutil.copytree(tmp_path / "m", fresh, ignore=shutil.ignore_patterns("_stac"))
+    map_stac.describe(str(fresh), "map", "m")
+    assert (fresh / "_stac" / "items" / "m-map-part-00000.json").read_text().replace(str(fresh), str(tmp_path / "m")) \
+        == (items / "m-map-part-00000.json").read_text()
+    (tmp_path / "m" / "_stac" / "_parts.json").write_text('{"version": 1, "parts": ')  # cut short: all read again
+    assert map_stac.describe(m, "map", "m")["parts_read"] == 2

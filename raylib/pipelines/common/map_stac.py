@@ -4,7 +4,12 @@ folder every reader of the map skips), rewritten at the end of each run. Each It
 the part's footprint (its GeoParquet bbox), acquisition time, row count, size and SHA-256,
 the software and model that made it, and (maps, composites, change maps) the classes of its
 ``label_index`` column with their quick-look colours; all validated offline
-(``formats.stac_items``)."""
+(``formats.stac_items``).
+
+A part's facts cost a read of the whole part (its SHA-256); they are kept in
+``_stac/_parts.json`` by the part's fingerprint (size and modification time, or S3 ETag,
+from the folder's listing), so a run that adds parts to a map (``--incremental``) reads only
+the parts that are new or changed."""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from raylib.formats import embstore, stac_items
 from raylib.io import storage
 
 FOLDER = "_stac"
+FACTS = "_parts.json"  # under FOLDER: each part's facts by its fingerprint
+FACTS_VERSION = 1
 
 
 def _when(times: list[tuple[int, int]]) -> dict:
@@ -84,17 +91,16 @@ def describe(folder: str, kind: str, title: str) -> dict | None:
     store, composite, change) and a Collection over them; None when it has no part."""
     from raylib import __version__
 
-    files = embstore.part_files(folder)
-    facts = {u: _part(u) for u in files}
-    facts = {u: f for u, f in facts.items() if f["bbox"]}  # (a part of error rows alone has no footprint)
+    stac = storage.join(folder, FOLDER)
+    every, read = _facts(folder, embstore.part_files(folder))
+    facts = {u: f for u, f in every.items() if f["bbox"]}  # (a part of error rows alone has no footprint)
+    storage.delete_prefix(storage.as_prefix(stac))
     if not facts:
         return None
     base = storage.as_prefix(folder)
     name = storage.basename(folder.rstrip("/")) or kind
     sources = stac_sources(folder)
     coll_id = re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{name}-{kind}")
-    stac = storage.join(folder, FOLDER)
-    storage.delete_prefix(storage.as_prefix(stac))
     items, hrefs = [], []
     for uri, f in facts.items():
         rel = uri[len(base):]
@@ -124,7 +130,35 @@ def describe(folder: str, kind: str, title: str) -> dict | None:
         storage.write_bytes(storage.join(stac, href[2:]), json.dumps(item, indent=2).encode())
     uri = storage.join(stac, "collection.json")
     storage.write_bytes(uri, json.dumps(coll, indent=2).encode())
-    return {"collection": uri, "items": len(items), "rows": int(np.sum([f["rows"] for f in facts.values()]))}
+    base = storage.as_prefix(folder)
+    storage.write_bytes(storage.join(stac, FACTS), json.dumps({"version": FACTS_VERSION, "parts": {
+        u[len(base):]: f for u, f in every.items()}}).encode())
+    return {"collection": uri, "items": len(items), "rows": int(np.sum([f["rows"] for f in facts.values()])),
+            "parts_read": read}
+
+
+def _facts(folder: str, files: list[str]) -> tuple[dict[str, dict], int]:
+    """Each part's facts (``_part``, with its ``fingerprint``), and how many parts were read:
+    those whose fingerprint is not the one ``_stac/_parts.json`` keeps for them."""
+    base = storage.as_prefix(folder)
+    kept = {}
+    uri = storage.join(folder, FOLDER, FACTS)
+    if storage.exists(uri):
+        try:
+            record = json.loads(storage.read_bytes(uri))
+            kept = record["parts"] if record.get("version") == FACTS_VERSION else {}
+        except (ValueError, KeyError, TypeError):  # a record cut short: every part is read again
+            kept = {}
+    out, read = {}, 0
+    for u in files:
+        fp = storage.fingerprint(u)
+        old = kept.get(u[len(base):])
+        if isinstance(old, dict) and old.get("fingerprint") == fp:
+            out[u] = old
+        else:
+            out[u] = {**_part(u), "fingerprint": fp}
+            read += 1
+    return out, read
 
 
 def describe_run(out: str, kind: str, extra: dict[str, str] | None = None) -> dict:

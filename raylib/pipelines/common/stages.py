@@ -81,6 +81,30 @@ def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "act
                          "GPU node type to the cluster config (cluster.yaml).")
 
 
+def check_cuda(asked: str, per: str = "training worker") -> None:
+    """Refuse at once GPU work whose GPU node's torch cannot use its GPU: a build without
+    CUDA, or without NCCL (the process group of Ray Train's GPU workers), where Ray Train
+    would stop in its workers' setup with a traceback. A task on a GPU node (a hundredth
+    of a GPU) asks that node's torch; on a cluster whose GPU nodes are still to start, the
+    autoscaler starts one for it, as the work would."""
+    import ray
+
+    def probe():
+        import platform
+
+        import torch
+
+        nccl = torch.distributed.is_available() and torch.distributed.is_nccl_available()
+        return torch.__version__, torch.cuda.is_available(), nccl, platform.node()
+
+    version, cuda, nccl, node = ray.get(ray.remote(num_gpus=0.01, num_cpus=0)(probe).remote())
+    if not (cuda and nccl):
+        lacks = "CUDA" if not cuda else "NCCL"
+        raise InputError(f"{asked}: the torch on the cluster's GPU node ({version} on {node}) has no {lacks}, so a "
+                         f"{per} could not use its GPU.",
+                         f"install a CUDA build of torch on the GPU nodes, or leave out {asked} to run on CPUs.")
+
+
 def _autoscaler_node_types() -> list[str]:
     """The node types of an autoscaler that starts nodes from a cluster config (``ray up``
     cluster.yaml's ``head``, ``gpu``, ...), as its last status names them; empty for a local

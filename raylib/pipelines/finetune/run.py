@@ -42,7 +42,7 @@ from raylib.io import storage
 from raylib.models.backbones import build_classifier, resolve_backbone
 from raylib.models.model_dir import MANIFEST, created_by, write_finetuned_dir
 from raylib.pipelines.common.scoring import score_labelled
-from raylib.pipelines.common.stages import check_gpus, dataset_from_table, ensure_ray, share_folder
+from raylib.pipelines.common.stages import check_cuda, check_gpus, dataset_from_table, ensure_ray, share_folder
 from raylib.pipelines.finetune.loop import train_loop
 from raylib.pipelines.finetune.recipe import band_plan, class_weights, fingerprint
 from raylib.raster import patches
@@ -140,6 +140,8 @@ def run_finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     storage_path, name, resuming = _check_run(cfg)
     ensure_ray(cfg.ray_address)
     check_gpus(1 if cfg.gpu else 0, "--gpu", per="training worker")
+    if cfg.gpu:  # (Ray Train's GPU workers set up NCCL before a line of the loop runs)
+        check_cuda("--gpu")
     backbone_dir = resolve_backbone(cfg.backbone)
     spec = {"bands": plan["indices"], "scale": plan["scale"], "input_size": cfg.input_size,
             "patch_size": ls.patch_size}
