@@ -5,6 +5,7 @@ installs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -125,11 +126,18 @@ def collection(collection_id: str, description: str, items: list[dict], item_hre
     }
 
 
+@functools.lru_cache(maxsize=1)
 def _validator():
+    """One validator per process: each schema read, checked and compiled once (PySTAC's own
+    checks and compiles the schema on every object, 40 ms an Item: most of a map's STAC)."""
+    import jsonschema
+    from pystac.errors import STACValidationError
     from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
 
     class LocalSchemas(JsonSchemaSTACValidator):
         """Core schemas from PySTAC, extensions' from the installed folder; nothing fetched."""
+
+        compiled: dict = {}
 
         def _get_schema(self, schema_uri: str) -> dict:
             if schema_uri not in self.schema_cache:
@@ -139,6 +147,20 @@ def _validator():
                         f"{local} (run scripts/stac_schemas.py, as scripts/install.sh does)"))
                 self.schema_cache[schema_uri] = json.loads(local.read_text())
             return self.schema_cache[schema_uri]
+
+        def _validate_from_uri(self, stac_dict, stac_object_type, schema_uri, href=None) -> None:
+            check = self.compiled.get(schema_uri)
+            if check is None:
+                schema = self._get_schema(schema_uri)
+                cls = jsonschema.validators.validator_for(schema)
+                cls.check_schema(schema)
+                check = self.compiled[schema_uri] = cls(schema, registry=self.registry)
+            errors = list(check.iter_errors(stac_dict))
+            if errors:  # (PySTAC's message)
+                best = jsonschema.exceptions.best_match(errors)
+                raise STACValidationError(f"Validation failed for {stac_object_type} with ID {stac_dict.get('id')} "
+                                          f"against schema at {schema_uri}" + (f"\n{best}" if best else ""),
+                                          source=errors) from best
 
     return LocalSchemas()
 

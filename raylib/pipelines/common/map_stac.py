@@ -130,7 +130,6 @@ def describe(folder: str, kind: str, title: str) -> dict | None:
         storage.write_bytes(storage.join(stac, href[2:]), json.dumps(item, indent=2).encode())
     uri = storage.join(stac, "collection.json")
     storage.write_bytes(uri, json.dumps(coll, indent=2).encode())
-    base = storage.as_prefix(folder)
     storage.write_bytes(storage.join(stac, FACTS), json.dumps({"version": FACTS_VERSION, "parts": {
         u[len(base):]: f for u, f in every.items()}}).encode())
     return {"collection": uri, "items": len(items), "rows": int(np.sum([f["rows"] for f in facts.values()])),
