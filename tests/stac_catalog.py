@@ -54,7 +54,7 @@ def _cog(data: np.ndarray, prof: dict, path: Path, factor: int = 1) -> None:
         h, w = data.shape[0] // factor, data.shape[1] // factor
         data = data[: h * factor, : w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3)).round()
         data = data.astype(prof["dtype"])
-        p.update(width=w, height=h, transform=prof["transform"] * rasterio.Affine.scale(factor))
+        p.update(width=w, height=h, transform=prof["transform"] @ rasterio.Affine.scale(factor))
     with MemoryFile() as mem:
         with mem.open(**p) as tmp:
             tmp.write(data, 1)

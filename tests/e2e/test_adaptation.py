@@ -25,7 +25,7 @@ def _args(model: str, out: str, *more: str) -> list[str]:
             "--embeddings", "--read-batch-size", "8", "--batch-size", "8", "--no-quicklook", *more]
 
 
-def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, test_model, tmp_path):
+def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, test_model, tmp_path, capsys):
     from .test_reliability import driver
 
     out = str(tmp_path / "adapted")
@@ -40,6 +40,7 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
                           embeddings=True, read_batch_size=8, batch_size=8, quicklook=False))
     a = s["adaptation"]
     assert a["method"] == "scene-centre" and a["sampled"] == 0 and a["reused"] == 1 and a["scenes"] == 1
+    assert "adapt:" not in capsys.readouterr().err  # (no first pass: no line of its progress)
     assert storage.list_files(out + "/_adaptation") == files  # the stored centre, not a new one
     centre = np.asarray(first["centre"].to_pylist()[0], np.float32)
 
@@ -79,6 +80,8 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
                           adapt=True, num_gpus=1, quicklook=False))
     assert g["adaptation"]["sampled"] == 1 and g["adaptation"]["scenes"] == 1
     assert read_map(str(tmp_path / "gpu")).sort_by("tile_id")["label"].equals(t["label"])
+    said = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("adapt:")]
+    assert len(said) == 1 and said[0].startswith("adapt: 1/1 scenes ") and said[0].endswith(" done"), said
 
 
 def test_a_display_product_keeps_the_head_as_trained_unless_asked(ray_session, test_model, tmp_path):

@@ -54,7 +54,8 @@ def test_retrying_retries_only_transient_failures():
 
     def bug():  # an error of this code, not of the store: reported as such, never retried
         calls.append(1)
-        return (1, 2)[None]
+        index = None
+        return (1, 2)[index]
 
     with pytest.raises(TypeError):
         resilience.retrying(bug, retries=5, sleep=lambda s: None)

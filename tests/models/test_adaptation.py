@@ -7,7 +7,7 @@ from PIL import Image
 
 from raylib.models import adaptation, spectral
 from raylib.models.model_dir import LandcoverModel
-from raylib.pipelines.map.adaptation import sample_ranges
+from raylib.pipelines.map.adaptation import sample_ranges, scenes_done
 from raylib.pipelines.map.predictor import Predictor
 
 from ..conftest import DATA, EUROSAT
@@ -69,6 +69,16 @@ def test_sample_spread_over_the_scene():
     assert all(b[0] > a[1] for a, b in zip(r, r[1:]))  # separate runs, evenly spaced over the scene
     r = sample_ranges(600, 512)  # runs that meet are merged, never doubled
     assert r[0][0] == 0 and r[-1][1] == 600 and all(b[0] > a[1] for a, b in zip(r, r[1:]))
+
+
+def test_a_scene_is_done_when_all_its_sampled_rows_are_in():
+    """The first pass's progress: a scene's sampled rows may come in several batches, and
+    several scenes in one."""
+    seen = {}
+    assert scenes_done(seen, np.array([3, 3, 5]), np.array([4, 4, 1])) == 1  # scene 5 (1 row) done, 3 half
+    assert scenes_done(seen, np.zeros(0, np.int64), np.zeros(0, np.int64)) == 0
+    assert scenes_done(seen, np.array([3, 7, 3]), np.array([4, 2, 4])) == 1  # scene 3's last two rows
+    assert scenes_done(seen, np.array([7]), np.array([2])) == 1 and seen == {3: 4, 5: 1, 7: 2}
 
 
 def _patches(cls: str, start: int, stop: int) -> np.ndarray:

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from raylib.config import MapConfig
+from raylib.console import Progress
 from raylib.io import storage
 from raylib.models import adaptation
 from raylib.models.manifest import ModelManifest
@@ -50,10 +51,23 @@ def sample_ranges(n_tiles: int, sample: int, run: int = RUN) -> list[tuple[int, 
     return out
 
 
+def scenes_done(seen: dict[int, int], scene_idx: np.ndarray, sampled: np.ndarray) -> int:
+    """The scenes a batch of sampled rows completes (their rows may come in several batches):
+    ``seen`` counts each scene's rows so far, ``sampled`` is each row's scene's row count."""
+    here, first, counts = np.unique(scene_idx, return_index=True, return_counts=True)
+    done = 0
+    for s, n, of in zip(here.tolist(), counts.tolist(), sampled[first].tolist()):
+        before = seen.get(s, 0)
+        seen[s] = before + n
+        done += before < of <= seen[s]
+    return done
+
+
 def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest, grid: tiling.GridSpec,
                  pixel_type: str) -> dict:
     """Ray Data task: scene numbers -> their sampled tiles (``read_tiles``' columns, with
-    ``scene_idx`` and the scene's ``fingerprint``); a scene that cannot be mapped gives no
+    ``scene_idx``, the scene's ``fingerprint`` and ``sampled``, the scene's rows here: the
+    driver counts a scene done when it has them all); a scene that cannot be mapped gives no
     rows (the map says why)."""
     from raylib.pipelines.common.object_store import shared
     from raylib.pipelines.map.source import plan_or_failure
@@ -69,18 +83,23 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
             out = empty_rows(1, len(manifest.bands["channels"]), grid.tile_size, None, pixel_type)
             out["status"][0], out["error"][0] = "error", DISPLAY
             out["scene_idx"], out["fingerprint"] = np.full(1, s, np.int64), np.full(1, plan.fingerprint or "", object)
+            out["sampled"] = np.ones(1, np.int64)
             parts.append(out)
             continue
         spec = plan.read_spec(grid.tile_size, cfg.max_fill_fraction, cfg.max_tile_cloud, pixel_type)
-        for lo, hi in sample_ranges(plan.n_tiles, cfg.adapt_sample):
+        ranges = sample_ranges(plan.n_tiles, cfg.adapt_sample)
+        rows = sum(hi - lo for lo, hi in ranges)
+        for lo, hi in ranges:
             out = read_tiles({"spec": [spec], "base": [0], "lo": [lo], "hi": [hi]}, cfg.read_timeout,
                              cfg.read_retries)
             out["scene_idx"] = np.full(len(out["idx"]), s, np.int64)
             out["fingerprint"] = np.full(len(out["idx"]), plan.fingerprint or "", object)  # the version sampled
+            out["sampled"] = np.full(len(out["idx"]), rows, np.int64)
             parts.append(out)
     if not parts:
         out = empty_rows(0, len(manifest.bands["channels"]), grid.tile_size, None, pixel_type)
         out["scene_idx"], out["fingerprint"] = np.zeros(0, np.int64), np.zeros(0, object)
+        out["sampled"] = np.zeros(0, np.int64)
         return out
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -110,15 +129,21 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
         ds = ds.map_batches(read_samples, batch_size=1, batch_format="numpy", num_cpus=cfg.read_cpus,
                             fn_kwargs={"uris_ref": uris_ref, "cfg": cfg, "manifest": manifest, "grid": grid,
                                        "pixel_type": pixel_type})
+        progress = Progress("adapt", len(need), unit="scenes")  # (a scene is done when all its sampled rows are in)
+        seen: dict[int, int] = {}
         for b in stage(ds).iter_batches(batch_format="numpy", batch_size=None):
-            if len(b["scene_idx"]):
-                versions.update(zip(np.asarray(b["scene_idx"]).tolist(), np.asarray(b["fingerprint"]).tolist()))
-                display.update(np.asarray(b["scene_idx"])[np.asarray(b["error"]) == DISPLAY].tolist())
+            idx = np.asarray(b["scene_idx"])
+            if len(idx):
+                versions.update(zip(idx.tolist(), np.asarray(b["fingerprint"]).tolist()))
+                display.update(idx[np.asarray(b["error"]) == DISPLAY].tolist())
+                progress.update(scenes_done(seen, idx, np.asarray(b["sampled"])))
             ok = np.asarray(b["status"]) == "ok"
-            scenes = np.asarray(b["scene_idx"])[ok]
+            scenes = idx[ok]
             emb = np.asarray(b["embedding"])[ok]
             for s in np.unique(scenes):
                 sums.add(int(s), emb[scenes == s])
+        progress.grow(progress.done)  # (a scene that cannot be mapped sends no rows: the map's error row says why)
+        progress.close()
         found = sums.centres()
         new = {}
         for i in need:
