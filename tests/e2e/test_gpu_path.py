@@ -4,6 +4,7 @@ stage with everything it asks of one (a batch size, among others); the model its
 on this CPU there (no CUDA), at the precision a GPU map runs by default (fp32). What a
 GPU adds beyond that is measured by ``scripts/gpu_check.sh`` on a GPU node."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,11 @@ def test_num_gpus_1_maps_every_tile_with_the_cpu_maps_labels(ray_session, test_m
     np.testing.assert_allclose(np.array([probs[i] for i in ok]), np.array([cprobs[i] for i in ok]), atol=1e-5)
     store = pq.read_table(tmp_path / "gpu" / "_embeddings")
     assert sorted(store["tile_id"].to_pylist()) == sorted(ids[i] for i in ok)  # the store: every mapped tile
+    # the session's GPU is logical and this torch a CPU build: the map says it ran on the CPUs, once, and the summary
+    said = "--num-gpus 1: the torch on the cluster's GPU node (2.13.0+cpu on "
+    assert r.stderr.count(said) == 1 and "is a build without CUDA, so the model ran on its CPUs" in r.stderr, r.stderr
+    summary = json.loads((tmp_path / "gpu" / "_summary.json").read_text())
+    assert summary["gpu_warning"].startswith(said) and "gpu_warning" not in cpu
 
 
 @pytest.mark.parametrize("args, says", [

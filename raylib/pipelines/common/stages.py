@@ -81,6 +81,54 @@ def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "act
                          "GPU node type to the cluster config (cluster.yaml).")
 
 
+def _torch_build() -> tuple[str, bool, str]:
+    """(torch's version, whether it is a GPU build: CUDA or ROCm, the node): a GPU node's
+    probe (``GpuBuildWatch``), asking the build, not the devices this task may see."""
+    import platform
+
+    import torch
+
+    return torch.__version__, bool(torch.version.cuda or getattr(torch.version, "hip", None)), platform.node()
+
+
+class GpuBuildWatch:
+    """Whether the torch on a live GPU node is a GPU build, asked in the background (the run
+    does not wait: a task on that node, without a GPU of its own); ``report()``, at the end
+    of the run, warns once when it is not: the model actors then ran on the node's CPUs,
+    holding its GPUs (a CPU wheel of torch in a GPU image). No live GPU node (an
+    autoscaler's still to start): nothing is asked."""
+
+    def __init__(self, asked: str):
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.asked, self.ref = asked, None
+        node = next((n["NodeID"] for n in ray.nodes()
+                     if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0), None)
+        if node is not None:
+            strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+            self.ref = ray.remote(num_cpus=0)(_torch_build).options(scheduling_strategy=strategy).remote()
+
+    def report(self, timeout: float = 3.0) -> str | None:
+        """The warning (logged, and returned), or None: a GPU build, or no answer in ``timeout`` s."""
+        import ray
+
+        if self.ref is None:
+            return None
+        try:
+            version, gpu, node = ray.get(self.ref, timeout=timeout)
+        except Exception:  # no answer: nothing to say
+            return None
+        finally:
+            self.ref = None
+        if gpu:
+            return None
+        said = (f"{self.asked}: the torch on the cluster's GPU node ({version} on {node}) is a build without CUDA, so "
+                "the model ran on its CPUs; install a CUDA build of torch on the GPU nodes")
+        log.warning("%s", said)
+        return said
+
+
 def check_cuda(asked: str, per: str = "training worker") -> None:
     """Refuse at once GPU work whose GPU node's torch cannot use its GPU: a build without
     CUDA, or without NCCL (the process group of Ray Train's GPU workers), where Ray Train

@@ -53,8 +53,8 @@ from raylib.pipelines.common.planning import (OUTSIDE_AOI, expand_scenes, job_fi
                                               scene_channels)
 from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, block_tiles, first_tiles, model_batch,
                                             read_slots)
-from raylib.pipelines.common.stages import (actor_stage, check_gpus, ensure_ray, landcover_cause, pool_size,
-                                            share_folder)
+from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, ensure_ray, landcover_cause,
+                                            pool_size, share_folder)
 from raylib.pipelines.map import adaptation, composite
 from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
@@ -186,6 +186,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     if head and uris[0] in done:  # a resumed scene 0: the pipeline maps what is left of it
         head.stop()
         head = None
+    gpu_build = None
     if todo:
         while not ray_start.ready.wait(0.05):  # the driver's first rows may be back before Ray is up
             for rows in _head_rows(head):
@@ -198,6 +199,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
             if head:
                 head.stop()
             raise
+        if cfg.num_gpus:  # (asked now, answered while the map runs)
+            gpu_build = GpuBuildWatch(f"--num-gpus {cfg.num_gpus:g}")
     map_folder.mark(cfg.out, job, "map", incremental=cfg.incremental, model_id=manifest.id)
     centres = None
     adapted = {"method": "scene-centre", "scenes": 0, "sampled": 0, "reused": 0} if adapting else {"method": "none"}
@@ -230,6 +233,9 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     summary["tiles_on_driver"] = head.tiles if head and head.taken else 0
     summary["adaptation"] = adapted
     summary["spectral_prior"] = bool(cfg.spectral_prior and manifest.inference.get("spectral"))
+    said = gpu_build.report() if gpu_build else None
+    if said:
+        summary["gpu_warning"] = said
     if cfg.composite:
         t1 = time.time()
         summary["composite"] = composite.write(cfg.out, cfg.composite, manifest.classes, manifest.id, extra,
