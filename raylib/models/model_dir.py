@@ -43,6 +43,8 @@ from raylib.raster.patches import TRAINING_TILES
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".npy")
 DEFAULT_MODEL_NAME = "eurosat-mobilenetv2-logreg"
 CALIBRATION = "calibration.safetensors"  # out-of-distribution statistics of the training embeddings
+# the per-tile statistics a head reads beside its embedding (``needs_statistics``): its features', the spectral head's
+HEAD_STATISTICS = ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance")
 
 
 def local_model_folder(uri: str) -> Path:

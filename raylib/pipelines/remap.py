@@ -27,7 +27,7 @@ from raylib.failpoints import failpoint
 from raylib.formats import embstore, map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.models.adaptation import predict_scenes
-from raylib.models.model_dir import MANIFEST, LandcoverModel
+from raylib.models.model_dir import HEAD_STATISTICS, MANIFEST, LandcoverModel
 from raylib.pipelines.common import centres as centres_of
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def remap_parts(batch: dict, model_ref, out: str, bbox, unknown_below, extra: di
             emb = embstore.embeddings_of(t.filter(ok))
             scene = np.asarray(t.column("scene").to_pylist(), dtype=object)[ok].astype(str)
             probs[ok], stats["ood"][ok] = predict_scenes(  # each scene with its centre
-                model, emb, {k: stats[k][ok] for k in ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance")},
+                model, emb, {k: stats[k][ok] for k in HEAD_STATISTICS},
                 scene, centres, spectral)
         rows = t.select(list(embstore.TILE_COLUMNS) + [c for c in mapfile.ITEM_COLUMNS if c in t.column_names])
         table = mapfile.build_table(rows, probs, status, error,

@@ -81,14 +81,18 @@ def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "act
                          "GPU node type to the cluster config (cluster.yaml).")
 
 
-def _torch_build() -> tuple[str, bool, str]:
-    """(torch's version, whether it is a GPU build: CUDA or ROCm, the node): a GPU node's
-    probe (``GpuBuildWatch``), asking the build, not the devices this task may see."""
+def _node_torch() -> dict:
+    """What the torch of the node this task runs on can do: its version, whether it is a GPU
+    build (CUDA or ROCm: the build, whatever devices the task sees), whether it sees a GPU
+    (a task holding one), whether it has NCCL, and the node. The probe of ``GpuBuildWatch``
+    and ``check_cuda``."""
     import platform
 
     import torch
 
-    return torch.__version__, bool(torch.version.cuda or getattr(torch.version, "hip", None)), platform.node()
+    return {"version": torch.__version__, "gpu_build": bool(torch.version.cuda or getattr(torch.version, "hip", None)),
+            "cuda": torch.cuda.is_available(), "node": platform.node(),
+            "nccl": torch.distributed.is_available() and torch.distributed.is_nccl_available()}
 
 
 class GpuBuildWatch:
@@ -107,7 +111,7 @@ class GpuBuildWatch:
                      if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0), None)
         if node is not None:
             strategy = NodeAffinitySchedulingStrategy(node, soft=False)
-            self.ref = ray.remote(num_cpus=0)(_torch_build).options(scheduling_strategy=strategy).remote()
+            self.ref = ray.remote(num_cpus=0)(_node_torch).options(scheduling_strategy=strategy).remote()
 
     def report(self, timeout: float = 3.0) -> str | None:
         """The warning (logged, and returned), or None: a GPU build, or no answer in ``timeout`` s."""
@@ -116,15 +120,15 @@ class GpuBuildWatch:
         if self.ref is None:
             return None
         try:
-            version, gpu, node = ray.get(self.ref, timeout=timeout)
+            t = ray.get(self.ref, timeout=timeout)
         except Exception:  # no answer: nothing to say
             return None
         finally:
             self.ref = None
-        if gpu:
+        if t["gpu_build"]:
             return None
-        said = (f"{self.asked}: the torch on the cluster's GPU node ({version} on {node}) is a build without CUDA, so "
-                "the model ran on its CPUs; install a CUDA build of torch on the GPU nodes")
+        said = (f"{self.asked}: the torch on the cluster's GPU node ({t['version']} on {t['node']}) is a build without "
+                "CUDA, so the model ran on its CPUs; install a CUDA build of torch on the GPU nodes")
         log.warning("%s", said)
         return said
 
@@ -137,19 +141,11 @@ def check_cuda(asked: str, per: str = "training worker") -> None:
     autoscaler starts one for it, as the work would."""
     import ray
 
-    def probe():
-        import platform
-
-        import torch
-
-        nccl = torch.distributed.is_available() and torch.distributed.is_nccl_available()
-        return torch.__version__, torch.cuda.is_available(), nccl, platform.node()
-
-    version, cuda, nccl, node = ray.get(ray.remote(num_gpus=0.01, num_cpus=0)(probe).remote())
-    if not (cuda and nccl):
-        lacks = "CUDA" if not cuda else "NCCL"
-        raise InputError(f"{asked}: the torch on the cluster's GPU node ({version} on {node}) has no {lacks}, so a "
-                         f"{per} could not use its GPU.",
+    t = ray.get(ray.remote(num_gpus=0.01, num_cpus=0)(_node_torch).remote())
+    if not (t["cuda"] and t["nccl"]):
+        lacks = "CUDA" if not t["cuda"] else "NCCL"
+        raise InputError(f"{asked}: the torch on the cluster's GPU node ({t['version']} on {t['node']}) has no "
+                         f"{lacks}, so a {per} could not use its GPU.",
                          f"install a CUDA build of torch on the GPU nodes, or leave out {asked} to run on CPUs.")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.models.adaptation import predict_scenes
 from raylib.models.device import batch_shapes, memory_guard, placed
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.model_dir import HEAD_STATISTICS, LandcoverModel
 from raylib.pipelines.common.object_store import shared
 from raylib.pipelines.common.stages import local_folder, set_torch_threads
 from raylib.raster.reading import model_batches, rows_out
@@ -76,7 +76,7 @@ class Predictor:
         probs = np.full((n, self.k), np.nan, np.float32)
         ood = np.full(n, np.nan, np.float32)
         emb = None
-        stat_cols = ("band_mean", "band_std", "ndvi", "ndwi", "stats_reflectance") if self.model.needs_statistics else ()
+        stat_cols = HEAD_STATISTICS if self.model.needs_statistics else ()
         for sel, x, gain, offset in model_batches(batch, self.batch_size):
             stats = {k: batch[k][sel] for k in stat_cols} or None
             if self.model.net is None:  # a head model: the network under the lock, the head beside it

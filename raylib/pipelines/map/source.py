@@ -36,6 +36,7 @@ from raylib.pipelines.map import row_codec
 from raylib.raster import tiling
 from raylib.raster.reading import PixelFn, read_tiles
 
+
 def unit_ranges(n: int, step: int, done: list | None = None) -> list[tuple[int, int]]:
     """Tile ranges ``[lo, hi)`` of at most ``step`` tiles covering ``0..n`` minus the ranges
     ``done``."""
