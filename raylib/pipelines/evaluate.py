@@ -36,6 +36,7 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
     report. ``num_gpus``/``precision``: the scoring actor's, for data the network scores."""
     model = LandcoverModel.load(model_uri, with_backbone=False)
     man = model.manifest
+    warning = {}  # gpu_warning: the scoring actor held a GPU of a node whose torch is a CPU build
     if not _is_embeddings(data) or man.kind == "finetuned":
         # patches: decoded and scored as the model sees them, by the shared scorer
         ls = patches.labelled_set(data)
@@ -43,6 +44,7 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
         scored = score_labelled(model_uri, ls, rows, ray_address, num_gpus=num_gpus, precision=precision)
         m, X, yt, probs = scored["metrics"], scored["features"], scored["y"], scored["probs"]
         extra_kind = {"tta": model.tta} if man.kind == "finetuned" else {"temperature": model.temperature}
+        warning = {k: scored[k] for k in ("gpu_warning",) if k in scored}
     else:
         X, y, split_col, classes, meta, _ = read_embeddings(data)
         bb_model = (man.backbone.get("source") or man.backbone.get("ref"), man.backbone.get("input_size"))
@@ -63,8 +65,8 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
         extra_kind = {"temperature": model.temperature}
     files = write_report(out, f"{man.id} on {data}", m, X, yt, man.classes,
                          {"model": model_uri, "model_id": man.id, "kind": man.kind, "data": data, "split": split,
-                          "rows": int(len(yt)), **extra_kind}, probs=probs)
-    return {"metrics": m, "files": files, "rows": int(len(yt)), "model_id": man.id, "kind": man.kind}
+                          "rows": int(len(yt)), **extra_kind, **warning}, probs=probs)
+    return {"metrics": m, "files": files, "rows": int(len(yt)), "model_id": man.id, "kind": man.kind, **warning}
 
 
 def run_evaluate(cfg: EvaluateConfig, argv: list[str] | None = None) -> dict:
@@ -85,8 +87,8 @@ def run_compare(cfg: CompareConfig, argv: list[str] | None = None) -> dict:
     if len(rows) != 1:
         raise InputError(f"The models were scored on different numbers of rows ({sorted(rows)}).",
                          "compare on an embeddings folder (its stored split) or one image folder.")
-    summary = [{k: r[k] for k in ("model", "model_id", "kind", "rows", "report")} | {"metrics": r["metrics"]}
-               for r in results]
+    summary = [{k: r[k] for k in ("model", "model_id", "kind", "rows", "report", "gpu_warning") if k in r}
+               | {"metrics": r["metrics"]} for r in results]
     storage.write_bytes(storage.join(cfg.out, "compare.json"), json.dumps(summary, indent=2).encode())
     md = reports.compare_markdown(f"{len(results)} models on {cfg.data} ({cfg.split} split, {rows.pop()} rows)",
                                   summary)

@@ -17,7 +17,7 @@ from raylib.config import MapConfig
 from raylib.formats.mapfile import read_map
 from raylib.pipelines.map.run import run_map
 
-from ..conftest import NAIP
+from ..conftest import NAIP, eurosat_subset
 
 LANDCOVER = str(Path(sys.executable).parent / "landcover")
 
@@ -53,6 +53,43 @@ def test_num_gpus_1_maps_every_tile_with_the_cpu_maps_labels(ray_session, test_m
     assert r.stderr.count(said) == 1 and "is a build without CUDA, so the model ran on its CPUs" in r.stderr, r.stderr
     summary = json.loads((tmp_path / "gpu" / "_summary.json").read_text())
     assert summary["gpu_warning"].startswith(said) and "gpu_warning" not in cpu
+
+
+def test_compare_and_embed_data_on_a_gpu_actor_give_the_cpus_answers(ray_session, test_model, tmp_path):
+    """``compare --num-gpus 1`` (evaluate's scorer, twice) and ``embed --data --num-gpus 1``
+    against the session's logical GPU: the CPU's metrics and embeddings, and, the GPU node's
+    torch being a CPU build here, the warning once on stderr and in each report."""
+    from raylib.formats.embtable import read_embeddings
+
+    folder = eurosat_subset(tmp_path / "set", ("Forest", "Highway", "SeaLake"), 300, 306)
+    address = ray_session.get_runtime_context().gcs_address
+    model = test_model["uri"]
+
+    def cli(*args):
+        r = subprocess.run([LANDCOVER, *args, "--ray-address", address], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        return r.stderr
+
+    said = "--num-gpus 1: the torch on the cluster's GPU node (2.13.0+cpu on "
+    err = cli("compare", "--models", model, model, "--data", str(folder), "--out", str(tmp_path / "cmp"),
+              "--num-gpus", "1")
+    assert err.count(said) == 1, err  # two models scored, one warning
+    gpu = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert all(r["gpu_warning"].startswith(said) and r["rows"] == 18 for r in gpu)
+    assert said in (tmp_path / "cmp" / "model-1" / "report.md").read_text()
+    err = cli("evaluate", "--model", model, "--data", str(folder), "--out", str(tmp_path / "ev"), "--num-gpus", "0")
+    cpu = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "gpu_warning" not in cpu and said not in err
+    assert gpu[0]["metrics"]["confusion_matrix"] == gpu[1]["metrics"]["confusion_matrix"] == cpu["confusion_matrix"]
+    assert cpu["rows"] == 18 and cpu["balanced_accuracy"] > 0.5
+
+    err = cli("embed", "--data", str(folder), "--out", str(tmp_path / "eg"), "--input-size", "64", "--num-gpus", "1")
+    assert err.count(said) == 1, err
+    cli("embed", "--data", str(folder), "--out", str(tmp_path / "ec"), "--input-size", "64")
+    Xg, yg, *_, tg = read_embeddings(str(tmp_path / "eg"))
+    Xc, yc, *_, tc = read_embeddings(str(tmp_path / "ec"))
+    assert tg["tile_id"].equals(tc["tile_id"]) and (yg == yc).all() and Xg.shape == (18, 1280)
+    np.testing.assert_allclose(Xg, Xc, atol=1e-5)
 
 
 @pytest.mark.parametrize("args, says", [

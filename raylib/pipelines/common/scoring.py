@@ -11,8 +11,8 @@ from raylib.io import storage
 from raylib.models.augment import tta_probs
 from raylib.models.model_dir import LandcoverModel
 from raylib.pipelines.common.sizing import model_batch
-from raylib.pipelines.common.stages import (actor_stage, check_gpus, collect, dataset_from_table, ensure_ray,
-                                            local_folder, set_torch_threads, share_folder)
+from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, collect, dataset_from_table,
+                                            ensure_ray, local_folder, set_torch_threads, share_folder)
 from raylib.raster import patches
 
 
@@ -57,9 +57,10 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
 
     Returns ``metrics`` (as the model predicts, TTA included when it asks for it),
     ``metrics_plain`` (one view; only with ``both``), ``probs``, ``features`` and ``y``
-    (the model's class indices). ``num_gpus``: the scoring actor's (None: 1 when the
-    cluster has a GPU, else 0); ``batch_size``: tiles per model batch (by device when
-    None)."""
+    (the model's class indices), and ``gpu_warning`` when the scoring actor held a GPU of a
+    node whose torch is a CPU build (``stages.GpuBuildWatch``). ``num_gpus``: the scoring
+    actor's (None: 1 when the cluster has a GPU, else 0); ``batch_size``: tiles per model
+    batch (by device when None)."""
     import pyarrow as pa
 
     model = LandcoverModel.load(model_uri, with_backbone=False)  # the network loads in the actor
@@ -76,12 +77,15 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     ensure_ray(ray_address)
     import ray
 
+    asked = f"--num-gpus {num_gpus:g}" if num_gpus else None
     if num_gpus is None:  # score on a GPU when there is one
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        asked = "scoring on the cluster's GPU" if num_gpus else None
         if precision != "fp32" and not num_gpus:
             raise InputError(f"precision {precision} is for a GPU, and this Ray cluster has none.",
                              "leave precision out (fp32), or run on a cluster with a GPU.")
     check_gpus(num_gpus)
+    gpu_build = GpuBuildWatch(asked)  # (asked now, answered while the patches are scored)
     batch_size = model_batch(batch_size, num_gpus)
     ds = dataset_from_table(table, 256).map_batches(patches.decode_batch, fn_kwargs={"spec": spec},
                                                     batch_size=min(batch_size, 256), batch_format="numpy",
@@ -103,4 +107,7 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
            "probs": res["probs"], "features": res["features"], "y": y, "manifest": man}
     if both:
         out["metrics_plain"] = metrics.classification_metrics(y, res["plain"].argmax(1), man.classes)
+    said = gpu_build.report()
+    if said:
+        out["gpu_warning"] = said
     return out

@@ -95,26 +95,32 @@ def _node_torch() -> dict:
             "nccl": torch.distributed.is_available() and torch.distributed.is_nccl_available()}
 
 
+_SAID_GPU_BUILD: set[str] = set()  # the warnings this process has logged (a compare's models share one)
+
+
 class GpuBuildWatch:
     """Whether the torch on a live GPU node is a GPU build, asked in the background (the run
     does not wait: a task on that node, without a GPU of its own); ``report()``, at the end
-    of the run, warns once when it is not: the model actors then ran on the node's CPUs,
-    holding its GPUs (a CPU wheel of torch in a GPU image). No live GPU node (an
-    autoscaler's still to start): nothing is asked."""
+    of the run, returns the warning when it is not, and logs it once a process (``compare``
+    scores several models): the model actors then ran on the node's CPUs, holding its GPUs
+    (a CPU wheel of torch in a GPU image). No live GPU node (an autoscaler's still to
+    start), or no GPU asked (``asked`` None): nothing is asked."""
 
-    def __init__(self, asked: str):
+    def __init__(self, asked: str | None):
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.asked, self.ref = asked, None
+        if asked is None:
+            return
         node = next((n["NodeID"] for n in ray.nodes()
                      if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0), None)
         if node is not None:
             strategy = NodeAffinitySchedulingStrategy(node, soft=False)
             self.ref = ray.remote(num_cpus=0)(_node_torch).options(scheduling_strategy=strategy).remote()
 
-    def report(self, timeout: float = 3.0) -> str | None:
-        """The warning (logged, and returned), or None: a GPU build, or no answer in ``timeout`` s."""
+    def report(self, timeout: float = 10.0) -> str | None:
+        """The warning (logged once a process), or None: a GPU build, or no answer in ``timeout`` s."""
         import ray
 
         if self.ref is None:
@@ -129,7 +135,9 @@ class GpuBuildWatch:
             return None
         said = (f"{self.asked}: the torch on the cluster's GPU node ({t['version']} on {t['node']}) is a build without "
                 "CUDA, so the model ran on its CPUs; install a CUDA build of torch on the GPU nodes")
-        log.warning("%s", said)
+        if said not in _SAID_GPU_BUILD:
+            _SAID_GPU_BUILD.add(said)
+            log.warning("%s", said)
         return said
 
 

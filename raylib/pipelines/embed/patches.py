@@ -31,8 +31,8 @@ from raylib.formats.mapfile import SUCCESS
 from raylib.io import storage
 from raylib.models.backbones import Backbone
 from raylib.pipelines.common.sizing import model_batch
-from raylib.pipelines.common.stages import (actor_stage, check_gpus, collect, dataset_from_table, ensure_ray,
-                                            pool_size, set_torch_threads)
+from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, collect, dataset_from_table,
+                                            ensure_ray, pool_size, set_torch_threads)
 from raylib.raster import bands as bandlib
 from raylib.raster import patches, scenes
 
@@ -161,6 +161,7 @@ def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     work = pa.table({"idx": pa.array(np.arange(n, dtype=np.int64)), "source": pa.array([r["source"] for r in recs])})
     ensure_ray(cfg.ray_address)
     check_gpus(cfg.num_gpus)
+    gpu_build = GpuBuildWatch(f"--num-gpus {cfg.num_gpus:g}" if cfg.num_gpus else None)
     ds = dataset_from_table(work, cfg.read_batch_size * 4)
     spec = {"bands": bands or [1, 2, 3], "scale": cfg.scale, "input_size": cfg.input_size,
             "patch_size": cfg.patch_size if cfg.labels else None, "dtype": "float32"}
@@ -199,5 +200,6 @@ def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     storage.write_bytes(storage.join(cfg.out, "embeddings.parquet"), buf.getvalue())
     storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
     counts = {c: int(sum(1 for r in recs if r["label_index"] == i)) for i, c in enumerate(classes)}
+    said = gpu_build.report()
     return {"out": cfg.out, "rows": n, "dim": d, "classes": counts, "train": int((~test).sum()),
-            "test": int(test.sum()), "seconds": round(time.time() - t0, 2)}
+            "test": int(test.sum()), "seconds": round(time.time() - t0, 2), **({"gpu_warning": said} if said else {})}
