@@ -31,7 +31,7 @@ def test_only_new_and_changed_scenes_are_mapped(ray_session, bucket, test_model,
     assert read_map(out).num_rows == 48
 
     storage.write_bytes(prefix + "b.tif", NAIP_2015.read_bytes())  # a new scene arrives
-    s2 = run_map(cfg)
+    s2 = run_map(cfg.model_copy(update={"num_gpus": 1}))  # on the session's logical GPU: the same job, the same map
     assert s2["tiles"] == 48 and s2["unchanged"] == 1 and s2["reasons"] == {prefix + "b.tif": "new"}
     t = read_map(out)
     assert t.num_rows == 96 and len(set(t["tile_id"].to_pylist())) == 96

@@ -54,9 +54,10 @@ def test_a_stac_item_maps_like_the_same_pixels_as_a_geotiff(ray_session, s3_cata
     assert item["scene"].to_pylist()[0] == kept
     assert json.loads(storage.read_bytes(kept))["assets"]["red"]["href"].startswith("s3://data/stac-map/")
     assert s2["quicklooks_written"] == 1
-    # --overwrite clears the map and keeps the items
-    s3 = run_map(MapConfig(stac=s3_catalog["catalog"], datetime="2020-05", out=out, overwrite=True, **base))
+    # --overwrite clears the map and keeps the items; on the session's logical GPU, the same map
+    s3 = run_map(MapConfig(stac=s3_catalog["catalog"], datetime="2020-05", out=out, overwrite=True, num_gpus=1, **base))
     assert s3["counts"] == s2["counts"] and storage.exists(kept)
+    assert _sorted(read_map(out))["label"].equals(tif["label"])
 
 
 def test_an_item_without_a_band_is_an_error_row(ray_session, s3_catalog, test_model, tmp_path):
