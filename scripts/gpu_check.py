@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -434,6 +435,32 @@ def heavy_model(work: Path) -> str:
     return str(out)
 
 
+def _seconds(text: str) -> float:
+    """Ray Data's duration text (``1.12s``, ``209.44ms``, ``478.5us``) in seconds."""
+    for unit, f in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * f
+    return float("nan")
+
+
+def stages(lines: list[str]) -> str:
+    """The map's Ray Data stages from ``_summary.json`` ``ray_data_stats``: each stage's tasks,
+    seconds from its first task to its last, and its tasks' wall and CPU seconds summed (a
+    model actor takes several blocks at once: its wall seconds count each block's wait for
+    the device too; its CPU seconds are the host's work for the model)."""
+    out, name = [], None
+    for ln in lines:
+        m = re.match(r"Operator \d+ (.+?): (\d+) tasks executed, \d+ blocks produced in (\S+)", ln)
+        if m:
+            name = m.group(1)
+            out.append(f"{name}: {m.group(2)} tasks over {_seconds(m.group(3)):.1f} s")
+            continue
+        m = re.match(r"\* Remote (wall|cpu) time: .*, (\S+) total", ln)
+        if m and name:
+            out[-1] += f", {m.group(1)} {_seconds(m.group(2)):.1f} s"
+    return "; ".join(out) or "n/a"
+
+
 def pipeline(args, work: Path, ray_address: str, heavy: bool) -> None:
     """The map's throughput, GPU busy share and host cores, whole runs, warm cluster."""
     runs = [(args.heavy_copies, "1", "")] if heavy else [(int(n), g, a[0] if a else "")
@@ -461,7 +488,8 @@ def pipeline(args, work: Path, ray_address: str, heavy: bool) -> None:
                  f"{first:.1f} s{adapt}; {s['tiles'] / max(1e-9, s['seconds'] - first):.0f} tiles/s from the first "
                  f"row to the last); GPU busy "
                  f"{'n/a' if u.gpu_busy is None else f'{u.gpu_busy:.2f}'}; host cores busy {u.cores:.1f} of "
-                 f"{os.cpu_count()}; read tasks {u.read_cpu_s:.0f} CPU s")
+                 f"{os.cpu_count()}; read tasks {u.read_cpu_s:.0f} CPU s; stages: "
+                 f"{stages(s.get('ray_data_stats', []))}")
 
 
 def main() -> int:

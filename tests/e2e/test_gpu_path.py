@@ -53,6 +53,9 @@ def test_num_gpus_1_maps_every_tile_with_the_cpu_maps_labels(ray_session, test_m
     assert r.stderr.count(said) == 1 and "is a build without CUDA, so the model ran on its CPUs" in r.stderr, r.stderr
     summary = json.loads((tmp_path / "gpu" / "_summary.json").read_text())
     assert summary["gpu_warning"].startswith(said) and "gpu_warning" not in cpu
+    # Ray Data's account of the stages (gpu_check reads it): the read tasks, then the model actor on the GPU
+    ops = [ln for ln in summary["ray_data_stats"] if ln.startswith("Operator ")]
+    assert len(ops) == 2 and "ReadScene" in ops[0] and "MapBatches(Predictor)" in ops[1], summary["ray_data_stats"]
 
 
 def test_compare_and_embed_data_on_a_gpu_actor_give_the_cpus_answers(ray_session, test_model, tmp_path):

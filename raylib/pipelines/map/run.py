@@ -214,8 +214,9 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         failpoint("adapted")
     failpoint("planned")  # (the name it had when the driver planned: the pipeline starts now)
     t1 = time.time()
+    stats = []
     if todo:
-        _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first, pixels, centres)
+        stats = _stream(cfg, ingest, uris, done, model_uri, manifest, grid, predictor, head, first, pixels, centres)
         timings["first_row_s"] = ingest.first_row - t0
     output.close()
     ingest.check_complete(uris, done)
@@ -233,6 +234,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     summary["tiles_on_driver"] = head.tiles if head and head.taken else 0
     summary["adaptation"] = adapted
     summary["spectral_prior"] = bool(cfg.spectral_prior and manifest.inference.get("spectral"))
+    summary["ray_data_stats"] = stats
     said = gpu_build.report() if gpu_build else None
     if said:
         summary["gpu_warning"] = said
@@ -336,10 +338,12 @@ def _head_rows(head: DriverHead | None) -> list[dict]:
 
 def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_uri: str, manifest: ModelManifest,
             grid, predictor: type | None, head: DriverHead | None = None, first=None,
-            pixels: PixelFn | None = None, centres: dict | None = None) -> None:
+            pixels: PixelFn | None = None, centres: dict | None = None) -> list[str]:
     """The Ray Data pipeline: scene numbers -> plan-and-read tasks (a few scenes each, the
     read tasks of ``SceneDatasource``) -> the model actors -> the driver (``ingest``), block
-    by block."""
+    by block. Returns Ray Data's account of the run, line by line (``Dataset.stats()``: each
+    stage's tasks, wall and CPU seconds, rows; ``_summary.json`` ``ray_data_stats``), or
+    nothing where Ray Data cannot give it."""
     import pyarrow as pa
     import ray
 
@@ -393,6 +397,11 @@ def _stream(cfg: MapConfig, ingest: Ingest, uris: list[str], done: dict, model_u
         raise cause from None
     ingest.finish()
     progress.close()
+    try:
+        return [ln for ln in ds.stats().splitlines() if ln.strip()]
+    except Exception as exc:  # an account of the run, not the run: never its failure
+        log.warning("Ray Data's statistics of the run: %s", exc)
+        return []
 
 
 def _model_stage(ds, cfg: MapConfig, model_uri: str, predictor: type | None, embeddings: bool,
