@@ -84,7 +84,7 @@ class Usage:
         self.first = {pid: cpu for pid, (_, cpu) in _ray_processes().items()}
         self.last: dict[int, float] = {}
         self.actors: set[int] = set()
-        self.sm: list[int] = []
+        self.sm: list[tuple[float, int]] = []  # (seconds since the start, SM busy %) each second
         self.proc = None
         self.done = threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()  # a job's workers end with it: seen while alive
@@ -105,7 +105,7 @@ class Usage:
         for line in self.proc.stdout:
             parts = line.split()
             if parts and not line.startswith("#") and len(parts) > 1 and parts[1].isdigit():
-                self.sm.append(int(parts[1]))
+                self.sm.append((time.time() - self.t0, int(parts[1])))
 
     def __exit__(self, *exc):
         self.wall = time.time() - self.t0
@@ -117,8 +117,13 @@ class Usage:
         if self.proc:
             self.proc.terminate()
             self.proc.wait(5)
-        self.gpu_busy = float(np.mean(self.sm)) / 100 if self.sm else None
+        self.gpu_busy = self.busy_after(0.0)
         return False
+
+    def busy_after(self, t: float) -> float | None:
+        """The GPU's busy share from ``t`` s after the block's start to its end (None: no samples)."""
+        sm = [v for at, v in self.sm if at >= t]
+        return float(np.mean(sm)) / 100 if sm else None
 
 
 # --------------------------------------------------------------------------- commands
@@ -435,6 +440,10 @@ def heavy_model(work: Path) -> str:
     return str(out)
 
 
+def _share(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{v:.2f}"
+
+
 def _seconds(text: str) -> float:
     """Ray Data's duration text (``1.12s``, ``209.44ms``, ``478.5us``) in seconds."""
     for unit, f in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
@@ -445,9 +454,11 @@ def _seconds(text: str) -> float:
 
 def stages(lines: list[str]) -> str:
     """The map's Ray Data stages from ``_summary.json`` ``ray_data_stats``: each stage's tasks,
-    seconds from its first task to its last, and its tasks' wall and CPU seconds summed (a
-    model actor takes several blocks at once: its wall seconds count each block's wait for
-    the device too; its CPU seconds are the host's work for the model)."""
+    seconds from its first task to its last, and its tasks' wall and CPU seconds summed. A
+    model actor takes several blocks at once (``actor_concurrency``), so its wall and CPU
+    seconds count the actor's whole while once for each block in it at the time: read its
+    seconds from first task to last against the run's, and the read tasks' figures as they
+    are."""
     out, name = [], None
     for ln in lines:
         m = re.match(r"Operator \d+ (.+?): (\d+) tasks executed, \d+ blocks produced in (\S+)", ln)
@@ -486,8 +497,8 @@ def pipeline(args, work: Path, ray_address: str, heavy: bool) -> None:
         adapt = f", of which the first pass (adaptation) {t['adaptation']:.1f} s" if "adaptation" in t else ""
         say(key, f"{s['tiles'] / s['seconds']:.0f} tiles/s ({s['tiles']} tiles, {s['seconds']:.1f} s; first row "
                  f"{first:.1f} s{adapt}; {s['tiles'] / max(1e-9, s['seconds'] - first):.0f} tiles/s from the first "
-                 f"row to the last); GPU busy "
-                 f"{'n/a' if u.gpu_busy is None else f'{u.gpu_busy:.2f}'}; host cores busy {u.cores:.1f} of "
+                 f"row to the last); GPU busy {_share(u.gpu_busy)} ({_share(u.busy_after(first))} from the first row "
+                 f"to the last); host cores busy {u.cores:.1f} of "
                  f"{os.cpu_count()}; read tasks {u.read_cpu_s:.0f} CPU s; stages: "
                  f"{stages(s.get('ray_data_stats', []))}")
 
