@@ -441,7 +441,7 @@ def heavy_model(work: Path) -> str:
 
 
 def _share(v: float | None) -> str:
-    return "n/a" if v is None or v != v else f"{v:.2f}"
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 def _seconds(text: str) -> float:

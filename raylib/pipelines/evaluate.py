@@ -44,7 +44,7 @@ def evaluate_model(model_uri: str, data: str, split: str, out: str, ray_address:
         scored = score_labelled(model_uri, ls, rows, ray_address, num_gpus=num_gpus, precision=precision)
         m, X, yt, probs = scored["metrics"], scored["features"], scored["y"], scored["probs"]
         extra_kind = {"tta": model.tta} if man.kind == "finetuned" else {"temperature": model.temperature}
-        warning = {k: scored[k] for k in ("gpu_warning",) if k in scored}
+        warning = {"gpu_warning": scored["gpu_warning"]} if "gpu_warning" in scored else {}
     else:
         X, y, split_col, classes, meta, _ = read_embeddings(data)
         bb_model = (man.backbone.get("source") or man.backbone.get("ref"), man.backbone.get("input_size"))
