@@ -26,6 +26,13 @@ _NATIVE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWE] \d+ \d+\] ")
 _STARTED: list[float] = []
 
 
+def say(text: str) -> None:
+    """One plain line for the person at the terminal (stderr, beside the progress lines): what
+    the command is doing that they would wonder about (``landcover: building the built-in
+    model ...``); logs (``-v``) carry the details."""
+    print(f"landcover: {text}", file=sys.stderr, flush=True)
+
+
 def mark_started(at: float | None = None) -> None:
     """The CLI's start (``at``; default now): a job's timings count from it."""
     _STARTED[:] = [at or time.time()]

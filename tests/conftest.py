@@ -22,6 +22,9 @@ SCENES = DATA / "scenes"
 LANDSAT = SCENES / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
 LANDSAT_B2 = SCENES / "LC08_L1TP_224077_20200518_20200518_01_RT_B2.TIF"
 NAIP = SCENES / "m_4709963_se_14_1_20150926.tif"
+# the NAIP scene on a model grid of 64 px at 10 m (from its corner): 48 tiles, 6 of its edge tiles more than half
+# outside the scene (error rows, reason mostly_outside)
+NAIP_COUNTS = {"ok": 42, "error": 6}
 EUROSAT = DATA / "eurosat-rgb"
 
 # Everything the tests cache (converted backbone, models) lives in a throw-away folder.

@@ -6,14 +6,65 @@ from raylib.cli import VERBS, main
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS))
-def test_every_verbs_help_prints_and_exits_0(verb, capsys):
+def test_every_verbs_help_prints_with_examples_that_parse(verb, capsys):
+    """Each verb's help: every flag with its help text, the verb's description as written
+    (a literal %), and at least one example at the end, each of which the CLI takes."""
+    import shlex
+
+    from raylib.cli import parse
+    from raylib.cli.examples import EXAMPLES
+
     with pytest.raises(SystemExit) as done:
         main([verb, "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: landcover {verb}") and "--config" in out
+    assert out.startswith(f"usage: landcover {verb}") and "--config" in out and "%%" not in out
+    assert not [f for f, field in VERBS[verb].config.model_fields.items() if not field.description]
     if verb == "map":
         assert "eo:cloud_cover <= this (%)" in out  # a literal % in a field's help
+        assert "or a preset: rgb, bgr, naip, landsat8-b234, sentinel2-eurosat" in " ".join(out.split())
+    if verb == "accounts":
+        assert "with 95 % intervals" in out
+    examples = EXAMPLES[verb]
+    assert examples and out.rstrip().endswith(examples[-1][1])
+    assert "examples:" in out and all(cmd in out for _, cmd in examples)
+    for _, cmd in examples:
+        words = shlex.split(cmd)
+        assert words[:2] == ["landcover", verb]
+        parse(words[1:])  # (flags and values the verb's config takes)
+
+
+def test_version(capsys):
+    from raylib import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"landcover-ray {__version__}"
+
+
+def test_an_abbreviated_flag_is_unknown_with_the_closest_one_in_one_line(capsys):
+    """``--scene`` (the start of --scenes and --scenes-per-task) is no abbreviation: one line
+    with the flag meant, not argparse's usage and 'ambiguous option'."""
+    with pytest.raises(SystemExit) as done:
+        main(["map", "--scene", "a.tif", "--out", "o"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert "--scene (did you mean --scenes?)" in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["mapp"], "unknown verb 'mapp' (did you mean map?)"),
+    (["map", "--out"], "argument --out: expected one argument"),
+    (["change", "--dates", "maps/2010", "--out", "c"], "a change needs two dates and --dates gave one map"),
+])
+def test_argument_errors_are_one_line_with_the_fix(argv, says, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as done:
+        rc = done.code
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and err.count("\n") == 1 and "usage:" not in err
+    assert "pydantic" not in err and "correct the value(s)" not in err and "Fix:" in err
 
 
 def test_the_verb_list_prints_and_exits_0(capsys):

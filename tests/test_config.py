@@ -38,7 +38,7 @@ def test_bad_values_name_the_field(field, value, needle):
 
 
 def test_missing_required():
-    with pytest.raises(ConfigError, match="field 'out' is required"):
+    with pytest.raises(ConfigError, match=r"field 'out' \(--out\) is required"):
         config.validate(MapConfig, {"scenes": ["a"]})
 
 

@@ -33,13 +33,42 @@ def _is_bool(annotation) -> bool:
     return annotation is bool or set(typing.get_args(annotation)) == {bool, type(None)}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line naming the fix (not the whole usage), and no
+    abbreviated flags (``--scene`` would be ambiguous between ``--scenes`` and
+    ``--scenes-per-task``; unknown, it gets the closest flag: ``_refuse_unknown``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        import difflib
+
+        m = re.match(r"argument (?:verb|<verb>): invalid choice: '([^']*)'", message)
+        if m:
+            close = difflib.get_close_matches(m.group(1), list(VERBS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            message = f"unknown verb '{m.group(1)}'{hint}; the verbs: {', '.join(VERBS)}"
+        print(f"{self.prog}: error: {message}. Fix: {self.prog} --help lists "
+              f"{'the verbs' if self.prog == 'landcover' else 'the flags'}.", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="landcover", description="Satellite imagery to land-cover maps, on Ray.")
-    sub = p.add_subparsers(dest="verb", required=True)
+    from raylib import __version__
+    from raylib.cli.examples import epilog
+
+    p = _Parser(prog="landcover", description="Satellite imagery to land-cover maps, on Ray. "
+                "`landcover <verb> --help` lists a verb's flags, with examples.")
+    p.add_argument("--version", action="version", version=f"landcover-ray {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="<verb>", parser_class=_Parser)
     for name, verb in VERBS.items():
         cls = verb.config
-        text = verb.help.replace("%", "%%")  # argparse formats help with %
-        sp = sub.add_parser(name, help=text, description=text)
+        # argparse formats a flag's help (and a verb's in the list) with %: a literal one is %%;
+        # a description and an epilog are printed as they are
+        sp = sub.add_parser(name, help=verb.help.replace("%", "%%"), description=verb.help, epilog=epilog(name))
         sp.add_argument("--config", help="YAML file with the fields below (flags override it)")
         sp.add_argument("-v", "--verbose", action="store_true", help="log what happens, Ray's own messages included")
         for fname, field in cls.model_fields.items():
@@ -103,8 +132,11 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     args, unknown = parser.parse_known_args(_negative_values(argv))
     if unknown:
         _refuse_unknown(parser, args.verb, unknown)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # -v: timestamped logs of every module; else a warning is a plain line, as the CLI's own lines are
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s") if args.verbose
+                         else _PlainFormatter(f"landcover {args.verb}"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     if not args.verbose:  # an HTTP client's retries (a STAC API that does not answer) end in one error line
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     verb = VERBS[args.verb]
@@ -123,10 +155,22 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         return exc.exit_code
 
 
+class _PlainFormatter(logging.Formatter):
+    """``landcover map: warning: ...``: a log line as the CLI's own lines read."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{self.prefix}: {record.levelname.lower()}: {record.getMessage()}"
+        return text + ("\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
 def _config(verb: "Verb", args: argparse.Namespace):
     """The verb's typed config from its YAML file (``--config``) and flags (flags win)."""
     values = {k: getattr(args, k) for k in (*verb.config.model_fields, *verb.config.renamed)}
-    return cfglib.load(verb.config, args.config, _coerce(verb.config, values))
+    return cfglib.load(verb.config, args.config, _coerce(verb.config, values), args.verb)
 
 
 def parse(argv: list[str]):

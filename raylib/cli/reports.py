@@ -149,8 +149,10 @@ def change(cfg, s) -> int:
     span = " -> ".join(s["dates"])
     flick = "" if s["flicker_share"] is None else \
         f"; flicker (A->B->A) {s['flicker_share']:.1%} of tiles mapped, {s['flicker_share_after']:.1%} kept"
-    print(f"change {span}: {s['changed_tiles']} of {s['counts']['ok']} tiles changed ({s['changed_hectares']:,.1f} ha), "
-          f"{s['counts']['error']} not observed on both ends{flick} ({s['seconds']} s)")
+    pending = f", {s['pending']} pending (a change into the last date: not counted until a later date " \
+        "confirms it)" if s.get("pending") else ""
+    print(f"change {span}: {s['changed_tiles']} of {s['counts']['ok']} tiles changed ({s['changed_hectares']:,.1f} ha)"
+          f"{pending}, {s['counts']['error']} not observed on both ends{flick} ({s['seconds']} s)")
     print(f"change map: {s['out']}  (transitions: {s['files']['transitions']}; picture: {s['files']['picture']})")
     _cog(s)
     return 0
@@ -172,7 +174,7 @@ def _folder_of(uri: str) -> str:
 
 
 def export(cfg, r) -> int:
-    zones = ", ".join(f"{z['crs']} {z['width']}x{z['height']} px at {z['resolution']:g}" for z in r["zones"])
+    zones = ", ".join(f"{z['crs']}: {z['width']}x{z['height']} pixels of {z['resolution']:g} m" for z in r["zones"])
     print(f"exported {r['mapped_tiles']} mapped tiles of {r['tiles']} as COGs ({zones}) in {r['seconds']} s")
     for f in r["files"].values():
         print(f"  {f['uri']}  " + (f"({f['size']:,} bytes)" if f.get("size") is not None else f"(VRT of {f['blocks']} COGs)"))

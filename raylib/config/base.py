@@ -37,6 +37,8 @@ class _Config(BaseModel):
         return values
 
 
+RAY_ADDRESS_HELP = "the Ray cluster to run on (default: RAY_ADDRESS, else a local Ray started for the run)"
+RayAddress = Annotated[Union[str, None], Field(description=RAY_ADDRESS_HELP)]
 Precision = Literal["fp32", "tf32", "bf16"]
 PRECISION_HELP = ("the network's arithmetic on GPU actors: fp32 (default: the CPU's answers), tf32 or bf16 (faster, "
                   "a different map: BENCHMARKS.md)")
@@ -71,36 +73,46 @@ def _describe(cls: type[_Config]) -> str:
     return ", ".join(cls.model_fields)
 
 
-def validate(cls: type[_Config], values: dict[str, Any], source: str = "config") -> _Config:
-    """Validate ``values`` into ``cls``; raise ``ConfigError`` naming every bad field."""
+def validate(cls: type[_Config], values: dict[str, Any], source: str = "config", verb: str = "<verb>") -> _Config:
+    """Validate ``values`` into ``cls``; raise ``ConfigError`` naming every bad field (as a
+    YAML key and as a flag) and the fix."""
     try:
         return cls(**values)
     except ValidationError as exc:
-        problems, unknown = [], False
+        problems, unknown, rules = [], False, 0
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "?"
+            flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else ""
             if err["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(str(err["loc"][0]), list(cls.model_fields), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems.append(f"unknown field '{field}'{hint}")
                 unknown = True
             elif err["type"] == "missing":
-                problems.append(f"field '{field}' is required")
-            elif not err["loc"]:  # a rule across fields (model validator)
+                problems.append(f"field '{field}' ({flag}) is required")
+            elif not err["loc"]:  # a rule across fields (model validator): its message holds its fix
                 problems.append(str(err["msg"]).removeprefix("Value error, "))
+                rules += 1
             else:
-                problems.append(f"field '{field}': {err['msg']} (got {err.get('input')!r})")
-        fix = f"valid fields are: {_describe(cls)}." if unknown else \
-            "correct the value(s) named above (each field's meaning: landcover <verb> --help, docs/cli.md)."
-        raise ConfigError(f"Invalid {source}: " + "; ".join(problems) + ".", fix) from None
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                problems.append(f"field '{field}' ({flag}): {msg[:1].lower() + msg[1:]} (got {err.get('input')!r})")
+        if unknown:
+            fix = f"valid fields are: {_describe(cls)}."
+        elif rules == len(problems):  # (the rule's message says what to give)
+            fix = f"landcover {verb} --help says what each flag takes."
+        else:
+            fix = f"correct the value(s) named above (what each takes: landcover {verb} --help, or docs/cli.md)."
+        what = f"Invalid {source}: " if source != "flags" else ""
+        raise ConfigError(what + "; ".join(problems) + ".", fix) from None
 
 
-def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] | None = None) -> _Config:
+def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] | None = None,
+         verb: str = "<verb>") -> _Config:
     """Read a YAML config (optional), apply CLI overrides, validate."""
     import yaml
 
     values: dict[str, Any] = {}
-    source = "config"
+    source = "flags" if overrides and not path else "config"
     if path:
 
         source = f"config {path}"
@@ -116,7 +128,7 @@ def load(cls: type[_Config], path: str | None = None, overrides: dict[str, Any] 
             raise ConfigError(f"Config file {path} must be a mapping of field: value.", f"fields: {_describe(cls)}.")
         values.update(loaded)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return validate(cls, values, source)
+    return validate(cls, values, source, verb)
 
 
 def dump(cfg: _Config, path: str | Path) -> None:

@@ -18,7 +18,7 @@ class ChangeConfig(_Config):
 
     before: str | None = Field(None, description="the earlier map (a map folder, or a composite: <map>/_composite)")
     after: str | None = Field(None, description="the later map (with --before)")
-    dates: list[str] | None = Field(None, min_length=2, description="instead of --before/--after: maps of one place "
+    dates: list[str] | None = Field(None, description="instead of --before/--after: maps of one place "
                                     "in date order (three or more: a change must persist to the next date)")
     out: str = Field(description="output folder: the change map (GeoParquet), _transitions.csv, _quicklook/change.png")
     crosswalk: str | None = Field(None, description="YAML whose 'map:' section maps every class of every date to a "
@@ -50,6 +50,9 @@ class ChangeConfig(_Config):
                              "(or --dates in order)")
         if not pair and not self.dates:
             raise ValueError("a change needs two dates: give --before and --after, or --dates (in date order)")
+        if self.dates is not None and len(self.dates) < 2:
+            raise ValueError(f"a change needs two dates and --dates gave one map ({self.dates[0]}): give the maps "
+                             "of two or more dates in date order, e.g. --dates maps/2010 maps/2020")
         if self.persistence and len(self.maps) < 3:
             raise ValueError("persistence needs three or more --dates (a change into the last date has no later "
                              "date to hold on)")

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from raylib.config.base import GpuPrecision, _check_gpu_fields, _Config
+from raylib.config.base import GpuPrecision, RayAddress, _check_gpu_fields, _Config
 from raylib.config.reading import (MAX_FILL_FRACTION, Bands, FillValue, MaxFillFraction, Scale, Scaling, Sensor,
                                    SpectralBands, SunElevation)
 
@@ -109,7 +109,7 @@ class MapConfig(_Config):
         None, gt=0, lt=1, description="label a tile 'unknown' (status ok) when its top probability is below this")
     max_error_share: float = Field(
         0.05, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata, "
-                                      "mostly_fill, cloudy not counted)")
+                                      "mostly_fill, mostly_outside, cloudy not counted)")
     overwrite: bool = Field(False, description="replace an existing map at out")
     quicklook: bool = Field(True, description="write a PNG class map per scene")
     cog: bool = Field(False, description="at the end, also export the map as COGs with a STAC Collection under "
@@ -127,7 +127,7 @@ class MapConfig(_Config):
     spectral_prior: bool = Field(
         True, description="where a scene has NIR, pool the model's spectral head (NDVI, NDWI) with its image head "
                           "(models that carry one: the built-in model)")
-    ray_address: str | None = Field(None, description="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+    ray_address: RayAddress = None
 
     @model_validator(mode="after")
     def _partitions(self):
@@ -185,7 +185,7 @@ class AssessConfig(_Config):
         None, description="YAML: map: {<map class>: <group>}, reference: {<code or name>: <group>} (default: same names)")
     class_column: str = Field("class", min_length=1, description="class column of a points/polygons reference")
     purity: float = Field(0.5, gt=0, le=1, description="a tile is assessed when its majority reference group covers this share")
-    samples: str | None = Field(None, description="sample mode: CSV/Parquet with columns map, reference (with --map: "
+    samples: str | None = Field(None, description="sample mode: CSV/Parquet with columns map_class (or map), reference (with --map: "
                                 "the mapped areas are the map's, in hectares)")
     areas: str | None = Field(None, description="sample mode without --map: CSV with columns class, area (mapped area "
                               "per map class)")
@@ -245,7 +245,7 @@ class RemapConfig(_Config):
     cog: bool = Field(False, description="at the end, also export the map as COGs with a STAC Collection under "
                                          "<out>/_cog (landcover export)")
     overwrite: bool = Field(False, description="replace a finished map at out")
-    ray_address: str | None = None
+    ray_address: RayAddress = None
 
     @field_validator("bbox")
     @classmethod

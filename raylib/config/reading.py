@@ -8,14 +8,33 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from raylib.config.base import _Config
 
 MAX_FILL_FRACTION = 0.9
 
-Bands = Annotated[Union[list[int], str, None], Field(
-    description="1-based band indices in the model's channel order (e.g. [3,2,1]) or a preset")]
+# Band presets: a sensor's file layout -> the 1-based file bands of (red, green, blue)
+BAND_PRESETS: dict[str, list[int]] = {
+    "rgb": [1, 2, 3],
+    "bgr": [3, 2, 1],
+    "naip": [1, 2, 3],  # NAIP: R, G, B, NIR
+    "landsat8-b234": [3, 2, 1],  # a 3-band file holding B2 (blue), B3 (green), B4 (red)
+    "sentinel2-eurosat": [4, 3, 2],  # EuroSAT MS file order B01..B12, B8A
+}
+PRESET_NAMES = ", ".join(BAND_PRESETS)
+
+
+def _known_preset(v, extra: tuple[str, ...] = ()):
+    if isinstance(v, str) and v not in BAND_PRESETS and v not in extra:
+        raise ValueError(f"{v!r} is no band preset: give 1-based band numbers (e.g. 3,2,1) or one of "
+                         f"{', '.join((*BAND_PRESETS, *extra))}")
+    return v
+
+
+Bands = Annotated[Union[list[int], str, None], AfterValidator(_known_preset), Field(
+    description=f"1-based file bands in the model's channel order (e.g. 3,2,1: R,G,B) or a preset: {PRESET_NAMES} "
+                "(default: colour-interpretation tags, else 1,2,3)")]
 FillValue = Annotated[Union[float, None], Field(description="fill value when the scene has no nodata tag (e.g. 0)")]
 Scaling = Annotated[Literal["auto", "match", "dtype", "reflectance"], Field(
     description="radiometric scaling: auto (reflectance where the sensor is known and the model records its "

@@ -7,9 +7,10 @@ from typing import Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from raylib.config.base import GpuPrecision, ScoringGpus, Split, _check_gpu_fields, _Config, _ScoringConfig
-from raylib.config.reading import (MAX_FILL_FRACTION, Bands, FillValue, MaxFillFraction, Scale, Scaling, Sensor,
-                                   SpectralBands, SunElevation)
+from raylib.config.base import (GpuPrecision, RayAddress, ScoringGpus, Split, _check_gpu_fields, _Config,
+                                _ScoringConfig)
+from raylib.config.reading import (MAX_FILL_FRACTION, PRESET_NAMES, Bands, FillValue, MaxFillFraction, Scale, Scaling,
+                                   Sensor, SpectralBands, SunElevation)
 
 
 class TrainHeadConfig(_Config):
@@ -39,8 +40,9 @@ class TrainHeadConfig(_Config):
     gsd: float | None = Field(10.0, gt=0, description="ground sampling distance of the training patches (m)")
     C: float | None = Field(None, gt=0, description="inverse regularisation strength (default: 0.5 on an image "
                                                      "folder, 0.1 on the few labelled tiles of a store)")
-    batch_size: int = Field(64, gt=0)
-    name: str = Field("eurosat-mobilenetv2-logreg", min_length=1)
+    batch_size: int = Field(64, gt=0, description="images per backbone batch while embedding")
+    name: str | None = Field(None, min_length=1, description="the model's name (its id is <name>@<hash>; default: "
+                             "the data's folder or the store's map, with the backbone and head)")
     degrade: list[float] | None = Field(
         None, description="resolution augmentation: also embed each training image blurred as if seen at a GSD "
                           "this many times coarser, one factor drawn per image from [min, max] (e.g. [1.5, 4])")
@@ -96,7 +98,8 @@ class EmbedConfig(_Config):
     threshold: float = Field(0.85, gt=0, le=1, description="keep a cut patch when one class covers this share")
     backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
     input_size: int = Field(128, gt=0, description="backbone input size in pixels")
-    bands: Bands = Field(None, description="1-based R,G,B bands of multi-band TIFs, or a preset")
+    bands: Bands = Field(None, description=f"1-based R,G,B bands of multi-band TIFs, or a preset: {PRESET_NAMES}; "
+                                           "--scenes: as landcover map")
     scale: Scale = Field(None, description="divisor to [0,1] for non-uint8 data (default 10000); --scenes: as "
                                         "landcover map")
     split: Literal["stratified", "group"] = Field("stratified", description="how to split train/test")
@@ -105,14 +108,14 @@ class EmbedConfig(_Config):
     batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
                                                                       "actors, 64 on CPU)")
     precision: GpuPrecision = "fp32"
-    read_batch_size: int = Field(64, gt=0, le=4096)
-    actors: int | None = Field(None, gt=0)
-    actor_cpus: float = Field(1.0, gt=0)
-    read_cpus: float = Field(0.5, gt=0)
+    read_batch_size: int = Field(64, gt=0, le=4096, description="patches (or tiles) per read task's block")
+    actors: int | None = Field(None, gt=0, description="model actors in the pool (default: 1 per GPU, or 1)")
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
+    read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
-    torch_threads: int | None = Field(None, gt=0)
+    torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: its CPUs' share)")
     overwrite: bool = Field(False, description="replace existing embeddings at out")
-    ray_address: str | None = None
+    ray_address: RayAddress = None
 
     @model_validator(mode="after")
     def _data_or_scenes(self):
@@ -145,12 +148,12 @@ class TuneConfig(_Config):
     max_rounds: int = Field(200, gt=0, description="XGBoost rounds at most")
     grace_period: int = Field(5, gt=0, description="ASHA: steps (MLP epochs, or the same share of XGBoost rounds) before a trial may be stopped")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="validation share carved from the train split")
-    seed: int = 0
+    seed: int = Field(0, description="random seed (validation split, search, heads)")
     name: str = Field("heads", min_length=1, description="experiment name")
     storage_path: str | None = Field(None, description="Tune storage (default: <out>/_tune), local or s3://")
     tile_size: int = Field(64, gt=0, description="tile size the exported model maps with")
     gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the exported model maps at")
-    ray_address: str | None = None
+    ray_address: RayAddress = None
 
     @model_validator(mode="after")
     def _labels_fields(self):
@@ -168,7 +171,7 @@ class EvaluateConfig(_ScoringConfig):
     split: Split = "test"
     num_gpus: ScoringGpus = None
     precision: GpuPrecision = "fp32"
-    ray_address: str | None = None
+    ray_address: RayAddress = None
 
 
 class FinetuneConfig(_Config):
@@ -213,7 +216,7 @@ class FinetuneConfig(_Config):
     tile_size: int = Field(64, gt=0, description="tile size the model maps with")
     gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the model maps at (m)")
     overwrite: bool = Field(False, description="replace an existing model directory at out")
-    ray_address: str | None = None
+    ray_address: RayAddress = None
 
     @field_validator("bands", "rgb_bands")
     @classmethod
@@ -232,4 +235,4 @@ class CompareConfig(_ScoringConfig):
     split: Split = "test"
     num_gpus: ScoringGpus = None
     precision: GpuPrecision = "fp32"
-    ray_address: str | None = None
+    ray_address: RayAddress = None

@@ -126,12 +126,22 @@ def read_table(uri: str, what: str, columns: list[str], text: list[str] | None =
     return table
 
 
+MAP_CLASS = "map_class"  # a sample unit's map class (``landcover sample``)
+LEGACY_MAP_CLASS = "map"  # its name in samples drawn before (it hid GeoDataFrame.map)
+
+
 def labelled_sample(uri: str, columns: tuple[str, ...] = ()):
-    """A labelled sample table (``map``, ``reference`` and ``columns``): the table, and each
-    unit's map and reference class; a unit without either is refused (dropping it would bias
-    every estimate)."""
-    table = read_table(uri, "sample table", [*columns, "map", "reference"])
-    m = [str(v) if v is not None else None for v in table.column("map").to_pylist()]
+    """A labelled sample table (``map_class``, or ``map`` in samples drawn before it,
+    ``reference`` and ``columns``): the table, and each unit's map and reference class; a
+    unit without either is refused (dropping it would bias every estimate)."""
+    table = read_table(uri, "sample table", [*columns, "reference"],
+                       text=[*columns, "reference", MAP_CLASS, LEGACY_MAP_CLASS])
+    name = next((c for c in (MAP_CLASS, LEGACY_MAP_CLASS) if c in table.column_names), None)
+    if name is None:
+        raise InputError(f"The sample table {uri} has no column {MAP_CLASS} (each unit's map class; it has "
+                         f"{table.column_names}).", f"give a table with the columns {[MAP_CLASS, 'reference']}, as "
+                                                    "landcover sample writes it.")
+    m = [str(v) if v is not None else None for v in table.column(name).to_pylist()]
     r = [str(v) if v is not None else None for v in table.column("reference").to_pylist()]
     blank = [i for i, (a, b) in enumerate(zip(m, r)) if not a or not b]
     if blank:
@@ -177,18 +187,11 @@ def footprints(table) -> Footprints:
 
 
 def tile_areas_ha(table) -> np.ndarray:
-    """Ground area of each tile's footprint in hectares (geodesic, on WGS 84); 0 where a
-    tile has no geometry."""
-    import shapely
-    from pyproj import Geod
+    """Ground area of each tile's footprint in hectares (on WGS 84; ``tiling.footprint_areas_ha``);
+    0 where a tile has no geometry."""
+    from raylib.raster.tiling import footprint_areas_ha
 
-    geod = Geod(ellps="WGS84")
-    out = np.zeros(table.num_rows)
-    for i, g in enumerate(table.column("geometry").to_pylist()):
-        if g is not None:
-            area, _ = geod.geometry_area_perimeter(shapely.from_wkb(g))
-            out[i] = abs(area) / 1e4
-    return out
+    return footprint_areas_ha(table.column("geometry"))
 
 
 # --------------------------------------------------------------------------- raster reference

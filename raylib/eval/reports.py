@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 
+from raylib.eval import drawing
+
 # Colours a remote-sensing reader expects for EuroSAT's classes; others cycle a palette.
 NAMED_COLOURS = {
     "AnnualCrop": (230, 200, 60),
@@ -38,10 +40,21 @@ CLOUDY_INDEX = -3  # label-grid value of a tile under cloud (reason cloudy)
 
 def palette(classes: list[str]) -> list[tuple[int, int, int]]:
     """A colour per class: the named ones' own, the rest cycling; a transition (``A->B``, a
-    change map's class) in the colour of the class it became."""
+    change map's class) in the colour of the class it became, paler when it is no change
+    (``A->A``), so the changes stand out among the classes that stayed."""
     ends = [c.split("->")[-1] for c in classes]
     order = list(dict.fromkeys(ends))
-    return [NAMED_COLOURS.get(e, CYCLE[order.index(e) % len(CYCLE)]) for e in ends]
+    out = [NAMED_COLOURS.get(e, CYCLE[order.index(e) % len(CYCLE)]) for e in ends]
+    return [tint(col, STAYED) if c.count("->") == 1 and c.split("->")[0] == c.split("->")[1] else col
+            for c, col in zip(classes, out)]
+
+
+STAYED = 0.35  # how much of its class colour a transition of no change keeps (the rest white)
+
+
+def tint(colour, keep: float) -> tuple[int, int, int]:
+    """``colour`` paled towards white, keeping ``keep`` of it."""
+    return tuple(int(round(v * keep + 255 * (1 - keep))) for v in colour)
 
 
 def stretch(rgb: np.ndarray, valid: np.ndarray | None = None, common: bool = False) -> np.ndarray:
@@ -87,7 +100,7 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
     (``shaded``), and a tile unlike the model's training tiles is hatched, so a map does
     not look as sure where it is not.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     pal = np.array(palette(classes) + [NO_DATA, UNKNOWN, CLOUDY], np.uint8)
     H, W = scene_hw
@@ -119,31 +132,101 @@ def quicklook_png(title: str, label_grid: np.ndarray, classes: list[str], rgb_th
         panels.insert(0, Image.fromarray(rgb_thumb).resize((pw, ph), Image.BILINEAR))
     used = sorted({int(v) for v in np.unique(label_grid) if v >= 0})
     used += [i for i in (UNKNOWN_INDEX, CLOUDY_INDEX) if (label_grid == i).any()]
+    special = {UNKNOWN_INDEX: (UNKNOWN, "unknown (low confidence)"), CLOUDY_INDEX: (CLOUDY, "cloud / shadow"),
+               -1: (NO_DATA, "no data / error")}
+    entries = [(tuple(int(v) for v in pal[ci]), classes[ci]) if ci >= 0 else special[ci] for ci in used + [-1]]
     notes = [f"paler: less sure (full colour at confidence {SURE:g}+, palest at {UNSURE:g} or less)"] * pale \
         + [f"hatched: unlike the training tiles (ood > {OOD_HATCH:g})"] * hatched
-    legend_rows = (len(used) + 2) // 3 + 1 + len(notes)
-    gap, head, leg = 8, 22, legend_rows * 18 + 8
-    img = Image.new("RGB", (len(panels) * pw + (len(panels) + 1) * gap, head + ph + gap + leg), (255, 255, 255))
+    gap = 8
+    width = len(panels) * pw + (len(panels) + 1) * gap
+    return _with_title_and_legend(title, panels, [(gap + i * (pw + gap), 0) for i in range(len(panels))],
+                                  (width, ph), entries, notes)
+
+
+def _legend_layout(entries: list, inner: int) -> tuple[int, int]:
+    """(columns, column width) of a legend of ``entries`` (colour, name) in ``inner`` px."""
+    col_w = max([drawing.width(name) for _, name in entries] + [60]) + 30
+    return max(1, min(3, inner // col_w)), col_w
+
+
+def _with_title_and_legend(title: str, panels: list, places: list[tuple[int, int]], body: tuple[int, int],
+                           entries: list, notes: list[str], captions: list[str] | None = None,
+                           sections: list[tuple[str, list]] | None = None) -> bytes:
+    """A picture: ``title`` (wrapped to its width), the ``panels`` (PIL images) at ``places``
+    in a body of ``body`` (width, height) px, each under its caption, then a legend of
+    ``entries`` (colour, name; or ``sections``: titled groups of them) and ``notes``."""
+    from PIL import Image, ImageDraw
+
+    gap, cap_h = 8, drawing.LINE if captions else 0
+    groups = sections or [("", entries)]
+    every = [e for _, es in groups for e in es]
+    width = max(body[0], 3 * 150 + 2 * gap)
+    cols, col_w = _legend_layout(every, width - 2 * gap)
+    title_lines = drawing.wrap(title, width - 2 * gap, drawing.TITLE)
+    note_lines = [ln for n in notes for ln in drawing.wrap(n, width - 2 * gap)]
+    head = 6 + len(title_lines) * (drawing.TITLE + 4) + 4
+    legend_h = sum((drawing.LINE if name else 0) + -(-len(es) // cols) * drawing.LINE for name, es in groups)
+    height = head + body[1] + cap_h + gap + legend_h + len(note_lines) * drawing.LINE + gap
+    img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    draw.text((gap, 5), title, fill=(0, 0, 0))
-    for i, p in enumerate(panels):
-        img.paste(p, (gap + i * (pw + gap), head))
-    y0 = head + ph + gap
-    for j, ci in enumerate(used + [-1]):
-        x = gap + (j % 3) * 180
-        y = y0 + (j // 3) * 18
-        special = {UNKNOWN_INDEX: (UNKNOWN, "unknown (low confidence)"), CLOUDY_INDEX: (CLOUDY, "cloud / shadow"),
-                   -1: (NO_DATA, "no data / error")}
-        colour = tuple(int(v) for v in pal[ci]) if ci >= 0 else special[ci][0]
-        draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
-        name = classes[ci] if ci >= 0 else special[ci][1]
-        draw.text((x + 18, y), name, fill=(0, 0, 0))
-    y = y0 + ((len(used) + 1 + 2) // 3) * 18
-    for j, note in enumerate(notes):
-        draw.text((gap, y + j * 18), note, fill=(0, 0, 0))
+    drawing.block(draw, (gap, 6), title_lines, drawing.TITLE, drawing.TITLE + 4)
+    for i, (p, (x, y)) in enumerate(zip(panels, places)):
+        if captions:
+            drawing.text(draw, (x, head + y), drawing.wrap(captions[i], p.width)[0])
+        img.paste(p, (x, head + cap_h + y))
+    y = head + body[1] + cap_h + gap
+    for name, es in groups:
+        if name:
+            drawing.text(draw, (gap, y), name, fill=(90, 90, 90))
+            y += drawing.LINE
+        for j, (colour, label) in enumerate(es):
+            x, yy = gap + (j % cols) * col_w, y + (j // cols) * drawing.LINE
+            if colour is HATCHED:
+                draw.rectangle([x, yy + 1, x + 12, yy + 13], fill=(255, 255, 255), outline=(0, 0, 0))
+                for k in range(0, 13, 4):
+                    draw.line([x + k, yy + 13, x + 12, yy + 1 + k], fill=(0, 0, 0))
+            else:
+                draw.rectangle([x, yy + 1, x + 12, yy + 13], fill=tuple(int(v) for v in colour), outline=(0, 0, 0))
+            drawing.text(draw, (x + 18, yy), label)
+        y += -(-len(es) // cols) * drawing.LINE
+    drawing.block(draw, (gap, y), note_lines)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+HATCHED = "hatched"  # a legend entry drawn as stripes (no single colour)
+
+
+def panel_scale(shape: tuple[int, int]) -> int:
+    """Pixels per tile of a class panel of a grid of ``shape``: its long side 720 px or more."""
+    return max(1, 720 // max(1, *shape))
+
+
+def class_panel(grid: np.ndarray, colours, scale: int) -> np.ndarray:
+    """(h, w, 3) uint8: a class grid (-1: none, black) in ``colours``, ``scale`` px per tile."""
+    pal = np.array(list(colours) + [NO_DATA], np.uint8)
+    img = pal[np.where(grid < 0, len(pal) - 1, grid)]
+    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+
+
+def panels_png(title: str, panels: list[np.ndarray], captions: list[str], sections: list[tuple[str, list]],
+               notes: list[str] = (), per_row: int | None = None) -> bytes:
+    """PNG: RGB panels ((h, w, 3) uint8) side by side (one above the other when wider than
+    tall; ``per_row`` a row), each under its caption, then the legend: ``sections``, titled
+    groups of (colour or ``HATCHED``, name), and ``notes``."""
+    from PIL import Image
+
+    images = [Image.fromarray(p) for p in panels]
+    pw = max([p.width for p in images], default=200)
+    ph = max([p.height for p in images], default=20)
+    gap, cap_h = 8, drawing.LINE
+    n = max(len(images), 1)
+    across = per_row or (1 if pw > 1.5 * ph else n)
+    places = [(gap + (i % across) * (pw + gap), (i // across) * (ph + cap_h + gap)) for i in range(len(images))]
+    body = (min(n, across) * (pw + gap) + gap, -(-n // across) * (ph + cap_h + gap) - cap_h - gap)
+    return _with_title_and_legend(title, images, places, body, [], list(notes),
+                                  captions=list(captions) + [""] * (len(images) - len(captions)), sections=sections)
 
 
 def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], captions: list[str],
@@ -151,39 +234,10 @@ def side_by_side_png(title: str, grids: list[np.ndarray], classes: list[str], ca
     """PNG: class grids (one pixel block per tile, -1 = none, named ``none_label`` in the
     legend) side by side (one above the other for a scene wider than tall), the long side
     720 px or more, legend below; ``colours``: one per class (default ``palette``)."""
-    from PIL import Image, ImageDraw
-
-    pal = np.array(list(colours or palette(classes)) + [NO_DATA], np.uint8)
-    panels = []
-    for g in grids:
-        f = max(1, 720 // max(1, max(g.shape)))
-        img = pal[np.where(g < 0, len(classes), g)]
-        panels.append(Image.fromarray(img).resize((g.shape[1] * f, g.shape[0] * f), Image.NEAREST))
-    pw = max([p.width for p in panels], default=200)
-    ph = max([p.height for p in panels], default=20)
-    stacked = pw > 1.5 * ph  # a wide scene: panels one above the other
-    gap, head, cap_h = 8, 36, 16
-    leg = ((len(classes) + 1 + 2) // 3) * 18 + 8
-    col_w = max(180, 24 + 7 * max(map(len, classes + [none_label])))  # a legend column fits its longest name
-    n = max(len(panels), 1)
-    width = max((pw + 2 * gap) if stacked else n * (pw + gap) + gap, 3 * col_w + gap)  # (the legend's three columns)
-    body = n * (ph + cap_h + gap) if stacked else ph
-    img = Image.new("RGB", (width, head + body + gap + leg), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    draw.text((gap, 5), title, fill=(0, 0, 0))
-    for i, (p, cap) in enumerate(zip(panels, captions)):
-        x, y = (gap, head + i * (ph + cap_h + gap)) if stacked else (gap + i * (pw + gap), head)
-        img.paste(p, (x, y))
-        draw.text((x, y - 14), cap, fill=(0, 0, 0))
-    y0 = head + body + gap
-    for j, name in enumerate(classes + [none_label]):
-        x, y = gap + (j % 3) * col_w, y0 + (j // 3) * 18
-        colour = tuple(int(v) for v in pal[j])
-        draw.rectangle([x, y, x + 12, y + 12], fill=colour, outline=(0, 0, 0))
-        draw.text((x + 18, y), name, fill=(0, 0, 0))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    colours = list(colours or palette(classes))
+    scale = panel_scale(max((g.shape for g in grids), default=(1, 1), key=lambda s: max(s)))
+    entries = [(tuple(int(v) for v in c), name) for c, name in zip(colours + [NO_DATA], classes + [none_label])]
+    return panels_png(title, [class_panel(g, colours, scale) for g in grids], captions, [("", entries)])
 
 
 def bars_png(title: str, names: list[str], values: list[float], colours: list, unit: str = "ha",
@@ -195,17 +249,21 @@ def bars_png(title: str, names: list[str], values: list[float], colours: list, u
     order = sorted(range(len(names)), key=lambda i: -values[i])
     errs = errors or [None] * len(names)
     top = max([values[i] + (errs[i] or 0.0) for i in order] + [1e-12])
-    label_w = 24 + 7 * max([len(n) for n in names] + [4])
-    bar_w, row, head = 360, 20, 26
-    img = Image.new("RGB", (label_w + bar_w + 150, head + row * max(1, len(names)) + 10), (255, 255, 255))
+    label_w = 16 + max([drawing.width(n) for n in names] + [30])
+    texts = [f"{values[i]:,.1f} {unit}" + (f" ± {errs[i]:,.1f}" if errs[i] is not None else "")
+             for i in range(len(names))]
+    bar_w, row = 360, 20
+    width = label_w + bar_w + 16 + max([drawing.width(t) for t in texts] + [60])
+    title_lines = drawing.wrap(title, width - 16, drawing.TITLE)
+    head = 8 + len(title_lines) * (drawing.TITLE + 4) + 4
+    img = Image.new("RGB", (width, head + row * max(1, len(names)) + 10), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    draw.text((8, 5), title, fill=(0, 0, 0))
+    drawing.block(draw, (8, 6), title_lines, drawing.TITLE, drawing.TITLE + 4)
     for k, i in enumerate(order):
         y = head + k * row
         w = int(round(bar_w * values[i] / top))
-        draw.text((8, y + 3), names[i], fill=(0, 0, 0))
+        drawing.text(draw, (8, y + 2), names[i])
         draw.rectangle([label_w, y + 2, label_w + max(w, 1), y + row - 4], fill=tuple(colours[i]), outline=(0, 0, 0))
-        text = f"{values[i]:,.1f} {unit}"
         if errs[i] is not None:
             lo = int(round(bar_w * max(values[i] - errs[i], 0) / top))
             hi = int(round(bar_w * (values[i] + errs[i]) / top))
@@ -213,15 +271,10 @@ def bars_png(title: str, names: list[str], values: list[float], colours: list, u
             draw.line([label_w + lo, mid, label_w + hi, mid], fill=(0, 0, 0), width=1)
             draw.line([label_w + lo, mid - 4, label_w + lo, mid + 4], fill=(0, 0, 0))
             draw.line([label_w + hi, mid - 4, label_w + hi, mid + 4], fill=(0, 0, 0))
-            text += f" ± {errs[i]:,.1f}"
-        draw.text((label_w + bar_w + 8, y + 3), text, fill=(0, 0, 0))
+        drawing.text(draw, (label_w + bar_w + 8, y + 2), texts[i])
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _font_text(draw, xy, text, fill=(0, 0, 0)):
-    draw.text(xy, text, fill=fill)
 
 
 def confusion_png(cm: np.ndarray, classes: list[str], title: str = "", rows_are: str = "true") -> bytes:
@@ -231,23 +284,29 @@ def confusion_png(cm: np.ndarray, classes: list[str], title: str = "", rows_are:
     from PIL import Image, ImageDraw
 
     k = len(classes)
-    cell, left, top = 44, 150, 40 + 110
-    img = Image.new("RGB", (left + k * cell + 20, top + k * cell + 40), (255, 255, 255))
+    cell = 44
+    left = 16 + max([drawing.width(c) for c in classes] + [40])
+    label_h = 8 + max([drawing.width(c) for c in classes] + [40])
+    width = max(left + k * cell + 20, 360)
+    title_lines = drawing.wrap(title or "confusion matrix (rows: true, columns: predicted)", width - 20, drawing.TITLE)
+    top0 = 8 + len(title_lines) * (drawing.TITLE + 4) + 4
+    top = top0 + label_h
+    img = Image.new("RGB", (width, top + k * cell + 20), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    d.text((10, 8), title or "confusion matrix (rows: true, columns: predicted)", fill=(0, 0, 0))
+    drawing.block(d, (10, 6), title_lines, drawing.TITLE, drawing.TITLE + 4)
     share = cm / (cm.sum(axis=1, keepdims=True) if rows_are == "true" else cm.sum(axis=0, keepdims=True)).clip(min=1)
     for j, c in enumerate(classes):  # column labels, written vertically
-        lab = Image.new("RGB", (105, 14), (255, 255, 255))
-        ImageDraw.Draw(lab).text((0, 0), c[:17], fill=(0, 0, 0))
-        img.paste(lab.rotate(90, expand=True), (left + j * cell + 15, 40))
+        lab = Image.new("RGB", (label_h, drawing.LINE), (255, 255, 255))
+        drawing.text(ImageDraw.Draw(lab), (0, 0), c)
+        img.paste(lab.rotate(90, expand=True), (left + j * cell + 14, top0))
     for i, c in enumerate(classes):
-        d.text((8, top + i * cell + 15), c[:22], fill=(0, 0, 0))
+        drawing.text(d, (8, top + i * cell + 14), c)
         for j in range(k):
             v = share[i, j]
             colour = (int(255 - 200 * v), int(255 - 120 * v), 255) if i != j else (int(255 - 200 * v), 255, int(255 - 200 * v))
             x0, y0 = left + j * cell, top + i * cell
             d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(200, 200, 200))
-            d.text((x0 + 6, y0 + 15), str(int(cm[i, j])), fill=(0, 0, 0))
+            drawing.text(d, (x0 + 6, y0 + 14), str(int(cm[i, j])))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -268,14 +327,14 @@ def pca_scatter_png(X: np.ndarray, y: np.ndarray, classes: list[str], title: str
     lo, hi = P.min(0), P.max(0)
     xy = pad + (P - lo) / np.maximum(hi - lo, 1e-9) * (size - 2 * pad)
     pal = palette(classes)
-    img = Image.new("RGB", (size + 200, size), (255, 255, 255))
+    img = Image.new("RGB", (size + 40 + max([drawing.width(c) for c in classes] + [60]), size), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    d.text((10, 8), title or "PCA of embeddings", fill=(0, 0, 0))
+    drawing.text(d, (10, 6), title or "PCA of embeddings", drawing.TITLE)
     for (px, py), c in zip(xy, y[idx]):
         d.ellipse([px - 2, size - py - 2, px + 2, size - py + 2], fill=pal[int(c)])
     for i, c in enumerate(classes):
-        d.rectangle([size + 10, 40 + i * 18, size + 22, 52 + i * 18], fill=pal[i])
-        d.text((size + 28, 40 + i * 18), c, fill=(0, 0, 0))
+        d.rectangle([size + 10, 41 + i * 18, size + 22, 53 + i * 18], fill=pal[i])
+        drawing.text(d, (size + 28, 40 + i * 18), c)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

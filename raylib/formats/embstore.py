@@ -33,7 +33,8 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.errors import InputError
-from raylib.formats.mapfile import CLOUD_COLUMNS, MAP_SCHEMA, geo_metadata, nullable, ragged
+from raylib.formats.mapfile import (CLOUD_COLUMNS, MAP_SCHEMA, documented, geo_metadata, nullable, outcome_columns,
+                                    ragged, schema_metadata)
 from raylib.io import storage
 from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 from raylib.raster.scenes import acquired
@@ -103,9 +104,7 @@ def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, erro
         ndwi=nullable(np.asarray(stats["ndwi"], np.float32)),
         stats_reflectance=pa.array(np.asarray(stats.get("stats_reflectance", np.zeros(n, bool)), bool)),
         fill_fraction=pa.array(fill_fraction.astype(np.float32)),
-        status=pa.array(status.astype(str), pa.string()),
-        reason=pa.array([e.split(":", 1)[0] if not o else None for e, o in zip(error.astype(str), ok)], pa.string()),
-        error=pa.array(error.astype(str), pa.string()),
+        **outcome_columns(status, error),
     )
     schema = store_schema(dim)
     return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
@@ -147,17 +146,19 @@ def write_part(table: pa.Table, uri: str, meta: dict) -> None:
         bbox = [float(np.min(bb.field("xmin"))), float(np.min(bb.field("ymin"))),
                 float(np.max(bb.field("xmax"))), float(np.max(bb.field("ymax")))]
     md = dict(table.schema.metadata or {})
+    md.update(schema_metadata(table.schema))
     md[b"geo"] = json.dumps(geo_metadata(bbox)).encode()
     md[META_KEY] = json.dumps(meta).encode()
     buf = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(md), buf, compression="zstd", row_group_size=ROW_GROUP)
+    pq.write_table(table.cast(documented(table.schema)).replace_schema_metadata(md), buf, compression="zstd",
+                   row_group_size=ROW_GROUP)
     storage.write_bytes(uri, buf.getvalue())
 
 
 def part_files(uri: str) -> list[str]:
-    rel = len(storage.as_prefix(uri))
-    return [u for u in storage.folder_files(uri)
-            if u.endswith(".parquet") and "/_" not in "/" + u[rel:] and "/." not in "/" + u[rel:]]
+    """The store's parts at ``uri`` (its ``_`` and ``.`` folders and files aside), sorted."""
+    return sorted(u for name, u in storage.files_by_name(uri).items()
+                  if name.endswith(".parquet") and "/_" not in "/" + name and "/." not in "/" + name)
 
 
 def beside_map(out: str) -> str:

@@ -229,8 +229,7 @@ def remove_debris(state: MapState, out: str, keep: set[str] = frozenset()) -> li
     killed run of the same job may have written) lists."""
     keep = state.committed_parts() | set(keep)
     gone = []
-    for uri in storage.folder_files(out):
-        rel = uri[len(storage.as_prefix(out)):]
+    for rel, uri in storage.files_by_name(out).items():
         if "/" not in rel and rel.startswith("part-") and rel not in keep:
             storage.delete_prefix(uri)
             gone.append(rel)

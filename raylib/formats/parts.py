@@ -29,9 +29,7 @@ def existing(out: str) -> dict[str, str]:
     """Part name -> URI of every ``part-*.parquet`` at ``out`` and under ``out/_tmp``; in a
     hive-partitioned map the name holds its partition folders (``zone=32614/part-00003.parquet``)."""
     found: dict[str, str] = {}
-    base = storage.as_prefix(out)
-    for uri in storage.folder_files(out):
-        rel = uri[len(base):]
+    for rel, uri in storage.files_by_name(out).items():
         if rel.startswith(TMP + "/"):
             rel = rel[len(TMP) + 1:]
         *folders, name = rel.split("/")
@@ -57,9 +55,8 @@ def read_records(folder: str, names: dict[int, str]) -> dict[int, dict]:
 def remove_tmp_debris(out: str, keep: set[str]) -> list[str]:
     """Delete what ``_tmp/`` holds besides the parts in ``keep`` (a killed run's leftovers)."""
     gone = []
-    base = storage.as_prefix(storage.join(out, TMP))
-    for uri in storage.folder_files(storage.join(out, TMP)):
-        if uri[len(base):] not in keep:
+    for rel, uri in storage.files_by_name(storage.join(out, TMP)).items():
+        if rel not in keep:
             storage.delete_prefix(uri)
             gone.append(uri)
     return gone

@@ -182,13 +182,15 @@ class PartWriter:
         self.open_name = self.name_for(self.next_index)
         self.next_index += 1
         for sink, tb in zip(self.sinks, tables):
-            fd, sink.path = tempfile.mkstemp(prefix=".part-", suffix=".parquet", dir=_local_stage(sink.stage))
+            fd, sink.path = storage.temp_file(_local_stage(sink.stage), prefix=".part-", suffix=".parquet")
             os.close(fd)
             # GeoParquet metadata goes into the Arrow schema, fixed when the file opens: its
             # optional file bbox is left out (the part's bbox is in its contents record)
             meta = {k.encode(): json.dumps(v).encode() for k, v in sink.metadata.items()}
+            meta.update(mapfile.schema_metadata(tb.schema))
             meta[b"geo"] = json.dumps(mapfile.geo_metadata(None)).encode()
-            sink.writer = pq.ParquetWriter(sink.path, tb.schema.with_metadata(meta), compression="zstd")
+            sink.writer = pq.ParquetWriter(sink.path, mapfile.documented(tb.schema).with_metadata(meta),
+                                           compression="zstd")
 
     def _close_part(self) -> None:
         if self.open_name is None:

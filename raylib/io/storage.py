@@ -210,6 +210,16 @@ def folder_files(uri: str) -> list[str]:
     return list_files(as_prefix(uri))
 
 
+def files_by_name(uri: str) -> dict[str, str]:
+    """Every file under the folder/prefix ``uri`` by its name relative to it
+    (``"zone=32614/part-00000.parquet"`` -> its URI); empty when there is no such folder.
+    The names do not depend on how ``uri`` was written (relative, ``~``, ``file://``, a
+    trailing slash): listings give absolute paths, so a name is never cut from one by the
+    length of the folder as the user wrote it."""
+    base = as_prefix(join(uri))
+    return {u[len(base):]: u for u in folder_files(uri) if u.startswith(base)}
+
+
 # An output folder's ``_inputs/``: inputs a run derived and keeps beside its output (a STAC
 # search's items, the scenes of ``landcover map --stac``). A folder holding only them is
 # empty to the checks below, and clearing an output for a new run keeps them.
@@ -275,6 +285,30 @@ def read_bytes(uri: str) -> bytes:
         raise InputError(f"{uri} does not exist.", "check the path.") from None
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``os.umask`` sets
+    it to read it: another thread creating a file meanwhile would get the wrong mode)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file(folder: str | os.PathLike, prefix: str = ".tmp-", suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``folder`` (an output's own folder: a rename publishes it),
+    with the mode a new file gets under the umask (mkstemp's 0600 would leave a published map,
+    report or COG readable by its owner alone, not by the team on a shared disk)."""
+    fd, path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, path
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole object atomically: readers see the old state or the complete new one."""
     loc = parse(uri)
@@ -286,7 +320,7 @@ def write_bytes(uri: str, data: bytes) -> None:
         return
     path = Path(loc.key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = temp_file(path.parent, suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -170,7 +170,8 @@ class MLPHead(_Standardised):
         Xs = self._fit_scaler(X)
         # early stopping holds out 10 %: only when that leaves every class a validation row
         early = self.early_stopping and int(0.1 * len(Xs)) >= len(np.unique(y))
-        clf = self._estimator(batch_size=min(self.batch_size, len(Xs)), early_stopping=early).fit(
+        fitted = len(Xs) - (int(np.ceil(0.1 * len(Xs))) if early else 0)  # (the rows left after the hold-out)
+        clf = self._estimator(batch_size=max(1, min(self.batch_size, fitted)), early_stopping=early).fit(
             Xs, y, sample_weight=_balanced_weights(y, self.class_weight))
         return self._take(clf)
 

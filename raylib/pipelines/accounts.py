@@ -16,8 +16,9 @@ summed by one Ray Data task (in the driver's process when there is one): the dri
 the sums per zone and class, not the tiles. A range's sums wait under ``_tmp/`` until the
 accounts are written, so a killed run, run again, resumes with the ranges not done.
 
-Writes ``accounts.csv`` and ``accounts.parquet`` (zone, class, tiles, hectares, share of the
-zone's mapped area; with samples ``estimate_ha``, ``ci95_ha``), ``charts/<zone>.png`` (a bar
+Writes ``accounts.csv`` and ``accounts.parquet`` (zone, class, ``tiles``: whole tiles that
+count in the zone, ``tiles_by_share``: tiles weighted by their share in it, hectares, share of
+the zone's mapped area; with samples ``estimate_ha``, ``ci95_ha``), ``charts/<zone>.png`` (a bar
 per class), ``summary.json`` (per zone and in all: mapped, not observed and outside every
 zone), then ``_SUCCESS``.
 """
@@ -35,17 +36,17 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.config import AccountsConfig
-from raylib.errors import ConfigError, InputError
+from raylib.errors import InputError
 from raylib.eval import accuracy, reference, reports, zones
 from raylib.failpoints import failpoint
-from raylib.formats import parts
+from raylib.formats import mapfile, out_folder, parts
 from raylib.formats.mapfile import SUCCESS
 from raylib.formats.parts import TMP
 from raylib.io import storage
 from raylib.pipelines.common.map_input import MapSource, finished_folder, id_ranges, open_map_input
 from raylib.raster import aoi
 
-COLUMNS = ["tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction"]
+COLUMNS = ["tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction", "area_ha"]
 
 
 def read_zones(cfg: AccountsConfig) -> tuple[list[str], list]:
@@ -71,12 +72,6 @@ def read_zones(cfg: AccountsConfig) -> tuple[list[str], list]:
     for name, geom in zip(names.astype(str), polys.geometry.values):  # zones of one name: one region
         out.setdefault(name, []).append(shapely.make_valid(geom))
     return list(out), [shapely.union_all(np.array(g, object)) for g in out.values()]
-
-
-def _check_out(cfg: AccountsConfig) -> None:
-    storage.check_bucket(cfg.out)
-    if storage.exists(storage.join(cfg.out, SUCCESS)) and not cfg.overwrite:
-        raise ConfigError(f"{cfg.out} already holds land accounts.", "pass --overwrite, or choose another --out.")
 
 
 def _slug(name: str) -> str:
@@ -108,24 +103,27 @@ def _partition_task(k: int, lo: str, hi: str, job: AccountsJob, out: str) -> dic
     return sums
 
 
+SUMS_VERSION = 2  # a partition's sums per zone and class: [tiles by share, hectares, tiles] (1: without tiles)
+
+
 def partition_sums(job: AccountsJob, ids: tuple[str, str | None] | None) -> dict:
-    """The tiles with ids in ``ids`` (None: all) summed per zone and class: tiles (by share)
-    and hectares; hectares not observed per zone and outside every zone; and, for each sample
+    """The tiles with ids in ``ids`` (None: all) summed per zone and class: tiles (by share),
+    hectares and tiles (each that counts in the zone, once); hectares not observed per zone and outside every zone; and, for each sample
     unit among them, the zone where its tile counts most and the tile's class."""
     table = job.source.read(COLUMNS, ids)
     status = np.asarray(table.column("status").to_pylist(), object)
     label = np.asarray(table.column("label").to_pylist(), object)
     ok = (status == "ok") & np.array([v is not None for v in label], bool)
-    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
-    area = reference.tile_areas_ha(table) * (1.0 - fill)
+    area = mapfile.mapped_area_ha(table)
     mem = zones.memberships(table, job.polys, job.assign)
     cells: dict[str, list] = {}
     unseen = [0.0] * len(job.polys)
     for t, z, sh in zip(mem.tile, mem.zone, mem.share):
         if ok[t]:
-            c = cells.setdefault(f"{z}\t{label[t]}", [0.0, 0.0])
+            c = cells.setdefault(f"{z}\t{label[t]}", [0.0, 0.0, 0])
             c[0] += float(sh)
             c[1] += float(area[t] * sh)
+            c[2] += int(sh > 0)
         else:
             unseen[z] += float(area[t] * sh)
     counted = np.zeros(len(area))
@@ -181,7 +179,7 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
     job_id = parts.digest({"map": [cfg.map, storage.fingerprint(done_marker)], "rows": job.source.count(),
                            "parts": n_parts,
                            "zones": [cfg.zones, storage.fingerprint(cfg.zones)], "field": cfg.zone_field,
-                           "assign": cfg.assign,
+                           "assign": cfg.assign, "sums": SUMS_VERSION,
                            "samples": [cfg.samples, storage.fingerprint(cfg.samples) if cfg.samples else None]})
     done = _resumed(cfg, job_id, n_parts)
     todo = [{"k": k, "lo": lo, "hi": hi or ""} for k, (lo, hi) in enumerate(id_ranges(n_parts)) if k not in done]
@@ -194,7 +192,7 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
 
 def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
-    _check_out(cfg)
+    out_folder.check(cfg.out, "accounts", cfg.overwrite)
     source = open_map_input(cfg.map)
     names, polys = read_zones(cfg)
     tid, m, r = _units(cfg) if cfg.samples else (np.zeros(0, str), [], [])
@@ -204,17 +202,18 @@ def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
                          "give zones over the mapped area (in their own CRS, or WGS 84 for GeoJSON).")
     cells: dict[tuple[int, str], list] = {}
     for s in sums:
-        for key, (t, h) in s["cells"].items():
+        for key, (t, h, n) in s["cells"].items():
             z, c = key.split("\t", 1)
-            v = cells.setdefault((int(z), c), [0.0, 0.0])
+            v = cells.setdefault((int(z), c), [0.0, 0.0, 0])
             v[0] += t
             v[1] += h
+            v[2] += n
     classes = sorted({c for _, c in cells})
     ci = {c: i for i, c in enumerate(classes)}
     nz, k = len(names), len(classes)
-    tiles, ha = np.zeros((nz, k)), np.zeros((nz, k))
-    for (z, c), (t, h) in cells.items():
-        tiles[z, ci[c]], ha[z, ci[c]] = t, h
+    shares, ha, tiles = np.zeros((nz, k)), np.zeros((nz, k)), np.zeros((nz, k), np.int64)
+    for (z, c), (t, h, n) in cells.items():
+        shares[z, ci[c]], ha[z, ci[c]], tiles[z, ci[c]] = t, h, n
     unseen_ha = np.sum([s["unseen"] for s in sums], axis=0)
     outside_ha = sum(s["outside_hectares"] for s in sums)
     map_ha = sum(s["map_hectares"] for s in sums)
@@ -266,8 +265,9 @@ def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
         est = estimates.get(z)
         for c in out_classes:
             mine = [ci[x] for x in classes if (cw.map[x] if cfg.samples else x) == c]  # a group: its classes
-            mapped_t, mapped_h = float(tiles[z, mine].sum()), float(ha[z, mine].sum())
-            row = {"zone": name, "class": c, "tiles": round(mapped_t, 4), "hectares": round(mapped_h, 4),
+            mapped_h = float(ha[z, mine].sum())
+            row = {"zone": name, "class": c, "tiles": int(tiles[z, mine].sum()),
+                   "tiles_by_share": round(float(shares[z, mine].sum()), 4), "hectares": round(mapped_h, 4),
                    "share": round(mapped_h / total, 6) if total > 0 else None}
             if cfg.samples:
                 a = est["area"][c] if est else None
@@ -289,7 +289,7 @@ def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
     }
     storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
     storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, TMP)))
-    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    out_folder.finish(cfg.out)
     return summary
 
 
@@ -297,9 +297,9 @@ def _write(cfg: AccountsConfig, rows: list[dict], names: list[str], classes: lis
            estimates: dict[int, dict]) -> dict:
     import pyarrow.parquet as pq
 
-    storage.delete_prefix(storage.join(cfg.out, SUCCESS))
+    out_folder.unfinish(cfg.out)
     storage.delete_prefix(storage.as_prefix(storage.join(cfg.out, "charts")))  # (an earlier run's zones)
-    cols = ["zone", "class", "tiles", "hectares", "share"] + (["estimate_ha", "ci95_ha"] if cfg.samples else [])
+    cols = ["zone", "class", "tiles", "tiles_by_share", "hectares", "share"] + (["estimate_ha", "ci95_ha"] if cfg.samples else [])
     csv = io.StringIO()
     csv.write(",".join(cols) + "\n")
     for r in rows:

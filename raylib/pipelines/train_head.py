@@ -57,6 +57,30 @@ def _temperature(cfg, X, y):
 
 def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
     """A head on an image folder (``cfg.data``) or on labelled tiles of a store (``cfg.embeddings``)."""
+    if cfg.name is None:
+        cfg = cfg.model_copy(update={"name": default_name(cfg)})
     if cfg.embeddings:
         return train_head_on_store(cfg, argv)
     return train_head_on_folder(cfg, argv)
+
+
+def default_name(cfg: TrainHeadConfig) -> str:
+    """A model's name from what it learnt: the image folder, or the map whose store it was
+    trained on, then the backbone and the head (``nc-mobilenetv2-logreg``): a head trained on
+    NC Wake's tiles is not named after EuroSAT."""
+    import re
+
+    from raylib.formats import embstore
+    from raylib.io import storage
+
+    if cfg.embeddings:
+        store = embstore.locate(cfg.embeddings)
+        source = storage.basename(store)
+        if source in (embstore.FOLDER, embstore.LEGACY_FOLDER):  # a map's store: named after the map
+            source = storage.basename(store.rstrip("/").rsplit("/", 1)[0])
+        backbone = embstore.read_meta(store).get("backbone", "default")
+    else:
+        source, backbone = storage.basename(cfg.data), cfg.backbone
+    net = "mobilenetv2" if backbone == "default" else storage.basename(backbone)
+    head = "logreg-px" if cfg.pixels else "logreg"
+    return re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{source}-{net}-{head}".lower()).strip("-.")

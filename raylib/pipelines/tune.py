@@ -207,6 +207,19 @@ def prepare_data(X, y, split, classes, val_fraction: float, seed: int) -> dict:
             "Xte": X[split == "test"], "yte": y[split == "test"], "classes": classes}
 
 
+def _quiet_tune() -> None:
+    """Tune's own lines stay off the terminal unless -v: its new output engine prints a table
+    of the experiment and where its results are whatever ``verbose`` says (its older reporter,
+    at verbose 0, prints nothing), and Optuna announces each study; the trials' progress line
+    (``_trial_progress``) and the summary say what a person needs."""
+    import logging
+    import os
+
+    if not logging.getLogger("raylib").isEnabledFor(logging.INFO):
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
 def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -224,6 +237,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
         data, store = prepare_data(X, y, split, classes, cfg.val_fraction, cfg.seed), None
     storage.check_bucket(cfg.out)
     ensure_ray(cfg.ray_address)
+    _quiet_tune()
     max_t = cfg.max_epochs  # XGBoost rounds are reported in the same units (see fit_head)
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, data=data, max_epochs=cfg.max_epochs, max_rounds=cfg.max_rounds,

@@ -26,16 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raylib.config.reading import BAND_PRESETS as PRESETS  # (the settings' own vocabulary, declared with them)
 from raylib.errors import ConfigError, InputError
-
-# Presets: sensor file layout -> 1-based indices of (red, green, blue).
-PRESETS: dict[str, list[int]] = {
-    "rgb": [1, 2, 3],
-    "bgr": [3, 2, 1],
-    "naip": [1, 2, 3],  # NAIP: R, G, B, NIR
-    "landsat8-b234": [3, 2, 1],  # a 3-band file holding B2 (blue), B3 (green), B4 (red)
-    "sentinel2-eurosat": [4, 3, 2],  # EuroSAT MS file order B01..B12, B8A
-}
 
 
 def band_indices(bands, needed: int, colorinterp=None) -> list[int]:

@@ -20,6 +20,19 @@ from raylib.raster import tiling
 
 _WATCHDOG: tuple[dict, resilience.Watchdog] | None = None
 CLOUD_COLUMNS = ("cloud_fraction", "shadow_fraction", "snow_fraction")
+# a scene-grid edge tile with more than this share of its footprint outside the scene is an error row
+# (reason mostly_outside: data, not a failure), as a tile mostly of fill is: its class would be the padding's
+MAX_OUTSIDE = 0.5
+
+
+def outside_share(wins: np.ndarray, tile: tuple[int, int], box) -> np.ndarray:
+    """Each tile's share of its full footprint (``tile``: native rows, cols) outside the
+    scene's pixels ``box`` (row0, col0, row1, col1): a scene-grid edge tile's clipped part,
+    or on a ground grid the VRT's nodata beyond the scene."""
+    r0, c0, r1, c1 = box
+    rows = np.clip(np.minimum(wins["row_off"] + tile[0], r1) - np.maximum(wins["row_off"], r0), 0, None)
+    cols = np.clip(np.minimum(wins["col_off"] + tile[1], c1) - np.maximum(wins["col_off"], c0), 0, None)
+    return 1.0 - rows.astype(float) * cols / float(tile[0] * tile[1])
 
 
 def _watchdog() -> resilience.Watchdog:
@@ -53,6 +66,7 @@ class ReadSpec:
     cloud: dict | None = None  # a quality asset: its 1-based band and decoder (``cloud_mask``)
     max_tile_cloud: float = 1.0  # cloud + shadow share above which a tile is an error row (cloudy)
     pixel_type: str = "float32"  # the type tiles cross to the model in (``bands.transfer_type``: the job's)
+    data_box: list[int] | None = None  # the scene's own pixels (row0, col0, row1, col1; ground grid VRT), else all
 
     def to_json(self) -> str:
         d = dict(self.__dict__, layout=self.layout.to_dict())
@@ -286,6 +300,12 @@ class _SceneReader:
             status[mostly] = "error"
             error[mostly] = [f"mostly_fill: {f:.0%} of the tile's pixels in the scene are fill (more than "
                              f"max_fill_fraction {limit:g})" for f in ff[over]]
+            # a tile that lies mostly outside the scene: its class would be the padding's
+            outside = outside_share(lay.windows(lo, hi), lay.tile, self.spec.data_box or (0, 0, lay.height, lay.width))
+            away = np.flatnonzero((status[sl] == "ok") & (outside > MAX_OUTSIDE)) + k0
+            status[away] = "error"
+            error[away] = [f"mostly_outside: {outside[i - k0]:.0%} of the tile lies outside the scene (more than "
+                           f"{MAX_OUTSIDE:.0%})" for i in away]
             if self.cloud:
                 self._clouds(raw_all, inside_all, ok & ~no_stats[:k - k0], out, k0)
 

@@ -45,8 +45,24 @@ def cloud(uri: str, channels: tuple[str, ...] = (), cloud_asset: str = "none",
     return (len(bands), dec) if dec is not None else None
 
 
-@functools.lru_cache(maxsize=64)
-def _vrt(uri: str, channels: tuple[str, ...], version: str, ground, fill, cloud_asset: str) -> str:
+def data_box(uri: str, channels: tuple[str, ...], grid: tiling.GridSpec | None, cloud_asset: str = "none",
+             version: str | None = None) -> tuple[int, int, int, int] | None:
+    """Where the scene's own pixels lie in what ``gdal_path`` opens, as (row0, col0, row1,
+    col1) of its pixels: on a ground grid the VRT reaches out to the grid's lines, and its
+    pixels beyond the scene are nodata, not the scene's fill; None off a ground grid (the
+    scene is the whole raster)."""
+    if grid is None or not grid.ground:
+        return None
+    _item, _bands, _grids, window, res, scene = _ground(uri, tuple(channels), version or storage.fingerprint(uri),
+                                                        grid, cloud_asset)
+    west, north = window[0], window[3]
+    return (int(round((north - scene[3]) / res)), int(round((scene[0] - west) / res)),
+            int(round((north - scene[1]) / res)), int(round((scene[2] - west) / res)))
+
+
+def _ground(uri: str, channels: tuple[str, ...], version: str, ground, cloud_asset: str):
+    """The scene's bands and their grids, and on the ground grid ``ground``: the VRT's bounds,
+    its pixel size and the scene's own bounds."""
     if is_stac_item(uri):
         item, bands, _dec = _item_bands(uri, channels, version, cloud_asset)
         grids = stac_vrt.asset_grids(bands)
@@ -57,7 +73,7 @@ def _vrt(uri: str, channels: tuple[str, ...], version: str, ground, fill, cloud_
         raise InputError(f"STAC item {item.get('id')}: its band assets are in different CRSs.",
                          "give items whose band assets share one projection.", reason="unsupported")
     if ground is None:
-        return stac_vrt.item_vrt(item, bands, grids)
+        return item, bands, grids, None, None, None
     import rasterio.crs
 
     if not grids[0].crs_wkt or not rasterio.crs.CRS.from_wkt(grids[0].crs_wkt).is_projected:
@@ -69,7 +85,15 @@ def _vrt(uri: str, channels: tuple[str, ...], version: str, ground, fill, cloud_
         a, _, c, _, e, f = g.transform
         xs += [c, c + a * g.width]
         ys += [f, f + e * g.height]
-    window = tiling.ground_window((min(xs), min(ys), max(xs), max(ys)), res, ground)
+    scene = (min(xs), min(ys), max(xs), max(ys))
+    return item, bands, grids, tiling.ground_window(scene, res, ground), res, scene
+
+
+@functools.lru_cache(maxsize=64)
+def _vrt(uri: str, channels: tuple[str, ...], version: str, ground, fill, cloud_asset: str) -> str:
+    item, bands, grids, window, res, _scene = _ground(uri, channels, version, ground, cloud_asset)
+    if ground is None:
+        return stac_vrt.item_vrt(item, bands, grids)
     return stac_vrt.item_vrt(item, bands, grids, bounds=window, res=res, fill=fill)
 
 

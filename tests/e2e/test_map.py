@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import rasterio
@@ -19,7 +20,7 @@ from raylib.io import storage
 from raylib.pipelines.map.run import run_map
 from raylib.raster import scenes, tiling
 
-from ..conftest import LANDSAT, LANDSAT_B2, NAIP, REPO
+from ..conftest import LANDSAT, LANDSAT_B2, NAIP, NAIP_COUNTS, REPO
 
 S3_LANDSAT = f"s3://data/scenes/{LANDSAT.name}"
 S3_NAIP = f"s3://data/scenes/{NAIP.name}"
@@ -44,10 +45,12 @@ def check_map(table, scene_path, scene_uri, grid, classes, model_id):
         assert len(p) == len(classes) and abs(p.sum() - 1) < 1e-5
         assert d["label_index"][i] == int(p.argmax()) and d["label"][i] == classes[int(p.argmax())]
         assert d["confidence"][i] == pytest.approx(float(p.max()))
-        assert d["error"][i] == "" and d["model_id"][i] == model_id
-    for i in np.flatnonzero(~ok):  # fill: all of the tile, or more than max_fill_fraction of it
+        assert d["error"][i] is None and d["reason"][i] is None and d["model_id"][i] == model_id
+        assert d["area_ha"][i] > 0
+    for i in np.flatnonzero(~ok):  # fill: all of the tile, or more than max_fill_fraction of it; or mostly outside
         assert (d["error"][i].startswith("all_nodata") and d["fill_fraction"][i] == 1.0) or \
-            (d["reason"][i] == "mostly_fill" and d["error"][i].startswith("mostly_fill: "))
+            (d["reason"][i] == "mostly_fill" and d["error"][i].startswith("mostly_fill: ")) or \
+            (d["reason"][i] == "mostly_outside" and d["edge"][i] and d["error"][i].startswith("mostly_outside: "))
         assert d["probs"][i] is None and d["label"][i] is None
     with rasterio.open(scene_path) as ds:
         from rasterio.warp import transform_bounds
@@ -97,15 +100,18 @@ def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, buck
     out = str(tmp_path / "naip")
     cfg = MapConfig(scenes=[S3_NAIP], out=out, model=test_model["uri"])  # model grid: 64 px at 10 m
     summary = run_map(cfg)
-    assert summary["tiles"] == 8 * 6 == 48 and summary["counts"] == {"ok": 48}
+    assert summary["tiles"] == 8 * 6 == 48 and summary["counts"] == NAIP_COUNTS
+    assert summary["error_reasons"] == {"mostly_outside": 6} and summary["result"] == "ok"  # (data, not failures)
     table = read_map(out)
     check_map(table, NAIP, S3_NAIP, tiling.GridSpec(64, 64, 10.0), test_model["manifest"].classes,
               test_model["manifest"].id)
     gdf = geopandas.read_parquet(out)
     assert len(gdf) == 48 and gdf.geometry.is_valid.all()
     # per-tile spectral statistics of all 4 NAIP bands (R, G, B, NIR), NDVI/NDWI, OOD score
-    assert all(len(v) == 4 for v in table["band_mean"].to_pylist()) and all(len(v) == 4 for v in table["band_std"].to_pylist())
-    ndvi, ndwi, ood = (np.array(table[c].to_pylist(), float) for c in ("ndvi", "ndwi", "ood"))
+    mapped = table.filter(pc.equal(table["status"], "ok"))
+    assert all(len(v) == 4 for v in mapped["band_mean"].to_pylist())
+    assert all(len(v) == 4 for v in mapped["band_std"].to_pylist())
+    ndvi, ndwi, ood = (np.array(mapped[c].to_pylist(), float) for c in ("ndvi", "ndwi", "ood"))
     assert np.isfinite(ndvi).all() and (np.abs(ndvi) <= 1).all() and np.isfinite(ndwi).all()
     assert np.isfinite(ood).all() and (ood > 0).all()
     assert summary["scaling"] == {"reflectance": 1}  # NAIP from its quarter-quad name: its 8-bit values as they are
@@ -120,7 +126,9 @@ def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, buck
     again = read_map(out).sort_by("tile_id")
     first = table.sort_by("tile_id")
     assert again["tile_id"].equals(first["tile_id"]) and again["label"].equals(first["label"])
-    np.testing.assert_allclose(np.array(again["probs"].to_pylist()), np.array(first["probs"].to_pylist()), atol=1e-5)
+    assert again["probs"].is_valid().equals(first["probs"].is_valid())
+    np.testing.assert_allclose(np.array(again["probs"].drop_null().to_pylist()),
+                               np.array(first["probs"].drop_null().to_pylist()), atol=1e-5)
 
 
 @pytest.mark.parametrize("case", ["missing", "not_raster", "too_few_bands", "no_bucket", "bad_value", "unknown_key"])
@@ -177,7 +185,6 @@ def test_hive_partitions_by_zone_and_year_resume_and_a_bbox_filter_reads_only_it
     """Two scenes in two UTM zones and two years: parts under zone=/year= folders (pyarrow
     reads the keys back as columns), small row groups each within one scene, and a run that
     lost one of its parts redoes only that part's tiles."""
-    import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
     out = tmp_path / "map"

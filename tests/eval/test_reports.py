@@ -5,14 +5,15 @@ import io
 import numpy as np
 from PIL import Image
 
-from raylib.eval import reports
+from raylib.eval import drawing, reports
 
 CLASSES = ["AnnualCrop", "Forest"]
 
 
 def _panel(png: bytes) -> np.ndarray:
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    return img[22:22 + 512, 8:8 + 512]  # the class panel (no thumbnail): below the title, after the gap
+    head = 6 + (drawing.TITLE + 4) + 4  # a title of one line
+    return img[head:head + 512, 8:8 + 512]  # the class panel (no thumbnail): below the title, after the gap
 
 
 def test_a_quicklook_pales_unsure_tiles_and_hatches_tiles_unlike_the_training_data():
@@ -32,7 +33,7 @@ def test_a_quicklook_pales_unsure_tiles_and_hatches_tiles_unlike_the_training_da
     assert 0.2 < hatch.mean() < 0.3 and ((far == forest).all(axis=1) | hatch).all()  # stripes over the colour
     assert not (p[:256] == reports.HATCH).all(axis=2).any()  # only the out-of-distribution tile
     # the legend says what paler and hatched mean: two more lines
-    assert Image.open(io.BytesIO(drawn)).height == Image.open(io.BytesIO(plain)).height + 2 * 18
+    assert Image.open(io.BytesIO(drawn)).height == Image.open(io.BytesIO(plain)).height + 2 * drawing.LINE
     assert (_panel(plain) == forest).all(axis=2).all()  # without them, every tile in full colour
     # between the two ends, linear in confidence
     mid = reports.shaded(forest[None].astype(np.uint8), np.array([0.65], np.float32))[0]

@@ -50,6 +50,44 @@ def test_a_part_holds_every_tile_with_its_prediction_or_its_error(tmp_path):
     assert -76 < lon0 < lon1 < -74 and 39 < lat0 < lat1 < 40.5  # UTM 18N at 4,400 km north: near 39.7 N, 75 W
     meta = json.loads(back.schema.metadata[b"landcover"])
     assert meta["classes"] == ["forest", "water"] and meta["model_id"] == "m@1" and meta["grid"] == {"tile_size": 16}
+    # an ok row's error is null, as its reason; the area is the footprint's, less the fill
+    assert t["error"].to_pylist() == [None, None, None, "timeout: the read did not answer", None, None]
+    w = t["width"].to_numpy().astype(float) * 10
+    h = t["height"].to_numpy().astype(float) * 10
+    np.testing.assert_allclose(t["area_ha"].to_numpy(), w * h / 1e4, rtol=2e-3)  # (UTM's scale near its centre)
+    # what each column holds, in the file: the fields' metadata and a key every Parquet reader shows
+    docs = json.loads(back.schema.metadata[b"landcover_columns"])
+    assert set(docs) == set(back.column_names) and "hectares" in docs["area_ha"]
+    assert back.schema.field("label_index").metadata[b"description"].decode() == docs["label_index"]
+    # pandas (GeoPandas) reads label_index as its nullable Int16, not float64 with NaN
+    import geopandas
+
+    gdf = geopandas.read_parquet(uri)
+    assert str(gdf["label_index"].dtype) == "Int16" and gdf["label_index"].isna().tolist() == [
+        False, True, False, True, False, False]
+
+
+def test_mapped_area_reads_the_column_or_computes_it_for_older_parts():
+    """``mapped_area_ha``: a part's ``area_ha``; for a part written before the column, the
+    footprint less its fill, computed alike (vectorised: pyproj's geodesic area to 1e-5)."""
+    import pyarrow as pa
+    import shapely
+    from pyproj import Geod
+
+    with MemoryFile() as mf:
+        rows = tiling.tile_table(_scene(mf), tiling.GridSpec(tile_size=16, stride=16, gsd=None))
+    n = rows.num_rows
+    fill = np.linspace(0, 0.5, n).astype(np.float32)
+    t = mapfile.build_table(rows, np.tile([[0.6, 0.4]], (n, 1)).astype(np.float32), np.full(n, "ok", object),
+                            np.full(n, "", object), fill, ["forest", "water"], "m@1")
+    geod = Geod(ellps="WGS84")
+    want = np.array([abs(geod.geometry_area_perimeter(shapely.from_wkb(g))[0]) / 1e4
+                     for g in t["geometry"].to_pylist()]) * (1 - fill)
+    np.testing.assert_allclose(mapfile.mapped_area_ha(t), want, rtol=1e-5)
+    older = t.drop_columns(["area_ha"])
+    np.testing.assert_allclose(mapfile.mapped_area_ha(older), want, rtol=1e-5)
+    nulls = t.set_column(t.schema.get_field_index("area_ha"), "area_ha", pa.nulls(n, pa.float64()))
+    np.testing.assert_allclose(mapfile.mapped_area_ha(nulls), want, rtol=1e-5)
 
 
 def test_a_map_spanning_versions_reads_the_newer_columns_as_nulls(tmp_path):

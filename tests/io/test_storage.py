@@ -31,6 +31,31 @@ def test_local_round_trip_is_atomic(tmp_path):
     assert not storage.exists(uri) and storage.read_bytes(str(tmp_path / "e" / "g.bin")) == b"abc" * 1000
 
 
+def test_files_by_name_whatever_the_folder_is_written_as(tmp_path, monkeypatch):
+    """A folder given relative (as the README's walk-throughs do), with '~', 'file://' or a
+    trailing slash names its files alike (listings are absolute: a name cut from one by the
+    length of the relative path lost every part of a store)."""
+    from raylib.formats import embstore, parts
+
+    (tmp_path / "m" / "_embeddings" / "_stac").mkdir(parents=True)
+    (tmp_path / "m" / "_tmp").mkdir()
+    for rel in ("part-00000.parquet", "_embeddings/part-00000.parquet", "_embeddings/_stac/x.parquet",
+                "_tmp/part-00001.parquet"):
+        (tmp_path / "m" / rel).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    want = {"_embeddings/_stac/x.parquet", "_embeddings/part-00000.parquet", "_tmp/part-00001.parquet",
+            "part-00000.parquet"}
+    for form in ("m", "m/", "./m", "~/m", f"file://{tmp_path}/m", str(tmp_path / "m")):
+        names = storage.files_by_name(form)
+        assert set(names) == want, form
+        assert all(os.path.isfile(u) for u in names.values())
+        assert embstore.part_files(form + ("/" if not form.endswith("/") else "") + "_embeddings") == [
+            str(tmp_path / "m" / "_embeddings" / "part-00000.parquet")], form
+        assert set(parts.existing(form)) == {"part-00000.parquet", "part-00001.parquet"}, form
+    assert storage.files_by_name("nowhere") == {}
+
+
 def test_s3_round_trip_list_move_delete(bucket):
     data = bytes(range(256)) * 100
     storage.write_bytes("s3://maps/t/a.bin", data)

@@ -87,7 +87,7 @@ def test_each_precision_paths_agreement_with_fp32_on_real_tiles(test_model):
     b = read_units(unit, grid=grid, channels=3, read_timeout=60, read_retries=1, pixel_type=plan.pixel_type)
     ok = b["status"] == "ok"
     raw, gain, offset = b["pixels"][ok], b["gain"][ok], b["offset"][ok]
-    assert raw.dtype == np.uint16 and len(raw) == 1000
+    assert raw.dtype == np.uint16 and len(raw) == 990  # (10 of them in the grid's last column, mostly outside)
     fp32 = LandcoverModel.load(uri, device="cpu")
     p32 = fp32.predict(raw, gain=gain, offset=offset)[0]
     assert np.array_equal(p32, fp32.predict(scaled_pixels({"pixels": raw, "gain": gain, "offset": offset}))[0])

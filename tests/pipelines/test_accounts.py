@@ -51,8 +51,9 @@ def test_zones_that_split_tiles_add_up_to_the_maps_area(assign, tmp_path):
         assert west == pytest.approx(ha[cols == 0].sum(), rel=1e-4)
     rows = [line.split(",") for line in (tmp_path / "a" / "accounts.csv").read_text().splitlines()[1:]]
     assert {r[0] for r in rows} == {"West", "East"} and {r[1] for r in rows} == set(CLASSES)
-    tiles = sum(float(r[2]) for r in rows)
-    assert tiles == pytest.approx(12)  # every tile once, split or whole
+    assert sum(float(r[3]) for r in rows) == pytest.approx(12)  # tiles_by_share: every tile once, split or whole
+    # tiles: whole tiles, each once in every zone it counts in (column 1's tiles are split by the border)
+    assert sum(int(r[2]) for r in rows) == (12 + 3 if assign == "share" else 12)
     assert (tmp_path / "a" / "charts" / "West.png").stat().st_size > 500 and (tmp_path / "a" / "_SUCCESS").exists()
 
 
@@ -100,7 +101,7 @@ def test_a_labelled_sample_gives_estimates_per_zone_or_says_why_not(tmp_path, ca
     assert "too few sample units" in west["no_interval"] and "estimates" not in west
     assert "West: no interval" in capsys.readouterr().out
     t = (tmp_path / "a" / "accounts.csv").read_text().splitlines()
-    assert t[0] == "zone,class,tiles,hectares,share,estimate_ha,ci95_ha"
+    assert t[0] == "zone,class,tiles,tiles_by_share,hectares,share,estimate_ha,ci95_ha"
     assert any(line.startswith("West,") and line.endswith(",,") for line in t[1:])  # no estimate in the west
 
 

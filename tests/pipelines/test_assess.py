@@ -237,8 +237,9 @@ def test_sample_mode_reproduces_the_paper(tmp_path):
     assert round(r["area"]["deforestation"]["estimate"]) == 21158 and round(r["area"]["deforestation"]["ci95"]) == 6158
     assert round(r["overall_accuracy"], 2) == 0.95 and r["area_unit"] == "ha"
     assert "21,158" in (out / "report.md").read_text()
-    # the same sample as Parquet
-    pq.write_table(pa.table({"map": [a for a, _ in rows], "reference": [b for _, b in rows]}), tmp_path / "s.parquet")
+    # the same sample as Parquet, with the map class as landcover sample names it (the CSV above: as
+    # samples drawn before map_class were)
+    pq.write_table(pa.table({"map_class": [a for a, _ in rows], "reference": [b for _, b in rows]}), tmp_path / "s.parquet")
     rc, r2, _ = assess("--samples", str(tmp_path / "s.parquet"), "--areas", str(areas), "--out", str(tmp_path / "s2"))
     assert rc == 0 and r2["area"] == r["area"]
 
@@ -253,11 +254,12 @@ def test_sample_draws_a_stratified_design_that_assess_reads_back(perfect_map, tm
     labels = np.array(table["label"].to_pylist(), dtype=object)
     for c, n in counts.items():  # inclusion probability = units drawn / tiles of the stratum
         assert np.allclose(t.loc[t.stratum == c, "inclusion_probability"], n / (labels == c).sum())
-    assert (t["map"] == t["stratum"]).all() and t["reference"].isna().all() and len(set(t["tile_id"])) == 60
+    assert (t.map_class == t.stratum).all() and t.reference.isna().all() and len(set(t.tile_id)) == 60
+    assert t.map_class.value_counts().to_dict() == counts  # (a column named map hid GeoDataFrame.map)
     areas = Path(str(out)[: -len(".parquet")] + ".areas.csv")
     assert areas.exists()
     # a perfect interpreter labels every unit with its map class: assess then reports 1.0
-    t["reference"] = t["map"]
+    t["reference"] = t["map_class"]
     t.to_parquet(tmp_path / "labelled.parquet")
     rc, r, _ = assess("--samples", str(tmp_path / "labelled.parquet"), "--areas", str(areas),
                       "--out", str(tmp_path / "a"))
@@ -286,7 +288,7 @@ def test_bad_inputs_give_one_clear_error_and_nothing_complete(case, perfect_map,
     elif case == "malformed_samples":
         samples.write_text("mapped,ref\nForest,Forest\n")
         args = ["--samples", str(samples), "--areas", str(areas)]
-        expect = r"has no column\(s\) \['map', 'reference'\]"
+        expect = r"has no column\(s\) \['reference'\]"
     elif case == "sample_blank":
         samples.write_text("map,reference\nForest,Forest\nSeaLake,\n")
         args = ["--samples", str(samples), "--areas", str(areas)]

@@ -346,3 +346,19 @@ def test_a_change_assessment_needs_both_references_and_no_other_mode(args, said,
     assert main(["assess", "--map", str(tmp_path / "c"), *args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_a_change_pictures_transitions_never_look_like_a_class():
+    """The ten transitions' colours stay far from every class colour of the picture and from
+    what the change panel shows besides (black: not observed; the imagery's greys), for
+    EuroSAT's classes and for assessment groups: PermanentCrop's orange or Highway's grey
+    never stand for a change."""
+    from raylib.eval import reports
+    from raylib.pipelines.change.picture import AVOID, transition_colours
+
+    for names in (list(reports.NAMED_COLOURS)[:10], ["forest", "water", "developed", "agriculture", "barren"]):
+        classes = reports.palette(names)
+        moves = transition_colours(classes, 10)
+        assert len(set(moves)) == 10
+        for c in moves:
+            assert min(np.linalg.norm(np.subtract(c, k)) for k in classes + AVOID) > 80, (names, c)

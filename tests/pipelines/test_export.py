@@ -36,7 +36,7 @@ def test_classes_and_confidence_read_back_tile_by_tile(tmp_path, capsys):
     labels[3] = None  # an error row: no data
     m = write_map(tmp_path / "m", labels, "2023-06-01", sure=0.8)
     assert main(["export", "--map", m, "--out", str(tmp_path / "x"), "--probabilities"]) == 0
-    assert "exported 11 mapped tiles of 12 as COGs (EPSG:32618 4x3 px at 160)" in capsys.readouterr().out
+    assert "exported 11 mapped tiles of 12 as COGs (EPSG:32618: 4x3 pixels of 160 m)" in capsys.readouterr().out
     r = json.loads((tmp_path / "x" / "export.json").read_text())
     classes = tmp_path / "x" / "classes-epsg32618.tif"
     table = tiling.tile_table(scene(), GRID)

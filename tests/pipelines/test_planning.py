@@ -74,9 +74,15 @@ def test_scenes_that_cannot_be_mapped_get_their_reason(tmp_path):
 
 
 def test_bad_band_setting_is_a_config_error(tmp_path):
-    uri = _raster(tmp_path / "a.tif")
-    with pytest.raises(ConfigError, match="Unknown band preset 'no-such-preset'"):
-        planning.plan_scene(uri, _cfg(bands="no-such-preset"), MAN, tiling.GridSpec(16, 16, 10.0))
+    """An unknown preset is refused at the edge, naming the presets; a band the scene lacks
+    when its header is read."""
+    from raylib import config
+
+    with pytest.raises(ConfigError, match="'no-such-preset' is no band preset: .* or one of rgb, bgr, naip"):
+        config.validate(MapConfig, {"scenes": ["unused"], "out": "/tmp/unused", "bands": "no-such-preset"})
+    uri = _raster(tmp_path / "a.tif")  # (4 bands)
+    plan = planning.plan_scene(uri, _cfg(bands=[3, 2, 9]), MAN, tiling.GridSpec(16, 16, 10.0))
+    assert plan.failure[0] == "band_mismatch" and "has 4 band(s) but bands [3, 2, 9]" in plan.failure[1]
 
 
 def test_a_sentinel2_l2a_stac_item_without_raster_bands_is_read_as_reflectance(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 from raylib.config import AssessConfig
 from raylib.errors import ConfigError, InputError
 from raylib.eval import accuracy, reference
+from raylib.formats import mapfile
 from raylib.pipelines.assess.common import figures
 from raylib.pipelines.common.map_input import read_map_input
 
@@ -45,8 +46,7 @@ def assess_change(cfg: AssessConfig):
     gi = {x: i for i, x in enumerate(groups)}
     map_t = np.array([gi[cw.map[a]] * g + gi[cw.map[b]] for a, b in zip(src[rows], dst[rows])])
     ref_t = np.where(both, ref_b * g + ref_a, -1)
-    fill = np.nan_to_num(np.asarray(mapped_table.column("fill_fraction").to_pylist(), float), nan=0.0)
-    area = reference.tile_areas_ha(mapped_table) * (1.0 - fill)
+    area = mapfile.mapped_area_ha(mapped_table)
     used = sorted(set(map_t) | set(ref_t[both]))  # the transitions the map or the reference holds
     names = [f"{groups[t // g]}{ARROW}{groups[t % g]}" for t in used]
     ui = {t: i for i, t in enumerate(used)}

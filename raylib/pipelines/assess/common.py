@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 
-from raylib.errors import ConfigError
 from raylib.eval import accuracy
-from raylib.formats.mapfile import SUCCESS
+from raylib.formats import out_folder
 from raylib.io import storage
 from raylib.pipelines.common.map_input import read_map_input
 
@@ -19,13 +18,11 @@ def read_map(uri: str):
 
 
 def check_out(out: str, overwrite: bool) -> None:
-    storage.check_bucket(out)
-    if storage.exists(storage.join(out, SUCCESS)) and not overwrite:
-        raise ConfigError(f"{out} already holds an assessment.", "pass --overwrite, or choose another --out.")
+    out_folder.check(out, "assessment", overwrite)
 
 
 def write_outputs(out: str, result: dict, pictures: dict[str, bytes], report: str) -> dict:
-    storage.delete_prefix(storage.join(out, SUCCESS))
+    out_folder.unfinish(out)
     files = {}
     for name, data in pictures.items():
         files[name] = storage.join(out, name)
@@ -34,7 +31,7 @@ def write_outputs(out: str, result: dict, pictures: dict[str, bytes], report: st
     storage.write_bytes(files["report.md"], report.encode())
     files["assessment.json"] = storage.join(out, "assessment.json")
     storage.write_bytes(files["assessment.json"], json.dumps(result, indent=2).encode())
-    storage.write_bytes(storage.join(out, SUCCESS), b"")
+    out_folder.finish(out)
     return files
 
 

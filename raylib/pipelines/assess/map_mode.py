@@ -46,8 +46,7 @@ def assess_map(cfg: AssessConfig):
     # mapped area per group: each ok tile's footprint less its fill (hectares), scaled for overlapping grids
     grid = meta.get("grid") or {}
     overlap = (grid.get("stride") / grid.get("tile_size")) ** 2 if grid.get("stride") and grid.get("tile_size") else 1.0
-    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
-    area_ha = reference.tile_areas_ha(table) * (1.0 - fill) * min(1.0, overlap)
+    area_ha = mapfile.mapped_area_ha(table) * min(1.0, overlap)
     mapped = np.bincount(map_group[ok], weights=area_ha[ok], minlength=len(groups))
     keep = ok[ref.rows]
     not_assessed = dict(ref.not_assessed)
@@ -84,6 +83,7 @@ def assess_map(cfg: AssessConfig):
     result["calibration"] = {"ece": rel["ece"], "bins": rel["bins"],
                              "note": "confidence of the map class against agreement of its group with the reference"}
     edge = np.asarray(table.column("edge").to_pylist(), bool) if "edge" in table.column_names else np.zeros(len(ok), bool)
+    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
     partial = edge | (fill > 0)
     result.update(
         mode="map", map=cfg.map, reference=cfg.reference, crosswalk=cfg.crosswalk, purity=cfg.purity,

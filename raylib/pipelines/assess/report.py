@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 
 def _num(v: float) -> str:
     """Areas as people read them: whole units from 100 up, else two significant decimals."""
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
 
 
-def assessment_markdown(title: str, r: dict) -> str:
+def assessment_markdown(title: str, r: dict, pictures: list[str] = ()) -> str:
+    """The report of an assessment ``r``, with ``pictures`` (file names beside it) at its end."""
     unit = r["area_unit"]
     lines = [f"# {title}", ""]
     if r.get("mode") == "map":
@@ -67,7 +66,17 @@ def assessment_markdown(title: str, r: dict) -> str:
     if r.get("calibration"):
         lines += [f"Expected calibration error of the map's confidence: {r['calibration']['ece']:.3f} "
                   "(reliability.png).", ""]
-    if r.get("class_shares"):
-        lines += ["Class shares of interior vs partial (edge or fill) tiles: "
-                  f"`{json.dumps(r['class_shares'])}`", ""]
+    shares = r.get("class_shares")
+    if shares:
+        kinds = [k for k in ("interior", "partial") if k in shares]
+        classes = sorted({c for k in kinds for c in shares[k] if c != "tiles"},
+                         key=lambda c: -max(shares[k].get(c, 0.0) for k in kinds))
+        lines += ["The map's classes on interior tiles and on partial ones (at the scene's edge, or with fill): "
+                  "a class much commoner on partial tiles is drawn by the edge, not the ground.", "",
+                  "| class | " + " | ".join(f"{k} ({shares[k]['tiles']} tiles)" for k in kinds) + " |",
+                  "|---" * (len(kinds) + 1) + "|"]
+        lines += [f"| {c} | " + " | ".join(f"{shares[k].get(c, 0.0):.1%}" for k in kinds) + " |" for c in classes]
+        lines.append("")
+    if pictures:
+        lines += [" ".join(f"![{p.removesuffix('.png')}]({p})" for p in pictures), ""]
     return "\n".join(lines)

@@ -30,6 +30,6 @@ def run_assess(cfg: AssessConfig, argv: list[str] | None = None) -> dict:
     pics["confusion.png"] = reports.confusion_png(np.asarray(result["confusion"]["counts"]), result["groups"],
                                                   "sample counts (rows: map, columns: reference), as in report.md",
                                                   rows_are="map")
-    files = write_outputs(cfg.out, result, pics, assessment_markdown(title, result))
+    files = write_outputs(cfg.out, result, pics, assessment_markdown(title, result, sorted(pics)))
     result["files"] = files
     return result

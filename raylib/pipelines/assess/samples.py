@@ -11,6 +11,7 @@ import pyarrow as pa
 from raylib.config import AssessConfig, SampleConfig
 from raylib.errors import ConfigError, InputError
 from raylib.eval import accuracy, reference
+from raylib.eval.reference import MAP_CLASS
 from raylib.formats import mapfile
 from raylib.io import storage
 from raylib.pipelines.assess.common import read_map, figures
@@ -21,8 +22,7 @@ def mapped_areas(table) -> tuple[dict[str, float], dict[str, int]]:
     status = np.asarray(table.column("status").to_pylist(), dtype=object)
     label = np.asarray(table.column("label").to_pylist(), dtype=object)
     ok = status == "ok"
-    fill = np.nan_to_num(np.asarray(table.column("fill_fraction").to_pylist(), float), nan=0.0)
-    area_ha = reference.tile_areas_ha(table) * (1.0 - fill)
+    area_ha = mapfile.mapped_area_ha(table)
     classes = sorted(set(label[ok]))
     return ({c: float(area_ha[(label == c) & ok].sum()) for c in classes},
             {c: int(((label == c) & ok).sum()) for c in classes})
@@ -123,7 +123,7 @@ def run_sample(cfg: SampleConfig, argv: list[str] | None = None) -> dict:
     sub = table.take(pa.array(picked, pa.int64()))
     keep = [c for c in ("tile_id", "scene", "grid_row", "grid_col", "row_off", "col_off", "width", "height",
                         "scene_crs", "geometry", "bbox", "label", "confidence") if c in sub.column_names]
-    out = sub.select(keep).rename_columns([("map" if c == "label" else c) for c in keep])
+    out = sub.select(keep).rename_columns([(MAP_CLASS if c == "label" else c) for c in keep])
     out = out.append_column("stratum", pa.array(stratum, pa.string()))
     out = out.append_column("inclusion_probability", pa.array(prob, pa.float64()))
     out = out.append_column("reference", pa.array([None] * len(picked), pa.string()))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from raylib.eval import change, reference
+from raylib.eval import change
 from raylib.formats import embstore, mapfile, parts
 from raylib.io import storage
 from raylib.pipelines.change.dates import READ, DateSource
@@ -163,8 +163,8 @@ def run_partition(job: ChangeJob, k: int, ids: tuple[str, str | None]) -> dict:
     names, groups = job.names, job.groups
     index = np.where(ok, src * g + dst, -1)
     place = _place(tables, jn)
-    area = reference.tile_areas_ha(pa.table({"geometry": place["geometry"]})) * \
-        (1.0 - place["fill_fraction"].to_numpy(zero_copy_only=False))
+    area_ha = mapfile.area_column(place["geometry"], place["fill_fraction"].to_numpy(zero_copy_only=False))
+    area = np.nan_to_num(area_ha.fill_null(0.0).to_numpy(zero_copy_only=False))
     cols = {
         "tile_id": pa.array(jn.ids, pa.string()), **{c: place[c] for c in ("scene_crs", "geometry", "bbox")},
         "label": pa.array([job.transitions[i] if i >= 0 else None for i in index], pa.string()),
@@ -179,10 +179,8 @@ def run_partition(job: ChangeJob, k: int, ids: tuple[str, str | None]) -> dict:
         "pending": pa.array(dec.pending & ok, pa.bool_(), mask=~ok),
         "labels": pa.array([[groups[v] if v >= 0 else None for v in row] for row in jn.labels],
                            pa.list_(pa.string())),
-        "fill_fraction": place["fill_fraction"],
-        "status": pa.array(np.where(ok, "ok", "error").astype(str), pa.string()),
-        "reason": pa.array([str(v) if not o else None for v, o in zip(reason, ok)], pa.string()),
-        "error": pa.array([str(v) if not o else "" for v, o in zip(error, ok)], pa.string()),
+        "fill_fraction": place["fill_fraction"], "area_ha": area_ha,
+        **mapfile.outcome_columns(np.where(ok, "ok", "error"), error, reason),
     }
     table = pa.table({f.name: cols[f.name] for f in mapfile.CHANGE_SCHEMA}, schema=mapfile.CHANGE_SCHEMA)
     name = None

@@ -136,11 +136,14 @@ def _summary(cfg: ChangeConfig, job: ChangeJob, sums: dict[int, dict], names: li
     picture = None
     if total <= PICTURE_TILES:
         from raylib.pipelines.change.picture import COLUMNS, change_png
+        from raylib.pipelines.common.imagery import zone_imagery
 
         table = MapSource(cfg.out, "change", {}, mapfile.CHANGE_SCHEMA).read(COLUMNS) if names else None
         if table is not None:
+            ends = (job.dates[0].source, job.dates[-1].source)
             picture = storage.join(cfg.out, PICTURE)
-            storage.write_bytes(picture, change_png(table, job.groups, job.names, job.dates[0].model_id))
+            storage.write_bytes(picture, change_png(table, job.groups, job.names, job.dates[0].model_id,
+                                                    lambda j, zone, scale: zone_imagery(ends[j], zone, scale)))
     reasons: dict[str, int] = {}
     for s in sums.values():
         for r, c in s["reasons"].items():

@@ -31,19 +31,13 @@ import pyarrow as pa
 from raylib.config import ExportConfig
 from raylib.errors import ConfigError, InputError
 from raylib.eval import reports
-from raylib.formats import cog, mapfile, stac_items
+from raylib.formats import cog, mapfile, out_folder, stac_items
 from raylib.io import storage
 from raylib.pipelines.common.export_blocks import ExportJob, ZoneGrid, write_block, zone_grids
 from raylib.pipelines.common.map_input import open_map_input
 from raylib.pipelines.common.map_stac import stac_sources
 
 COG_FOLDER = "_cog"  # --cog: a map's export, in a folder every reader of the map skips
-
-
-def _check_out(cfg: ExportConfig) -> None:
-    storage.check_bucket(cfg.out)
-    if storage.exists(storage.join(cfg.out, mapfile.SUCCESS)) and not cfg.overwrite:
-        raise ConfigError(f"{cfg.out} already holds an export.", "pass --overwrite, or choose another --out.")
 
 
 def _blocks(job: ExportJob, grids: list[ZoneGrid], max_pixels: int) -> list[tuple[int, int, int, str]]:
@@ -77,7 +71,7 @@ def _write_blocks(cfg: ExportConfig, job: ExportJob, grids: list[ZoneGrid], bloc
 
 def export_map(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
-    _check_out(cfg)
+    out_folder.check(cfg.out, "export", cfg.overwrite)
     source = open_map_input(cfg.map)
     classes = list(source.meta["classes"])
     k = len(classes)
@@ -130,7 +124,7 @@ def export_map(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
               "note": None if dtype == "uint8" else f"{k} classes: the class raster is uint16",
               "created_by": " ".join(argv or []), "seconds": round(time.time() - t0, 2)}
     storage.write_bytes(storage.join(cfg.out, "export.json"), json.dumps(result, indent=2).encode())
-    storage.write_bytes(storage.join(cfg.out, mapfile.SUCCESS), b"")
+    out_folder.finish(cfg.out)
     return result
 
 

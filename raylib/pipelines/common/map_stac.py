@@ -91,6 +91,7 @@ def describe(folder: str, kind: str, title: str) -> dict | None:
     store, composite, change) and a Collection over them; None when it has no part."""
     from raylib import __version__
 
+    folder = storage.join(folder)  # the listing's own form (an absolute path): parts are named relative to it
     stac = storage.join(folder, FOLDER)
     every, read = _facts(folder, embstore.part_files(folder))
     facts = {u: f for u, f in every.items() if f["bbox"]}  # (a part of error rows alone has no footprint)

@@ -39,6 +39,7 @@ class ScenePlan:
     stats: dict | None = None  # per-tile statistics: file bands, their units (gain, offset), spectral roles
     cloud: dict | None = None  # a STAC item's quality asset: its VRT band and decoder (``raster.cloud_mask``)
     item: dict | None = None  # datetime (epoch s), item_id, collection: ``scene_source.item_properties``
+    data_box: tuple[int, int, int, int] | None = None  # the scene's own pixels in a ground grid's VRT
 
     @property
     def pixel_type(self) -> str:
@@ -60,7 +61,7 @@ class ScenePlan:
                         offset=self.scaler.offset.tolist(), fill_value=self.scaler.fill_value,
                         target_mean=self.scaler.target_mean.tolist(), max_fill_fraction=max_fill_fraction,
                         stats=self.stats, cloud=self.cloud, max_tile_cloud=max_tile_cloud,
-                        pixel_type=pixel_type).to_json()
+                        pixel_type=pixel_type, data_box=list(self.data_box) if self.data_box else None).to_json()
 
 
 def expand_scenes(uris: list[str], skipped: list[str] | None = None) -> list[str]:
@@ -124,6 +125,7 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
         plan.fingerprint = storage.fingerprint(uri)
     version = plan.fingerprint
     plan.gdal_path = path = scene_source.gdal_path(uri, channels, grid, cfg.fill_value, cloud_asset, version)
+    plan.data_box = scene_source.data_box(uri, channels, grid, cloud_asset, version)
     cloud = scene_source.cloud(uri, channels, cloud_asset, version)
     plan.cloud = {"band": cloud[0], **cloud[1]} if cloud else None
     plan.info = info = scenes.open_scene(uri, path)
@@ -199,6 +201,23 @@ def _plan_scene(plan: ScenePlan, cfg: MapConfig, manifest: ModelManifest, grid: 
     return plan
 
 
+def display_by_name(uri: str, cfg: MapConfig, manifest: ModelManifest) -> bool:
+    """Whether the scene is read as a display product (NAIP: its 8-bit values as they are),
+    told without reading it: its sensor by the config, its file name or a band preset (the
+    first rules of ``_sensor``), and a scaling that reads that sensor as reflectance. False
+    where only the scene's header or STAC item could tell."""
+    if scene_source.is_stac_item(uri):
+        return False
+    sensor = cfg.sensor or radiometry.detect_sensor(uri) or (
+        radiometry.BAND_PRESET_SENSORS.get(cfg.bands) if isinstance(cfg.bands, str) else None)
+    if sensor not in radiometry.DISPLAY_SENSORS:
+        return False
+    try:
+        return scaling_mode(cfg.scaling, sensor, manifest, uri) == "reflectance"
+    except ConfigError:
+        return False
+
+
 def scaling_mode(scaling: str, sensor: str | None, manifest: ModelManifest, uri: str) -> str:
     """The scaling a scene gets: ``auto`` is reflectance for the sensors where it mapped
     better than ``match`` (``radiometry.AUTO_REFLECTANCE``; BENCHMARKS.md "Map accuracy") and
@@ -257,6 +276,30 @@ def plan_scene(uri: str, cfg: MapConfig, manifest: ModelManifest, grid: tiling.G
         return ScenePlan(uri, info=learnt.info, layout=learnt.layout, fingerprint=learnt.fingerprint,
                          failure=(reason, msg), retries=retried[0],
                          item=scene_source.item_properties(uri, learnt.fingerprint))
+
+
+# what to do about a scene that cannot be read, by its failure's reason
+FAILURE_FIXES = {
+    "corrupt": "the file is damaged or cut short (a copy or download that did not finish?): copy it again from "
+               "its source, or leave it out.",
+    "not_found": "check the path (or key), and that it is a file, not a folder.",
+    "permission_denied": "check the credentials (AWS_* or ~/.aws) and the object's or file's permissions.",
+    "read_error": "check that the store answers (AWS_ENDPOINT_URL, the network), then run the same command again.",
+    "timeout": "the store did not answer in time: run the same command again, or raise --read-timeout.",
+    "unsupported": "give a GeoTIFF or COG (GDAL must read it as a raster with a CRS).",
+}
+
+
+def failure_error(plan: ScenePlan) -> InputError:
+    """The one-line error of a run whose only scene cannot be mapped: what happened (GDAL's
+    first line, not its chain) and the fix for its reason."""
+    reason, msg = plan.failure
+    first = msg.split(" | ", 1)[0]
+    if "Fix:" in first:  # (a message that names its fix already: a band mismatch, a configuration)
+        return InputError(first)
+    fix = FAILURE_FIXES.get(reason, "check the scene, or leave it out.")
+    return InputError(f"The scene {plan.uri} cannot be mapped ({reason}: {first.removeprefix(reason + ': ').rstrip('.')}).",
+                      fix)
 
 
 def scene_channels(cfg: MapConfig, manifest: ModelManifest) -> tuple[str, ...]:

@@ -81,6 +81,8 @@ class ZoneCells:
     row: np.ndarray
     col: np.ndarray
     shape: tuple[int, int]
+    origin: tuple[float, float] = (0.0, 0.0)  # the grid's top-left corner in the zone's CRS
+    step: float = 1.0  # a cell's side in the zone's CRS units
 
     def draw(self, values: np.ndarray, none: int = -1) -> np.ndarray:
         """A grid of ``shape`` with each of the zone's tiles' ``values`` (indexed by table
@@ -112,5 +114,6 @@ def ground_cells(table: pa.Table) -> list[ZoneCells]:
         step = min([float(d[d > 1].min()) for d in steps if (d > 1).any()], default=1.0)
         col = np.round((x - x.min()) / step).astype(int)
         row = np.round((y.max() - y) / step).astype(int)
-        out.append(ZoneCells(zone, sel, row, col, (int(row.max()) + 1, int(col.max()) + 1)))
+        out.append(ZoneCells(zone, sel, row, col, (int(row.max()) + 1, int(col.max()) + 1),
+                             (float(x.min() - step / 2), float(y.max() + step / 2)), step))
     return out

@@ -26,6 +26,7 @@ from raylib.io import storage
 from raylib.models import adaptation
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.centres import FOLDER, load, save
+from raylib.pipelines.common.planning import display_by_name
 from raylib.raster import tiling
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,15 @@ def read_samples(batch: dict, uris_ref, cfg: MapConfig, manifest: ModelManifest,
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _display(cfg: MapConfig, uris: list[str], fingerprints: dict | None, manifest: ModelManifest) -> dict:
+    """The records of display products (``DISPLAY``) told by their names, stored as the first
+    pass stores its scenes', without reading them."""
+    new = {u: {"fingerprint": (fingerprints or {}).get(u) or storage.fingerprint(u), "tiles": 0, "centre": None,
+               "model_id": manifest.id, "display": True} for u in uris}
+    save(cfg.out, new)
+    return new
+
+
 def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints: dict | None,
                   manifest: ModelManifest, grid: tiling.GridSpec, stage, pixel_type: str) -> tuple[dict, dict]:
     """(scene number -> centre, the summary's ``adaptation``): the stored centres of the
@@ -123,6 +133,12 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
     need = [i for i, u in enumerate(uris) if u in todo and not usable(u)]
     sums, versions, display = adaptation.CentreSums(), {}, set()
     t0 = time.time()
+    named = []
+    if cfg.adapt is None:  # display products their names tell: no first pass (their head stays as trained)
+        named = [i for i in need if display_by_name(uris[i], cfg, manifest)]
+        if named:
+            stored.update(_display(cfg, [uris[i] for i in named], fingerprints, manifest))
+            need = [i for i in need if i not in set(named)]
     if need:
         uris_ref = ray.put(pa.array(uris, pa.string()))
         ds = ray.data.from_items([{"id": i} for i in need], override_num_blocks=len(need))
@@ -162,7 +178,7 @@ def scene_centres(cfg: MapConfig, uris: list[str], todo: set[str], fingerprints:
            and not stored[u].get("display")]
     tiles = [stored[u]["tiles"] for u in uris if u in todo and stored.get(u) is not None]
     info = {"method": adaptation.METHOD, "scenes": len(centres), "sampled": len(need),
-            "reused": len([u for u in uris if u in todo]) - len(need),
+            "reused": len([u for u in uris if u in todo]) - len(need) - len(named), "told_by_name": len(named),
             "tiles_per_scene": int(np.median(tiles)) if tiles else 0, "sample": cfg.adapt_sample,
             "seconds": round(time.time() - t0, 2), "stored": storage.join(cfg.out, FOLDER)}
     if shown:

@@ -97,10 +97,9 @@ def build(table: pa.Table, how: str, classes: list[str], unknown_below: float | 
     cols.update(
         **mapfile.prediction_columns(comp, clear, classes, unknown_below),
         n_obs=pa.array(n_obs, pa.int32()), n_seen=pa.array(sizes.astype(np.int32), pa.int32()),
+        area_ha=mapfile.area_column(cols["geometry"], fill[first]),  # (less the clearest observation's fill)
         **{c: mapfile.nullable(np.asarray(v, np.float32)) for c, v in shares.items()},
-        status=pa.array(out_status.astype(str), pa.string()),
-        reason=pa.array([e.split(":", 1)[0] if e else None for e in out_error], pa.string()),
-        error=pa.array(out_error.astype(str), pa.string()),
+        **mapfile.outcome_columns(out_status, out_error),
     )
     return pa.table({f.name: cols[f.name] for f in mapfile.COMPOSITE_SCHEMA}, schema=mapfile.COMPOSITE_SCHEMA)
 

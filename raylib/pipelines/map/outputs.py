@@ -83,9 +83,9 @@ class _Output:
         parts a killed run left growing beside them."""
         if self.store and not self.store.only:
             partwriter.remove_growing(self.store_root())
-            base = len(storage.as_prefix(self.store_root()))
-            for uri in embstore.part_files(self.store_root()):
-                if uri[base:] not in keep:
+            parts = set(embstore.part_files(self.store_root()))
+            for name, uri in storage.files_by_name(self.store_root()).items():
+                if uri in parts and name not in keep:
                     storage.delete_prefix(uri)
 
     def done(self) -> dict:

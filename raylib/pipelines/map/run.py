@@ -49,8 +49,8 @@ from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common import centres as centres_of
 from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_stac import describe_run
-from raylib.pipelines.common.planning import (OUTSIDE_AOI, expand_scenes, job_fingerprint, plan_scene, resolve_grid,
-                                              scene_channels)
+from raylib.pipelines.common.planning import (OUTSIDE_AOI, display_by_name, expand_scenes, failure_error,
+                                              job_fingerprint, plan_scene, resolve_grid, scene_channels)
 from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, block_tiles, first_tiles, model_batch,
                                             read_slots)
 from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, ensure_ray, landcover_cause,
@@ -66,7 +66,7 @@ from raylib.raster.reading import PixelFn
 
 log = logging.getLogger(__name__)
 # reasons that describe the data, not a failure of the run (not counted in the error share)
-NOT_FAILURES = ("all_nodata", "mostly_fill", "cloudy", OUTSIDE_AOI)  # data, not failures
+NOT_FAILURES = ("all_nodata", "mostly_fill", "mostly_outside", "cloudy", OUTSIDE_AOI)  # data, not failures
 SPREAD_SCENES = 64  # scenes the driver plans to spread over read tasks (more: the scenes fill the cores themselves)
 
 
@@ -148,8 +148,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     uris, fingerprints = output.scenes(scenes, manifest.id, grid_dict)
     head = first = None
     pixels = pixel_fn(model_uri, manifest) if uris else None  # loaded once: the driver's child and the read tasks
-    if uris and not _ray_ready() and not adapting:  # (a warm session's pipeline starts at once: no child;
-        # an adapting run maps no tile before its scenes' centres are known)
+    # an adapting run maps no tile of a scene before its centre is known, but a display product's (told by its
+    # name) keeps the head as trained
+    centre_first = adapting and not (cfg.adapt is None and display_by_name(uris[0], cfg, manifest)) if uris else False
+    if uris and not _ray_ready() and not centre_first:  # (a warm session's pipeline starts at once: no child)
         # before Ray's start thread: the driver is one thread here, so the child can be forked
         head = _driver_head(cfg, uris[0], manifest, grid, model_uri, predictor, store is not None, pixels)
     ray_start = _RayStarter(cfg.ray_address) if uris else None
@@ -159,7 +161,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
             head.stop()
             head = None
         if first.failure and len(uris) == 1 and not cfg.incremental:
-            raise InputError(first.failure[1])
+            raise failure_error(first)
     job = job_fingerprint(cfg, uris, fingerprints, manifest.id, grid_dict) + ("-store" if store_only else "")
     output.prepare(job)
     done = output.done()
