@@ -182,9 +182,10 @@ class FinetuneConfig(_Config):
     backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
     input_size: int = Field(64, gt=0, description="model input size in pixels (patches are resized to it)")
     bands: Union[list[int], str, None] = Field(
-        None, description="1-based bands of multi-band files, a preset, or 'all' (default: R,G,B)")
+        None, description=f"1-based bands of multi-band files, a preset ({PRESET_NAMES}) or 'all' (default: R,G,B)")
     rgb_bands: Union[list[int], str, None] = Field(
-        None, description="1-based file bands holding R,G,B (keep their pretrained kernels; default: from bands)")
+        None, description=f"1-based file bands holding R,G,B, or a preset ({PRESET_NAMES}): they keep their "
+                          "pretrained kernels (default: from bands)")
     scale: float | None = Field(None, gt=0, description="divisor to [0,1] for non-uint8 data (default 10000)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="stratified test share for an image folder (0: none, "
                                                              "e.g. tiles from export-tiles, assessed on the map instead)")

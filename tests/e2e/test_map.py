@@ -131,7 +131,8 @@ def test_map_naip_local_reads_with_duckdb_and_is_deterministic(ray_session, buck
                                np.array(first["probs"].drop_null().to_pylist()), atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["missing", "not_raster", "too_few_bands", "no_bucket", "bad_value", "unknown_key"])
+@pytest.mark.parametrize("case", ["missing", "not_raster", "too_few_bands", "no_bucket", "bad_value", "unknown_key",
+                                  "truncated"])
 def test_bad_input_gives_one_clear_error_and_no_output(case, ray_session, bucket, test_model, tmp_path, capsys):
     storage.write_bytes("s3://data/bad/notes.tif", b"this is a text file, not a GeoTIFF")
     out = str(tmp_path / "out")
@@ -143,12 +144,16 @@ def test_bad_input_gives_one_clear_error_and_no_output(case, ray_session, bucket
         "no_bucket": (["--scenes", "s3://no-such-bucket/scene.tif"], "bucket of s3://no-such-bucket/scene.tif does not exist"),
         "bad_value": (["--scenes", str(NAIP), "--tile-size", "-5"], "field 'tile_size'"),
         "unknown_key": (["--config", str(tmp_path / "c.yaml")], "unknown field 'tile_sise'"),
+        # (head -c 5000 scene.tif > bad.tif: its header reads, its first block does not)
+        "truncated": (["--scenes", str(tmp_path / "bad.tif")], "bad.tif cannot be mapped (corrupt: "),
     }[case]
+    (tmp_path / "bad.tif").write_bytes(LANDSAT.read_bytes()[:5000])
     (tmp_path / "c.yaml").write_text(f"scenes: [{NAIP}]\ntile_sise: 32\n")
     rc = main(base + args)
     err = capsys.readouterr().err
     assert rc == 2
     assert needle in err and "Fix:" in err and err.count("\n") == 1  # one line
+    assert "4294967295" not in err and (case != "truncated" or "copy it again" in err)  # (GDAL's chain: not shown)
     assert not os.path.exists(out)  # nothing written, nothing that looks complete
 
 
