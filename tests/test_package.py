@@ -9,6 +9,17 @@ def test_no_module_is_over_450_lines():
     assert not long, f"split these modules by concern: {long}"
 
 
+def test_no_module_imports_itself_back():
+    """No import circle among raylib's modules (a function-level import counts: grimp reads
+    them), e.g. the estimators and the saved heads each loading the other."""
+    import grimp
+
+    g = grimp.build_graph("raylib")
+    circles = sorted({tuple(sorted((m, i))) for m in g.modules for i in g.find_modules_directly_imported_by(m)
+                      if g.chain_exists(i, m)})
+    assert not circles, circles
+
+
 def test_the_import_contracts_cover_the_cli_and_the_console():
     import tomllib
 

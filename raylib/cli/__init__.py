@@ -71,16 +71,19 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=verb.help.replace("%", "%%"), description=verb.help, epilog=epilog(name))
         sp.add_argument("--config", help="YAML file with the fields below (flags override it)")
         sp.add_argument("-v", "--verbose", action="store_true", help="log what happens, Ray's own messages included")
-        for fname, field in cls.model_fields.items():
-            flag = "--" + fname.replace("_", "-")
-            # argparse formats help with %: a literal one is %%
-            kwargs = {"dest": fname, "default": None, "help": (field.description or "").replace("%", "%%") or None}
-            if _is_bool(field.annotation):  # --x / --no-x; unset keeps the file's value or the default
-                sp.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-            elif _is_list(field.annotation):
-                sp.add_argument(flag, nargs="+", **kwargs)
-            else:
-                sp.add_argument(flag, **kwargs)
+        for section, names in cfglib.flag_sections(cls):  # a setting group's flags under its own heading
+            group = sp if section is None else sp.add_argument_group(section)
+            for fname in names:
+                field = cls.model_fields[fname]
+                flag = "--" + fname.replace("_", "-")
+                # argparse formats help with %: a literal one is %%
+                kwargs = {"dest": fname, "default": None, "help": (field.description or "").replace("%", "%%") or None}
+                if _is_bool(field.annotation):  # --x / --no-x; unset keeps the file's value or the default
+                    group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+                elif _is_list(field.annotation):
+                    group.add_argument(flag, nargs="+", **kwargs)
+                else:
+                    group.add_argument(flag, **kwargs)
         for old, new in cls.renamed.items():  # a renamed field's old flag: taken, not listed
             kwargs = {"dest": old, "default": None, "help": argparse.SUPPRESS}
             if _is_bool(cls.model_fields[new].annotation):

@@ -74,10 +74,12 @@ def tune(cfg, summary) -> int:
     return 0
 
 
+def _scores(m: dict) -> str:
+    return f"balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, kappa {m['cohen_kappa']:.4f}"
+
+
 def evaluate(cfg, res) -> int:
-    m = res["metrics"]
-    print(f"{res['rows']} rows: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
-          f"kappa {m['cohen_kappa']:.4f}")
+    print(f"{res['rows']} rows: {_scores(res['metrics'])}")
     print(f"report: {res['files']['report.md']}")
     return 0
 
@@ -96,9 +98,7 @@ def finetune(cfg, s) -> int:
 
 def compare(cfg, res) -> int:
     for i, m in enumerate(res["models"]):
-        mm = m["metrics"]
-        print(f"{i + 1}: {m['model_id']} ({m['kind']}): balanced accuracy {mm['balanced_accuracy']:.4f}, "
-              f"accuracy {mm['accuracy']:.4f}, kappa {mm['cohen_kappa']:.4f}")
+        print(f"{i + 1}: {m['model_id']} ({m['kind']}): {_scores(m['metrics'])}")
     print(f"report: {res['files']['compare.md']}")
     return 0
 

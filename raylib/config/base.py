@@ -1,5 +1,6 @@
-"""What every job's config shares: the base model (unknown keys refused), the GPU settings'
-checks, and loading (YAML file and/or CLI flags) with errors naming the field."""
+"""What every job's config shares: the base model (unknown keys refused, renamed keys taken
+with a deprecation line), the marks of a map's job identity, and loading (YAML file and/or CLI
+flags) with errors naming the field."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class _Config(BaseModel):
     # old field name -> its new name: still taken (a flag, a YAML key, a keyword), with one
     # deprecation line (the CLI keeps the old flag, hidden from --help)
     renamed: ClassVar[dict[str, str]] = {}
+    # a setting group (a base class declaring fields several verbs take) names its help section
+    section: ClassVar[str | None] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -38,35 +41,44 @@ class _Config(BaseModel):
 
 
 RAY_ADDRESS_HELP = "the Ray cluster to run on (default: RAY_ADDRESS, else a local Ray started for the run)"
-RayAddress = Annotated[Union[str, None], Field(description=RAY_ADDRESS_HELP)]
-Precision = Literal["fp32", "tf32", "bf16"]
-PRECISION_HELP = ("the network's arithmetic on GPU actors: fp32 (default: the CPU's answers), tf32 or bf16 (faster, "
-                  "a different map: BENCHMARKS.md)")
-SCORING_GPUS_HELP = "GPUs of the scoring actor (default: 1 when the cluster has a GPU, else 0)"
-# fields several verbs declare alike (each with its own default)
-GpuPrecision = Annotated[Precision, Field(description=PRECISION_HELP)]
-ScoringGpus = Annotated[Union[float, None], Field(ge=0, le=1, description=SCORING_GPUS_HELP)]
+
+# A map's job identity (``pipelines.common.planning.job_fingerprint``: a rerun resumes the parts
+# of the same job) holds every setting of its config but those marked here, so a new setting is
+# part of it until its field says why not (tests/pipelines/test_job_identity.py holds each to it):
+RUN = {"job": "run"}  # how the job runs, not what it writes (the rows are alike: the test maps with them changed)
+SCENES = {"job": "scenes"}  # which scenes are mapped: in the identity through the scene list it gives
+GRID = {"job": "grid"}  # the tile grid: through the grid it resolves to
+MODEL = {"job": "model"}  # through the model's id
+
+
+def job_role(field) -> str:
+    """What a config field is to a map's job identity: ``settings`` (in it as it is), or
+    ``run``, ``scenes``, ``grid``, ``model`` (its mark above)."""
+    return (field.json_schema_extra or {}).get("job", "settings") if isinstance(field.json_schema_extra, dict) \
+        else "settings"
+
+
+def identity_settings(cls: type[BaseModel]) -> list[str]:
+    """The fields of ``cls`` that are a job's settings as they are (unmarked)."""
+    return [k for k, f in cls.model_fields.items() if job_role(f) == "settings"]
+
+
+RayAddress = Annotated[Union[str, None], Field(description=RAY_ADDRESS_HELP, json_schema_extra=RUN)]
 Split = Annotated[Literal["test", "train", "all"], Field(description="rows of an embeddings table to use")]
 
 
-def _check_gpu_fields(cfg):
-    """GPU settings a job cannot run with, refused at the edge."""
-    gpus = cfg.num_gpus
-    if gpus is not None and gpus > 1 and not float(gpus).is_integer():
-        raise ValueError(f"num_gpus {gpus:g}: more than one GPU per actor must be a whole number (Ray's rule)")
-    if cfg.precision != "fp32" and gpus == 0:
-        raise ValueError(f"precision {cfg.precision} is for GPU actors, and num_gpus is 0 (on a CPU the network "
-                         "runs fp32): give num_gpus, or leave precision out")
-    return cfg
-
-
-class _ScoringConfig(_Config):
-    """A verb that scores models on a labelled split on a scoring actor (``evaluate``,
-    ``compare``): its GPU settings are checked as a map's."""
-
-    @model_validator(mode="after")
-    def _gpus(self):
-        return _check_gpu_fields(self)
+def flag_sections(cls: type[_Config]) -> list[tuple[str | None, list[str]]]:
+    """The fields of ``cls`` as ``--help`` lists them: the verb's own first (section None:
+    those its class declares, then those of an unsectioned base), then each setting group it
+    takes, under the group's ``section``."""
+    groups = [k for k in cls.__mro__[1:] if isinstance(k.__dict__.get("section"), str)]
+    home = {}
+    for g in reversed(groups):  # (a field a group redeclares is the group's)
+        home.update({f: g.section for f in g.__dict__.get("__annotations__", {}) if f in cls.model_fields})
+    own = list(cls.__dict__.get("__annotations__", {}))
+    first = [f for f in own if f in cls.model_fields and f not in home]
+    first += [f for f in cls.model_fields if f not in home and f not in first]
+    return [(None, first)] + [(g.section, [f for f in cls.model_fields if home.get(f) == g.section]) for g in groups]
 
 
 def _describe(cls: type[_Config]) -> str:

@@ -3,121 +3,82 @@
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from raylib.config.base import GpuPrecision, RayAddress, _check_gpu_fields, _Config
-from raylib.config.reading import (MAX_FILL_FRACTION, Bands, FillValue, MaxFillFraction, Scale, Scaling, Sensor,
-                                   SpectralBands, SunElevation)
+from raylib.config.actors import ModelActors
+from raylib.config.base import GRID, MODEL, RUN, SCENES, RayAddress, _Config
+from raylib.config.reading import SceneReadSettings
+from raylib.config.stac_search import StacSearch
 
 
-class MapConfig(_Config):
+class MapConfig(StacSearch, SceneReadSettings, ModelActors):
     """``landcover map`` / ``jobs/map.py``."""
 
     renamed: ClassVar[dict[str, str]] = {"remap": "refresh"}  # remap is the verb that maps a store
 
-    scenes: list[str] | None = Field(None, min_length=1,
+    scenes: list[str] | None = Field(None, json_schema_extra=SCENES, min_length=1,
                                      description="scene URIs: local paths, s3://bucket/key, or a prefix/folder")
-    out: str = Field(description="output dataset folder (local or s3://)")
-    stac: str | None = Field(
-        None, description="map the items of a STAC API URL, a static catalog / collection / item JSON (local, s3:// "
-                          "or http), or a stac-geoparquet file, instead of --scenes")
-    collections: list[str] | None = Field(None, description="--stac: only items of these collections")
-    bbox: Union[list[float], str, None] = Field(
-        None, description="--stac: only items intersecting W,S,E,N in degrees (write --bbox=W,S,E,N)")
+    out: str = Field(json_schema_extra=RUN, description="output dataset folder (local or s3://)")
     aoi: str | None = Field(
         None, description="area of interest: polygons (GeoJSON, GeoParquet, GeoPackage; local or s3://); only tiles "
                           "meeting it are mapped (and with --stac, only items meeting it are searched)")
-    datetime: str | None = Field(
-        None, description="--stac: only items in this date or interval (2020-05-01/2020-09-30, 2020, 2020-05-01/..)")
-    max_cloud: float | None = Field(None, ge=0, le=100, description="--stac: only items with eo:cloud_cover <= this (%)")
-    query: Union[dict, str, None] = Field(
-        None, description="--stac with an API: the query extension's filter as JSON, e.g. "
-                          "'{\"platform\": {\"eq\": \"landsat-8\"}}'")
-    max_items: int | None = Field(None, gt=0, description="--stac: map at most this many items (the first by date)")
-    stac_bands: list[str] | None = Field(
-        None, description="--stac: the band assets to read, in the model's channel order, by common name (red, "
-                          "green, blue, nir, ...) or asset key (default: the model's channel names)")
-    cloud_asset: str | None = Field(
-        None, description="--stac: the items' quality asset, read into per-tile cloud_fraction / shadow_fraction / "
-                          "snow_fraction (default: scl, qa_pixel, or an asset whose classification names cloud; "
-                          "'none': no cloud screening)")
-    max_tile_cloud: float = Field(
-        0.3, ge=0, le=1, description="a tile whose cloud and cloud-shadow share of its pixels is above this is an "
-                                     "error row (reason cloudy; needs a quality asset)")
     composite: Literal["best", "mean"] | None = Field(
         None, description="also write an area map under <out>/_composite, one row per ground tile: the clearest "
                           "observation (best) or the mean class probabilities of the clear ones (mean), with n_obs "
                           "(implies grid: ground)")
-    model: str | None = Field(None, description="model directory (default: the built-in EuroSAT model)")
-    tile_size: int | None = Field(None, gt=0, description="tile size in model-input pixels (default: the model's)")
-    stride: int | None = Field(None, gt=0, description="grid stride in pixels (default: tile_size)")
+    model: str | None = Field(None, json_schema_extra=MODEL, description="model directory (default: the built-in EuroSAT model)")
+    tile_size: int | None = Field(None, json_schema_extra=GRID, gt=0, description="tile size in model-input pixels (default: the model's)")
+    stride: int | None = Field(None, json_schema_extra=GRID, gt=0, description="grid stride in pixels (default: tile_size)")
     gsd: Union[float, Literal["native", "model"]] = Field(
-        "model", description="target ground sampling distance in metres; 'model' (default) or 'native'")
+        "model", json_schema_extra=GRID, description="target ground sampling distance in metres; 'model' (default) or 'native'")
     grid: Literal["scene", "ground"] | None = Field(
-        None, description="scene: tiles from each scene's corner, ids per scene; ground: tiles on lines at whole "
+        None, json_schema_extra=GRID, description="scene: tiles from each scene's corner, ids per scene; ground: tiles on lines at whole "
                           "multiples of the grid step in the scene's projected CRS, so overlapping scenes and dates "
                           "share tile ids (scenes are resampled to the grid's GSD). Default: ground with --stac or "
                           "--composite, else scene (the ids of maps made before the ground grid)")
-    bands: Bands = None
-    fill_value: FillValue = None
-    scaling: Scaling = "auto"
-    sensor: Sensor = None
-    spectral_bands: SpectralBands = None
-    sun_elevation: SunElevation = None
-    scale: Scale = None
-    batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
-                                                                      "actors, 64 on CPU)")
-    precision: GpuPrecision = "fp32"
-    read_batch_size: int = Field(256, gt=0, le=4096, description="tiles per read unit (one scene, grid order)")
-    actors: int | None = Field(None, gt=0, description="model actors (default: 1 per GPU, or 1 on CPU)")
-    actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
-    read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU; 0.5: two actors share a GPU)")
-    torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: node cores / actors, at most 8)")
-    plan_threads: int = Field(4, gt=0, le=64, description="scene headers read at once by a task of the pipeline")
+    read_batch_size: int = Field(256, json_schema_extra=RUN, gt=0, le=4096, description="tiles per read unit (one scene, grid order)")
+    plan_threads: int = Field(4, json_schema_extra=RUN, gt=0, le=64, description="scene headers read at once by a task of the pipeline")
     scenes_per_task: int | None = Field(
-        None, gt=0, le=4096, description="scenes planned and read by one task of the pipeline (default: 1, up to 8 "
+        None, json_schema_extra=RUN, gt=0, le=4096, description="scenes planned and read by one task of the pipeline (default: 1, up to 8 "
                                          "when there are more than 16 scenes per CPU of the cluster)")
-    read_units_per_task: int = Field(4, gt=0, description="read units (read_batch_size tiles each) one read packs "
+    read_units_per_task: int = Field(4, json_schema_extra=RUN, gt=0, description="read units (read_batch_size tiles each) one read packs "
                                                           "together (small scenes share one)")
     block_tiles: int | None = Field(
-        None, gt=0, le=65536, description="tiles per Ray Data block into the model (default: a read task's tiles, "
+        None, json_schema_extra=RUN, gt=0, le=65536, description="tiles per Ray Data block into the model (default: a read task's tiles, "
                                           "read_batch_size * read_units_per_task, when the model actors have GPUs: an "
                                           "actor's cost per block is fixed; read_batch_size on CPU, where a big block "
                                           "holds the actor for seconds)")
     actor_concurrency: int | None = Field(
-        None, gt=0, le=64, description="blocks one model actor takes at once: it fetches, converts and returns "
+        None, json_schema_extra=RUN, gt=0, le=64, description="blocks one model actor takes at once: it fetches, converts and returns "
                                        "blocks while its model runs one (default: 8 when the actors have GPUs, where "
                                        "a block's fixed costs would leave the device idle; 1 on CPU)")
     driver_first_block: bool = Field(
-        True, description="the driver maps the first batch_size tiles itself while Ray starts (the first rows in "
+        True, json_schema_extra=RUN, description="the driver maps the first batch_size tiles itself while Ray starts (the first rows in "
                           "seconds); false keeps the model off the driver (a big model on a small head node)")
     part_mb: float = Field(128.0, gt=0, description="target size of an output Parquet part, MB (parts are cut by bytes)")
-    row_group_rows: int = Field(8192, gt=0, description="rows per Parquet row group (sorted along a Z-order curve; "
+    row_group_rows: int = Field(8192, json_schema_extra=RUN, gt=0, description="rows per Parquet row group (sorted along a Z-order curve; "
                                                          "a bbox query reads only the row groups it touches)")
     partition_by: list[Literal["zone", "year", "date"]] | None = Field(
         None, description="hive-partition the map's parts by the scenes' CRS (zone=32614), acquisition year (year=2020) "
                           "or date (date=2020-05-18), in this order of folders (not with incremental)")
     rows_per_part: int | None = Field(None, gt=0, description="also cut a part at this many rows (default: by part_mb only)")
-    read_timeout: float = Field(60.0, gt=0, description="seconds one read (header, window) may take before it is abandoned")
-    read_retries: int = Field(5, ge=0, le=20, description="retries with backoff of a read that failed transiently (network, 5xx, timeout)")
-    max_fill_fraction: MaxFillFraction = MAX_FILL_FRACTION
+    read_timeout: float = Field(60.0, json_schema_extra=RUN, gt=0, description="seconds one read (header, window) may take before it is abandoned")
+    read_retries: int = Field(5, json_schema_extra=RUN, ge=0, le=20, description="retries with backoff of a read that failed transiently (network, 5xx, timeout)")
     unknown_below: float | None = Field(
         None, gt=0, lt=1, description="label a tile 'unknown' (status ok) when its top probability is below this")
     max_error_share: float = Field(
-        0.05, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata, "
+        0.05, json_schema_extra=RUN, ge=0, le=1, description="fail the run (exit 3) when more tiles than this share fail (all_nodata, "
                                       "mostly_fill, mostly_outside, cloudy not counted)")
-    overwrite: bool = Field(False, description="replace an existing map at out")
-    quicklook: bool = Field(True, description="write a PNG class map per scene")
-    cog: bool = Field(False, description="at the end, also export the map as COGs with a STAC Collection under "
+    overwrite: bool = Field(False, json_schema_extra=RUN, description="replace an existing map at out")
+    quicklook: bool = Field(True, json_schema_extra=RUN, description="write a PNG class map per scene")
+    cog: bool = Field(False, json_schema_extra=RUN, description="at the end, also export the map as COGs with a STAC Collection under "
                                          "<out>/_cog (landcover export)")
     embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under "
                                                 "<out>/_embeddings (a folder every reader of the map skips)")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
-    refresh: bool = Field(False, description="incremental: map every scene again (after a model or grid change)")
+    refresh: bool = Field(False, json_schema_extra=RUN, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
     adapt: bool | None = Field(
         None, description="scene-centre adaptation: re-centre the head on each scene's own mean embedding, from a "
@@ -131,16 +92,9 @@ class MapConfig(_Config):
 
     @model_validator(mode="after")
     def _partitions(self):
-        _check_gpu_fields(self)
         if bool(self.scenes) == bool(self.stac):
             raise ValueError("give scenes (files, folders, prefixes) or stac (a catalog to search), one of them")
-        if not self.stac:
-            given = [k for k in ("collections", "bbox", "datetime", "max_cloud", "query", "max_items", "stac_bands",
-                                 "cloud_asset")
-                     if getattr(self, k) is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)} select(s) STAC items: give stac too, or leave them out")
-        elif self.bands is not None or self.spectral_bands is not None:
+        if self.stac and (self.bands is not None or self.spectral_bands is not None):
             raise ValueError("bands / spectral_bands are file band numbers: with stac, name the band assets with "
                              "stac_bands (e.g. red,green,blue)")
         if self.composite and self.grid == "scene":
@@ -154,18 +108,6 @@ class MapConfig(_Config):
         if self.partition_by and len(set(self.partition_by)) != len(self.partition_by):
             raise ValueError("partition_by names a key twice")
         return self
-
-    @field_validator("query")
-    @classmethod
-    def _query_json(cls, v):
-        if isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except ValueError as exc:
-                raise ValueError(f"is not JSON ({exc}); give e.g. '{{\"platform\": {{\"eq\": \"landsat-8\"}}}}'")
-            if not isinstance(v, dict):
-                raise ValueError("must be a JSON object of property: {operator: value}")
-        return v
 
     @field_validator("gsd")
     @classmethod

@@ -6,7 +6,7 @@ settings."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, Field
 
@@ -48,14 +48,19 @@ SpectralBands = Annotated[Union[dict[str, int], None], Field(
                 "descriptions, colour interpretation, the sensor's usual layout)")]
 SunElevation = Annotated[Union[float, None], Field(
     gt=0, le=90, description="sun elevation in degrees for Landsat Level-1 scenes without an MTL or product id")]
-Scale = Annotated[Union[float, None], Field(gt=0, description="divisor for scaling: dtype (default: dtype maximum)")]
+Scale = Annotated[Union[float, None], Field(
+    gt=0, description="divisor to [0,1] with scaling: dtype (default: the dtype's maximum); of embed --data's "
+                      "non-uint8 images (default 10000)")]
 MaxFillFraction = Annotated[float, Field(
     ge=0, le=1, description="a tile with more than this share of fill among its pixels in the scene is an error "
                             "row (reason mostly_fill)")]
 
 
-class SceneRead(_Config):
-    """How a job read its scenes: the record an embedding store keeps (``preprocessing``)."""
+class SceneReadSettings(_Config):
+    """The scene-read setting group: declared here once, taken by every verb that reads
+    scenes tile by tile (``map``, ``embed --scenes``); its flags stay flat."""
+
+    section: ClassVar[str] = "reading scenes"
 
     bands: Bands = None
     fill_value: FillValue = None
@@ -65,6 +70,13 @@ class SceneRead(_Config):
     sun_elevation: SunElevation = None
     scale: Scale = None
     max_fill_fraction: MaxFillFraction = MAX_FILL_FRACTION
+
+
+READ_FIELDS = tuple(SceneReadSettings.model_fields)
+
+
+class SceneRead(SceneReadSettings):
+    """How a job read its scenes: the record an embedding store keeps (``preprocessing``)."""
 
     @classmethod
     def of(cls, cfg) -> "SceneRead":
@@ -76,7 +88,3 @@ class SceneRead(_Config):
         """From a store's ``preprocessing`` (a store made before a setting was recorded has
         its default)."""
         return cls(**{k: pre[k] for k in READ_FIELDS if pre.get(k) is not None})
-
-
-READ_FIELDS = ("bands", "fill_value", "scaling", "sensor", "spectral_bands", "sun_elevation", "scale",
-               "max_fill_fraction")

@@ -7,10 +7,9 @@ from typing import Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from raylib.config.base import (GpuPrecision, RayAddress, ScoringGpus, Split, _check_gpu_fields, _Config,
-                                _ScoringConfig)
-from raylib.config.reading import (MAX_FILL_FRACTION, PRESET_NAMES, Bands, FillValue, MaxFillFraction, Scale, Scaling,
-                                   Sensor, SpectralBands, SunElevation)
+from raylib.config.actors import ModelActors, ScoringActor
+from raylib.config.base import RayAddress, Split, _Config
+from raylib.config.reading import PRESET_NAMES, SceneReadSettings
 
 
 class TrainHeadConfig(_Config):
@@ -76,7 +75,7 @@ class TrainHeadConfig(_Config):
         return v
 
 
-class EmbedConfig(_Config):
+class EmbedConfig(SceneReadSettings, ModelActors):
     """``landcover embed``: labelled patches -> Parquet embeddings (Ray Data actor pool)."""
 
     data: str | None = Field(None, description="image folder <Class>/<file> (JPG/PNG/TIF), or an image raster with --labels")
@@ -86,40 +85,21 @@ class EmbedConfig(_Config):
     model: str | None = Field(None, description="--scenes: model directory whose backbone and preprocessing embed (default: built-in)")
     tile_size: int | None = Field(None, gt=0, description="--scenes: tile size (default: the model's)")
     gsd: Union[float, Literal["native", "model"]] = Field("model", description="--scenes: as landcover map")
-    fill_value: FillValue = Field(None, description="--scenes: as landcover map")
-    scaling: Scaling = Field("auto", description="--scenes: as landcover map")
-    sensor: Sensor = Field(None, description="--scenes: as landcover map")
-    sun_elevation: SunElevation = Field(None, description="--scenes: as landcover map")
-    spectral_bands: SpectralBands = Field(None, description="--scenes: as landcover map")
-    max_fill_fraction: MaxFillFraction = Field(MAX_FILL_FRACTION, description="--scenes: as landcover map")
     labels: str | None = Field(None, description="class raster co-registered with data: cut patches from it")
     classes: dict[int, str] | None = Field(None, description="label raster value -> class name (default class_<v>)")
     patch_size: int = Field(32, gt=0, description="patch size in pixels when cutting from a label raster")
     threshold: float = Field(0.85, gt=0, le=1, description="keep a cut patch when one class covers this share")
     backbone: str = Field("default", description="hub id, local folder, s3:// folder, or 'default'")
     input_size: int = Field(128, gt=0, description="backbone input size in pixels")
-    bands: Bands = Field(None, description=f"1-based R,G,B bands of multi-band TIFs, or a preset: {PRESET_NAMES}; "
-                                           "--scenes: as landcover map")
-    scale: Scale = Field(None, description="divisor to [0,1] for non-uint8 data (default 10000); --scenes: as "
-                                        "landcover map")
     split: Literal["stratified", "group"] = Field("stratified", description="how to split train/test")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of rows (or groups) in the test split")
     seed: int = Field(0, description="random seed for the split")
-    batch_size: int | None = Field(None, gt=0, le=65536, description="tiles per model batch (default: 1024 on GPU "
-                                                                      "actors, 64 on CPU)")
-    precision: GpuPrecision = "fp32"
     read_batch_size: int = Field(64, gt=0, le=4096, description="patches (or tiles) per read task's block")
-    actors: int | None = Field(None, gt=0, description="model actors in the pool (default: 1 per GPU, or 1)")
-    actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per model actor")
-    read_cpus: float = Field(0.5, gt=0, description="CPUs reserved per read task")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per model actor (0: CPU)")
-    torch_threads: int | None = Field(None, gt=0, description="torch threads per actor (default: its CPUs' share)")
     overwrite: bool = Field(False, description="replace existing embeddings at out")
     ray_address: RayAddress = None
 
     @model_validator(mode="after")
     def _data_or_scenes(self):
-        _check_gpu_fields(self)
         if (self.scenes is None) == (self.data is None):
             raise ValueError("give either --data (a labelled patch set) or --scenes (tiles into an embedding store)")
         return self
@@ -162,16 +142,20 @@ class TuneConfig(_Config):
         return self
 
 
+class _ScoringConfig(ScoringActor):
+    """A verb that scores models on a labelled split on a scoring actor (``evaluate``,
+    ``compare``): what they share."""
+
+    data: str = Field(description="embeddings folder (from landcover embed: its stored split) or an image folder")
+    out: str = Field(description="report folder")
+    split: Split = "test"
+    ray_address: RayAddress = None
+
+
 class EvaluateConfig(_ScoringConfig):
     """``landcover evaluate``: a model directory on labelled data -> metrics.json + report."""
 
     model: str = Field(description="model directory")
-    data: str = Field(description="embeddings folder (from landcover embed) or an image folder")
-    out: str = Field(description="report folder")
-    split: Split = "test"
-    num_gpus: ScoringGpus = None
-    precision: GpuPrecision = "fp32"
-    ray_address: RayAddress = None
 
 
 class FinetuneConfig(_Config):
@@ -231,9 +215,3 @@ class CompareConfig(_ScoringConfig):
     """``landcover compare``: several models on one labelled split, side by side."""
 
     models: list[str] = Field(min_length=1, description="model directories (head-based or fine-tuned)")
-    data: str = Field(description="embeddings folder (its stored split) or an image folder")
-    out: str = Field(description="report folder")
-    split: Split = "test"
-    num_gpus: ScoringGpus = None
-    precision: GpuPrecision = "fp32"
-    ray_address: RayAddress = None

@@ -61,7 +61,7 @@ def stratified_estimates(counts, areas, classes: list[str]) -> dict:
     frac = np.divide(n, n_i[:, None], out=np.zeros_like(n), where=n_i[:, None] > 0)  # n_ij / n_i.
     p = W[:, None] * frac
     p_map = p.sum(axis=1)  # = W
-    p_ref = p.sum(axis=0)  # estimated area proportion of each reference class 
+    p_ref = p.sum(axis=0)  # estimated area proportion of each reference class
     cell_var = W[:, None] ** 2 * frac * (1 - frac) * inv[:, None]  # per-cell variance terms
     se_ref = np.sqrt(cell_var.sum(axis=0))
     ua = np.diag(frac).copy()  # user's accuracy: n_ii / n_i.

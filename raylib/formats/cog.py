@@ -32,7 +32,6 @@ def write_cog(uri: str, bands: np.ndarray, transform, crs: str, nodata: int, *, 
               tags: dict | None = None) -> dict:
     """Write ``bands`` (b, h, w) as a COG at ``uri`` (local or ``s3://``); overviews by
     ``MODE`` for a class raster, ``AVERAGE`` otherwise. Returns its size and SHA-256."""
-    import rasterio
     import rasterio.shutil
     from rasterio.io import MemoryFile
 

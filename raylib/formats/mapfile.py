@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,15 @@ from raylib.raster.tiling import footprint_areas_ha
 
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"  # a map folder's own files
 UNKNOWN = "unknown"  # the label of a tile below --unknown-below
+QUICKLOOKS = "_quicklook"  # the map's pictures: a class map per scene, composite-<how>.png, change.png
+
+
+def quicklook_uri(out: str, tag: str, scene: str) -> str:
+    """Where a map at ``out`` keeps a scene's quick-look: ``_quicklook/<tag>-<scene's stem>.png``
+    (``tag``: the scene's place in the run, or its key in an incremental map)."""
+    return storage.join(out, QUICKLOOKS, f"{tag}-{os.path.splitext(storage.basename(scene))[0]}.png")
+
+
 COMPOSITE = "_composite"  # the area map of --composite (a "_" name: every reader of the map skips it)
 # what a reader of a map folder skips: pyarrow's defaults (so the composite), and the embedding store beside the map
 IGNORE_PREFIXES = [".", "_", "embeddings"]

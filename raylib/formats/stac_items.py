@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+from raylib.io.names import STAC_ASSET, safe_name
+
 STAC_VERSION = "1.1.0"
 EXTENSIONS = {
     "classification": "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
@@ -31,7 +33,7 @@ def schema_folder() -> Path:
 def class_name(name: str) -> str:
     """A class's name as the classification extension allows it (``[0-9A-Za-z-_]``): a
     transition ``a->b`` is ``a_to_b``."""
-    return re.sub(r"[^0-9A-Za-z_-]+", "_", name.replace("->", "_to_")).strip("_") or "class"
+    return safe_name(name.replace("->", "_to_"), sep="_", allowed=STAC_ASSET, default="class")
 
 
 def footprint(bounds: tuple[float, float, float, float], crs: str, n: int = 21) -> dict:

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from raylib.errors import InputError, StorageError
 
+
 def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 

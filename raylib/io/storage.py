@@ -224,6 +224,7 @@ def files_by_name(uri: str) -> dict[str, str]:
 # search's items, the scenes of ``landcover map --stac``). A folder holding only them is
 # empty to the checks below, and clearing an output for a new run keeps them.
 INPUTS = "_inputs"
+STAC_INPUTS = f"{INPUTS}/stac"  # map --stac: the items it mapped, kept with the map (pipelines.map.stac_input)
 
 
 def _outputs_in(uri: str) -> list[str]:

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from raylib.models.unit_rows import unit_rows
+
 METHOD = "scene-centre"
 MIN_TILES = 16  # fewer sampled tiles than this: no centre (the scene keeps the training mean), and the summary says so
-
-
-def unit_rows(emb) -> np.ndarray:
-    x = np.asarray(emb, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 class CentreSums:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from raylib.models.unit_rows import unit_rows
+
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities ``softmax(log(p) / T)``, row by row."""
@@ -58,7 +60,7 @@ class OODScorer:
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, n_components: int = 32) -> "OODScorer":
-        X = _unit(X)
+        X = unit_rows(X)
         mean = X.mean(axis=0)
         _, s, vt = np.linalg.svd(X - mean, full_matrices=False)
         k = int(min(n_components, len(s), X.shape[1]))
@@ -77,7 +79,7 @@ class OODScorer:
         return np.sqrt(d2.min(axis=1))
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        z = (_unit(X) - self.mean) @ self.components.T / self.scale
+        z = (unit_rows(X) - self.mean) @ self.components.T / self.scale
         return (self._distance(z) / self.q95).astype(np.float32)
 
     def tensors(self) -> dict:
@@ -88,11 +90,6 @@ class OODScorer:
     def from_tensors(cls, t: dict, quantiles: dict | None = None) -> "OODScorer":
         return cls(t["ood_mean"], t["ood_components"], t["ood_scale"], t["ood_centres"], float(t["ood_q95"][0]),
                    quantiles)
-
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 def oof_temperature(make_head, X: np.ndarray, y: np.ndarray, seed: int) -> float | None:

@@ -36,7 +36,7 @@ from raylib.models.backbones import Backbone, resolve_backbone
 from raylib.models.device import TileFeed, inference, pad_rows, pick_device, set_precision
 from raylib.models.calibration import OODScorer, apply_temperature
 from raylib.models.manifest import MANIFEST, ModelManifest
-from raylib.models.saved_heads import load_saved_head
+from raylib.models.head_loading import load_saved_head
 from raylib.models.tilefeatures import TileFeatures
 from raylib.raster.patches import TRAINING_TILES
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raylib.models.saved_heads import load_saved_head
+from raylib.models.head_loading import load_saved_head
 
 FOLDER = "pixels"
 STRIDE = 2  # every 2nd pixel of each side: map tiles are resampled, 1/4 of the pixels says as much

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from raylib.models.unit_rows import unit_rows
+
 
 def l2(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
+    """Rows on the unit sphere, in their own dtype (``unit_rows``: the one rule)."""
+    return unit_rows(x, dtype=None)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -124,16 +126,3 @@ class SavedHead:
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-NUMPY_HEADS = ("logistic_regression", "mlp", "knn")
-
-
-def load_saved_head(folder, spec: dict):
-    """The head of a model directory for prediction: a ``SavedHead`` (numpy) for the
-    logistic, MLP and kNN heads, else the estimator (``models.heads.load_head``)."""
-    if spec.get("type") in NUMPY_HEADS:
-        return SavedHead(spec["type"], spec.get("params", {}), load_tensors(folder, spec))
-    from raylib.models.heads import load_head
-
-    return load_head(folder, spec)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raylib.models.unit_rows import unit_rows
+
 FILE = "features.safetensors"
 MODES = ("embedding", "spectral", "embedding+spectral")
 
@@ -54,7 +56,7 @@ class TileFeatures:
             raise ValueError(mode)
         if mode != "embedding+spectral":
             return cls(mode, n_bands)
-        X = _unit(embeddings)
+        X = unit_rows(embeddings)
         mean = X.mean(axis=0)
         _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
         return cls(mode, n_bands, mean, vt[:n_components])
@@ -68,7 +70,7 @@ class TileFeatures:
         if self.mode == "embedding":
             parts.append(np.asarray(embeddings, np.float32))
         elif self.mode == "embedding+spectral":
-            parts.append((_unit(embeddings) - self.pca_mean) @ self.pca_components.T)
+            parts.append((unit_rows(embeddings) - self.pca_mean) @ self.pca_components.T)
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def spec(self) -> dict:
@@ -91,7 +93,3 @@ class TileFeatures:
             t = load_file(str(Path(folder) / spec["file"]))
         return cls(spec["mode"], spec["n_bands"], t.get("pca_mean"), t.get("pca_components"))
 
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ from raylib.formats import mapfile, out_folder, parts
 from raylib.formats.mapfile import SUCCESS
 from raylib.formats.parts import TMP
 from raylib.io import storage
+from raylib.io.names import safe_name
 from raylib.pipelines.common.map_input import MapSource, finished_folder, id_ranges, open_map_input
 from raylib.raster import aoi
 
@@ -75,7 +75,7 @@ def read_zones(cfg: AccountsConfig) -> tuple[list[str], list]:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "zone"
+    return safe_name(name, sep="_", default="zone")
 
 
 def _units(cfg: AccountsConfig) -> tuple[np.ndarray, list, list]:

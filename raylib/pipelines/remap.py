@@ -27,16 +27,15 @@ from raylib.failpoints import failpoint
 from raylib.formats import embstore, map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.models.adaptation import predict_scenes
-from raylib.models.model_dir import HEAD_STATISTICS, MANIFEST, LandcoverModel
+from raylib.models.model_dir import HEAD_STATISTICS, MANIFEST, LandcoverModel, local_model_folder
 from raylib.pipelines.common import centres as centres_of
-
-log = logging.getLogger(__name__)
-from raylib.models.model_dir import local_model_folder
 from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_stac import describe_run
 from raylib.pipelines.common.object_store import shared
 from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
 from raylib.pipelines.common.tile_grid import TileGrid
+
+log = logging.getLogger(__name__)
 
 
 def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
@@ -208,8 +207,6 @@ def _head_only(model_uri: str, tmp: Path) -> Path:
 
 def _quicklooks(cfg: RemapConfig, table, manifest) -> list[str]:
     """A class map per scene (no imagery to draw beside it: remap reads none)."""
-    import os
-
     out = []
     scene = np.asarray(table.column("scene").to_pylist(), dtype=object)
     cells = TileGrid.cells(table)  # paler where the head is less sure, as the map's own pictures
@@ -223,7 +220,7 @@ def _quicklooks(cfg: RemapConfig, table, manifest) -> list[str]:
         tile = (int(table.column("height").to_numpy()[m].max()), int(table.column("width").to_numpy()[m].max()))
         png = reports.quicklook_png(f"{s}  |  remap with {manifest.id}", look.labels, manifest.classes, None,
                                     (int(r1[m].max()), int(c1[m].max())), tile, look.confidence, look.ood)
-        uri = storage.join(cfg.out, "_quicklook", f"{i:03d}-{os.path.splitext(storage.basename(s))[0]}.png")
+        uri = mapfile.quicklook_uri(cfg.out, f"{i:03d}", s)
         storage.write_bytes(uri, png)
         out.append(uri)
     return out

@@ -26,13 +26,9 @@ from raylib.eval import reference
 from raylib.formats import embstore
 from raylib.formats.mapfile import geo_metadata
 from raylib.io import storage
+from raylib.models.unit_rows import unit_rows
 
 CHUNK = 200_000
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def resolve_tiles(spec: list[str] | None, table, what: str) -> np.ndarray:
@@ -61,9 +57,9 @@ def resolve_tiles(spec: list[str] | None, table, what: str) -> np.ndarray:
 
 
 def query_vector(emb: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    q = _unit(emb[pos]).mean(axis=0)
+    q = unit_rows(emb[pos]).mean(axis=0)
     if len(neg):
-        q = q - _unit(emb[neg]).mean(axis=0)
+        q = q - unit_rows(emb[neg]).mean(axis=0)
     n = np.linalg.norm(q)
     if n < 1e-12:
         raise InputError("The positives and negatives cancel out: the query is empty.", "give other examples.")
@@ -74,7 +70,7 @@ def exact_search(emb: np.ndarray, q: np.ndarray, k: int, exclude: np.ndarray) ->
     """Top ``k`` rows by cosine to ``q`` (rows in ``exclude`` left out)."""
     scores = np.empty(len(emb), np.float32)
     for i in range(0, len(emb), CHUNK):
-        scores[i:i + CHUNK] = _unit(emb[i:i + CHUNK]) @ q
+        scores[i:i + CHUNK] = unit_rows(emb[i:i + CHUNK]) @ q
     scores[exclude] = -np.inf
     k = min(k, int(np.isfinite(scores).sum()))
     top = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, np.int64)
@@ -92,7 +88,7 @@ class IVFIndex:
     def build(cls, emb: np.ndarray, nlist: int | None = None, seed: int = 0) -> "IVFIndex":
         import faiss
 
-        x = _unit(emb)
+        x = unit_rows(emb)
         d = x.shape[1]
         nlist = nlist or int(max(16, min(4096, 4 * np.sqrt(len(x)))))
         quant = faiss.IndexFlatIP(d)

@@ -68,10 +68,9 @@ def default_name(cfg: TrainHeadConfig) -> str:
     """A model's name from what it learnt: the image folder, or the map whose store it was
     trained on, then the backbone and the head (``nc-mobilenetv2-logreg``): a head trained on
     NC Wake's tiles is not named after EuroSAT."""
-    import re
-
     from raylib.formats import embstore
     from raylib.io import storage
+    from raylib.io.names import safe_name
 
     if cfg.embeddings:
         store = embstore.locate(cfg.embeddings)
@@ -83,4 +82,4 @@ def default_name(cfg: TrainHeadConfig) -> str:
         source, backbone = storage.basename(cfg.data), cfg.backbone
     net = "mobilenetv2" if backbone == "default" else storage.basename(backbone)
     head = "logreg-px" if cfg.pixels else "logreg"
-    return re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{source}-{net}-{head}".lower()).strip("-.")
+    return safe_name(f"{source}-{net}-{head}".lower())

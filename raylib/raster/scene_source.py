@@ -80,12 +80,7 @@ def _ground(uri: str, channels: tuple[str, ...], version: str, ground, cloud_ass
         raise InputError(f"Scene {uri} is not in a projected CRS: a ground grid is laid in metres.",
                          "reproject it (e.g. to its UTM zone), or map it with grid: scene.", reason="unsupported")
     res = ground.gsd or min(abs(g.transform[0]) for g in grids)
-    xs, ys = [], []
-    for g in grids:
-        a, _, c, _, e, f = g.transform
-        xs += [c, c + a * g.width]
-        ys += [f, f + e * g.height]
-    scene = (min(xs), min(ys), max(xs), max(ys))
+    scene = stac_vrt.union_bounds(grids)
     return item, bands, grids, tiling.ground_window(scene, res, ground), res, scene
 
 

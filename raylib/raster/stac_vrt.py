@@ -157,6 +157,16 @@ def asset_grids(bands: list[BandAsset]) -> list[AssetGrid]:
     return out
 
 
+def union_bounds(grids: list[AssetGrid]) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1, in the assets' CRS) that holds every asset's grid."""
+    xs, ys = [], []
+    for g in grids:
+        a, _, c, _, e, f = g.transform
+        xs += [c, c + a * g.width]
+        ys += [f, f + e * g.height]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
              bounds: tuple[float, float, float, float] | None = None, res: float | None = None,
              fill: float | None = None) -> str:
@@ -173,14 +183,7 @@ def item_vrt(item: dict, bands: list[BandAsset], grids: list[AssetGrid],
         if gr.transform[1] or gr.transform[3]:
             raise InputError(f"STAC item {item.get('id')}: asset {b.asset} is rotated.", "give north-up assets.",
                              reason="unsupported")
-    if bounds is None:
-        xs, ys = [], []
-        for gr in grids:
-            a, _, c, _, e, f = gr.transform
-            xs += [c, c + a * gr.width]
-            ys += [f, f + e * gr.height]
-        bounds = (min(xs), min(ys), max(xs), max(ys))
-    x0, y0, x1, y1 = bounds
+    x0, y0, x1, y1 = bounds or union_bounds(grids)
     width = max(1, round((x1 - x0) / res_x))
     height = max(1, round((y1 - y0) / abs(res_y)))
     dtype = _vrt_dtype(bands, grids)

@@ -54,6 +54,27 @@ class GridSpec:
                 **({"ground": True} if self.ground else {})}
 
 
+def grid_step(grid: dict | None) -> float | None:
+    """The distance between neighbouring tiles as a map's metadata records its grid: a
+    ground grid's stride x GSD, in metres of each zone's projected CRS; None for a scene grid
+    (its step is each scene's, in its CRS's units: ``step_of`` its tiles)."""
+    if not grid or not grid.get("ground") or not grid.get("gsd"):
+        return None
+    return float(grid["stride"]) * float(grid["gsd"])
+
+
+def step_of(coords) -> float | None:
+    """The grid step of tiles whose grid records none: the smallest gap between their
+    distinct positions (a coordinate of each tile, in its CRS's units, metres or degrees:
+    positions closer than a millionth of their span are one); None for tiles on one line."""
+    v = np.sort(np.asarray(coords, float).ravel())
+    if len(v) < 2:
+        return None
+    gaps = np.diff(v)
+    gaps = gaps[gaps > 1e-6 * (v[-1] - v[0])]
+    return float(gaps.min()) if len(gaps) else None
+
+
 # --------------------------------------------------------------------------- windows
 
 

@@ -273,3 +273,29 @@ def test_the_first_batch_mapped_while_ray_starts_gives_the_same_map(ray_session,
     assert head["tile_id"].equals(base["tile_id"]) and head["status"].equals(base["status"])
     assert head["label"].equals(base["label"])
 
+
+def test_settings_marked_run_leave_the_rows_alike(ray_session, bucket, test_model, tmp_path):
+    """The settings left out of a map's job identity (marked RUN in raylib/config: how the job
+    runs) all changed at once, the model on the session's logical GPU: the same rows (so a
+    killed run resumed with them changed keeps valid parts)."""
+    from raylib.config import job_role
+
+    base = dict(scenes=[S3_NAIP], model=test_model["uri"], tile_size=64, gsd="native", bands=[1, 2, 3], fill_value=0)
+    first = run_map(MapConfig(out=str(tmp_path / "a"), quicklook=False, **base))
+    changed = dict(batch_size=7, read_batch_size=13, actors=1, actor_cpus=0.5, read_cpus=0.25, torch_threads=1,
+                   num_gpus=1, plan_threads=1, scenes_per_task=2, read_units_per_task=1, block_tiles=5,
+                   actor_concurrency=2, driver_first_block=False, row_group_rows=10, read_timeout=30.0,
+                   read_retries=1, max_error_share=1.0, quicklook=True, refresh=False, overwrite=True)
+    run_fields = {k for k, f in MapConfig.model_fields.items() if job_role(f) == "run"}
+    assert run_fields - set(changed) == {"out", "cog", "ray_address"}  # (a new RUN mark is proved here too)
+    s = run_map(MapConfig(out=str(tmp_path / "b"), **base, **changed))
+    assert s["tiles"] == first["tiles"] == 180 and s["counts"] == first["counts"] and s["tiles_on_driver"] == 0
+    a, b = (read_map(str(tmp_path / x)).sort_by("tile_id") for x in "ab")
+    import pyarrow as pa
+
+    for col in a.column_names:  # (the network's floats within 1e-4: other batch sizes and threads sum in another order)
+        if col == "probs" or pa.types.is_floating(a[col].type) and col in ("confidence", "ood"):
+            np.testing.assert_allclose(np.array(a[col].drop_null().to_pylist()),
+                                       np.array(b[col].drop_null().to_pylist()), atol=1e-4, err_msg=col)
+        else:
+            assert a[col].equals(b[col]), col

@@ -301,3 +301,27 @@ def test_composites_of_a_naip_time_series_with_clouds(ray_session, test_model, t
             want = np.mean([obs["probs"][i] for i in clear[t]], axis=0)
             np.testing.assert_allclose(mean["probs"][j], want, rtol=1e-6)
             assert mean["item_id"][j] is None and mean["n_obs"][j] == len(clear[t])
+
+
+def test_a_killed_stac_run_rerun_with_other_stac_bands_starts_afresh(ray_session, s3_catalog, test_model, tmp_path):
+    """--stac-bands choose the assets read: a rerun with others is another job (its parts are
+    not resumed: its map is a fresh map's with those bands), and with the same ones it resumes."""
+    base = dict(stac=s3_catalog["catalog"], datetime="2020-05", model=test_model["uri"], fill_value=0, grid="scene",
+                quicklook=False)
+    out = str(tmp_path / "map")
+
+    def killed():  # a run that wrote its parts and died before its end
+        for name in ("_SUCCESS", "_summary.json"):
+            (tmp_path / "map" / name).unlink()
+
+    s1 = run_map(MapConfig(stac_bands=["red", "green", "blue"], out=out, **base))
+    rgb = _sorted(read_map(out))
+    killed()
+    same = run_map(MapConfig(stac_bands=["red", "green", "blue"], out=out, **base))
+    assert same["parts_resumed"] == s1["parts"] >= 1 and same["tiles_computed"] == 0
+    killed()
+    other = run_map(MapConfig(stac_bands=["blue", "green", "red"], out=out, **base))
+    assert other["parts_resumed"] == 0 and other["tiles_computed"] == other["tiles"] == s1["tiles"]
+    run_map(MapConfig(stac_bands=["blue", "green", "red"], out=str(tmp_path / "fresh"), **base))
+    got, want = _sorted(read_map(out)), _sorted(read_map(str(tmp_path / "fresh")))
+    assert got["label"].equals(want["label"]) and not got["label"].equals(rgb["label"])

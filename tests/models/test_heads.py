@@ -35,7 +35,7 @@ def test_binary_head():
 import pytest  # noqa: E402
 
 from raylib.models.heads import HEADS  # noqa: E402
-from raylib.models.saved_heads import load_saved_head  # noqa: E402
+from raylib.models.head_loading import load_saved_head  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["logistic_regression", "mlp", "knn", "xgboost"])

@@ -78,8 +78,8 @@ def test_footprints_inside_scene_bounds():
     assert (b[:, 1] >= south - eps).all() and (b[:, 3] <= north + eps).all()
     # tiles tile the scene: their areas add up to the scene's footprint area
     with rasterio.open(LANDSAT) as ds:
-        l, bt, r, tp = ds.bounds
-    scene = shapely.Polygon([(l, bt), (r, bt), (r, tp), (l, tp)])
+        left, bt, r, tp = ds.bounds
+    scene = shapely.Polygon([(left, bt), (r, bt), (r, tp), (left, tp)])
     from rasterio.warp import transform_geom
 
     scene_ll = shapely.geometry.shape(transform_geom(info.crs, "EPSG:4326", shapely.geometry.mapping(scene)))
@@ -187,3 +187,17 @@ def test_an_aoi_keeps_exactly_the_tiles_it_meets():
     two[[2, 3, 6]] = True
     lay2 = tiling.layout(info.keeping(two, len(full.col_offs)), grid)
     assert [s["grid_col"].tolist() for s in windows.row_segments(lay2.windows())] == [[2, 3], [6]]
+
+
+def test_the_grid_step_from_the_metadata_or_from_the_tiles():
+    """A ground grid's step is in its metadata (stride x GSD, metres); a scene grid's is found
+    from its tiles, in metres or degrees alike, positions within a millionth of their span
+    being one."""
+    assert tiling.grid_step({"tile_size": 64, "stride": 32, "gsd": 10.0, "ground": True}) == 320.0
+    assert tiling.grid_step({"tile_size": 64, "stride": 64, "gsd": 10.0}) is None  # (a scene grid: its scenes')
+    assert tiling.grid_step(None) is None
+    metres = np.r_[500000.0, 500640.0, 500640.0 + 1e-4, 501280.0]
+    assert tiling.step_of(metres) == pytest.approx(640.0)
+    degrees = -78.9 + 0.00058 * np.r_[0, 1, 2, 5] + np.r_[0, 1e-12, 0, 0]
+    assert tiling.step_of(degrees) == pytest.approx(0.00058)
+    assert tiling.step_of([3.0, 3.0]) is None and tiling.step_of([1.0]) is None

@@ -16,6 +16,7 @@ from raylib.io import storage
 from raylib.models.model_dir import training_tile_ids
 from raylib.pipelines.assess.common import read_map, figures
 
+
 def assess_map(cfg: AssessConfig):
     if cfg.map is None or cfg.reference is None:
         raise ConfigError("assess needs --map and --reference (or --samples and --areas).",

@@ -16,6 +16,7 @@ from raylib.formats import mapfile
 from raylib.io import storage
 from raylib.pipelines.assess.common import read_map, figures
 
+
 def mapped_areas(table) -> tuple[dict[str, float], dict[str, int]]:
     """Per map class (a change map's: per transition), the hectares of its tiles of status ok
     (footprints less their fill) and their number."""

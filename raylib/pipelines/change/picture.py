@@ -54,7 +54,7 @@ def transition_colours(class_colours: list, k: int) -> list[tuple[int, int, int]
     return out
 
 
-def change_png(table: pa.Table, groups: list[str], names: list[str], model_id: str,
+def change_png(table: pa.Table, groups: list[str], names: list[str], model_id: str, grid: dict | None,
                imagery=None) -> bytes:
     """The picture of a change map (``COLUMNS``): ``imagery(date, zone, scale)`` gives the
     first (``date`` 0) or last (1) date's true colour on a zone's grid, or None."""
@@ -86,7 +86,7 @@ def change_png(table: pa.Table, groups: list[str], names: list[str], model_id: s
         mark[changed & (mark < 0)] = TOP
     mark[pending & ok & ~changed] = TOP + 1
     panels, captions = [], []
-    for z in ground_cells(table):
+    for z in ground_cells(table, grid):
         scale = reports.panel_scale(z.shape)
         img0, img1 = (imagery(j, z, scale) if imagery else None for j in (0, 1))
         blank = np.full((z.shape[0] * scale, z.shape[1] * scale, 3), 235, np.uint8)

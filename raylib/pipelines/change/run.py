@@ -26,7 +26,7 @@ from raylib.pipelines.common.map_input import MapSource, id_ranges
 from raylib.pipelines.common.map_stac import describe_run
 
 # beside the parts, under "_" names that every reader of the map skips
-TRANSITIONS, PICTURE = "_transitions.csv", "_quicklook/change.png"
+TRANSITIONS, PICTURE = "_transitions.csv", f"{mapfile.QUICKLOOKS}/change.png"
 PICTURE_TILES = 1_000_000  # a larger change map has no picture (the driver would hold a cell per tile)
 
 
@@ -142,7 +142,7 @@ def _summary(cfg: ChangeConfig, job: ChangeJob, sums: dict[int, dict], names: li
         if table is not None:
             ends = (job.dates[0].source, job.dates[-1].source)
             picture = storage.join(cfg.out, PICTURE)
-            storage.write_bytes(picture, change_png(table, job.groups, job.names, job.dates[0].model_id,
+            storage.write_bytes(picture, change_png(table, job.groups, job.names, job.dates[0].model_id, job.dates[0].grid,
                                                     lambda j, zone, scale: zone_imagery(ends[j], zone, scale)))
     reasons: dict[str, int] = {}
     for s in sums.values():

@@ -52,6 +52,7 @@ def load(out: str) -> dict[str, dict]:
                             "centre": None if c is None else np.asarray(c, np.float32)}
     return found
 
+
 def save(out: str, rows: dict[str, dict]) -> str | None:
     """Write new centres as one Parquet file under ``out/_adaptation`` (before any tile of
     their scenes is mapped)."""

@@ -15,6 +15,7 @@ from raylib.eval import reference
 from raylib.formats import cog, mapfile
 from raylib.io import storage
 from raylib.pipelines.common.map_input import MapSource
+from raylib.raster import tiling
 
 COLUMNS = ["tile_id", "geometry", "scene_crs", "bbox", "label", "label_index", "confidence", "p_change", "probs",
            "status"]
@@ -70,6 +71,7 @@ def zone_grids(source: MapSource, resolution: float | None) -> tuple[list[ZoneGr
     ext: dict[str, list[float]] = {}
     steps: dict[str, float] = {}
     tiles = mapped = 0
+    known = tiling.grid_step(source.meta.get("grid"))  # (a scene grid's: from its tiles)
     for batch in source.dataset().to_batches(columns=["geometry", "scene_crs", "status"]):
         t = pa.Table.from_batches([batch])
         tiles += t.num_rows
@@ -81,10 +83,7 @@ def zone_grids(source: MapSource, resolution: float | None) -> tuple[list[ZoneGr
             e = ext.setdefault(c, [np.inf, np.inf, -np.inf, -np.inf])
             e[:] = [min(e[0], b[:, 0].min()), min(e[1], b[:, 1].min()), max(e[2], b[:, 2].max()),
                     max(e[3], b[:, 3].max())]
-            xs = np.unique(np.round(b[:, 0], 3))
-            gaps = np.diff(xs)
-            gaps = gaps[gaps > 1e-6]
-            step = float(gaps.min()) if len(gaps) else float(np.max(b[:, 2] - b[:, 0]))
+            step = known or tiling.step_of(b[:, 0]) or float(np.max(b[:, 2] - b[:, 0]))
             steps[c] = min(steps.get(c, np.inf), step)
     grids = []
     for i, c in enumerate(sorted(ext)):

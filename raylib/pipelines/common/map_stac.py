@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime, timezone
 
 import numpy as np
@@ -23,8 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raylib.eval import reports
-from raylib.formats import embstore, stac_items
+from raylib.formats import embstore, mapfile, stac_items
 from raylib.io import storage
+from raylib.io.names import safe_name
 
 FOLDER = "_stac"
 FACTS = "_parts.json"  # under FOLDER: each part's facts by its fingerprint
@@ -78,10 +78,10 @@ def stac_sources(folder: str) -> list[str]:
     """The STAC items a map was made from (``map --stac`` keeps them under the map's
     ``_inputs/stac/``; a store or composite beside it shares them)."""
     root = folder.rstrip("/")
-    for sub in ("/_embeddings", "/_composite", "/embeddings"):
-        root = root.removesuffix(sub)
+    for sub in (embstore.FOLDER, mapfile.COMPOSITE, embstore.LEGACY_FOLDER):
+        root = root.removesuffix("/" + sub)
     try:
-        return sorted(u for u in storage.folder_files(storage.join(root, "_inputs", "stac")) if u.endswith(".json"))
+        return sorted(u for u in storage.folder_files(storage.join(root, storage.STAC_INPUTS)) if u.endswith(".json"))
     except Exception:
         return []
 
@@ -101,7 +101,7 @@ def describe(folder: str, kind: str, title: str) -> dict | None:
     base = storage.as_prefix(folder)
     name = storage.basename(folder.rstrip("/")) or kind
     sources = stac_sources(folder)
-    coll_id = re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{name}-{kind}")
+    coll_id = safe_name(f"{name}-{kind}")
     items, hrefs = [], []
     for uri, f in facts.items():
         rel = uri[len(base):]
@@ -111,7 +111,7 @@ def describe(folder: str, kind: str, title: str) -> dict | None:
         processing = {"processing:software": {"landcover-ray": __version__},
                       "processing:lineage": f"landcover {kind} (model {meta.get('model_id') or meta.get('backbone')})",
                       "landcover:model_id": meta.get("model_id"), "landcover:kind": kind}
-        item_id = re.sub(r"[^0-9A-Za-z_.-]+", "-", f"{coll_id}-{rel.removesuffix('.parquet')}")
+        item_id = safe_name(f"{coll_id}-{rel.removesuffix('.parquet')}")
         links = [{"rel": r, "href": "../collection.json", "type": "application/json"}
                  for r in ("root", "parent", "collection")]
         links += [{"rel": "derived_from", "href": h, "type": "application/geo+json"} for h in sources]

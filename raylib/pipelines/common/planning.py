@@ -9,13 +9,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from raylib.config import MapConfig
+from raylib.config import MapConfig, identity_settings
 from raylib.errors import ConfigError, InputError, LandcoverError
 from raylib.formats import parts
 from raylib.io import resilience, storage
 from raylib.models.manifest import ModelManifest
-from raylib.raster import bands as bandlib, scenes, windows
-from raylib.raster import radiometry, scene_source, tiling
+from raylib.raster import bands as bandlib
+from raylib.raster import radiometry, scene_source, scenes, tiling, windows
 from raylib.raster.reading import ReadSpec
 
 OUTSIDE_AOI = "outside_aoi"  # a scene none of whose tiles meets the AOI: one row, not a failure
@@ -322,8 +322,10 @@ def resolve_grid(cfg: MapConfig, manifest: ModelManifest) -> tiling.GridSpec:
 
 def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, model_id: str, grid: dict) -> str:
     """What makes two runs the same job: the parts of one are valid for the other. The scene
-    list (and the versions already known, in incremental maps); each part records the
-    versions of the scenes it holds, and a resumed run checks them (``map.run``)."""
+    list (and the versions already known, in incremental maps), the model, the grid, and every
+    setting of the config but those marked as how the job runs (``config.base``: a new setting
+    is in it until its field says otherwise); each part records the versions of the scenes it
+    holds, and a resumed run checks them (``map.run``)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -331,12 +333,6 @@ def job_fingerprint(cfg: MapConfig, uris: list[str], fingerprints: dict | None, 
         h.update(u.encode() + b"\0" + (fingerprints or {}).get(u, "").encode() + b"\n")
     return parts.digest({
         "scenes": h.hexdigest(), "model_id": model_id, "grid": grid,
-        "settings": {k: getattr(cfg, k) for k in ("bands", "fill_value", "scaling", "scale", "tta", "rows_per_part",
-                                                  "part_mb", "max_fill_fraction", "sensor", "sun_elevation",
-                                                  "spectral_bands", "unknown_below", "embeddings", "cloud_asset",
-                                                  "max_tile_cloud", "aoi", "composite", "adapt", "adapt_sample",
-                                                  "spectral_prior")},
+        "settings": {k: getattr(cfg, k) for k in identity_settings(type(cfg))},
         "aoi_version": storage.fingerprint(cfg.aoi) if cfg.aoi else None,
-        # another precision is another map (fp32, the default, leaves the fingerprints of earlier runs as they were)
-        **({"precision": cfg.precision} if cfg.precision != "fp32" else {}),
     })

@@ -107,7 +107,4 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
            "probs": res["probs"], "features": res["features"], "y": y, "manifest": man}
     if both:
         out["metrics_plain"] = metrics.classification_metrics(y, res["plain"].argmax(1), man.classes)
-    said = gpu_build.report()
-    if said:
-        out["gpu_warning"] = said
-    return out
+    return gpu_build.into(out)

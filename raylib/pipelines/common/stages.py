@@ -140,6 +140,14 @@ class GpuBuildWatch:
             log.warning("%s", said)
         return said
 
+    def into(self, summary: dict) -> dict:
+        """``summary`` with its ``gpu_warning`` (``report()``) when there is one: every verb's
+        summary, metrics and report say it under that key."""
+        said = self.report()
+        if said:
+            summary["gpu_warning"] = said
+        return summary
+
 
 def check_cuda(asked: str, per: str = "training worker") -> None:
     """Refuse at once GPU work whose GPU node's torch cannot use its GPU: a build without

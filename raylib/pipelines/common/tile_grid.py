@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from raylib.eval import reports
 from raylib.formats import mapfile
+from raylib.raster import tiling
 
 # the map columns a quick-look draws (a resumed scene's picture reads them from its parts)
 QUICKLOOK_COLUMNS = ["scene", "label_index", "label", "reason", "grid_row", "grid_col", "confidence", "ood"]
@@ -92,9 +93,10 @@ class ZoneCells:
         return grid
 
 
-def ground_cells(table: pa.Table) -> list[ZoneCells]:
+def ground_cells(table: pa.Table, grid: dict | None) -> list[ZoneCells]:
     """Each tile of a ground-grid table (``bbox``, ``scene_crs``) at its cell of its CRS
-    zone's grid (from its footprint's centre, back in the zone's CRS), zones in order."""
+    zone's grid (from its footprint's centre, back in the zone's CRS), zones in order;
+    ``grid``: the map's (its step, ``tiling.grid_step``)."""
     from pyproj import Transformer
 
     bb = table.column("bbox").combine_chunks()
@@ -110,8 +112,7 @@ def ground_cells(table: pa.Table) -> list[ZoneCells]:
         if not inside.any():
             continue
         sel, x, y = sel[inside], x[inside], y[inside]
-        steps = [np.diff(np.unique(np.round(v, 1))) for v in (x, y)]
-        step = min([float(d[d > 1].min()) for d in steps if (d > 1).any()], default=1.0)
+        step = tiling.grid_step(grid) or min([s for s in map(tiling.step_of, (x, y)) if s], default=1.0)
         col = np.round((x - x.min()) / step).astype(int)
         row = np.round((y.max() - y) / step).astype(int)
         out.append(ZoneCells(zone, sel, row, col, (int(row.max()) + 1, int(col.max()) + 1),

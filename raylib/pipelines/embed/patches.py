@@ -200,6 +200,5 @@ def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     storage.write_bytes(storage.join(cfg.out, "embeddings.parquet"), buf.getvalue())
     storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
     counts = {c: int(sum(1 for r in recs if r["label_index"] == i)) for i, c in enumerate(classes)}
-    said = gpu_build.report()
-    return {"out": cfg.out, "rows": n, "dim": d, "classes": counts, "train": int((~test).sum()),
-            "test": int(test.sum()), "seconds": round(time.time() - t0, 2), **({"gpu_warning": said} if said else {})}
+    return gpu_build.into({"out": cfg.out, "rows": n, "dim": d, "classes": counts, "train": int((~test).sum()),
+                           "test": int(test.sum()), "seconds": round(time.time() - t0, 2)})

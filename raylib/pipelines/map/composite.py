@@ -121,13 +121,13 @@ def write(out: str, how: str, classes: list[str], model_id: str, extra: dict,
     for uri in old - set(written):
         storage.delete_prefix(uri)
     ok = comp.column("status").to_numpy(zero_copy_only=False) == "ok"
-    picture = storage.join(out, "_quicklook", f"composite-{how}.png")
-    storage.write_bytes(picture, picture_png(comp, how, classes, model_id))
+    picture = storage.join(out, mapfile.QUICKLOOKS, f"composite-{how}.png")
+    storage.write_bytes(picture, picture_png(comp, how, classes, model_id, extra.get("grid")))
     return {"path": folder, "method": how, "tiles": comp.num_rows, "clear_tiles": int(ok.sum()),
             "no_clear_observation": int((~ok).sum()), "observations": table.num_rows, "quicklook": picture}
 
 
-def picture_png(comp: pa.Table, how: str, classes: list[str], model_id: str) -> bytes:
+def picture_png(comp: pa.Table, how: str, classes: list[str], model_id: str, grid: dict | None) -> bytes:
     """The composite's class map, one panel per CRS (UTM zone): each ground tile at its place
     on the zone's grid (from its footprint's centre), black where it has no clear observation."""
     from raylib.eval import reports
@@ -135,7 +135,7 @@ def picture_png(comp: pa.Table, how: str, classes: list[str], model_id: str) -> 
 
     label = comp.column("label_index").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     grids, captions = [], []
-    for z in ground_cells(comp):
+    for z in ground_cells(comp, grid):
         grids.append(z.draw(label))
         captions.append(f"{z.zone}: {len(z.rows)} ground tiles")
     return reports.side_by_side_png(f"composite ({how}) | model {model_id}", grids, classes, captions,

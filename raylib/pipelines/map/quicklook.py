@@ -4,15 +4,17 @@ the scene's last tile is back (the driver keeps no label grid of a finished scen
 from __future__ import annotations
 
 import logging
-import os
+
 import numpy as np
 
 from raylib.eval import reports
+from raylib.formats import mapfile
 from raylib.io import resilience, storage
 from raylib.pipelines.common.tile_grid import TileGrid
 from raylib.raster import radiometry, scene_source, windows
 
 log = logging.getLogger(__name__)
+
 
 def write_quicklook(out: str, tag: str, meta: dict, look: TileGrid, classes: list[str], model_id: str,
                     rgb: list[int], read_timeout: float, read_retries: int, channels: tuple[str, ...] = (),
@@ -45,8 +47,7 @@ def write_quicklook(out: str, tag: str, meta: dict, look: TileGrid, classes: lis
     info = meta["info"]
     png = reports.quicklook_png(f"{uri}  |  model {model_id}", look.labels, classes, thumb,
                                 (info["height"], info["width"]), tuple(meta["tile"]), look.confidence, look.ood)
-    stem = os.path.splitext(storage.basename(uri))[0]
-    dest = storage.join(out, "_quicklook", f"{tag}-{stem}.png")
+    dest = mapfile.quicklook_uri(out, tag, uri)
     storage.write_bytes(dest, png)
     return dest
 

@@ -237,9 +237,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     summary["adaptation"] = adapted
     summary["spectral_prior"] = bool(cfg.spectral_prior and manifest.inference.get("spectral"))
     summary["ray_data_stats"] = stats
-    said = gpu_build.report() if gpu_build else None
-    if said:
-        summary["gpu_warning"] = said
+    if gpu_build:
+        gpu_build.into(summary)
     if cfg.composite:
         t1 = time.time()
         summary["composite"] = composite.write(cfg.out, cfg.composite, manifest.classes, manifest.id, extra,

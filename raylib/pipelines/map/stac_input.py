@@ -15,8 +15,9 @@ import json
 from raylib.config import MapConfig
 from raylib.errors import InputError
 from raylib.io import stac, storage
+from raylib.io.names import SAFE, safe_name
 
-ITEMS = f"{storage.INPUTS}/stac"
+ITEMS = storage.STAC_INPUTS
 
 
 def stac_query(cfg: MapConfig) -> stac.StacQuery:
@@ -65,5 +66,5 @@ def stac_scenes(cfg: MapConfig) -> list[str]:
 
 
 def _safe(s: str) -> str:
-    """A name usable as a file name and an S3 key part."""
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in s) or "_"
+    """An item's collection or id as a file name and an S3 key part (``io.names``, '+' kept)."""
+    return safe_name(s, sep="_", allowed=SAFE + "+", default="_")
