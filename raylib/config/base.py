@@ -73,10 +73,10 @@ def flag_sections(cls: type[_Config]) -> list[tuple[str | None, list[str]]]:
     takes, under the group's ``section``."""
     groups = [k for k in cls.__mro__[1:] if isinstance(k.__dict__.get("section"), str)]
     home = {}
-    for g in reversed(groups):  # (a field a group redeclares is the group's)
-        home.update({f: g.section for f in g.__dict__.get("__annotations__", {}) if f in cls.model_fields})
-    own = list(cls.__dict__.get("__annotations__", {}))
-    first = [f for f in own if f in cls.model_fields and f not in home]
+    for g in reversed(groups):  # (a group's fields are its own: groups take no other group)
+        home.update({f: g.section for f in g.model_fields if f in cls.model_fields})
+    inherited = {f for k in cls.__mro__[1:] if isinstance(k, type) and issubclass(k, BaseModel) for f in k.model_fields}
+    first = [f for f in cls.model_fields if f not in home and f not in inherited]  # (declared by the verb's class)
     first += [f for f in cls.model_fields if f not in home and f not in first]
     return [(None, first)] + [(g.section, [f for f in cls.model_fields if home.get(f) == g.section]) for g in groups]
 
