@@ -54,8 +54,8 @@ MODEL = {"job": "model"}  # through the model's id
 def job_role(field) -> str:
     """What a config field is to a map's job identity: ``settings`` (in it as it is), or
     ``run``, ``scenes``, ``grid``, ``model`` (its mark above)."""
-    return (field.json_schema_extra or {}).get("job", "settings") if isinstance(field.json_schema_extra, dict) \
-        else "settings"
+    extra = field.json_schema_extra
+    return extra.get("job", "settings") if isinstance(extra, dict) else "settings"
 
 
 def identity_settings(cls: type[BaseModel]) -> list[str]:
