@@ -223,8 +223,8 @@ def verbs(args, work: Path, ray_address: str) -> None:
         smoke("map --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-map"), "--num-gpus",
               "1", *ra)
     if "map-embeddings" in chosen:
-        smoke("map --embeddings --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-emb"),
-              "--num-gpus", "1", "--embeddings", "--no-quicklook", *ra)
+        smoke("map --store --num-gpus 1", "map", "--scenes", scene, *landsat, "--out", str(work / "v-emb"),
+              "--num-gpus", "1", "--store", "--no-quicklook", *ra)
     if "embed" in chosen:
         smoke("embed --scenes --num-gpus 1", "embed", "--scenes", scene, *landsat, "--out", str(work / "v-store"),
               "--num-gpus", "1", *ra)
@@ -261,7 +261,7 @@ def agreement(args, work: Path, ray_address: str) -> None:
 
     if args.cpu_map:  # the same scene and model mapped on another machine's CPU
         from raylib.models.default import default_model_dir
-        from raylib.models.model_dir import LandcoverModel
+        from raylib.models.landcover_model import LandcoverModel
 
         cpu_out = args.cpu_map
         made, here = summary(cpu_out).get("model_id"), LandcoverModel.read_manifest(default_model_dir()).id
@@ -319,7 +319,7 @@ def model_path(args) -> None:
 
     from raylib.models.default import default_model_dir
     from raylib.models.device import set_precision
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sizes = [64, 256] if args.small else [64, 256, 1024, 4096]
@@ -421,7 +421,8 @@ def heavy_model(work: Path) -> str:
 
     from raylib.models.default import default_model_dir
     from raylib.models.heads import LogisticHead
-    from raylib.models.model_dir import LandcoverModel, write_model_dir
+    from raylib.models.model_dir import write_model_dir
+    from raylib.models.landcover_model import LandcoverModel
 
     out = work / "heavy-model"
     if (out / "model.json").exists():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU node's check (issue 28), about 6 minutes on one H200: versions; each GPU verb once
-# (map, map --embeddings, embed --scenes, finetune --gpu for one epoch, evaluate); the GPU map
+# (map, map --store, embed --scenes, finetune --gpu for one epoch, evaluate); the GPU map
 # of the README scene against its CPU map, per precision; the model path at batch 64 / 256 /
 # 1,024 / 4,096 against the architecture's ceiling; the pipeline's tiles/s, GPU busy share
 # (nvidia-smi dmon), host cores busy and read tasks' CPU seconds for 1 and 8 copies of the

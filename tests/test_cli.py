@@ -121,3 +121,28 @@ def test_a_renamed_flag_still_works_with_one_deprecation_line(tmp_path, caplog, 
         main(["map", "--help"])
     out = capsys.readouterr().out
     assert "--refresh" in out and "--remap" not in out
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["map", "--scenes", "a.tif", "--out", "o", "--embeddings"], "store", True),
+    (["remap", "--embeddings", "maps/nc", "--model", "m", "--out", "o"], "store", "maps/nc"),
+    (["train-head", "--embeddings", "maps/nc", "--labels", "l.tif", "--out", "m"], "store", "maps/nc"),
+    (["similar", "--embeddings", "maps/nc", "--positives", "t1", "--out", "f.parquet"], "store", "maps/nc"),
+    (["tune", "--embeddings", "emb/eurosat", "--out", "t"], "data", "emb/eurosat"),  # a table
+    (["tune", "--embeddings", "maps/nc", "--labels", "l.tif", "--out", "t"], "store", "maps/nc"),  # a store
+])
+def test_embeddings_means_one_thing_and_the_old_flag_still_works(argv, field, value, caplog, capsys):
+    """``--embeddings`` named a map's flag, a store and a table: it is ``--store`` (the store,
+    written or read) and ``tune --data`` (the table) now; the old flag is taken with one
+    deprecation line and is no longer listed."""
+    from raylib.cli import parse
+
+    with caplog.at_level("WARNING"):
+        cfg = parse(argv)
+    assert getattr(cfg, field) == value and "embeddings" not in cfg.model_dump()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("--embeddings (embeddings) is deprecated: ") and \
+        f"--{field} ({field})" in lines[0]
+    with pytest.raises(SystemExit):
+        main([argv[0], "--help"])
+    assert "--embeddings" not in capsys.readouterr().out

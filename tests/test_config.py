@@ -93,13 +93,13 @@ def test_pixels_goes_with_a_store():
 
     with pytest.raises(ConfigError, match="--pixels trains on tiles of an embedding store"):
         config.validate(TrainHeadConfig, {"data": "imgs", "out": "m", "pixels": True})
-    assert config.validate(TrainHeadConfig, {"embeddings": "s", "labels": "l.csv", "out": "m", "pixels": True}).pixels
+    assert config.validate(TrainHeadConfig, {"store": "s", "labels": "l.csv", "out": "m", "pixels": True}).pixels
 
 
 def test_spectral_and_adapt_go_with_an_image_folder():
     from raylib.config import TrainHeadConfig
 
     with pytest.raises(ConfigError, match="--spectral and --adapt go with --data"):
-        config.validate(TrainHeadConfig, {"embeddings": "s", "labels": "l.tif", "out": "m", "adapt": True})
+        config.validate(TrainHeadConfig, {"store": "s", "labels": "l.tif", "out": "m", "adapt": True})
     with pytest.raises(ConfigError, match="'spectral'"):
         config.validate(TrainHeadConfig, {"data": "d", "out": "m", "spectral": "landsat"})

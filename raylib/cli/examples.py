@@ -14,7 +14,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
          f"landcover map --scenes {LANDSAT} --bands landsat8-b234 --fill-value 0 --out maps/landsat"),
         ("with an embedding store beside the map (for train-head, remap, similar)",
          f"landcover map --scenes {NC}/image_landsat7_2000.tif --bands 3,2,1 --sensor landsat-etm-l1 "
-         "--embeddings --out maps/nc"),
+         "--store --out maps/nc"),
         ("every scene under a prefix, on GPU actors",
          "landcover map --scenes s3://my-bucket/scenes/ --num-gpus 1 --out s3://my-bucket/maps/area"),
         ("a summer of Sentinel-2 from a STAC API, its best observation per ground tile",
@@ -30,9 +30,9 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     ],
     "tune": [
         ("every head family on an embeddings table",
-         "landcover tune --embeddings emb/eurosat --trials 20 --out tune/eurosat"),
+         "landcover tune --data emb/eurosat --trials 20 --out tune/eurosat"),
         ("on a few labelled tiles of a store",
-         f"landcover tune --embeddings maps/nc --labels {NC}/label_landclass96.tif --crosswalk {CROSSWALK} "
+         f"landcover tune --store maps/nc --labels {NC}/label_landclass96.tif --crosswalk {CROSSWALK} "
          "--per-class 20 --out tune/nc"),
     ],
     "evaluate": [
@@ -51,7 +51,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "train-head": [
         ("a head on an image folder", "landcover train-head --data ../shared/data/eurosat-rgb --out models/eurosat-lr"),
         ("a head on 20 labelled tiles per class of a map's store",
-         f"landcover train-head --embeddings maps/nc --labels {NC}/label_landclass96.tif --crosswalk {CROSSWALK} "
+         f"landcover train-head --store maps/nc --labels {NC}/label_landclass96.tif --crosswalk {CROSSWALK} "
          "--per-class 20 --out models/nc-20"),
     ],
     "assess": [
@@ -63,16 +63,16 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     ],
     "export-tiles": [
         ("the labelled tiles of a store as an image folder for finetune",
-         f"landcover export-tiles --embeddings maps/nc --labels {NC}/label_landclass96.tif --crosswalk {CROSSWALK} "
+         f"landcover export-tiles --store maps/nc --labels {NC}/label_landclass96.tif --crosswalk {CROSSWALK} "
          "--per-class 20 --out tiles/nc-20"),
     ],
     "remap": [
         ("a map's store with a new head: no imagery, no backbone",
-         "landcover remap --embeddings maps/nc --model models/nc-20 --out maps/nc-20"),
+         "landcover remap --store maps/nc --model models/nc-20 --out maps/nc-20"),
     ],
     "similar": [
         ("the 50 tiles most like two examples",
-         "landcover similar --embeddings maps/nc --positives <tile_id> <tile_id> --k 50 --out found.parquet"),
+         "landcover similar --store maps/nc --positives <tile_id> <tile_id> --k 50 --out found.parquet"),
     ],
     "sample": [
         ("500 units over the map's classes, to label for assess --samples",

@@ -29,7 +29,7 @@ def map(cfg, summary) -> int:
     print(f"map: {summary['out']}  (GeoParquet; e.g. geopandas.read_parquet('{summary['out']}'))")
     if summary.get("embeddings"):
         print(f"embedding store: {summary['embeddings']}  (a folder of its own, which readers of the map skip; "
-              f"train-head, remap, tune and similar take it, or the map folder, as --embeddings)")
+              f"train-head, remap, tune and similar take it, or the map folder, as --store)")
     if summary.get("composite"):
         c = summary["composite"]
         print(f"composite ({c['method']}): {c['path']}  ({c['tiles']} ground tiles, {c['clear_tiles']} with a clear "
@@ -106,8 +106,8 @@ def compare(cfg, res) -> int:
 def train_head(cfg, result) -> int:
     manifest, scores = result
     print(f"model {manifest.id} written to {cfg.out}")
-    if cfg.embeddings:
-        print(f"trained on labelled tiles of {cfg.embeddings}: {json.dumps(scores['labelled_tiles'])}")
+    if cfg.store:
+        print(f"trained on labelled tiles of {cfg.store}: {json.dumps(scores['labelled_tiles'])}")
         for w in scores.get("warnings", []):
             print(f"landcover train-head: warning: {w}", file=sys.stderr)
     else:

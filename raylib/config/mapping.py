@@ -16,7 +16,8 @@ from raylib.config.stac_search import StacSearch
 class MapConfig(StacSearch, SceneReadSettings, ModelActors):
     """``landcover map`` / ``jobs/map.py``."""
 
-    renamed: ClassVar[dict[str, str]] = {"remap": "refresh"}  # remap is the verb that maps a store
+    # remap is the verb that maps a store; "embeddings" named a flag, a store and a table
+    renamed: ClassVar[dict[str, str]] = {"remap": "refresh", "embeddings": "store"}
 
     scenes: list[str] | None = Field(None, json_schema_extra=SCENES, min_length=1,
                                      description="scene URIs: local paths, s3://bucket/key, or a prefix/folder")
@@ -75,8 +76,8 @@ class MapConfig(StacSearch, SceneReadSettings, ModelActors):
     quicklook: bool = Field(True, json_schema_extra=RUN, description="write a PNG class map per scene")
     cog: bool = Field(False, json_schema_extra=RUN, description="at the end, also export the map as COGs with a STAC Collection under "
                                          "<out>/_cog (landcover export)")
-    embeddings: bool = Field(False, description="also write the tiles' embeddings as an embedding store under "
-                                                "<out>/_embeddings (a folder every reader of the map skips)")
+    store: bool = Field(False, description="also write the tiles' embeddings as an embedding store under "
+                                           "<out>/_embeddings (a folder every reader of the map skips)")
     incremental: bool = Field(False, description="map only scenes that are new or changed since the last run into out")
     refresh: bool = Field(False, json_schema_extra=RUN, description="incremental: map every scene again (after a model or grid change)")
     tta: bool | None = Field(None, description="fine-tuned models: average the 8 dihedral views (default: the model's setting)")
@@ -136,7 +137,7 @@ class AssessConfig(_Config):
                                          "of its first date (with --reference-after): every tile assessed as a map")
     reference_after: str | None = Field(None, description="a change map: the reference class raster of its last date")
     exclude_training: str | None = Field(
-        None, description="model directory from train-head --embeddings: leave out the tiles it was trained on")
+        None, description="model directory from train-head --store: leave out the tiles it was trained on")
     out: str = Field(description="report folder: assessment.json, report.md, confusion.png, comparison.png")
     overwrite: bool = Field(False, description="replace an existing assessment at out")
 
@@ -159,7 +160,8 @@ class AssessConfig(_Config):
 class ExportTilesConfig(_Config):
     """``landcover export-tiles``: labelled tiles of an embedding store -> an image folder for finetune."""
 
-    embeddings: str = Field(description="embedding store whose tiles to export (its scenes must be at hand)")
+    renamed: ClassVar[dict[str, str]] = {"embeddings": "store"}
+    store: str = Field(description="embedding store whose tiles to export (its scenes must be at hand)")
     labels: str = Field(description="a class raster, points/polygons, or a CSV tile_id,label (as train-head)")
     crosswalk: str | None = Field(None, description="as train-head")
     class_column: str = Field("class", min_length=1, description="class column of points/polygons labels")
@@ -173,7 +175,9 @@ class ExportTilesConfig(_Config):
 class RemapConfig(_Config):
     """``landcover remap``: a head applied to an embedding store -> a map (no imagery, no backbone)."""
 
-    embeddings: str = Field(description="embedding store (landcover map --embeddings, or landcover embed --scenes)")
+    renamed: ClassVar[dict[str, str]] = {"embeddings": "store"}
+    store: str = Field(description="embedding store (landcover map --store, or landcover embed --scenes), or a map "
+                                   "folder holding one")
     model: str = Field(description="head model directory trained on embeddings of the store's backbone")
     out: str = Field(description="output map folder (local or s3://)")
     bbox: list[float] | None = Field(None, description="only the tiles meeting W,S,E,N (lon/lat)")
@@ -200,7 +204,8 @@ class RemapConfig(_Config):
 class SimilarConfig(_Config):
     """``landcover similar``: the tiles of an embedding store most like a few examples."""
 
-    embeddings: str = Field(description="embedding store")
+    renamed: ClassVar[dict[str, str]] = {"embeddings": "store"}
+    store: str = Field(description="embedding store (or a map folder holding one)")
     positives: list[str] = Field(min_length=1, description="tile ids, or one points/polygons file: what to look for")
     negatives: list[str] | None = Field(None, description="tile ids, or one points/polygons file: what not to find")
     k: int = Field(50, gt=0, description="how many tiles to return")

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+import logging
+from typing import ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,17 +17,19 @@ class TrainHeadConfig(_Config):
     """``landcover train-head``: fit a logistic-regression head on an image-folder set, or on
     labelled tiles of an embedding store."""
 
+    renamed: ClassVar[dict[str, str]] = {"embeddings": "store"}  # "embeddings" named a flag, a store and a table
     data: str | None = Field(None, description="image folder (<Class>/<file>), local or s3://")
-    embeddings: str | None = Field(None, description="embedding store: train on its labelled tiles (with --labels)")
+    store: str | None = Field(None, description="embedding store (or a map folder holding one): train on its labelled "
+                                                "tiles (with --labels)")
     labels: str | None = Field(
-        None, description="with --embeddings: a class raster, points/polygons (GeoJSON, GeoPackage, GeoParquet), or a CSV tile_id,label")
+        None, description="with --store: a class raster, points/polygons (GeoJSON, GeoPackage, GeoParquet), or a CSV tile_id,label")
     crosswalk: str | None = Field(None, description="YAML as for assess: the 'reference' section maps label codes to classes")
     class_column: str = Field("class", min_length=1, description="class column of points/polygons labels")
     purity: float = Field(0.5, gt=0, le=1, description="raster labels: a tile's majority class must cover this share")
     features: Literal["embedding", "spectral", "embedding+spectral"] = Field(
-        "embedding+spectral", description="with --embeddings: what the head sees (spectral: the per-tile band statistics, NDVI, NDWI)")
+        "embedding+spectral", description="with --store: what the head sees (spectral: the per-tile band statistics, NDVI, NDWI)")
     pixels: bool = Field(
-        False, description="with --embeddings: also a pixel classifier of the drawn tiles' spectral bands (read from "
+        False, description="with --store: also a pixel classifier of the drawn tiles' spectral bands (read from "
                            "their scenes; labelled pixel by pixel from a class raster), averaged with the tile head: "
                            "such a model maps imagery (landcover map), not a store (remap)")
     out: str = Field(description="model directory to write (local or s3://)")
@@ -55,13 +58,13 @@ class TrainHeadConfig(_Config):
                                            "adaptation; landcover map --no-adapt overrides)")
 
     @model_validator(mode="after")
-    def _data_or_embeddings(self):
-        if (self.data is None) == (self.embeddings is None):
-            raise ValueError("give either --data (an image folder) or --embeddings with --labels (an embedding store)")
-        if self.embeddings is not None and self.labels is None:
-            raise ValueError("--embeddings needs --labels (a class raster, points/polygons, or a CSV tile_id,label)")
-        if self.pixels and self.embeddings is None:
-            raise ValueError("--pixels trains on tiles of an embedding store: give --embeddings and --labels")
+    def _data_or_store(self):
+        if (self.data is None) == (self.store is None):
+            raise ValueError("give either --data (an image folder) or --store with --labels (an embedding store)")
+        if self.store is not None and self.labels is None:
+            raise ValueError("--store needs --labels (a class raster, points/polygons, or a CSV tile_id,label)")
+        if self.pixels and self.store is None:
+            raise ValueError("--pixels trains on tiles of an embedding store: give --store and --labels")
         if self.data is None and (self.spectral != "none" or self.adapt):
             raise ValueError("--spectral and --adapt go with --data (an image folder of another place); a head on "
                              "tiles of the store is of the area it maps already")
@@ -108,7 +111,10 @@ class EmbedConfig(SceneReadSettings, ModelActors):
 class TuneConfig(_Config):
     """``landcover tune``: Ray Tune sweep of heads on an embeddings table."""
 
-    embeddings: str = Field(description="embeddings folder written by landcover embed, or an embedding store (with --labels)")
+    # "embeddings" named both of its inputs (and a map's flag): --data for a table, --store for a store
+    renamed: ClassVar[dict[str, str]] = {"embeddings": "data"}
+    data: str | None = Field(None, description="embeddings table: the folder landcover embed --data wrote")
+    store: str | None = Field(None, description="embedding store (or a map folder holding one), with --labels")
     labels: str | None = Field(
         None, description="with a store: a class raster, points/polygons, or a CSV tile_id,label (as train-head); "
                           "trials are scored by stratified cross-validation on the drawn tiles, the other labelled tiles are the test")
@@ -135,10 +141,29 @@ class TuneConfig(_Config):
     gsd: float | None = Field(10.0, gt=0, description="ground sampling distance the exported model maps at")
     ray_address: RayAddress = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_embeddings(cls, values):
+        """The old --embeddings took a store with --labels: that is --store now (else --data)."""
+        if isinstance(values, dict) and values.get("embeddings") is not None and values.get("labels") is not None:
+            values = dict(values)
+            logging.getLogger("raylib.config").warning(
+                "--embeddings (embeddings) is deprecated: with --labels it is --store (store) now, and the old name "
+                "will go in a later release")
+            values.setdefault("store", values.pop("embeddings"))
+        return values
+
     @model_validator(mode="after")
     def _labels_fields(self):
         if self.labels is None and (self.crosswalk is not None or self.per_class is not None):
             raise ValueError("--crosswalk and --per-class go with --labels (an embedding store's labelled tiles)")
+        if (self.data is None) == (self.store is None):
+            raise ValueError("give either --data (an embeddings table from landcover embed --data) or --store with "
+                             "--labels (an embedding store)")
+        if self.store is not None and self.labels is None:
+            raise ValueError("--store needs --labels (a class raster, points/polygons, or a CSV tile_id,label)")
+        if self.labels is not None and self.store is None:
+            raise ValueError("--labels labels the tiles of an embedding store: give --store, not --data")
         return self
 
 

@@ -31,7 +31,7 @@ def memberships(table, zones: list, assign: str = "share") -> Membership:
     import shapely
     from pyproj import Transformer
 
-    from raylib.eval.reference import footprints
+    from raylib.raster.footprints import footprints
 
     fp = footprints(table)
     tiles, zs, shares = [], [], []

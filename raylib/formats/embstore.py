@@ -1,6 +1,6 @@
 """The tile embedding store: GeoParquet, one row per tile of a map, keyed by the map's
 ``tile_id``, holding the backbone's embedding of the tile so that heads can be applied
-(``landcover remap``), trained (``landcover train-head --embeddings``) and searched
+(``landcover remap``), trained (``landcover train-head --store``) and searched
 (``landcover similar``) without reading imagery or running the backbone again.
 
 Columns: the map's tile columns (``tile_id``, ``scene``, window, grid position, ``edge``,
@@ -33,14 +33,14 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.errors import InputError
-from raylib.formats.mapfile import (CLOUD_COLUMNS, MAP_SCHEMA, documented, geo_metadata, nullable, outcome_columns,
-                                    ragged, schema_metadata)
+from raylib.formats.mapfile import (CLOUD_COLUMNS, MAP_SCHEMA, documented, geo_metadata, schema_metadata,
+                                    stat_columns)
 from raylib.io import storage
 from raylib.raster.bands import MAX_STAT_BANDS as max_stats
 from raylib.raster.scenes import acquired
 
 META_KEY = b"landcover_store"
-FOLDER = "_embeddings"  # a map's store (map --embeddings): a '_' folder, which every reader of the map skips
+FOLDER = "_embeddings"  # a map's store (map --store): a '_' folder, which every reader of the map skips
 LEGACY_FOLDER = "embeddings"  # where maps made before the '_' folder keep it
 ROW_GROUP = 1024
 TILE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
@@ -94,17 +94,10 @@ def build_table(rows: pa.Table, embeddings: np.ndarray, status: np.ndarray, erro
     cols = {c: rows.column(c) for c in TILE_COLUMNS}
     cols.update(
         {c: rows.column(c) if c in rows.column_names else pa.nulls(n, pa.string()) for c in ("item_id", "collection")},
-        **{c: nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
-           for c in CLOUD_COLUMNS},
+        **stat_columns(stats, fill_fraction, status, error),
         datetime=when,
         embedding=emb,
-        band_mean=ragged(stats["band_mean"], stats["n_stats"]),
-        band_std=ragged(stats["band_std"], stats["n_stats"]),
-        ndvi=nullable(np.asarray(stats["ndvi"], np.float32)),
-        ndwi=nullable(np.asarray(stats["ndwi"], np.float32)),
         stats_reflectance=pa.array(np.asarray(stats.get("stats_reflectance", np.zeros(n, bool)), bool)),
-        fill_fraction=pa.array(fill_fraction.astype(np.float32)),
-        **outcome_columns(status, error),
     )
     schema = store_schema(dim)
     return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
@@ -186,12 +179,12 @@ def read_meta(uri: str) -> dict:
     files = part_files(uri) if storage.exists(uri) or storage.is_prefix(uri) else []
     if not files:
         raise InputError(f"There is no embedding store at {uri} (no parts).",
-                         "build one with landcover map --embeddings or landcover embed --scenes.")
+                         "build one with landcover map --store or landcover embed --scenes.")
     fs, path = storage.arrow_filesystem(files[0])
     md = pq.read_schema(path, filesystem=fs).metadata or {}
     if META_KEY not in md:
         raise InputError(f"{uri} is not an embedding store (no {META_KEY.decode()} metadata).",
-                         "give the folder written by landcover map --embeddings or landcover embed --scenes.")
+                         "give the folder written by landcover map --store or landcover embed --scenes.")
     return json.loads(md[META_KEY])
 
 

@@ -2,7 +2,8 @@
 for a job (an unfinished run of the same job resumed, a finished map refused without
 ``--overwrite``, this program's leftovers cleared), the run marker (``_landcover.json``),
 the parts moved into place from ``_tmp/`` at the end, then ``_summary.json`` and, last,
-``_SUCCESS``: a map folder without it is incomplete, and readers refuse it."""
+``_SUCCESS`` (``out_folder``): a map folder without it is incomplete, and readers refuse it.
+Every clearing of a map folder goes through ``start_over``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import logging
 import time
 
 from raylib.errors import ConfigError
-from raylib.formats import parts
-from raylib.formats.mapfile import MARKER, SUCCESS, SUMMARY
+from raylib.formats import out_folder, parts
+from raylib.formats.mapfile import MARKER, SUMMARY
 from raylib.io import storage
 
 log = logging.getLogger(__name__)
+WHAT = "a landcover map"
 
 
 def prepare(out: str, job: str, overwrite: bool) -> bool:
@@ -25,7 +27,7 @@ def prepare(out: str, job: str, overwrite: bool) -> bool:
     non-empty folder is refused."""
     storage.check_bucket(out)
     marker = storage.join(out, MARKER)
-    if storage.exists(storage.join(out, SUCCESS)):
+    if out_folder.finished(out):
         if not overwrite:
             raise ConfigError(f"{out} already holds a finished map.", "pass --overwrite, or choose another --out.")
     elif storage.exists(marker) and not overwrite:
@@ -36,8 +38,19 @@ def prepare(out: str, job: str, overwrite: bool) -> bool:
         if same:
             return True
         log.warning("%s holds an unfinished run with other settings or inputs; starting over", out)
-    storage.clear_own_folder(out, MARKER, "a landcover map")
+    start_over(out)
     return False
+
+
+def start_over(out: str) -> None:
+    """Empty the map folder ``out`` (keeping its ``_inputs/``); a folder this program did
+    not write (no marker) is refused, naming it."""
+    storage.clear_own_folder(out, MARKER, WHAT)
+
+
+def check_ours(out: str) -> None:
+    """Refuse ``out`` when it holds files but no map marker (someone else's folder)."""
+    storage.check_own_folder(out, MARKER, WHAT)
 
 
 def mark(out: str, job: str, kind: str, **about) -> None:
@@ -59,4 +72,4 @@ def finish(out: str, summary: dict, after_summary=None) -> None:
     if after_summary:
         after_summary()
     if summary["result"] == "ok":
-        storage.write_bytes(storage.join(out, SUCCESS), b"")
+        out_folder.finish(out)

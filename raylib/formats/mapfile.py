@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raylib.io import storage
-from raylib.raster.reading import CLOUD_COLUMNS  # the read stage's shares of a quality asset
+from raylib.raster.read_block import CLOUD_COLUMNS  # the read stage's shares of a quality asset
 from raylib.raster.tiling import footprint_areas_ha
 
 MARKER, SUCCESS, SUMMARY = "_landcover.json", "_SUCCESS", "_summary.json"  # a map folder's own files
@@ -262,6 +262,30 @@ def prediction_columns(probs: np.ndarray, ok: np.ndarray, classes: list[str],
     )
 
 
+def no_stats(n: int) -> dict:
+    """The per-tile statistics of ``n`` tiles that have none (a scene that cannot be read)."""
+    return {"band_mean": np.zeros((n, 0), np.float32), "band_std": np.zeros((n, 0), np.float32),
+            "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan), "ndwi": np.full(n, np.nan),
+            "ood": np.full(n, np.nan)}
+
+
+def stat_columns(stats: dict, fill_fraction: np.ndarray, status: np.ndarray, error: np.ndarray) -> dict:
+    """The columns a map and a store both keep per tile, built once: the quality shares
+    (null where the scene has no quality asset), the spectral statistics, the fill share and
+    the outcome (``status``, ``reason``, ``error``)."""
+    n = len(fill_fraction)
+    return {
+        **{c: nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
+           for c in CLOUD_COLUMNS},
+        "band_mean": ragged(stats["band_mean"], stats["n_stats"]),
+        "band_std": ragged(stats["band_std"], stats["n_stats"]),
+        "ndvi": nullable(np.asarray(stats["ndvi"], np.float32)),
+        "ndwi": nullable(np.asarray(stats["ndwi"], np.float32)),
+        "fill_fraction": pa.array(np.asarray(fill_fraction).astype(np.float32)),
+        **outcome_columns(status, error),
+    }
+
+
 def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, error: np.ndarray,
                 fill_fraction: np.ndarray, classes: list[str], model_id: str, stats: dict | None = None,
                 unknown_below: float | None = None) -> pa.Table:
@@ -270,26 +294,17 @@ def build_table(manifest_rows: pa.Table, probs: np.ndarray, status: np.ndarray, 
     probability is below it is labelled ``unknown`` (status ok, label_index null)."""
     n = manifest_rows.num_rows
     if stats is None:
-        stats = {"band_mean": np.zeros((n, 0), np.float32), "band_std": np.zeros((n, 0), np.float32),
-                 "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan), "ndwi": np.full(n, np.nan),
-                 "ood": np.full(n, np.nan)}
+        stats = no_stats(n)
     ok = status == "ok"
     cols = {name: manifest_rows.column(name) for name in manifest_rows.column_names}
     for name in ITEM_COLUMNS:  # rows of an older store, or of a file scene: null
         cols.setdefault(name, pa.nulls(n, MAP_SCHEMA.field(name).type))
     cols.update(
-        **{c: nullable(np.asarray(stats[c], np.float32)) if c in stats else pa.nulls(n, pa.float32())
-           for c in CLOUD_COLUMNS},
+        **stat_columns(stats, fill_fraction, status, error),
         **prediction_columns(probs, ok, classes, unknown_below),
         ood=nullable(np.asarray(stats.get("ood", np.full(n, np.nan)), np.float32)),
-        fill_fraction=pa.array(fill_fraction.astype(np.float32)),
         area_ha=area_column(cols["geometry"], fill_fraction),
-        band_mean=ragged(stats["band_mean"], stats["n_stats"]),
-        band_std=ragged(stats["band_std"], stats["n_stats"]),
-        ndvi=nullable(np.asarray(stats["ndvi"], np.float32)),
-        ndwi=nullable(np.asarray(stats["ndwi"], np.float32)),
         model_id=pa.array([model_id] * n, pa.string()),
-        **outcome_columns(status, error),
     )
     return pa.table({f.name: cols[f.name] for f in MAP_SCHEMA}, schema=MAP_SCHEMA)
 

@@ -54,15 +54,26 @@ def check(out: str, kind: str, overwrite: bool) -> None:
     if found is not None and found != kind:
         raise ConfigError(f"{out} holds {KINDS[found]}, not {KINDS[kind]}.",
                           f"choose another --out: {KINDS[kind].split(' (')[0]} is a folder of its own.")
-    if storage.exists(storage.join(out, SUCCESS)) and not overwrite:
+    if finished(out) and not overwrite:
         raise ConfigError(f"{out} already holds {KINDS[kind]}.", "pass --overwrite, or choose another --out.")
+
+
+def success_uri(out: str) -> str:
+    """The ``_SUCCESS`` marker of the output at ``out`` (its fingerprint tells which run
+    finished it)."""
+    return storage.join(out, SUCCESS)
+
+
+def finished(out: str) -> bool:
+    """Whether the output at ``out`` is complete (its ``_SUCCESS`` is there)."""
+    return storage.exists(success_uri(out))
 
 
 def unfinish(out: str) -> None:
     """Before rewriting ``out``: it is incomplete until ``finish``."""
-    storage.delete_prefix(storage.join(out, SUCCESS))
+    storage.delete_prefix(success_uri(out))
 
 
 def finish(out: str) -> None:
     """``_SUCCESS``: the output at ``out`` is complete (written last)."""
-    storage.write_bytes(storage.join(out, SUCCESS), b"")
+    storage.write_bytes(success_uri(out), b"")

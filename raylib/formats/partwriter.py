@@ -18,7 +18,7 @@ opens, so it leaves out the optional file bbox; row-group statistics of the ``bb
 covering column are what readers prune on.) A re-run of the same job reads only
 these footers to know which tiles are done (``done_ranges``) and what they counted.
 
-With a store sink (``landcover map --embeddings``), the same rows in the same order go to a
+With a store sink (``landcover map --store``), the same rows in the same order go to a
 store part of the same name, closed first: a map part on disk means its store part is
 there too.
 """

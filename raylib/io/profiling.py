@@ -1,6 +1,6 @@
 """Measuring a run from outside: peak resident memory of a whole local Ray session (the
 driver, GCS, raylet, object store, workers and actors), sampled on a background thread.
-Used by ``scripts/benchmark.py`` and the memory test."""
+Used by ``scripts/benchmarks/map_throughput.py`` and the memory test."""
 
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ def emulate_tf32(module) -> None:
     """Make ``module`` compute as TF32 tensor cores do, on any device: the inputs and weights
     of every convolution and linear layer rounded to a 10-bit mantissa (to nearest, ties to
     even), products summed in float32. How a CPU measures what ``tf32`` does to a map
-    (``scripts/precision_check.py``, tests/models/test_device.py)."""
+    (BENCHMARKS.md, "Precision"; tests/models/test_device.py)."""
     import torch
 
     def rnd(t):

@@ -2,7 +2,7 @@
 
 An RGB backbone cannot see near-infrared; the read stage's per-tile band means and
 standard deviations and NDVI/NDWI can. A head trained on a few labelled tiles of an area
-(``landcover train-head --embeddings``) sees ``[spectral statistics, PCA of the embedding]``:
+(``landcover train-head --store``) sees ``[spectral statistics, PCA of the embedding]``:
 with tens of labelled tiles a 1,280-d embedding drowns a few tens of spectral numbers, so
 the embedding is reduced to its first principal components over the store's tiles, with the
 band pairs' normalised differences added and a stronger regularisation (the measurements on

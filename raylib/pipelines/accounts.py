@@ -39,7 +39,6 @@ from raylib.errors import InputError
 from raylib.eval import accuracy, reference, reports, zones
 from raylib.failpoints import failpoint
 from raylib.formats import mapfile, out_folder, parts
-from raylib.formats.mapfile import SUCCESS
 from raylib.formats.parts import TMP
 from raylib.io import storage
 from raylib.io.names import safe_name
@@ -175,7 +174,7 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
         return [partition_sums(job, None)]
     from raylib.pipelines.common.stages import tasks
 
-    done_marker = storage.join(finished_folder(cfg.map), SUCCESS)
+    done_marker = out_folder.success_uri(finished_folder(cfg.map))
     job_id = parts.digest({"map": [cfg.map, storage.fingerprint(done_marker)], "rows": job.source.count(),
                            "parts": n_parts,
                            "zones": [cfg.zones, storage.fingerprint(cfg.zones)], "field": cfg.zone_field,

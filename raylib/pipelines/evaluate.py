@@ -21,7 +21,7 @@ from raylib.eval.report_files import write_report
 from raylib.formats.embtable import read_embeddings
 from raylib.io import storage
 from raylib.models.calibration import apply_temperature
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 from raylib.pipelines.common.scoring import score_labelled
 from raylib.raster import patches
 

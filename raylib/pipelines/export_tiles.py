@@ -55,7 +55,7 @@ def export_tiles(cfg, argv: list[str] | None = None) -> dict:
             storage.write_bytes(storage.join(cfg.out, lt.classes[int(y)], f"{tid}.tif"), mf.read())
     storage.write_bytes(storage.join(cfg.out, TRAINING_TILES), lt.training_tiles_parquet())
     summary = {"out": cfg.out, "tiles": len(ids), "labelled_tiles": lt.counts, "not_used": lt.unused,
-               "embeddings": cfg.embeddings, "map_settings": map_settings(lt.meta),
+               "embeddings": cfg.store, "map_settings": map_settings(lt.meta),
                "pixel_scale": SCALE, "seconds": round(time.time() - t0, 1)}
     storage.write_bytes(storage.join(cfg.out, MARKER), json.dumps(summary, indent=2).encode())  # written last
     return summary

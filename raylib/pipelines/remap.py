@@ -27,12 +27,13 @@ from raylib.failpoints import failpoint
 from raylib.formats import embstore, map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.models.adaptation import predict_scenes
-from raylib.models.model_dir import HEAD_STATISTICS, MANIFEST, LandcoverModel, local_model_folder
+from raylib.models.model_dir import MANIFEST, local_model_folder
+from raylib.models.landcover_model import HEAD_STATISTICS, LandcoverModel
 from raylib.pipelines.common import centres as centres_of
-from raylib.pipelines.common.exports import export_after
-from raylib.pipelines.common.map_stac import describe_run
 from raylib.pipelines.common.object_store import shared
-from raylib.pipelines.common.stages import ensure_ray, local_folder, share_folder
+from raylib.pipelines.common.run_tail import finish_run
+from raylib.pipelines.common.folder_shipping import local_folder, share_folder
+from raylib.pipelines.common.ray_session import ensure_ray
 from raylib.pipelines.common.tile_grid import TileGrid
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def check_head(manifest, model_uri: str, meta: dict, store: str) -> None:
         raise InputError(f"Model {model_uri} was made with backbone {bb.get('source') or bb.get('ref')} "
                          f"(weights {mine}, {bb.get('input_size')} px), the store {store} with "
                          f"{meta['backbone']} (weights {meta['weights_hash']}, {meta.get('input_size')} px).",
-                         "use a head trained on this store's embeddings (landcover train-head --embeddings).")
+                         "use a head trained on this store's embeddings (landcover train-head --store).")
     pre = bb.get("preprocessing_hash")
     if pre is not None and pre != meta["preprocessing_hash"]:
         raise InputError(f"Model {model_uri} was trained on tiles preprocessed as {pre}, the store {store} holds "
@@ -106,7 +107,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     import ray
 
     t0 = time.time()
-    store = embstore.locate(cfg.embeddings)  # the store's folder, or a map folder holding one
+    store = embstore.locate(cfg.store)  # the store's folder, or a map folder holding one
     meta = embstore.read_meta(store)
     files = embstore.part_files(store)
     manifest = LandcoverModel.read_manifest(cfg.model)
@@ -125,7 +126,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     extra = {"grid": meta["preprocessing"].get("grid"), "embeddings": store,
              "crs_note": "geometry in OGC:CRS84; scene_crs holds each scene's native CRS"}
     written = {}
-    centres, adapted = (store_centres(store, files, cfg.embeddings, from_store=bool(cfg.adapt))
+    centres, adapted = (store_centres(store, files, cfg.store, from_store=bool(cfg.adapt))
                         if adapting and pending else (None, {"method": "none"}))
     if pending:
         ensure_ray(cfg.ray_address)
@@ -160,11 +161,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
                "parts_resumed": len(done), "parts_written": len(written), "bbox": cfg.bbox, "result": "ok",
                "seconds": round(seconds, 2), "tiles_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
                "quicklooks": quicklooks, "adaptation": adapted, "config": cfg.model_dump()}
-    map_folder.finish(cfg.out, summary)
-    summary["stac"] = describe_run(cfg.out, "map")
-    if cfg.cog:
-        summary["cog"] = export_after(cfg.out)
-    return summary
+    return finish_run(cfg.out, summary, "map", cfg.cog)
 
 
 def store_centres(store: str, files: list[str], named: str, from_store: bool) -> tuple[dict, dict]:

@@ -123,7 +123,7 @@ def run_similar(cfg: SimilarConfig, argv: list[str] | None = None) -> dict:
     import pyarrow.parquet as pq
 
     t0 = time.time()
-    store = embstore.locate(cfg.embeddings)  # the store's folder, or a map folder holding one
+    store = embstore.locate(cfg.store)  # the store's folder, or a map folder holding one
     embstore.read_meta(store)
     table = embstore.read(store, columns=list(embstore.TILE_COLUMNS) + ["embedding", "status"])
     ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"

@@ -37,7 +37,7 @@ def train_head_on_store(cfg, argv: list[str] | None = None):
     temperature, cal = _temperature(cfg, X, yk)
     metrics = {"labelled_tiles": lt.counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": lt.unused,
                "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "calibration": cal,
-               "embeddings": cfg.embeddings}
+               "embeddings": cfg.store}
     pixel_head = None
     if cfg.pixels:
         pixel_head, metrics["pixels"] = train_pixel_head(cfg, lt, used, feats.n_bands)
@@ -56,10 +56,10 @@ def _temperature(cfg, X, y):
 
 
 def train_head(cfg: TrainHeadConfig, argv: list[str] | None = None):
-    """A head on an image folder (``cfg.data``) or on labelled tiles of a store (``cfg.embeddings``)."""
+    """A head on an image folder (``cfg.data``) or on labelled tiles of a store (``cfg.store``)."""
     if cfg.name is None:
         cfg = cfg.model_copy(update={"name": default_name(cfg)})
-    if cfg.embeddings:
+    if cfg.store:
         return train_head_on_store(cfg, argv)
     return train_head_on_folder(cfg, argv)
 
@@ -72,8 +72,8 @@ def default_name(cfg: TrainHeadConfig) -> str:
     from raylib.io import storage
     from raylib.io.names import safe_name
 
-    if cfg.embeddings:
-        store = embstore.locate(cfg.embeddings)
+    if cfg.store:
+        store = embstore.locate(cfg.store)
         source = storage.basename(store)
         if source in (embstore.FOLDER, embstore.LEGACY_FOLDER):  # a map's store: named after the map
             source = storage.basename(store.rstrip("/").rsplit("/", 1)[0])

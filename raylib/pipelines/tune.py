@@ -15,7 +15,7 @@ On an embedding store with ``--labels`` (a few labelled tiles of an area), a val
 split would be a handful of tiles: trials are scored by stratified k-fold cross-validation
 over the tiles drawn for training (``--per-class``), the best configuration is refit on all
 of them, the labelled tiles not drawn are the test, and the model is a head of the store
-(its features and training tiles), as ``train-head --embeddings`` writes.
+(its features and training tiles), as ``train-head --store`` writes.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from raylib.models.calibration import oof_temperature
 from raylib.models.heads import HEADS
 from raylib.models.model_dir import created_by, write_model_dir
 from raylib.pipelines.common.labelled_tiles import labelled_tiles, store_features, write_store_head
-from raylib.pipelines.common.stages import ensure_ray
+from raylib.pipelines.common.ray_session import ensure_ray
 from raylib.raster import patches
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
     if cfg.labels:
         data, store = store_data(cfg)
     else:
-        X, y, split, classes, meta, _ = read_embeddings(cfg.embeddings)
+        X, y, split, classes, meta, _ = read_embeddings(cfg.data)
         data, store = prepare_data(X, y, split, classes, cfg.val_fraction, cfg.seed), None
     storage.check_bucket(cfg.out)
     ensure_ray(cfg.ray_address)
@@ -288,7 +288,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
         band_std=meta["band_std"], tile_size=cfg.tile_size, gsd=cfg.gsd,
         metrics={"validation": val_metrics, "test": test_metrics, "best_config": best_config,
                  "best_trial_score": float(best.metrics["balanced_accuracy"]),
-                 "embeddings": cfg.embeddings},
+                 "embeddings": cfg.store or cfg.data},
         created_by=created_by(argv), temperature=temperature, ood=ood)
     summary = {
         "out": cfg.out, "model": model_uri, "model_id": manifest.id, "trials": len(df),
@@ -303,7 +303,7 @@ def run_tune(cfg: TuneConfig, argv: list[str] | None = None) -> dict:
                  X[te], y[te], classes, {"best_config": best_config, "trials": len(df),
                                          "best_trial_score": summary["best_trial_score"],
                                          "refit_validation_score": summary["refit_validation_score"],
-                                         "model": model_uri, "embeddings": cfg.embeddings, "temperature": temperature},
+                                         "model": model_uri, "embeddings": cfg.store or cfg.data, "temperature": temperature},
                  probs=test_probs)
     storage.write_bytes(storage.join(cfg.out, "summary.json"), json.dumps(summary, indent=2).encode())
     return summary
@@ -326,7 +326,7 @@ def _write_trials(cfg: TuneConfig, df) -> None:
 def _export_store_head(cfg: TuneConfig, data: dict, store: dict, best_config: dict, best_score: float, trials: int,
                        families: list[str], argv, t0: float) -> dict:
     """Refit the best configuration on every drawn tile; export it as a head of the store
-    (its features, training tiles and preprocessing, like train-head --embeddings)."""
+    (its features, training tiles and preprocessing, like train-head --store)."""
 
     threads = max(1, int(cfg.cpus_per_trial))
     head, _ = fit_head(best_config, data, cfg.max_epochs, cfg.max_rounds, threads=threads)
@@ -339,7 +339,7 @@ def _export_store_head(cfg: TuneConfig, data: dict, store: dict, best_config: di
     lt = store["lt"]
     model_uri = storage.join(cfg.out, "model")
     scores = {"labelled_tiles": lt.counts, "labels": cfg.labels, "crosswalk": cfg.crosswalk, "not_used": lt.unused,
-              "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "embeddings": cfg.embeddings,
+              "per_class": cfg.per_class, "seed": cfg.seed, "features": cfg.features, "embeddings": cfg.store or cfg.data,
               "best_config": best_config, "cv_folds": store["folds"], "best_trial_score": best_score,
               "test": test_metrics, "test_rows": "labelled tiles of the store not drawn for training"}
     manifest = write_store_head(model_uri, lt, head, store["used"], store["feats"], store["emb"][lt.train],

@@ -17,9 +17,9 @@ import numpy as np
 from raylib.io import resilience, storage
 from raylib.raster import bands as bandlib, windows
 from raylib.raster import tiling
+from raylib.raster.read_block import CLOUD_COLUMNS, PIXEL_OUT, PIXELS, PROBS
 
 _WATCHDOG: tuple[dict, resilience.Watchdog] | None = None
-CLOUD_COLUMNS = ("cloud_fraction", "shadow_fraction", "snow_fraction")
 # a scene-grid edge tile with more than this share of its footprint outside the scene is an error row
 # (reason mostly_outside: data, not a failure), as a tile mostly of fill is: its class would be the padding's
 MAX_OUTSIDE = 0.5
@@ -114,7 +114,7 @@ def empty_rows(n: int, channels: int, tile_size: int, pixel_fn: PixelFn | None =
            # shares of the tile's pixels a quality asset flags (NaN: the scene has none)
            **{c: np.full(n, np.nan, np.float32) for c in CLOUD_COLUMNS}}
     if pixel_fn is not None:
-        out["pixel_out"] = np.full((n, pixel_fn.width), np.nan, np.float32)
+        out[PIXEL_OUT] = np.full((n, pixel_fn.width), np.nan, np.float32)
     return out
 
 
@@ -352,16 +352,13 @@ class _SceneReader:
         if self.pixel_fn is not None and len(rows):
             pf = self.pixel_fn
             f = bandlib.pixel_features(raw[:, self.stat_pos], valid, st["gain"], st["offset"], pf.stride, pf.window)
-            out["pixel_out"][rows] = self.pixel_fn.fn(f)
-
-
-PIXEL_COLUMNS = ("pixels", "gain", "offset")
+            out[PIXEL_OUT][rows] = self.pixel_fn.fn(f)
 
 
 def rows_out(batch: dict, probs: np.ndarray) -> dict:
     """What a model actor returns for a read block: every column but the pixels and their
     scaling, and the class probabilities."""
-    return {**{k: v for k, v in batch.items() if k not in PIXEL_COLUMNS}, "probs": probs}
+    return {**{k: v for k, v in batch.items() if k not in PIXELS}, PROBS: probs}
 
 
 def model_batches(batch: dict, batch_size: int):

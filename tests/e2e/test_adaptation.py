@@ -2,17 +2,19 @@
 stored with the map before any tile is mapped, a killed run resumes with it, and remap of
 the map's store uses it."""
 
+import pathlib
+
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from raylib.config import MapConfig, RemapConfig
 from raylib.errors import ConfigError
 from raylib.formats import embstore
+from raylib.formats import parts
 from raylib.formats.mapfile import read_map
 from raylib.io import storage
 from raylib.models import adaptation
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 from raylib.pipelines.common import centres as centres_of
 from raylib.pipelines.map.run import run_map
 from raylib.pipelines.remap import run_remap
@@ -22,7 +24,7 @@ from ..conftest import NAIP
 
 def _args(model: str, out: str, *more: str) -> list[str]:
     return ["map", "--scenes", str(NAIP), "--bands", "naip", "--model", model, "--out", out, "--adapt",
-            "--embeddings", "--read-batch-size", "8", "--batch-size", "8", "--no-quicklook", *more]
+            "--store", "--read-batch-size", "8", "--batch-size", "8", "--no-quicklook", *more]
 
 
 def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, test_model, tmp_path, capsys):
@@ -33,16 +35,20 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
     assert r.returncode == -9, r.stderr[-2000:]
     files = storage.list_files(out + "/_adaptation")
     assert len(files) == 1 and not storage.exists(out + "/_SUCCESS")
-    first = pq.read_table(files[0])
+    first = centres_of.read_file(files[0])
     assert first["scene"].to_pylist() == [str(NAIP)] and first["tiles"].to_pylist()[0] >= 40
 
     s = run_map(MapConfig(scenes=[str(NAIP)], bands="naip", model=test_model["uri"], out=out, adapt=True,
-                          embeddings=True, read_batch_size=8, batch_size=8, quicklook=False))
+                          store=True, read_batch_size=8, batch_size=8, quicklook=False))
     a = s["adaptation"]
     assert a["method"] == "scene-centre" and a["sampled"] == 0 and a["reused"] == 1 and a["scenes"] == 1
     assert "adapt:" not in capsys.readouterr().err  # (no first pass: no line of its progress)
     assert storage.list_files(out + "/_adaptation") == files  # the stored centre, not a new one
     centre = np.asarray(first["centre"].to_pylist()[0], np.float32)
+    # a recursive Parquet glob of the map folder meets the map's parts and its store, not the centres
+    globbed = sorted(str(p.relative_to(out)) for p in pathlib.Path(out).rglob("*.parquet"))
+    assert globbed == sorted([*parts.existing(out), *(
+        f"_embeddings/{storage.basename(p)}" for p in embstore.part_files(out + "/_embeddings"))])
 
     # the centre is the scene's: every readable tile of this small scene, not one block of 8
     store = embstore.read_one(embstore.part_files(out + "/_embeddings")[0])
@@ -59,7 +65,7 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
     assert not np.allclose(probs, model.predict_embeddings(emb)[0], atol=1e-2)  # and it changed the map
 
     # remap of the map's store uses the map's centre (and gives the map)
-    rm = run_remap(RemapConfig(embeddings=out, model=test_model["uri"], out=str(tmp_path / "remapped"),
+    rm = run_remap(RemapConfig(store=out, model=test_model["uri"], out=str(tmp_path / "remapped"),
                                adapt=True, quicklook=False))
     assert rm["adaptation"] == {"method": "scene-centre", "scenes": 1, "from_map": 1, "from_store": 0}
     b = read_map(str(tmp_path / "remapped")).sort_by("tile_id")
@@ -70,7 +76,7 @@ def test_a_killed_adapted_map_resumes_with_its_stored_scene_centre(ray_session, 
 
     alone = tmp_path / "store-alone"
     shutil.copytree(out + "/_embeddings", alone)
-    rs = run_remap(RemapConfig(embeddings=str(alone), model=test_model["uri"], out=str(tmp_path / "r2"), adapt=True,
+    rs = run_remap(RemapConfig(store=str(alone), model=test_model["uri"], out=str(tmp_path / "r2"), adapt=True,
                                quicklook=False))
     assert rs["adaptation"] == {"method": "scene-centre", "scenes": 1, "from_map": 0, "from_store": 1}
     assert read_map(str(tmp_path / "r2")).sort_by("tile_id")["label"].equals(t["label"])

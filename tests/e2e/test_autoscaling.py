@@ -41,7 +41,7 @@ def watch():
 
 before = len(workers())
 # a GPU request the live nodes cannot meet is left to an autoscaler with node types of its own
-from raylib.pipelines.common.stages import _autoscaler_node_types, check_gpus
+from raylib.pipelines.common.gpu_probe import _autoscaler_node_types, check_gpus
 deadline = time.time() + 30
 while not _autoscaler_node_types() and time.time() < deadline:
     time.sleep(0.5)

@@ -1,4 +1,4 @@
-"""The embedding store: landcover map --embeddings, landcover embed --scenes, landcover remap
+"""The embedding store: landcover map --store, landcover embed --scenes, landcover remap
 (real scenes, real Ray, the S3 server)."""
 
 import json
@@ -23,10 +23,10 @@ S3_NAIP = f"s3://data/scenes/{NAIP.name}"
 
 @pytest.fixture(scope="module")
 def mapped(ray_session, bucket, test_model, tmp_path_factory):
-    """The NAIP scene (from S3) and a Landsat crop, mapped with --embeddings."""
+    """The NAIP scene (from S3) and a Landsat crop, mapped with --store."""
     out = str(tmp_path_factory.mktemp("store") / "map")
     cfg = MapConfig(scenes=[S3_NAIP, str(LANDSAT)], out=out, model=test_model["uri"], bands=[1, 2, 3], fill_value=0,
-                    gsd="native", embeddings=True, rows_per_part=300)
+                    gsd="native", store=True, rows_per_part=300)
     return {"cfg": cfg, "summary": run_map(cfg), "out": out}
 
 
@@ -60,7 +60,7 @@ def test_store_rows_keys_and_metadata(mapped):
 
 def test_remap_equals_map(mapped, test_model, tmp_path):
     out = str(tmp_path / "remap")
-    s = run_remap(RemapConfig(embeddings=storage.join(mapped["out"], "_embeddings"), model=test_model["uri"], out=out))
+    s = run_remap(RemapConfig(store=storage.join(mapped["out"], "_embeddings"), model=test_model["uri"], out=out))
     assert s["tiles"] == mapped["summary"]["tiles"] and s["counts"] == mapped["summary"]["counts"]
     a = read_map(mapped["out"]).sort_by("tile_id")
     b = read_map(out).sort_by("tile_id")
@@ -78,7 +78,7 @@ def test_remap_equals_map(mapped, test_model, tmp_path):
     bb = naip["bbox"].combine_chunks()
     box = [float(np.min(bb.field("xmin"))), float(np.min(bb.field("ymin"))),
            float(np.max(bb.field("xmax"))), float(np.max(bb.field("ymax")))]
-    s2 = run_remap(RemapConfig(embeddings=storage.join(mapped["out"], "_embeddings"), model=test_model["uri"],
+    s2 = run_remap(RemapConfig(store=storage.join(mapped["out"], "_embeddings"), model=test_model["uri"],
                                out=str(tmp_path / "bbox"), bbox=box))
     assert s2["tiles"] == naip.num_rows == 15 * 12
 
@@ -98,7 +98,7 @@ def test_embed_scenes_builds_the_same_store_and_refuses_mixing(mapped, test_mode
     assert storage.exists(out + "/_SUCCESS") and not (tmp_path / "store" / "_quicklook").exists()
     # an incremental map adding tiles made another way to an existing store is refused
     inc = str(tmp_path / "inc")
-    base = dict(out=inc, model=test_model["uri"], bands=[1, 2, 3], gsd="native", embeddings=True, incremental=True)
+    base = dict(out=inc, model=test_model["uri"], bands=[1, 2, 3], gsd="native", store=True, incremental=True)
     run_map(MapConfig(scenes=[S3_NAIP], **base))
     with pytest.raises(InputError, match="holds tiles made with another preprocessing"):
         run_map(MapConfig(scenes=[str(LANDSAT)], fill_value=0, tile_size=32, **base))
@@ -135,12 +135,12 @@ def test_remap_refuses_a_head_of_another_backbone_and_an_empty_store(mapped, tes
     man = json.loads((head / "model.json").read_text())
     man["backbone"]["input_size"] = 224  # embeddings of another input size
     (head / "model.json").write_text(json.dumps(man))
-    rc = main(["remap", "--embeddings", storage.join(mapped["out"], "_embeddings"), "--model", str(head),
+    rc = main(["remap", "--store", storage.join(mapped["out"], "_embeddings"), "--model", str(head),
                "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and "use a head trained on this store's embeddings" in err and "224 px" in err
     (tmp_path / "empty").mkdir()
-    rc = main(["remap", "--embeddings", str(tmp_path / "empty"), "--model", test_model["uri"],
+    rc = main(["remap", "--store", str(tmp_path / "empty"), "--model", test_model["uri"],
                "--out", str(tmp_path / "y")])
     err = capsys.readouterr().err
     assert rc == 2 and "There is no embedding store at" in err
@@ -155,18 +155,18 @@ def test_a_killed_remap_resumes_with_the_parts_it_wrote(ray_session, mapped, tes
     store, out = storage.join(mapped["out"], "_embeddings"), str(tmp_path / "remap")
     n_parts = len(embstore.part_files(store))
     assert n_parts >= 3
-    args = ["remap", "--embeddings", store, "--model", test_model["uri"], "--out", out, "--no-quicklook"]
+    args = ["remap", "--store", store, "--model", test_model["uri"], "--out", out, "--no-quicklook"]
     r = driver(ray_session, args, failpoint="remap_part_done:1")
     assert r.returncode == -9, r.stderr[-2000:]
     assert not storage.exists(out + "/_SUCCESS")
-    s = run_remap(RemapConfig(embeddings=store, model=test_model["uri"], out=out, quicklook=False))
+    s = run_remap(RemapConfig(store=store, model=test_model["uri"], out=out, quicklook=False))
     assert s["parts_resumed"] >= 1 and s["parts_resumed"] + s["parts_written"] == s["parts"] == n_parts
     a, b = read_map(mapped["out"]).sort_by("tile_id"), read_map(out).sort_by("tile_id")
     assert a["tile_id"].equals(b["tile_id"]) and a["label"].equals(b["label"]) and a["status"].equals(b["status"])
 
 
 def test_the_run_describes_its_map_and_store_parts_in_stac(mapped):
-    """A map run with --embeddings writes a STAC Collection of its parts and one of its store's."""
+    """A map run with --store writes a STAC Collection of its parts and one of its store's."""
     import json
 
     from raylib.formats import stac_items

@@ -7,7 +7,7 @@ import rasterio
 from raylib.cli import main
 from raylib.config import MapConfig
 from raylib.eval import reports
-from raylib.eval.reference import footprints
+from raylib.raster.footprints import footprints
 from raylib.formats import cog
 from raylib.formats.mapfile import read_map, read_metadata
 from raylib.pipelines.map.run import run_map

@@ -21,7 +21,7 @@ from raylib.cli import main
 from raylib.config import EmbedConfig, FinetuneConfig, MapConfig, TuneConfig
 from raylib.formats.mapfile import read_map
 from raylib.io import storage
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 from raylib.pipelines.embed import run_embed
 from raylib.pipelines.finetune import run_finetune
 from raylib.pipelines.map.run import run_map

@@ -28,7 +28,7 @@ def _rows(out):
 
 
 def test_num_gpus_1_maps_every_tile_with_the_cpu_maps_labels(ray_session, test_model, tmp_path):
-    """``landcover map --ray-address <a Ray with a GPU> --num-gpus 1 --embeddings`` of the
+    """``landcover map --ray-address <a Ray with a GPU> --num-gpus 1 --store`` of the
     shipped NAIP scene: every tile, the CPU map's labels and probabilities, and the store.
     (Before the GPU path was built, this stopped before the first tile: Ray Data refuses a
     GPU stage without a batch size.)"""
@@ -37,7 +37,7 @@ def test_num_gpus_1_maps_every_tile_with_the_cpu_maps_labels(ray_session, test_m
     cpu = run_map(MapConfig(scenes=[str(NAIP)], out=str(tmp_path / "cpu"), model=test_model["uri"]))
     address = ray.get_runtime_context().gcs_address
     r = subprocess.run([LANDCOVER, "map", "--scenes", str(NAIP), "--model", test_model["uri"], "--out",
-                        str(tmp_path / "gpu"), "--ray-address", address, "--num-gpus", "1", "--embeddings"],
+                        str(tmp_path / "gpu"), "--ray-address", address, "--num-gpus", "1", "--store"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert f"mapped {cpu['tiles']} tiles from 1 scene(s)" in r.stdout

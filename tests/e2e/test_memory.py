@@ -1,6 +1,6 @@
 """Bounded memory: the peak resident memory of the whole Ray session does not grow with
 the area mapped (streamed reads, backpressure, parts written as they complete).
-Figures are measured by ``scripts/benchmark.py``; this test asserts the ratio only."""
+Figures are measured by ``scripts/benchmarks/map_throughput.py``; this test asserts the ratio only."""
 
 from raylib.config import MapConfig
 from raylib.io import storage

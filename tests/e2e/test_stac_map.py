@@ -250,7 +250,7 @@ def test_composites_of_a_naip_time_series_with_clouds(ray_session, test_model, t
     cloudy on every date is a no_clear_observation row."""
     import pyarrow.parquet as pq
 
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.pipelines.map import composite
 
     h, w = 723, 934

@@ -27,7 +27,7 @@ def small_embeddings(ray_session, tmp_path_factory):
 
 def test_short_sweep_runs_every_family_and_refit_matches(small_embeddings, tmp_path):
     out = str(tmp_path / "tune")
-    cfg = TuneConfig(embeddings=small_embeddings, out=out, trials=6, max_epochs=8, max_rounds=20,
+    cfg = TuneConfig(data=small_embeddings, out=out, trials=6, max_epochs=8, max_rounds=20,
                      grace_period=2, cpus_per_trial=1)
     s = run_tune(cfg)
     assert s["trials"] == 6 and s["families"] == sorted(FAMILIES)  # each family ran
@@ -48,7 +48,7 @@ def test_short_sweep_runs_every_family_and_refit_matches(small_embeddings, tmp_p
 
 def test_exported_head_maps_a_scene(small_embeddings, tmp_path, ray_session, bucket):
     """Tune state and the exported model on S3; the map job loads the model from there."""
-    s = run_tune(TuneConfig(embeddings=small_embeddings, out="s3://maps/tune-out", trials=4,
+    s = run_tune(TuneConfig(data=small_embeddings, out="s3://maps/tune-out", trials=4,
                             families=["knn", "xgboost"], max_rounds=10, grace_period=2,
                             storage_path="s3://maps/tune-state"))
     assert s["model"] == "s3://maps/tune-out/model"
@@ -63,7 +63,7 @@ def test_exported_head_maps_a_scene(small_embeddings, tmp_path, ray_session, buc
 
 def test_evaluate_on_an_image_folder_and_unknown_class(small_embeddings, tmp_path, ray_session, capsys):
     out = str(tmp_path / "tune")
-    s = run_tune(TuneConfig(embeddings=small_embeddings, out=out, trials=1, families=["logistic_regression"]))
+    s = run_tune(TuneConfig(data=small_embeddings, out=out, trials=1, families=["logistic_regression"]))
     folder = eurosat_subset(tmp_path / "holdout", ("Forest", "SeaLake"), 200, 205)
     assert main(["evaluate", "--model", s["model"], "--data", str(folder), "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from raylib.models import adaptation, spectral
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 from raylib.pipelines.map.adaptation import sample_ranges, scenes_done
 from raylib.pipelines.map.predictor import Predictor
 

@@ -4,7 +4,8 @@ import torch
 
 from raylib.errors import InputError
 from raylib.io import storage
-from raylib.models.backbones import Backbone, Preprocessor, default_backbone_dir, resolve_backbone
+from raylib.models.backbones import Backbone, Preprocessor
+from raylib.models.backbone_weights import default_backbone_dir, resolve_backbone
 
 
 def test_converted_mobilenet_v2_recognises_a_real_photo():

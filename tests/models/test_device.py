@@ -70,7 +70,7 @@ def test_each_precision_paths_agreement_with_fp32_on_real_tiles(test_model):
     (emulated) and bf16 (CPU autocast) change labels and move probabilities by more than the
     0.02 one answer allows, bf16 by far (the GPU map's 22 % of tiles: issue 28)."""
     from raylib.config import MapConfig
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.pipelines.common.planning import plan_scene, resolve_grid
     from raylib.pipelines.map.source import read_units, scene_meta
     from raylib.raster.reading import scaled_pixels
@@ -121,7 +121,7 @@ def test_a_gpu_sees_few_batch_shapes_and_a_rows_result_does_not_depend_on_its_pa
     assert padded.shape == (64, 3, 8, 8) and padded.is_contiguous(memory_format=torch.channels_last)
     # a row's embedding with blank rows beside it equals its embedding alone (the network
     # of the built-in model, on real tiles)
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
 
     m = LandcoverModel.load(test_model["uri"], device="cpu")
     rng = np.random.default_rng(0)

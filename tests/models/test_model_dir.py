@@ -6,7 +6,7 @@ import pytest
 
 from raylib.errors import InputError
 from raylib.io import storage
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 
 
 def test_model_dir_contents_and_holdout(test_model):

@@ -10,7 +10,6 @@ import pytest
 import shapely
 
 from raylib.cli import main
-from raylib.eval import reference
 from raylib.raster import tiling
 
 from .test_change import AFTER, BEFORE, CLASSES, GRID, scene, write_map
@@ -40,7 +39,7 @@ def test_zones_that_split_tiles_add_up_to_the_maps_area(assign, tmp_path):
     z = zones_file(tmp_path / "z.gpkg")
     rc, s = _run("--map", m, "--zones", z, "--zone-field", "district", "--assign", assign, "--out", str(tmp_path / "a"))
     assert rc == 0
-    ha = reference.tile_areas_ha(tiling.tile_table(scene(), GRID))
+    ha = tiling.footprint_areas_ha(tiling.tile_table(scene(), GRID).column("geometry"))
     assert s["map_hectares"] == pytest.approx(ha.sum(), abs=1e-3)
     west, east = s["per_zone"]["West"]["mapped_hectares"], s["per_zone"]["East"]["mapped_hectares"]
     assert west + east == pytest.approx(s["map_hectares"], abs=1e-3) and s["outside_hectares"] < 1e-6
@@ -67,7 +66,7 @@ def test_a_change_maps_transitions_per_zone(tmp_path):
     import pyarrow.parquet as pq
 
     t = pq.read_table(str(tmp_path / "acc" / "accounts.parquet")).to_pylist()
-    ha = reference.tile_areas_ha(tiling.tile_table(scene(), GRID))
+    ha = tiling.footprint_areas_ha(tiling.tile_table(scene(), GRID).column("geometry"))
     # forest->crop: tiles 1 (a quarter west) and 2 (east); water->crop: tile 11 (column 3, east)
     got = {(r["zone"], r["class"]): r["hectares"] for r in t}
     assert got[("West", "forest->crop")] == pytest.approx(ha[1] / 4, rel=1e-4)

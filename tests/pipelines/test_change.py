@@ -10,7 +10,6 @@ import pyarrow as pa
 import pytest
 
 from raylib.cli import main
-from raylib.eval import reference
 from raylib.formats import mapfile
 from raylib.pipelines.change.run import run_change
 from raylib.raster import scenes, tiling
@@ -56,7 +55,7 @@ AFTER = [F, C, C, F, C, C, F, C, W, W, W, C]  # forest->crop 2, crop->forest 1, 
 
 
 def areas() -> np.ndarray:
-    return reference.tile_areas_ha(tiling.tile_table(scene(), GRID))
+    return tiling.footprint_areas_ha(tiling.tile_table(scene(), GRID).column("geometry"))
 
 
 def test_two_dates_give_the_exact_transition_table(tmp_path, capsys):

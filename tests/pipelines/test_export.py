@@ -20,7 +20,7 @@ from .test_change import AFTER, BEFORE, CLASSES, GRID, scene, write_map
 
 def _centres(table: pa.Table, crs: str) -> tuple[np.ndarray, np.ndarray]:
     """The tiles' centres in ``crs`` (from their lon/lat footprints)."""
-    from raylib.eval.reference import footprints
+    from raylib.raster.footprints import footprints
 
     fp = footprints(table)
     return (fp.box[:, 0] + fp.box[:, 2]) / 2, (fp.box[:, 1] + fp.box[:, 3]) / 2

@@ -7,7 +7,8 @@ import torch
 
 from raylib.config import FinetuneConfig
 from raylib.errors import ConfigError
-from raylib.models.backbones import build_classifier, default_backbone_dir, find_stem_key
+from raylib.models.backbone_weights import default_backbone_dir
+from raylib.models.finetune_net import build_classifier, find_stem_key
 from raylib.pipelines.finetune import band_plan, class_weights, one_cycle
 from raylib.raster.patches import LabelledSet
 

@@ -17,7 +17,7 @@ CHANGED = {
     "spectral_bands": {"red": 1, "green": 2, "nir": 4}, "sun_elevation": 40.0, "scale": 255.0,
     "max_fill_fraction": 0.5,
     "aoi": "AOI", "composite": "best", "part_mb": 64.0, "partition_by": ["zone"], "rows_per_part": 100,
-    "unknown_below": 0.5, "embeddings": True, "incremental": True, "tta": True, "adapt": False, "adapt_sample": 100,
+    "unknown_below": 0.5, "store": True, "incremental": True, "tta": True, "adapt": False, "adapt_sample": 100,
     "spectral_prior": False,
 }
 # in the identity through what they resolve to (the scene list, the grid, the model's id)

@@ -11,6 +11,8 @@ from raylib.config import MapConfig
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common import planning, sizing
 from raylib.pipelines.map import source
+from raylib.raster import read_block
+from raylib.raster.reading import rows_out
 
 MAN = ModelManifest(id="m@0", kind="head", backbone={}, head={}, classes=["a", "b"], tile_size=16, gsd=10.0,
                     bands={"channels": ["red", "green", "blue"], "mean": [0.3] * 3, "std": [0.1] * 3},
@@ -84,6 +86,11 @@ def test_plan_task_emits_units_and_failures_with_the_scene_record(tmp_path, monk
                              read_timeout=10, read_retries=0)
     assert len(fail["idx"]) == 1 and fail["idx"][0] == 8 and fail["span"][0] == 4 and fail["status"][0] == "error"
     assert fail["error"][0].startswith("band_mismatch: ")
+    # both kinds of row carry exactly the columns raster.read_block names, in one type each
+    assert sorted(out) == sorted(fail) == sorted(read_block.FROM_READ)
+    assert all(np.asarray(out[k]).dtype == np.asarray(fail[k]).dtype for k in out)
+    assert sorted(rows_out(out, np.zeros((n, 2), np.float32))) == sorted(
+        c for c in read_block.FROM_MODEL if c not in (read_block.OOD, read_block.EMBEDDING))
 
 
 def test_the_first_read_task_is_the_first_tiles_of_scene_0_alone(tmp_path, monkeypatch):

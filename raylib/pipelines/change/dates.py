@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from raylib.errors import ConfigError, InputError
 from raylib.eval import reference
-from raylib.formats import mapfile
+from raylib.formats import mapfile, out_folder
 from raylib.io import storage
 from raylib.pipelines.common.map_input import MapSource, finished_folder, open_map_input
 
@@ -41,7 +41,7 @@ class DateSource:
     def version(self) -> str:
         """Which run of the map this is (its ``_SUCCESS`` marker's fingerprint): a map made
         again is another input, and a killed change does not resume over it."""
-        return storage.fingerprint(storage.join(finished_folder(self.uri), mapfile.SUCCESS))
+        return storage.fingerprint(out_folder.success_uri(finished_folder(self.uri)))
 
 
 def _median_day(src: MapSource) -> float | None:

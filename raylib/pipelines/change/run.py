@@ -21,9 +21,8 @@ from raylib.formats import map_folder, mapfile, parts
 from raylib.io import storage
 from raylib.pipelines.change import dates as datelib
 from raylib.pipelines.change.partition import ChangeJob, record_name, run_partition
-from raylib.pipelines.common.exports import export_after
 from raylib.pipelines.common.map_input import MapSource, id_ranges
-from raylib.pipelines.common.map_stac import describe_run
+from raylib.pipelines.common.run_tail import finish_run
 
 # beside the parts, under "_" names that every reader of the map skips
 TRANSITIONS, PICTURE = "_transitions.csv", f"{mapfile.QUICKLOOKS}/change.png"
@@ -106,11 +105,7 @@ def run_change(cfg: ChangeConfig, argv: list[str] | None = None) -> dict:
     map_folder.commit(cfg.out, names)
     summary = _summary(cfg, job, sums, names, argv)
     summary.update(partitions=n_parts, partitions_resumed=len(done), seconds=round(time.time() - t0, 2))
-    map_folder.finish(cfg.out, summary)
-    summary["stac"] = describe_run(cfg.out, "change")
-    if cfg.cog:
-        summary["cog"] = export_after(cfg.out)
-    return summary
+    return finish_run(cfg.out, summary, "change", cfg.cog)
 
 
 def _summary(cfg: ChangeConfig, job: ChangeJob, sums: dict[int, dict], names: list[str], argv) -> dict:

@@ -1,6 +1,11 @@
 """A map's scene centres (``models.adaptation``), stored with it: ``<map>/_adaptation/
-centres-*.parquet`` (scene, its version, tiles sampled, centre), read back by a resumed
+centres-*.arrow`` (scene, its version, tiles sampled, centre), read back by a resumed
 or incremental map and by ``remap`` of its store; and whether a run adapts at all.
+
+The files are Arrow IPC, not Parquet, so that a recursive Parquet glob of the map folder
+(``duckdb "select count(*) from 'maps/x/**/*.parquet'"``) meets the map's parts and its
+opt-in datasets (``_embeddings/``, ``_composite/``), not this side table. Maps made before
+keep ``centres-*.parquet``, which are still read.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ def resolve(cfg_adapt: bool | None, model_uri: str, manifest: ModelManifest) -> 
     asking for it with a model whose head cannot be re-centred is a configuration error."""
     if cfg_adapt is False or (cfg_adapt is None and not manifest.inference.get("adapt")):
         return False  # (decided without loading the model)
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
 
     model = LandcoverModel.load(model_uri, with_backbone=False)
     if cfg_adapt and not model.can_adapt:
@@ -36,14 +41,13 @@ def load(out: str) -> dict[str, dict]:
     """The centres stored under ``out``: scene URI -> {fingerprint, tiles, model_id (whose
     backbone made the embeddings), centre (None: too few tiles)}; the latest file wins for a
     scene stored twice."""
-    import pyarrow.parquet as pq
 
     folder = storage.join(out, FOLDER)
     found: dict[str, dict] = {}
     if not storage.parse(folder).is_s3 and not storage.is_prefix(folder):
         return found
-    for uri in storage.list_files(folder, (".parquet",)):
-        t = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+    for uri in sorted(storage.list_files(folder, (".arrow", ".parquet")), key=storage.basename):
+        t = read_file(uri)
         model = t.column("model_id").to_pylist() if "model_id" in t.column_names else [None] * t.num_rows
         display = t.column("display").to_pylist() if "display" in t.column_names else [False] * t.num_rows
         for scene, fp, n, c, m, d in zip(*(t.column(k).to_pylist() for k in ("scene", "fingerprint", "tiles", "centre")),
@@ -53,11 +57,21 @@ def load(out: str) -> dict[str, dict]:
     return found
 
 
-def save(out: str, rows: dict[str, dict]) -> str | None:
-    """Write new centres as one Parquet file under ``out/_adaptation`` (before any tile of
-    their scenes is mapped)."""
+def read_file(uri: str):
+    """One centres file as an Arrow table (``.arrow``, or ``.parquet`` of maps made before)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    data = storage.read_bytes(uri)
+    if uri.endswith(".parquet"):
+        return pq.read_table(io.BytesIO(data))
+    return pa.ipc.open_file(pa.py_buffer(data)).read_all()
+
+
+def save(out: str, rows: dict[str, dict]) -> str | None:
+    """Write new centres as one Arrow IPC file under ``out/_adaptation`` (before any tile
+    of their scenes is mapped)."""
+    import pyarrow as pa
 
     if not rows:
         return None
@@ -68,9 +82,10 @@ def save(out: str, rows: dict[str, dict]) -> str | None:
                   "tiles": pa.array([rows[s]["tiles"] for s in scenes], pa.int32()),
                   "centre": pa.array([None if rows[s]["centre"] is None else rows[s]["centre"].tolist() for s in scenes],
                                      pa.list_(pa.float32()))})
-    sink = io.BytesIO()
-    pq.write_table(t, sink, compression="zstd")
-    uri = storage.join(out, FOLDER, f"centres-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}.parquet")
-    storage.write_bytes(uri, sink.getvalue())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(t)
+    uri = storage.join(out, FOLDER, f"centres-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}.arrow")
+    storage.write_bytes(uri, sink.getvalue().to_pybytes())
     return uri
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.errors import ConfigError
-from raylib.eval import reference
+from raylib.raster.footprints import footprints
 from raylib.formats import cog, mapfile
 from raylib.io import storage
 from raylib.pipelines.common.map_input import MapSource
@@ -76,7 +76,7 @@ def zone_grids(source: MapSource, resolution: float | None) -> tuple[list[ZoneGr
         t = pa.Table.from_batches([batch])
         tiles += t.num_rows
         mapped += int(np.sum(np.asarray(t.column("status").to_pylist(), object) == "ok"))
-        fp = reference.footprints(t)
+        fp = footprints(t)
         crs = np.asarray(fp.crs, object)
         for c in set(fp.crs):
             b = fp.box[crs == c]
@@ -146,7 +146,7 @@ def write_block(job: ExportJob, g: ZoneGrid, r0: int, r1: int, suffix: str = "")
     conf = np.nan_to_num(table.column(job.sure).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False),
                          nan=-1.0)
     percent = np.where(ok & (conf >= 0), np.round(conf * 100), cog.NODATA_PERCENT).astype(np.uint8)
-    fp = reference.footprints(table)
+    fp = footprints(table)
     rows, boxes = fp.rows, fp.box
     cells = _cells(boxes, g) if len(rows) else np.zeros((0, 4), np.int64)
     inside = (cells[:, 0] < r1) & (cells[:, 1] > r0)

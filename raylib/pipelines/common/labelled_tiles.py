@@ -111,11 +111,11 @@ def labelled_tiles(cfg, columns: list[str] | None = None) -> LabelledTiles:
     """Read the store, label its tiles from ``cfg.labels`` (+ crosswalk) and draw
     ``cfg.per_class`` of each class with ``cfg.seed``; clear errors for labels that hit no
     tile, fewer than two classes, an empty store."""
-    store = embstore.locate(cfg.embeddings)  # the store's folder, or a map folder holding one
+    store = embstore.locate(cfg.store)  # the store's folder, or a map folder holding one
     meta = embstore.read_meta(store)
     table = embstore.read(store, columns=columns or STORE_COLUMNS)
     if table.num_rows == 0:
-        raise InputError(f"The embedding store {store} is empty.", "build it with landcover map --embeddings.")
+        raise InputError(f"The embedding store {store} is empty.", "build it with landcover map --store.")
     ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
     rows, y, classes, unused = tile_labels(table, cfg)
     keep = ok[rows]

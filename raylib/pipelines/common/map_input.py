@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from raylib.errors import InputError
-from raylib.formats import mapfile
+from raylib.formats import mapfile, out_folder
 from raylib.io import storage
 
 NEEDED = {"tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction"}
@@ -81,7 +81,7 @@ def open_map_input(uri: str) -> MapSource:
     if not storage.exists(uri) and not storage.is_prefix(uri):
         raise InputError(f"There is no map at {uri}.", _FIX)
     done = finished_folder(uri)
-    if not storage.exists(storage.join(done, mapfile.SUCCESS)):
+    if not out_folder.finished(done):
         raise InputError(f"The map {done} is incomplete (no _SUCCESS): its run has not finished or failed.",
                          "finish the map run first (re-run the same command).")
     try:

@@ -26,8 +26,8 @@ def train_pixel_head(cfg, lt, used: np.ndarray, n_bands: int) -> tuple[PixelHead
     ``n_bands``: the store's statistics bands (``TileFeatures.n_bands``)."""
     rows = lt.rows[lt.train]
     if n_bands < 1:
-        raise InputError(f"The store {cfg.embeddings} has no per-tile spectral statistics, which a pixel "
-                         "classifier reads.", "build the store again with this version (landcover map --embeddings).")
+        raise InputError(f"The store {cfg.store} has no per-tile spectral statistics, which a pixel "
+                         "classifier reads.", "build the store again with this version (landcover map --store).")
     tile = int(lt.meta["preprocessing"]["grid"]["tile_size"])
     side = len(range(0, tile, STRIDE))
     width = pixel_feature_count(n_bands, WINDOW)

@@ -9,10 +9,12 @@ from raylib.errors import InputError
 from raylib.eval import metrics
 from raylib.io import storage
 from raylib.models.augment import tta_probs
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 from raylib.pipelines.common.sizing import model_batch
-from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, collect, dataset_from_table,
-                                            ensure_ray, local_folder, set_torch_threads, share_folder)
+from raylib.pipelines.common.folder_shipping import local_folder, share_folder
+from raylib.pipelines.common.gpu_probe import check_gpus, GpuBuildWatch
+from raylib.pipelines.common.ray_session import ensure_ray
+from raylib.pipelines.common.stages import actor_stage, collect, dataset_from_table, set_torch_threads
 from raylib.raster import patches
 
 
@@ -58,7 +60,7 @@ def score_labelled(model_uri: str, ls, rows: np.ndarray, ray_address: str | None
     Returns ``metrics`` (as the model predicts, TTA included when it asks for it),
     ``metrics_plain`` (one view; only with ``both``), ``probs``, ``features`` and ``y``
     (the model's class indices), and ``gpu_warning`` when the scoring actor held a GPU of a
-    node whose torch is a CPU build (``stages.GpuBuildWatch``). ``num_gpus``: the scoring
+    node whose torch is a CPU build (``gpu_probe.GpuBuildWatch``). ``num_gpus``: the scoring
     actor's (None: 1 when the cluster has a GPU, else 0); ``batch_size``: tiles per model
     batch (by device when None)."""
     import pyarrow as pa

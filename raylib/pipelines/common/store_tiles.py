@@ -15,7 +15,7 @@ from raylib.errors import InputError
 from raylib.formats import embstore
 from raylib.io import storage
 from raylib.models.default import default_model_dir
-from raylib.models.model_dir import LandcoverModel
+from raylib.models.landcover_model import LandcoverModel
 from raylib.pipelines.common.planning import plan_scene, resolve_grid
 from raylib.raster.reading import read_tiles, scaled_pixels
 

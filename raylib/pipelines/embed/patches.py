@@ -27,12 +27,13 @@ import numpy as np
 
 from raylib.config import EmbedConfig
 from raylib.errors import ConfigError, InputError
-from raylib.formats.mapfile import SUCCESS
+from raylib.formats import out_folder
 from raylib.io import storage
 from raylib.models.backbones import Backbone
 from raylib.pipelines.common.sizing import model_batch
-from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, collect, dataset_from_table,
-                                            ensure_ray, pool_size, set_torch_threads)
+from raylib.pipelines.common.gpu_probe import check_gpus, GpuBuildWatch
+from raylib.pipelines.common.ray_session import ensure_ray
+from raylib.pipelines.common.stages import actor_stage, collect, dataset_from_table, pool_size, set_torch_threads
 from raylib.raster import bands as bandlib
 from raylib.raster import patches, scenes
 
@@ -121,19 +122,6 @@ class Embedder:
 # --------------------------------------------------------------------------- the job
 
 
-def _prepare_output(out: str, overwrite: bool) -> None:
-    storage.check_bucket(out)
-    existing = storage.folder_files(out)
-    if not existing:
-        return
-    if not any(u.endswith(SUCCESS) or u.endswith(".parquet") for u in existing):
-        raise ConfigError(f"{out} is not empty and holds no embeddings; refusing to write into it.",
-                          "choose an empty or new --out.")
-    if not overwrite:
-        raise ConfigError(f"{out} already holds embeddings.", "pass --overwrite, or choose another --out.")
-    storage.delete_prefix(storage.as_prefix(out))
-
-
 def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     """``landcover embed --data``: labelled patches (an image folder, or a scene with a
     label raster) -> the embeddings table."""
@@ -156,7 +144,8 @@ def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
         raise InputError(f"{cfg.data} has {len(classes)} class(es); at least 2 are needed.",
                          "lay the set out as <Class>/<image> with one folder per class.")
     test = assign_split(recs, cfg)
-    _prepare_output(cfg.out, cfg.overwrite)
+    out_folder.check(cfg.out, "embeddings", cfg.overwrite)
+    out_folder.unfinish(cfg.out)
     n = len(recs)
     work = pa.table({"idx": pa.array(np.arange(n, dtype=np.int64)), "source": pa.array([r["source"] for r in recs])})
     ensure_ray(cfg.ray_address)
@@ -198,7 +187,7 @@ def embed_patches(cfg: EmbedConfig, argv: list[str] | None = None) -> dict:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     storage.write_bytes(storage.join(cfg.out, "embeddings.parquet"), buf.getvalue())
-    storage.write_bytes(storage.join(cfg.out, SUCCESS), b"")
+    out_folder.finish(cfg.out)
     counts = {c: int(sum(1 for r in recs if r["label_index"] == i)) for i, c in enumerate(classes)}
     return gpu_build.into({"out": cfg.out, "rows": n, "dim": d, "classes": counts, "train": int((~test).sum()),
                            "test": int(test.sum()), "seconds": round(time.time() - t0, 2)})

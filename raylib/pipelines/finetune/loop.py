@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from raylib.models.augment import radiometric_jitter, random_dihedral
-from raylib.models.backbones import build_classifier, classifier_parameter_names
-from raylib.pipelines.common.stages import local_folder
+from raylib.models.finetune_net import build_classifier, classifier_parameter_names
+from raylib.pipelines.common.folder_shipping import local_folder
 from raylib.pipelines.finetune.recipe import one_cycle
 
 

@@ -39,10 +39,14 @@ from raylib.config import FinetuneConfig
 from raylib.console import Progress
 from raylib.errors import ConfigError, InputError, LandcoverError
 from raylib.io import storage
-from raylib.models.backbones import build_classifier, resolve_backbone
+from raylib.models.backbone_weights import resolve_backbone
+from raylib.models.finetune_net import build_classifier
 from raylib.models.model_dir import MANIFEST, created_by, write_finetuned_dir
 from raylib.pipelines.common.scoring import score_labelled
-from raylib.pipelines.common.stages import check_cuda, check_gpus, dataset_from_table, ensure_ray, share_folder
+from raylib.pipelines.common.folder_shipping import share_folder
+from raylib.pipelines.common.gpu_probe import check_cuda, check_gpus
+from raylib.pipelines.common.ray_session import ensure_ray
+from raylib.pipelines.common.stages import dataset_from_table
 from raylib.pipelines.finetune.loop import train_loop
 from raylib.pipelines.finetune.recipe import band_plan, class_weights, fingerprint
 from raylib.raster import patches

@@ -4,7 +4,7 @@ the scene is mapped.
 
 The sample is ``adapt_sample`` tiles in runs of ``RUN`` consecutive tiles (one row read
 each) evenly spaced over the scene's grid: every part of the scene, never one batch. The
-centres are stored with the map, ``<out>/_adaptation/centres-*.parquet`` (scene, its
+centres are stored with the map, ``<out>/_adaptation/centres-*.arrow`` (scene, its
 version, tiles sampled, centre), before any tile is mapped, so a resumed run (and an
 incremental one, for the scenes it already knows) uses the same centres, and ``remap`` of
 the map's store too. A scene with fewer than ``models.adaptation.MIN_TILES`` readable

@@ -21,10 +21,9 @@ from raylib.formats import embstore, mapfile
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common.tile_grid import TileGrid
 from raylib.pipelines.map import row_codec
-from raylib.raster import tiling
+from raylib.raster import read_block, tiling
 
-STAT_COLUMNS = ("band_mean", "band_std", "n_stats", "ndvi", "ndwi", "stats_reflectance", "ood",
-                *mapfile.CLOUD_COLUMNS)
+STAT_COLUMNS = read_block.ROW_STATS
 
 
 @dataclass
@@ -204,10 +203,8 @@ class Ingest:
                                     unknown_below=self.cfg.unknown_below)
         tables = [] if self.store_only else [table]
         if self.store:
-            st = {"band_mean": np.zeros((n, 0), np.float32), "band_std": np.zeros((n, 0), np.float32),
-                  "n_stats": np.zeros(n, np.int8), "ndvi": np.full(n, np.nan), "ndwi": np.full(n, np.nan)}
             tables.insert(0, embstore.build_table(man, np.zeros((n, self.dim or 0), np.float16), status, error,
-                                                  fill, st))
+                                                  fill, mapfile.no_stats(n)))
         self._emit(tables, np.full(n, uri, object), np.arange(lo, lo + n, dtype=np.int64), table)
 
     def _emit(self, tables: list[pa.Table], uris: np.ndarray, t: np.ndarray, table: pa.Table) -> None:

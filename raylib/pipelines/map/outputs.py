@@ -18,8 +18,7 @@ import re
 
 from raylib.config import MapConfig
 from raylib.errors import ConfigError
-from raylib.formats import embstore, map_folder, mapfile, mapstate, parts, partwriter
-from raylib.formats.mapfile import MARKER, SUCCESS
+from raylib.formats import embstore, map_folder, mapfile, mapstate, out_folder, parts, partwriter
 from raylib.io import storage
 from raylib.raster import scenes
 
@@ -128,7 +127,7 @@ class FullOutput(_Output):
             if why:
                 log.warning("%s holds %s; starting over", cfg.out, why)
                 self.resumed = {}
-                storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
+                map_folder.start_over(cfg.out)
         parts.remove_tmp_debris(cfg.out, keep=set(self.resumed))
         self._drop_orphan_store_parts(set(self.resumed))
         self._first = 1 + max([_index(n) for n in self.resumed] + [-1])
@@ -181,9 +180,9 @@ class IncrementalOutput(_Output):
     def open(self) -> None:
         cfg = self.cfg
         if cfg.overwrite:  # start the incremental map over
-            storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
-        storage.check_own_folder(cfg.out, MARKER, "a landcover map")
-        if storage.exists(storage.join(cfg.out, SUCCESS)) and not mapstate.exists(cfg.out):
+            map_folder.start_over(cfg.out)
+        map_folder.check_ours(cfg.out)
+        if out_folder.finished(cfg.out) and not mapstate.exists(cfg.out):
             raise ConfigError(f"{cfg.out} holds a map made without --incremental.",
                               "choose another --out for incremental runs, or pass --overwrite without --incremental.")
         self.state = mapstate.MapState.load(cfg.out)

@@ -10,9 +10,11 @@ import numpy as np
 from raylib.errors import InputError
 from raylib.models.adaptation import predict_scenes
 from raylib.models.device import batch_shapes, memory_guard, placed
-from raylib.models.model_dir import HEAD_STATISTICS, LandcoverModel
+from raylib.models.landcover_model import HEAD_STATISTICS, LandcoverModel
 from raylib.pipelines.common.object_store import shared
-from raylib.pipelines.common.stages import local_folder, set_torch_threads
+from raylib.pipelines.common.folder_shipping import local_folder
+from raylib.pipelines.common.stages import set_torch_threads
+from raylib.raster.read_block import EMBEDDING, OOD, PIXEL_OUT
 from raylib.raster.reading import model_batches, rows_out
 
 
@@ -93,9 +95,9 @@ class Predictor:
                 if emb is None:
                     emb = np.zeros((n, out[2].shape[1]), np.float16)
                 emb[sel] = out[2]
-        if "pixel_out" in batch:  # the read tasks ran the model's pixel classifier
-            probs = self.model.with_pixels(probs, batch.pop("pixel_out"))
-        out = {**rows_out(batch, probs), "ood": ood}
+        if PIXEL_OUT in batch:  # the read tasks ran the model's pixel classifier
+            probs = self.model.with_pixels(probs, batch.pop(PIXEL_OUT))
+        out = {**rows_out(batch, probs), OOD: ood}
         if self.embeddings:
-            out["embedding"] = emb if emb is not None else np.zeros((n, 0), np.float16)
+            out[EMBEDDING] = emb if emb is not None else np.zeros((n, 0), np.float16)
         return out

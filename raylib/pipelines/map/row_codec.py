@@ -22,11 +22,11 @@ import pyarrow as pa
 
 from raylib.formats import mapfile
 from raylib.raster import scenes, tiling
+from raylib.raster.read_block import BBOX, SPAN
 from raylib.raster.reading import PixelFn, empty_rows
 
 TILE_TABLE_COLUMNS = ("tile_id", "scene", "row_off", "col_off", "width", "height", "grid_row", "grid_col", "edge",
                       "scene_crs", "geometry")
-BBOX = ("xmin", "ymin", "xmax", "ymax")
 BBOX_TYPE = mapfile.MAP_SCHEMA.field("bbox").type
 _WINDOW = ("row_off", "col_off", "width", "height", "grid_row", "grid_col")
 
@@ -48,7 +48,7 @@ def encode_tiles(meta: dict, grid: tiling.GridSpec, lo: int, hi: int) -> dict:
     for k in BBOX:
         out["bbox_" + k] = bb.field(k).to_numpy(zero_copy_only=False).astype(np.float64)
     out.update(item_columns(meta, hi - lo))
-    out["span"] = np.zeros(hi - lo, np.int64)
+    out[SPAN] = np.zeros(hi - lo, np.int64)
     return out
 
 

@@ -42,19 +42,19 @@ from raylib.console import Progress
 from raylib.errors import InputError
 from raylib.failpoints import failpoint
 from raylib.formats import map_folder
-from raylib.formats.mapfile import MARKER
 from raylib.io import storage
 from raylib.models.default import default_model_dir
 from raylib.models.manifest import ModelManifest
 from raylib.pipelines.common import centres as centres_of
-from raylib.pipelines.common.exports import export_after
-from raylib.pipelines.common.map_stac import describe_run
 from raylib.pipelines.common.planning import (OUTSIDE_AOI, display_by_name, expand_scenes, failure_error,
                                               job_fingerprint, plan_scene, resolve_grid, scene_channels)
+from raylib.pipelines.common.run_tail import finish_run
 from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, block_tiles, first_tiles, model_batch,
                                             read_slots)
-from raylib.pipelines.common.stages import (GpuBuildWatch, actor_stage, check_gpus, ensure_ray, landcover_cause,
-                                            pool_size, share_folder)
+from raylib.pipelines.common.folder_shipping import share_folder
+from raylib.pipelines.common.gpu_probe import check_gpus, GpuBuildWatch
+from raylib.pipelines.common.ray_session import ensure_ray, landcover_cause
+from raylib.pipelines.common.stages import actor_stage, pool_size
 from raylib.pipelines.map import adaptation, composite
 from raylib.pipelines.map.driver_head import DriverHead
 from raylib.pipelines.map.ingest import Ingest
@@ -113,7 +113,7 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     """Map every scene in ``cfg.scenes`` (or every item a search of ``cfg.stac`` selects)
     into a GeoParquet dataset at ``cfg.out`` (with
     ``cfg.incremental``: only the scenes not yet mapped, or changed, since the last run;
-    with ``cfg.embeddings``: and the embedding store under ``out/embeddings``).
+    with ``cfg.store``: and the embedding store under ``out/_embeddings``).
     ``store_only`` writes the embedding store alone, at ``out`` (``landcover embed
     --scenes``). ``predictor`` replaces the model actor class (``Predictor``'s constructor
     and batch contract; the benchmark's simulated accelerator)."""
@@ -129,14 +129,14 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
         aoi.load(cfg.aoi)
     storage.check_bucket(cfg.out)
     model_uri = _model_uri(cfg)
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
 
     manifest = LandcoverModel.read_manifest(model_uri)
     adapting = not store_only and centres_of.resolve(cfg.adapt, model_uri, manifest)
     grid = resolve_grid(cfg, manifest)
     grid_dict = grid.as_dict()
     store = StoreOutput(store_meta(cfg, manifest, model_uri, grid_dict), only=store_only) \
-        if (cfg.embeddings or store_only) else None
+        if (cfg.store or store_only) else None
     output = output_for(cfg, store)
     output.open()
     if store:
@@ -245,14 +245,10 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
                                                cfg.unknown_below)
         summary["timings"]["composite"] = round(time.time() - t1, 2)
     summary.update(output.finish(ingest, scenes_seen, pictures, manifest.id, grid_dict))
-    map_folder.finish(cfg.out, summary, after_summary=lambda: failpoint("summary_written"))
-    if summary["result"] == "ok":
-        extra = {k: v for k, v in (("store", summary.get("embeddings")),
-                                   ("composite", (summary.get("composite") or {}).get("path"))) if v and not store_only}
-        summary["stac"] = describe_run(cfg.out, "store" if store_only else "map", extra)
-    if cfg.cog and summary["result"] == "ok" and not store_only:
-        summary["cog"] = export_after(cfg.out)
-    return summary
+    extra = {k: v for k, v in (("store", summary.get("embeddings")),
+                               ("composite", (summary.get("composite") or {}).get("path"))) if v and not store_only}
+    return finish_run(cfg.out, summary, "store" if store_only else "map", cfg.cog and not store_only, extra,
+                      after_summary=lambda: failpoint("summary_written"))
 
 
 def _raise_if_nothing_mappable(cfg: MapConfig, uris: list[str], scenes: dict) -> None:
@@ -260,7 +256,7 @@ def _raise_if_nothing_mappable(cfg: MapConfig, uris: list[str], scenes: dict) ->
     is left as it was before (nothing written)."""
     if not scenes or any(s["failed"] is None for s in scenes.values()):
         return
-    storage.clear_own_folder(cfg.out, MARKER, "a landcover map")
+    map_folder.start_over(cfg.out)
     failed = [(u, scenes[u]) for u in uris if u in scenes]
     if len(failed) == 1:
         raise InputError(failed[0][1]["message"] or failed[0][1]["failed"])

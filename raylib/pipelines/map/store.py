@@ -1,4 +1,4 @@
-"""The embedding store a map run writes beside the map (``landcover map --embeddings``) or
+"""The embedding store a map run writes beside the map (``landcover map --store``) or
 alone (``landcover embed --scenes``): its identity (backbone, weights hash, preprocessing)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from raylib.models.model_dir import local_model_folder
 
 @dataclass
 class StoreOutput:
-    """Where a run writes its embedding store: ``<out>/embeddings/`` beside a map, or ``out``
+    """Where a run writes its embedding store: ``<out>/_embeddings/`` beside a map, or ``out``
     itself (``landcover embed --scenes``: the store is the output, its parts resume like a
     map's), and the store's metadata."""
 

@@ -1,7 +1,7 @@
 """Every head family on frozen backbone embeddings vs handcrafted baselines (PCA of raw
 pixels, HOG) through the same heads, on the split stored in the embeddings table.
 
-    python scripts/heads_benchmark.py --embeddings <embed out> [--heads logistic_regression,mlp,knn,xgboost]
+    python scripts/benchmarks/heads_benchmark.py --store <embed out> [--heads logistic_regression,mlp,knn,xgboost]
         [--baselines pca,hog] [--json results.json]
 
 Prints a Markdown table (balanced accuracy, accuracy, macro F1, kappa, fit seconds).
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from raylib.eval import metrics  # noqa: E402
 from raylib.formats.embtable import read_embeddings  # noqa: E402
@@ -42,7 +42,7 @@ def evaluate(name, head_kind, Xtr, ytr, Xte, yte, classes):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--embeddings", required=True)
+    ap.add_argument("--store", required=True)
     ap.add_argument("--heads", default="logistic_regression,mlp,knn,xgboost")
     ap.add_argument("--baselines", default="pca,hog")
     ap.add_argument("--pca-components", type=int, default=100)

@@ -5,7 +5,7 @@ partition in the driver's process and as Ray Data partitions of ``--partition-ti
 in a fresh driver process whose peak resident memory (its own, not the Ray workers') is
 reported with its time.
 
-    .venv/bin/python scripts/change_scale.py --out /tmp/change-scale --tiles 400000 --partition-tiles 50000
+    .venv/bin/python scripts/benchmarks/change_scale.py --out /tmp/change-scale --tiles 400000 --partition-tiles 50000
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 # the driver's peak from VmHWM: ru_maxrss survives exec, so a child forked from this (large)

@@ -1,11 +1,11 @@
 """The map job's fixed costs against the area, side by side in one run.
 
-    python scripts/scale_benchmark.py [--sizes 100,800,5000] [--duty 16,256] [--rate 2000] [--json out.json]
+    python scripts/benchmarks/scale_benchmark.py [--sizes 100,800,5000] [--duty 16,256] [--rate 2000] [--json out.json]
 
 Scenes are copies of the shipped scenes that cost no disk: GDAL VRT files that point to the
 real GeoTIFF, each with its own geotransform, laid out side by side on a grid (so the map
 covers a large area and a bbox query means something). The model is the simulated
-accelerator of ``scripts/benchmark.py`` (``--rate`` tiles/s, no CPU), so the figures are the
+accelerator of ``scripts/benchmarks/map_throughput.py`` (``--rate`` tiles/s, no CPU), so the figures are the
 pipeline's, not this CPU's model.
 
 1. ``--sizes``: each size mapped in a fresh process (its own Ray session, started by the
@@ -32,9 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "benchmarks"))
 DATA = (REPO / ".." / "shared" / "data" / "scenes").resolve()
 NAIP = [DATA / "m_4709963_se_14_1_20100629.tif", DATA / "m_4709963_se_14_1_20150926.tif",
         DATA / "m_4709963_se_14_1_20200831.tif"]
@@ -96,7 +96,7 @@ def peak_rss_mib() -> float:
 
 def one_size(n: int, work: Path, rate: float) -> dict:
     """Runs in its own process: map ``n`` NAIP copies with the simulated device."""
-    from benchmark import device, duty_cycle
+    from map_throughput import device, duty_cycle
 
     from raylib import console
     from raylib.config import MapConfig
@@ -123,7 +123,7 @@ def duty(sizes: list[int], work: Path, rate: float) -> list[dict]:
     """The README's Landsat scene: 16 whole copies, or 256 copies of its 16 sub-windows (the
     same number of tiles in 16 times the scenes)."""
     import ray
-    from benchmark import device, duty_cycle
+    from map_throughput import device, duty_cycle
 
     from raylib.config import MapConfig
     from raylib.pipelines.map.run import run_map
@@ -202,7 +202,7 @@ def noop(n: int, work: Path) -> dict:
     from raylib.formats.mapfile import MARKER, SUCCESS
     from raylib.io import storage
     from raylib.models.default import default_model_dir
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.pipelines.common.planning import resolve_grid
     from raylib.pipelines.map.run import run_map
 
@@ -254,7 +254,7 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     env = dict(os.environ, RAY_AUTH_MODE="disabled", LANDCOVER_PROGRESS="0")
-    fig: dict = {"command": "python scripts/scale_benchmark.py " + " ".join(sys.argv[1:]), "sizes": [],
+    fig: dict = {"command": "python scripts/benchmarks/scale_benchmark.py " + " ".join(sys.argv[1:]), "sizes": [],
                  "duty": [], "bbox_query": None, "noop": None}
     largest = None
     for n in [int(x) for x in args.sizes.split(",") if x]:

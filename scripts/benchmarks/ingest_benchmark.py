@@ -1,6 +1,6 @@
 """The map driver's ceiling: rows per second it can take in and write, without Ray.
 
-    python scripts/ingest_benchmark.py [--rows 400000] [--block 256]
+    python scripts/benchmarks/ingest_benchmark.py [--rows 400000] [--block 256]
 
 Feeds blocks of rows shaped as the model stage returns them (tile rows of NAIP-sized scenes
 with their manifest columns, class probabilities and statistics) to ``map.ingest.Ingest``
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 DATA = (REPO / ".." / "shared" / "data" / "scenes").resolve()
 NAIP = DATA / "m_4709963_se_14_1_20150926.tif"
@@ -29,9 +29,10 @@ def blocks(n_rows: int, block: int, classes: int):
     """Model-stage blocks over copies of one NAIP scene (48 tiles each)."""
     from raylib.config import MapConfig
     from raylib.models.default import default_model_dir
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.pipelines.common.planning import plan_scene, resolve_grid
-    from raylib.pipelines.map.source import _manifest_columns, scene_meta
+    from raylib.pipelines.map.row_codec import encode_tiles
+    from raylib.pipelines.map.source import scene_meta
 
     manifest = LandcoverModel.read_manifest(default_model_dir())
     cfg = MapConfig(scenes=[str(NAIP)], out="/tmp/unused", bands="naip", quicklook=False)
@@ -39,7 +40,7 @@ def blocks(n_rows: int, block: int, classes: int):
     plan = plan_scene(str(NAIP), cfg, manifest, grid)
     base_meta = scene_meta(plan)
     n = plan.n_tiles
-    cols = _manifest_columns(base_meta, grid, 0, n)
+    cols = encode_tiles(base_meta, grid, 0, n)  # a read block's place columns (raster.read_block.PLACE)
     rng = np.random.default_rng(0)
     k = 0
     out = []

@@ -10,7 +10,7 @@ BENCHMARKS.md, "Land change".
 4. ``landcover sample`` of the change map (strata: transitions) and ``landcover accounts``
    over two districts drawn over the scene (a border that cuts tiles).
 
-    .venv/bin/python scripts/change_benchmark.py --out /tmp/change
+    .venv/bin/python scripts/benchmarks/change_benchmark.py --out /tmp/change
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 SCENES = REPO.parent / "shared" / "data" / "scenes"
 DATES = {"2010": "m_4709963_se_14_1_20100629.tif", "2015": "m_4709963_se_14_1_20150926.tif",

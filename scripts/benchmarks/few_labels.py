@@ -1,23 +1,23 @@
 """The label-and-adapt loop on the shipped labelled scenes (BENCHMARKS.md, "Embed once, map
 many times").
 
-For each scene: ``landcover map --embeddings`` with the built-in model (the zero-shot map and
+For each scene: ``landcover map --store`` with the built-in model (the zero-shot map and
 the store; timed), then for K labelled tiles per class and a few seeds, side by side:
 
-- ``train-head --embeddings --labels <reference raster> --per-class K``, every reference
+- ``train-head --store --labels <reference raster> --per-class K``, every reference
   group labelled, and only the three assessed groups labelled (a crosswalk without the
   others' codes); ``remap`` (timed); ``assess --exclude-training``;
 - ``train-head --pixels`` (both labellings): the tile head and a pixel classifier of the
   same tiles' pixels, each labelled by the raster; ``map`` with it (it needs the imagery)
   and ``assess --exclude-training``;
-- ``tune --embeddings --labels ... --per-class K`` (largest K; the three groups);
+- ``tune --store --labels ... --per-class K`` (largest K; the three groups);
 - ``export-tiles`` + ``finetune`` on the same K tiles' windows read from the scene, then
   ``map`` with the fine-tuned network and ``assess --exclude-training``.
 
 Prints balanced accuracy over the scene's main groups (tiles not used for training) and the
 remap vs map speed.
 
-    .venv/bin/python scripts/adapt_benchmark.py --out /tmp/adapt [--ks 5,10,20] [--seeds 0,1,2] \
+    .venv/bin/python scripts/benchmarks/few_labels.py --out /tmp/adapt [--ks 5,10,20] [--seeds 0,1,2] \
         [--tune-trials 24] [--finetune-seeds 0] [--pixel-seeds 0,1,2]
 """
 
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from scripts.map_accuracy import SCENES  # noqa: E402
+from scripts.benchmarks.map_accuracy import SCENES  # noqa: E402
 
 GROUPS = {"NC Wake (Landsat 7, 28.5 m)": ["forest", "developed", "herbaceous_shrub"],
           "Chesapeake WV (NAIP, ~25 m)": ["forest", "low_vegetation", "developed"]}
@@ -96,7 +96,7 @@ def main() -> int:
             continue
         groups = GROUPS[name]
         tag = Path(s["scene"]).stem
-        m = run_map(MapConfig(scenes=[str(s["scene"])], out=str(out / tag / "map"), embeddings=True, overwrite=True,
+        m = run_map(MapConfig(scenes=[str(s["scene"])], out=str(out / tag / "map"), store=True, overwrite=True,
                               **s["map"]))
         store = m["embeddings"]
         ref = dict(reference=str(s["reference"]), crosswalk=str(s["crosswalk"]), overwrite=True)
@@ -118,13 +118,13 @@ def main() -> int:
                     what = f"{'all' if cw == str(s['crosswalk']) else 'three'}-k{k}-s{seed}"
                     head = str(out / tag / f"head-{what}")
                     try:
-                        train_head(TrainHeadConfig(embeddings=store, labels=str(s["reference"]), crosswalk=cw,
+                        train_head(TrainHeadConfig(store=store, labels=str(s["reference"]), crosswalk=cw,
                                                    per_class=k, seed=seed, features=args.features, out=head))
                     except InputError as exc:  # e.g. a scene with tiles of one assessed group only
                         lines.append(f"| {name} | {k} | {way} | n/a: {exc} | | |")
                         print(lines[-1], flush=True)
                         break
-                    rm = run_remap(RemapConfig(embeddings=store, model=head, out=str(out / tag / f"map-{what}"),
+                    rm = run_remap(RemapConfig(store=store, model=head, out=str(out / tag / f"map-{what}"),
                                                overwrite=True, quicklook=seed == seeds[0]))
                     speed.append((name, m["tiles"] / m["seconds"], rm["tiles_per_second"]))
                     ba, rec = assess(str(out / tag / f"map-{what}"), head, what)
@@ -138,7 +138,7 @@ def main() -> int:
                 for seed in [int(x) for x in args.pixel_seeds.split(",")]:
                     what = f"pixels-{'all' if cw == str(s['crosswalk']) else 'three'}-k{k}-s{seed}"
                     head = str(out / tag / f"head-{what}")
-                    train_head(TrainHeadConfig(embeddings=store, labels=str(s["reference"]), crosswalk=cw,
+                    train_head(TrainHeadConfig(store=store, labels=str(s["reference"]), crosswalk=cw,
                                                per_class=k, seed=seed, features=args.features, pixels=True, out=head))
                     pmap = str(out / tag / f"map-{what}")
                     run_map(MapConfig(scenes=[str(s["scene"])], out=pmap, model=head, overwrite=True,
@@ -151,9 +151,9 @@ def main() -> int:
             k = max(ks)
             bas, first = [], None
             for seed in seeds:
-                t = run_tune(TuneConfig(embeddings=store, labels=str(s["reference"]), crosswalk=str(three), per_class=k,
+                t = run_tune(TuneConfig(store=store, labels=str(s["reference"]), crosswalk=str(three), per_class=k,
                                         seed=seed, trials=args.tune_trials, out=str(out / tag / f"tune-k{k}-s{seed}")))
-                rm = run_remap(RemapConfig(embeddings=store, model=t["model"], out=str(out / tag / f"map-tune-k{k}-s{seed}"),
+                rm = run_remap(RemapConfig(store=store, model=t["model"], out=str(out / tag / f"map-tune-k{k}-s{seed}"),
                                            overwrite=True, quicklook=False))
                 ba, rec = assess(str(out / tag / f"map-tune-k{k}-s{seed}"), t["model"], f"tune-k{k}-s{seed}")
                 bas.append(ba)
@@ -163,7 +163,7 @@ def main() -> int:
             bas, first = [], None
             for seed in [int(x) for x in args.finetune_seeds.split(",")]:
                 tiles = str(out / tag / f"tiles-k{k}-s{seed}")
-                export_tiles(ExportTilesConfig(embeddings=store, labels=str(s["reference"]), crosswalk=str(three),
+                export_tiles(ExportTilesConfig(store=store, labels=str(s["reference"]), crosswalk=str(three),
                                                per_class=k, seed=seed, out=tiles, overwrite=True))
                 model = str(out / tag / f"finetuned-k{k}-s{seed}")
                 run_finetune(FinetuneConfig(data=tiles, out=model, test_fraction=0, val_fraction=0.2, workers=1,
@@ -175,7 +175,7 @@ def main() -> int:
                 bas.append(ba)
                 first = first or rec
             row(name, k, "fine-tuned backbone (export-tiles + finetune, 15 epochs), the three groups labelled", bas, first)
-    lines += ["", "| scene | map tiles/s (whole run, with --embeddings) | remap tiles/s (median) | ratio |", "|---|---|---|---|"]
+    lines += ["", "| scene | map tiles/s (whole run, with --store) | remap tiles/s (median) | ratio |", "|---|---|---|---|"]
     for name in SCENES:
         rows = [x for x in speed if x[0] == name]
         if not rows:

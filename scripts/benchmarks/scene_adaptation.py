@@ -12,7 +12,7 @@ With the built-in model, side by side in one run:
     re-centred on the hold-out's mean; the EuroSAT MS sample (270 patches with NIR), the
     image head alone and pooled with a spectral head fitted out of fold (5 folds).
 
-    .venv/bin/python scripts/adaptation_benchmark.py --out /tmp/adapt-bench
+    .venv/bin/python scripts/benchmarks/scene_adaptation.py --out /tmp/adapt-bench
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 DATA = (REPO / ".." / "shared" / "data").resolve()
 NC = DATA / "labelled-scenes" / "nc-wake-landsat7-landclass96"
@@ -136,7 +136,7 @@ def eurosat_rows() -> list[str]:
 
     from raylib.models import adaptation, spectral
     from raylib.models.default import default_model_dir, find_eurosat
-    from raylib.models.model_dir import LandcoverModel
+    from raylib.models.landcover_model import LandcoverModel
     from raylib.raster import patches
 
     model = LandcoverModel.load(default_model_dir())

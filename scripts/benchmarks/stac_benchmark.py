@@ -9,7 +9,7 @@ default model, cloud screening by the items' SCL assets):
 - ``landsat-aoi``: the Landsat window as per-band COGs in UTM 21 and the same pixels placed
   in UTM 22, an AOI across both scenes' edges and the zone line.
 
-Run: python scripts/stac_benchmark.py [--work /tmp/stac-bench]
+Run: python scripts/benchmarks/stac_benchmark.py [--work /tmp/stac-bench]
 Prints a Markdown table (for BENCHMARKS.md) and writes the summaries as JSON. The default
 model is built and Ray started before the runs: their seconds are a warm session's.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests import stac_catalog as sc  # noqa: E402  (the suite's catalog builders)
@@ -63,7 +63,7 @@ def main() -> None:
     from raylib.config import MapConfig
     from raylib.io import storage
     from raylib.models.default import default_model_dir
-    from raylib.pipelines.common.stages import ensure_ray
+    from raylib.pipelines.common.ray_session import ensure_ray
     from raylib.pipelines.map.run import run_map
 
     default_model_dir()  # built once on first use (minutes), not timed

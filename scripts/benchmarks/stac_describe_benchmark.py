@@ -3,8 +3,8 @@ map, embed, remap and change run): a map folder of N copies of one part, describ
 (every part read and hashed), again with one part added (what an incremental run does),
 and again with nothing changed.
 
-    python scripts/stac_describe_benchmark.py --part maps/landsat/part-00000.parquet --parts 200
-    PYTHONPATH=<a worktree of another commit> python scripts/stac_describe_benchmark.py ...   # side by side
+    python scripts/benchmarks/stac_describe_benchmark.py --part maps/landsat/part-00000.parquet --parts 200
+    PYTHONPATH=<a worktree of another commit> python scripts/benchmarks/stac_describe_benchmark.py ...   # side by side
 
 It imports ``raylib`` from ``PYTHONPATH`` first, so one command measures any commit.
 """

@@ -4,8 +4,8 @@ ground grid (a display product: no first pass), each a `landcover map` process o
 a warm model cache, as the README runs it. Several checkouts are run alternately, in one
 session, so their figures compare side by side on a noisy machine.
 
-    .venv/bin/python scripts/first_rows_benchmark.py                      # this checkout
-    .venv/bin/python scripts/first_rows_benchmark.py --trees . /tmp/base  # this one against another
+    .venv/bin/python scripts/benchmarks/first_rows_benchmark.py                      # this checkout
+    .venv/bin/python scripts/benchmarks/first_rows_benchmark.py --trees . /tmp/base  # this one against another
 
 Each tree is run with its own ``raylib`` first on PYTHONPATH and as the working directory
 (the Ray workers import it from there); ``../shared/data`` must lie beside each tree.

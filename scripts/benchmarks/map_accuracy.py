@@ -6,7 +6,7 @@ Markdown table: tile agreement, balanced accuracy, per-group recall (producer's 
 the census), the share of water among partial (edge/fill) vs interior tiles, expected
 calibration error; and the Olofsson et al. (2014) example reproduced.
 
-    .venv/bin/python scripts/map_accuracy.py --out /tmp/map-accuracy [--model DIR] [--variants auto,match]
+    .venv/bin/python scripts/benchmarks/map_accuracy.py --out /tmp/map-accuracy [--model DIR] [--variants auto,match]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 DATA = (REPO / ".." / "shared" / "data" / "labelled-scenes").resolve()
 
