@@ -233,3 +233,9 @@ def test_model(tmp_path_factory):
     cfg = TrainHeadConfig(data=str(EUROSAT), out=str(out), per_class=20, input_size=64, name="test-small")
     manifest, scores = train_head(cfg, ["test"])
     return {"uri": str(out), "manifest": manifest, "scores": scores}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The multi-node tests last: their cluster (a second Ray on this machine, one of whose
+    nodes a test kills) is gone before any other test runs."""
+    items.sort(key=lambda item: "test_multinode.py" in item.nodeid)

@@ -43,6 +43,7 @@ from raylib.formats.parts import TMP
 from raylib.io import storage
 from raylib.io.names import safe_name
 from raylib.pipelines.common.map_input import MapSource, finished_folder, id_ranges, open_map_input
+from raylib.pipelines.common.ray_session import check_shared_paths
 from raylib.raster import aoi
 
 COLUMNS = ["tile_id", "label", "status", "geometry", "scene_crs", "fill_fraction", "area_ha"]
@@ -191,6 +192,7 @@ def _sums(cfg: AccountsConfig, job: AccountsJob) -> list[dict]:
 
 def run_accounts(cfg: AccountsConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
+    check_shared_paths(cfg.ray_address, {"--out": cfg.out, "--map": cfg.map})
     out_folder.check(cfg.out, "accounts", cfg.overwrite)
     source = open_map_input(cfg.map)
     names, polys = read_zones(cfg)

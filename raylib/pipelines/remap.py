@@ -33,7 +33,7 @@ from raylib.pipelines.common import centres as centres_of
 from raylib.pipelines.common.object_store import shared
 from raylib.pipelines.common.run_tail import finish_run
 from raylib.pipelines.common.folder_shipping import local_folder, share_folder
-from raylib.pipelines.common.ray_session import ensure_ray
+from raylib.pipelines.common.ray_session import check_shared_paths, ensure_ray
 from raylib.pipelines.common.tile_grid import TileGrid
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def run_remap(cfg: RemapConfig, argv: list[str] | None = None) -> dict:
     import ray
 
     t0 = time.time()
+    check_shared_paths(cfg.ray_address, {"--out": cfg.out, "--store": cfg.store})
     store = embstore.locate(cfg.store)  # the store's folder, or a map folder holding one
     meta = embstore.read_meta(store)
     files = embstore.part_files(store)

@@ -41,14 +41,15 @@ def watch():
 
 before = len(workers())
 # a GPU request the live nodes cannot meet is left to an autoscaler with node types of its own
-from raylib.pipelines.common.gpu_probe import _autoscaler_node_types, check_gpus
+from raylib.pipelines.common.gpu_probe import check_gpus
+from raylib.pipelines.common.ray_session import autoscaler_node_types
 deadline = time.time() + 30
-while not _autoscaler_node_types() and time.time() < deadline:
+while not autoscaler_node_types() and time.time() < deadline:
     time.sleep(0.5)
-types = _autoscaler_node_types()
+types = autoscaler_node_types()
 check_gpus(1)  # (raises when no autoscaler may start a node)
 threading.Thread(target=watch, daemon=True).start()
-s = run_tune(TuneConfig(embeddings=emb, out=out, trials=2, families=["logistic_regression", "knn"],
+s = run_tune(TuneConfig(data=emb, out=out, trials=2, families=["logistic_regression", "knn"],
                         cpus_per_trial=1, max_concurrent_trials=2))
 stop[0] = True
 deadline = time.time() + 120

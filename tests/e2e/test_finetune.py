@@ -116,7 +116,7 @@ def test_compare_frozen_head_and_finetuned_on_one_stored_split(trained, ft_set, 
     cfg, s = trained
     emb = str(tmp_path / "emb")
     run_embed(EmbedConfig(data=str(ft_set), out=emb, input_size=64))
-    head = run_tune(TuneConfig(embeddings=emb, out=str(tmp_path / "tune"), trials=1,
+    head = run_tune(TuneConfig(data=emb, out=str(tmp_path / "tune"), trials=1,
                                families=["logistic_regression"]))
     rc = main(["compare", "--models", head["model"], cfg.out, "--data", emb, "--out", str(tmp_path / "cmp")])
     out = capsys.readouterr().out

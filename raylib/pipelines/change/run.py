@@ -23,6 +23,7 @@ from raylib.pipelines.change import dates as datelib
 from raylib.pipelines.change.partition import ChangeJob, record_name, run_partition
 from raylib.pipelines.common.map_input import MapSource, id_ranges
 from raylib.pipelines.common.run_tail import finish_run
+from raylib.pipelines.common.ray_session import check_shared_paths
 
 # beside the parts, under "_" names that every reader of the map skips
 TRANSITIONS, PICTURE = "_transitions.csv", f"{mapfile.QUICKLOOKS}/change.png"
@@ -67,6 +68,7 @@ def _undo(out: str, existed: bool) -> None:
 def run_change(cfg: ChangeConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
     storage.check_bucket(cfg.out)
+    check_shared_paths(cfg.ray_address, {"--out": cfg.out, "--dates": cfg.maps})
     if len({u.rstrip("/") for u in cfg.maps}) < len(cfg.maps):
         raise ConfigError("The same map is given for two dates.", "give a map of each date.")
     dates = [datelib.open_date(u) for u in cfg.maps]

@@ -36,6 +36,7 @@ from raylib.io import storage
 from raylib.pipelines.common.export_blocks import ExportJob, ZoneGrid, write_block, zone_grids
 from raylib.pipelines.common.map_input import open_map_input
 from raylib.pipelines.common.map_stac import stac_sources
+from raylib.pipelines.common.ray_session import check_shared_paths
 
 COG_FOLDER = "_cog"  # --cog: a map's export, in a folder every reader of the map skips
 
@@ -71,6 +72,7 @@ def _write_blocks(cfg: ExportConfig, job: ExportJob, grids: list[ZoneGrid], bloc
 
 def export_map(cfg: ExportConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
+    check_shared_paths(cfg.ray_address, {"--out": cfg.out, "--map": cfg.map})
     out_folder.check(cfg.out, "export", cfg.overwrite)
     source = open_map_input(cfg.map)
     classes = list(source.meta["classes"])

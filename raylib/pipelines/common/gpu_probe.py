@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from raylib.errors import InputError
+from raylib.pipelines.common.ray_session import autoscaler_node_types
 
 log = logging.getLogger(__name__)
 _SAID_GPU_BUILD: set[str] = set()  # the warnings this process has logged (a compare's models share one)
@@ -32,7 +33,7 @@ def check_gpus(num_gpus: float | None, asked: str | None = None, per: str = "act
         pass
     if num_gpus > max(live, types):
         asked = asked or f"--num-gpus {num_gpus:g}"
-        if not types and _autoscaler_node_types():  # node types this driver cannot see: the autoscaler decides
+        if not types and autoscaler_node_types():  # node types this driver cannot see: the autoscaler decides
             log.warning("%s: no node of the cluster has %g GPU(s) yet; waiting for the autoscaler to start one",
                         asked, num_gpus)
             return
@@ -123,23 +124,3 @@ def check_cuda(asked: str, per: str = "training worker") -> None:
         raise InputError(f"{asked}: the torch on the cluster's GPU node ({t['version']} on {t['node']}) has no "
                          f"{lacks}, so a {per} could not use its GPU.",
                          f"install a CUDA build of torch on the GPU nodes, or leave out {asked} to run on CPUs.")
-
-
-def _autoscaler_node_types() -> list[str]:
-    """The node types of an autoscaler that starts nodes from a cluster config (``ray up``
-    cluster.yaml's ``head``, ``gpu``, ...), as its last status names them; empty for a local
-    Ray or a fixed ``ray start`` cluster (their read-only provider names each node
-    ``node_<id>``). Ray's v1 autoscaler publishes its status, not its config's resources."""
-    try:
-        import json
-
-        from ray._private import ray_constants
-        from ray.experimental.internal_kv import _internal_kv_get
-
-        raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-        report = (json.loads(raw) if raw else {}).get("autoscaler_report") or {}
-    except Exception:
-        return []
-    names = set(report.get("active_nodes") or {}) | set(report.get("pending_launches") or {})
-    names |= {p[1] for p in report.get("pending_nodes") or [] if len(p) > 1}
-    return sorted(n for n in names if not str(n).startswith("node_"))

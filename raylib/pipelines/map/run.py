@@ -53,7 +53,7 @@ from raylib.pipelines.common.sizing import (actor_concurrency, block_bytes, bloc
                                             read_slots)
 from raylib.pipelines.common.folder_shipping import share_folder
 from raylib.pipelines.common.gpu_probe import check_gpus, GpuBuildWatch
-from raylib.pipelines.common.ray_session import ensure_ray, landcover_cause
+from raylib.pipelines.common.ray_session import check_shared_paths, ensure_ray, landcover_cause
 from raylib.pipelines.common.stages import actor_stage, pool_size
 from raylib.pipelines.map import adaptation, composite
 from raylib.pipelines.map.driver_head import DriverHead
@@ -123,6 +123,8 @@ def run_map(cfg: MapConfig, argv: list[str] | None = None, predictor: type | Non
     # model may take a minute to build.
     skipped: list[str] = []
     scenes = expand_scenes(cfg.scenes, skipped) if cfg.scenes else None
+    # joining a cluster of several machines: paths its workers cannot reach are refused before anything is written
+    check_shared_paths(cfg.ray_address, {"--out": cfg.out, "--scenes": scenes})
     if cfg.aoi:  # read once here: a bad AOI is one clear error, not an error row per scene
         from raylib.raster import aoi
 
